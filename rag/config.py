@@ -1,0 +1,46 @@
+"""One settings tree, read from the environment (prefix RAG_) and from `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    corpus_paths: list[Path] = Field(
+        default=[PROJECT_ROOT / "data" / "corpus"],
+        description="Files or folders ingested when `rag ingest` is given no path (JSON list in env).",
+    )
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / "data" / "index",
+        description="Where the embedded Chroma index and ingest record live.",
+    )
+    collection: str = Field(default="abstracts", description="Chroma collection name (3-512 characters).")
+    chroma_host: str | None = Field(default=None, description="Chroma server host; set it to use a server instead of the embedded index.")
+    chroma_port: int = Field(default=8000, description="Chroma server port, used with RAG_CHROMA_HOST.")
+
+    embed_backend: Literal["onnx", "openai-compatible"] = Field(
+        default="onnx", description="`onnx`: bundled all-MiniLM-L6-v2, offline. `openai-compatible`: an embeddings endpoint."
+    )
+    embed_model: str = Field(default="text-embedding-3-small", description="Model name for the openai-compatible embedder.")
+    embed_base_url: str | None = Field(default=None, description="Base URL of the embeddings endpoint (None: api.openai.com).")
+    embed_api_key: SecretStr | None = Field(default=None, description="Key for the embeddings endpoint (falls back to OPENAI_API_KEY).")
+    embed_batch_size: int = Field(default=32, description="Texts embedded per batch.")
+    chunk_tokens: int = Field(default=256, description="Largest chunk in embedder word pieces; longer abstracts split on sentences.")
+
+    top_k: int = Field(default=10, description="Papers returned by a search.")
+    candidates: int = Field(default=50, description="Chunks each retriever contributes before fusion.")
+    rrf_k: int = Field(default=60, description="Reciprocal rank fusion constant.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,122 @@
+"""Data types shared by every pipeline stage (the bottom of the import graph)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Paper:
+    """One paper of the corpus; `paper_id` is a content hash, so it survives re-ingest."""
+
+    paper_id: str
+    title: str
+    abstract: str
+    date_raw: str = ""
+    date: str = ""  # ISO date when the year is known, else "" (see `month_day`)
+    year: int | None = None
+    authors: int | None = None
+    organisation: str = ""
+    sources: list[str] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)  # entry number within each source
+
+    @property
+    def display_title(self) -> str:
+        """Title to cite by: the real one, or the abstract's opening words when there is none."""
+        if self.title:
+            return self.title
+        words = self.abstract.split()
+        head = " ".join(words[:10])
+        return head + (" ..." if len(words) > 10 else "")
+
+    @property
+    def source(self) -> str:
+        return self.sources[0] if self.sources else ""
+
+
+@dataclass
+class Problem:
+    """Something in an input file that was skipped, with the reason in words a user can act on."""
+
+    file: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class Corpus:
+    papers: list[Paper]
+    problems: list[Problem] = field(default_factory=list)
+    per_file: dict[str, int] = field(default_factory=dict)  # entries read per file
+    merged: int = 0  # entries folded into a paper already seen in another place
+
+
+@dataclass
+class Chunk:
+    """A run of whole sentences of one abstract, small enough for the embedder."""
+
+    chunk_id: str
+    paper_id: str
+    text: str
+    start: int  # character offsets into the abstract
+    end: int
+
+
+@dataclass
+class Hit:
+    """One retrieved paper (its best chunk), with the scores that ranked it."""
+
+    paper: Paper
+    score: float
+    chunk: Chunk | None = None
+    dense: float | None = None  # cosine similarity of the best chunk, when dense found it
+    bm25: float | None = None
+    ranks: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        p = self.paper
+        return {
+            "paper_id": p.paper_id,
+            "title": p.display_title,
+            "has_title": bool(p.title),
+            "abstract": p.abstract,
+            "source": p.source,
+            "sources": p.sources,
+            "date": p.date or p.date_raw,
+            "year": p.year,
+            "authors": p.authors,
+            "organisation": p.organisation,
+            "score": round(self.score, 6),
+            "dense": None if self.dense is None else round(self.dense, 6),
+            "bm25": None if self.bm25 is None else round(self.bm25, 6),
+            "ranks": self.ranks,
+        }
+
+
+def paper_from_meta(meta: dict) -> Paper:
+    """Rebuild a Paper from the flat metadata stored beside each chunk in the vector store."""
+    return Paper(
+        paper_id=meta["paper_id"],
+        title=meta.get("title", ""),
+        abstract=meta.get("abstract", ""),
+        date_raw=meta.get("date_raw", ""),
+        date=meta.get("date", ""),
+        year=meta.get("year") if meta.get("year", -1) != -1 else None,
+        authors=meta.get("authors") if meta.get("authors", -1) != -1 else None,
+        organisation=meta.get("organisation", ""),
+        sources=[s for s in meta.get("sources", "").split("|") if s],
+    )
+
+
+def paper_to_meta(p: Paper) -> dict:
+    """Flatten a Paper for Chroma, whose metadata values must be scalars (-1 stands for unknown)."""
+    d = asdict(p)
+    d["sources"] = "|".join(p.sources)
+    d["positions"] = ",".join(map(str, p.positions))
+    d["year"] = -1 if p.year is None else p.year
+    d["authors"] = -1 if p.authors is None else p.authors
+    return d
