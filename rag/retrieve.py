@@ -1,0 +1,148 @@
+"""Hybrid retrieval: BM25 over papers and dense search over chunks, fused, filtered, one hit per paper."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from rag.config import Settings
+from rag.index import open_collection, stored_chunks
+from rag.types import Chunk, Hit, Paper, paper_from_meta
+
+Method = Literal["hybrid", "bm25", "dense"]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Metadata filters. A paper with an unknown year never passes a year filter (fail closed)."""
+
+    year_from: int | None = None
+    year_to: int | None = None
+    sources: tuple[str, ...] = ()
+
+    def active(self) -> bool:
+        return self.year_from is not None or self.year_to is not None or bool(self.sources)
+
+    def allows(self, paper: Paper) -> bool:
+        if self.year_from is not None or self.year_to is not None:
+            if paper.year is None:
+                return False
+            if self.year_from is not None and paper.year < self.year_from:
+                return False
+            if self.year_to is not None and paper.year > self.year_to:
+                return False
+        return not self.sources or bool(set(self.sources) & set(paper.sources))
+
+
+class Retriever:
+    """Loads the stored papers once, builds BM25 in memory (fast at abstract scale), queries Chroma."""
+
+    def __init__(self, settings: Settings, embedder: Any, collection: Any | None = None) -> None:
+        from llama_index.vector_stores.chroma import ChromaVectorStore
+
+        self.settings = settings
+        self.embedder = embedder
+        self.collection = collection or open_collection(settings)
+        self.store = ChromaVectorStore(chroma_collection=self.collection)
+        ids, texts, metas = stored_chunks(self.collection)
+        self.papers: dict[str, Paper] = {}
+        self.chunks: dict[str, Chunk] = {}
+        for cid, text, meta in zip(ids, texts, metas):
+            self.papers.setdefault(meta["paper_id"], paper_from_meta(meta))
+            self.chunks[cid] = Chunk(cid, meta["paper_id"], text, meta.get("start", 0), meta.get("end", len(text)))
+        self.order = sorted(self.papers)  # BM25 row i is paper self.order[i]
+        self._bm25 = _BM25([_bm25_text(self.papers[pid]) for pid in self.order]) if self.order else None
+
+    def __len__(self) -> int:
+        return len(self.papers)
+
+    def search(self, query: str, k: int | None = None, filters: Filters = Filters(), method: Method = "hybrid") -> list[Hit]:
+        """Best `k` papers for `query`; empty when the filters match no paper."""
+        k = k or self.settings.top_k
+        allowed = [pid for pid in self.order if filters.allows(self.papers[pid])] if filters.active() else None
+        if allowed == [] or not self.papers or not query.strip():
+            return []
+        dense = self._dense(query, allowed) if method != "bm25" else {}
+        lexical = self._lexical(query, allowed) if method != "dense" else {}
+        return fuse(dense, lexical, self.papers, k, self.settings.rrf_k)
+
+    def _dense(self, query: str, allowed: list[str] | None) -> dict[str, tuple[float, Chunk]]:
+        """Paper id -> (best chunk cosine, that chunk)."""
+        from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters, VectorStoreQuery
+
+        filters = None
+        if allowed is not None:
+            filters = MetadataFilters(filters=[MetadataFilter(key="paper_id", value=allowed, operator=FilterOperator.IN)])
+        result = self.store.query(
+            VectorStoreQuery(
+                query_embedding=self.embedder.get_query_embedding(query),
+                similarity_top_k=self.settings.candidates,
+                filters=filters,
+            )
+        )
+        best: dict[str, tuple[float, Chunk]] = {}
+        for node_id, sim in zip(result.ids, result.similarities):
+            chunk = self.chunks[node_id]
+            cosine = 1.0 + math.log(max(sim, 1e-12))  # ChromaVectorStore reports exp(-cosine distance)
+            if chunk.paper_id not in best or cosine > best[chunk.paper_id][0]:
+                best[chunk.paper_id] = (cosine, chunk)
+        return best
+
+    def _lexical(self, query: str, allowed: list[str] | None) -> dict[str, float]:
+        """Paper id -> BM25 score, for papers that share at least one term with the query."""
+        scores = self._bm25.scores(query)
+        mask = None if allowed is None else set(allowed)
+        top = np.argsort(-scores)[: self.settings.candidates * 4]
+        return {
+            self.order[i]: float(scores[i])
+            for i in top
+            if scores[i] > 0 and (mask is None or self.order[i] in mask)
+        }
+
+
+def fuse(
+    dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], papers: dict[str, Paper], k: int, rrf_k: int
+) -> list[Hit]:
+    """Reciprocal rank fusion of the two rankings; each hit keeps both raw scores and ranks."""
+    dense_rank = {pid: r for r, pid in enumerate(sorted(dense, key=lambda p: -dense[p][0]), 1)}
+    bm25_rank = {pid: r for r, pid in enumerate(sorted(lexical, key=lambda p: -lexical[p]), 1)}
+    hits = []
+    for pid in dense_rank.keys() | bm25_rank.keys():
+        ranks = {}
+        score = 0.0
+        if pid in dense_rank:
+            ranks["dense"] = dense_rank[pid]
+            score += 1.0 / (rrf_k + dense_rank[pid])
+        if pid in bm25_rank:
+            ranks["bm25"] = bm25_rank[pid]
+            score += 1.0 / (rrf_k + bm25_rank[pid])
+        d = dense.get(pid)
+        hits.append(Hit(papers[pid], score, chunk=d[1] if d else None, dense=d[0] if d else None, bm25=lexical.get(pid), ranks=ranks))
+    hits.sort(key=lambda h: (-h.score, h.paper.paper_id))
+    return hits[:k]
+
+
+def _bm25_text(paper: Paper) -> str:
+    return f"{paper.title}\n{paper.abstract}"
+
+
+class _BM25:
+    """bm25s with English stemming and stop words, as measured best on this kind of text."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        import bm25s
+        import Stemmer
+
+        self._stemmer = Stemmer.Stemmer("english")
+        self._bm25 = bm25s.BM25()
+        self._bm25.index(bm25s.tokenize(list(texts), stopwords="en", stemmer=self._stemmer, show_progress=False), show_progress=False)
+
+    def scores(self, query: str) -> np.ndarray:
+        import bm25s
+
+        tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)[0]
+        return self._bm25.get_scores(tokens) if tokens else np.zeros(self._bm25.scores["num_docs"])
