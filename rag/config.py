@@ -38,9 +38,35 @@ class Settings(BaseSettings):
 
     top_k: int = Field(default=10, description="Papers returned by a search.")
     candidates: int = Field(default=50, description="Chunks each retriever contributes before fusion.")
-    rrf_k: int = Field(default=60, description="Reciprocal rank fusion constant.")
+    fusion: Literal["weighted", "rrf"] = Field(default="weighted", description="How hybrid search combines BM25 and dense: weighted scores or reciprocal rank fusion.")
+    bm25_weight: float = Field(default=0.7, description="Share of BM25 in weighted fusion (0: dense only, 1: BM25 only).")
+    rrf_k: int = Field(default=60, description="Reciprocal rank fusion constant (fusion=rrf).")
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def _shown_default(value: object) -> str:
+    """Defaults as a user writes them: project paths relative, lists as JSON."""
+    if isinstance(value, Path):
+        return str(value.relative_to(PROJECT_ROOT)) if value.is_relative_to(PROJECT_ROOT) else str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(f'"{_shown_default(v)}"' for v in value) + "]"
+    return "" if value is None else str(value)
+
+
+def settings_rows() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting: the README table and .env.example."""
+    prefix = Settings.model_config["env_prefix"]
+    return [
+        (prefix + name.upper(), _shown_default(field.default), field.description or "")
+        for name, field in Settings.model_fields.items()
+    ]
+
+
+if __name__ == "__main__":  # python -m rag.config: print the README settings table
+    print("| variable | default | meaning |\n|---|---|---|")
+    for var, default, doc in settings_rows():
+        print(f"| `{var}` | {f'`{default}`' if default else '(unset)'} | {doc} |")

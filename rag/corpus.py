@@ -18,6 +18,7 @@ from pathlib import Path
 from rag.types import Corpus, Paper, Problem
 
 MAX_ENTRY_CHARS = 100_000
+csv.field_size_limit(2**31 - 1)  # an oversized field becomes a Problem below, not a csv.Error
 TEXT_SUFFIXES = {".txt", ".jsonl", ".json", ".csv"}
 
 _BOILERPLATE = {
@@ -62,15 +63,17 @@ def read_file(path: Path) -> tuple[list[Paper], list[Problem]]:
         raw = path.read_bytes()
     except OSError as e:
         return [], [Problem(name, f"cannot read file ({e.strerror}); check its permissions")]
-    if not raw.strip():
-        return [], [Problem(name, "empty file; nothing to ingest")]
     if b"\x00" in raw[:8192]:
         return [], [Problem(name, "binary file, not text; give .txt, .jsonl or .csv files")]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         return [], [Problem(name, f"not UTF-8 text (bad byte at offset {e.start}); re-save the file as UTF-8")]
+    if not text.strip():
+        return [], [Problem(name, "empty file; nothing to ingest")]
     suffix = path.suffix.lower()
+    if suffix == ".json" and text.lstrip().startswith("["):
+        return _read_json_array(name, text)
     if suffix in (".jsonl", ".json"):
         return _read_jsonl(name, text)
     if suffix == ".csv":
@@ -155,13 +158,15 @@ def _read_listing(name: str, lines: list[tuple[int, str]]) -> tuple[list[Paper],
         elif line == "·":
             pass
         elif (m := _DATE_LINE.match(line)) and i > 0 and lines[i - 1][1] == "·":
-            if title:
+            if title:  # the block describes the title that lost its abstract: drop both
                 problems.append(Problem(name, "title with no abstract; skipped", title[0]))
                 title = None
-            if papers:
+            elif papers:
                 _apply_meta(papers[-1], m, meta)
             meta = {}
-        elif title is None and not _looks_like_abstract(line):
+        elif not _looks_like_abstract(line) and (title is None or _looks_like_abstract(nxt)):
+            if title:
+                problems.append(Problem(name, "title with no abstract; skipped", title[0]))
             title = (lineno, line)
         else:
             t = title[1] if title else ""
@@ -180,9 +185,11 @@ def _looks_like_abstract(line: str) -> bool:
 
 
 def _organisation(line: str) -> str:
-    """`nvidia NVIDIA` (handle, display name) -> `NVIDIA`."""
+    """`nvidia NVIDIA` or `google Google DeepMind` (handle, display name) -> the display name."""
     words = line.split()
-    return " ".join(words[len(words) // 2:]) if len(words) % 2 == 0 else line
+    if len(words) > 1 and (words[0].islower() or words[0] == words[1]):
+        return " ".join(words[1:])
+    return line
 
 
 def _apply_meta(paper: Paper, m: re.Match, meta: dict) -> None:
@@ -190,7 +197,7 @@ def _apply_meta(paper: Paper, m: re.Match, meta: dict) -> None:
     paper.date_raw = f"{month} {day}" + (f", {year}" if year else "")
     if year:
         paper.year = int(year)
-        paper.date = date(int(year), _MONTHS.index(month) + 1, day).isoformat()
+        paper.date = _iso(paper.year, _MONTHS.index(month) + 1, day)
     paper.authors = meta.get("authors")
     paper.organisation = meta.get("organisation", "")
 
@@ -199,15 +206,22 @@ def _apply_meta(paper: Paper, m: re.Match, meta: dict) -> None:
 
 
 def _read_jsonl(name: str, text: str) -> tuple[list[Paper], list[Problem]]:
-    papers, problems = [], []
+    rows, problems = [], []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            rows.append((lineno, json.loads(line)))
         except json.JSONDecodeError as e:
             problems.append(Problem(name, f"not valid JSON ({e.msg}); skipped", lineno))
-            continue
+    papers, more = _read_rows(name, rows)
+    return papers, problems + more
+
+
+def _read_rows(name: str, rows: list[tuple[int, object]]) -> tuple[list[Paper], list[Problem]]:
+    papers: list[Paper] = []
+    problems: list[Problem] = []
+    for lineno, row in rows:
         if not isinstance(row, dict):
             problems.append(Problem(name, "expected a JSON object with 'title' and 'abstract'; skipped", lineno))
             continue
@@ -215,6 +229,14 @@ def _read_jsonl(name: str, text: str) -> tuple[list[Paper], list[Problem]]:
         if paper:
             papers.append(paper)
     return papers, problems
+
+
+def _read_json_array(name: str, text: str) -> tuple[list[Paper], list[Problem]]:
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as e:
+        return [], [Problem(name, f"not valid JSON ({e.msg}); fix the file or write one object per line (JSONL)", e.lineno)]
+    return _read_rows(name, [(i, row) for i, row in enumerate(rows, 1)])
 
 
 def _read_csv(name: str, text: str) -> tuple[list[Paper], list[Problem]]:
@@ -255,7 +277,15 @@ def _apply_free_date(paper: Paper, raw: str) -> None:
         paper.date = raw[:10] if m.group(3) else ""
     elif (m := _LONE_DATE.match(raw)) and m.group(3):
         paper.year = int(m.group(3))
-        paper.date = date(paper.year, _MONTHS.index(m.group(1)[:3].title()) + 1, int(m.group(2))).isoformat()
+        paper.date = _iso(paper.year, _MONTHS.index(m.group(1)[:3].title()) + 1, int(m.group(2)))
+
+
+def _iso(year: int, month: int, day: int) -> str:
+    """ISO date, or "" for an impossible one (Feb 30): the year alone still filters."""
+    try:
+        return date(year, month, day).isoformat()
+    except ValueError:
+        return ""
 
 
 def _apply_authors(paper: Paper, value: object) -> None:
@@ -265,7 +295,8 @@ def _apply_authors(paper: Paper, value: object) -> None:
     elif str(value).strip().isdigit():
         paper.authors = int(str(value).strip())
     else:
-        paper.authors = len([a for a in re.split(r"[;,]| and ", str(value)) if a.strip()])
+        separators = r";" if ";" in str(value) else r",| and "  # "Last, First; Last, First"
+        paper.authors = len([a for a in re.split(separators, str(value)) if a.strip()])
 
 
 # ---------------------------------------------------------------- records

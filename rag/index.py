@@ -150,8 +150,9 @@ def _embed(
             node = TextNode(id_=chunk.chunk_id, text=chunk.text, metadata={**meta, "start": chunk.start, "end": chunk.end})
             node.embedding = reuse.get(chunk.chunk_id)
             nodes.append(node)
-    todo = [n for n in nodes if n.embedding is None]
     by_id = {p.paper_id: p for p in papers}
+    # Embed in length order so each model batch pads to similar lengths (less wasted compute).
+    todo = sorted((n for n in nodes if n.embedding is None), key=lambda n: len(n.text) + len(by_id[n.metadata["paper_id"]].title))
     batch = settings.embed_batch_size * 4  # several model batches per call: fewer round trips, steady progress
     for start in range(0, len(todo), batch):
         part = todo[start : start + batch]

@@ -68,7 +68,7 @@ class Retriever:
             return []
         dense = self._dense(query, allowed) if method != "bm25" else {}
         lexical = self._lexical(query, allowed) if method != "dense" else {}
-        return fuse(dense, lexical, self.papers, k, self.settings.rrf_k)
+        return fuse(dense, lexical, self.papers, k, self.settings)
 
     def _dense(self, query: str, allowed: list[str] | None) -> dict[str, tuple[float, Chunk]]:
         """Paper id -> (best chunk cosine, that chunk)."""
@@ -105,23 +105,36 @@ class Retriever:
 
 
 def fuse(
-    dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], papers: dict[str, Paper], k: int, rrf_k: int
+    dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], papers: dict[str, Paper], k: int, settings: Settings
 ) -> list[Hit]:
-    """Reciprocal rank fusion of the two rankings; each hit keeps both raw scores and ranks."""
+    """Combine the two rankings into one score per paper; each hit keeps both raw scores and ranks.
+
+    `weighted` (default): (1-w) * min-max-scaled cosine + w * BM25 / best BM25. Measured on this
+    corpus it is at least as good as the better single retriever on both literal and paraphrased
+    questions, which plain reciprocal rank fusion (`rrf`) is not; see the README.
+    """
     dense_rank = {pid: r for r, pid in enumerate(sorted(dense, key=lambda p: -dense[p][0]), 1)}
     bm25_rank = {pid: r for r, pid in enumerate(sorted(lexical, key=lambda p: -lexical[p]), 1)}
+    if settings.fusion == "rrf":
+        score = {
+            pid: sum(1.0 / (settings.rrf_k + r[pid]) for r in (dense_rank, bm25_rank) if pid in r)
+            for pid in dense_rank.keys() | bm25_rank.keys()
+        }
+    else:
+        cos = [c for c, _ in dense.values()]
+        low, span = (min(cos), max(cos) - min(cos)) if cos else (0.0, 0.0)
+        top = max(lexical.values(), default=0.0)
+        w = settings.bm25_weight if dense and lexical else float(bool(lexical))
+        score = {
+            pid: (1 - w) * ((dense[pid][0] - low) / span if pid in dense and span else float(pid in dense))
+            + w * (lexical.get(pid, 0.0) / top if top else 0.0)
+            for pid in dense.keys() | lexical.keys()
+        }
     hits = []
-    for pid in dense_rank.keys() | bm25_rank.keys():
-        ranks = {}
-        score = 0.0
-        if pid in dense_rank:
-            ranks["dense"] = dense_rank[pid]
-            score += 1.0 / (rrf_k + dense_rank[pid])
-        if pid in bm25_rank:
-            ranks["bm25"] = bm25_rank[pid]
-            score += 1.0 / (rrf_k + bm25_rank[pid])
+    for pid, s in score.items():
         d = dense.get(pid)
-        hits.append(Hit(papers[pid], score, chunk=d[1] if d else None, dense=d[0] if d else None, bm25=lexical.get(pid), ranks=ranks))
+        ranks = {name: r[pid] for name, r in (("dense", dense_rank), ("bm25", bm25_rank)) if pid in r}
+        hits.append(Hit(papers[pid], s, chunk=d[1] if d else None, dense=d[0] if d else None, bm25=lexical.get(pid), ranks=ranks))
     hits.sort(key=lambda h: (-h.score, h.paper.paper_id))
     return hits[:k]
 
