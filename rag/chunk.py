@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rag.text import sentence_spans
 from rag.types import Chunk, Paper
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence, by NLTK's Punkt model as shipped inside llama-index (offline)."""
-    from llama_index.core.utils import globals_helper
-
-    return list(globals_helper.punkt_tokenizer.span_tokenize(text))
 
 
 def embed_text(paper: Paper, chunk_text: str) -> str:

@@ -18,6 +18,7 @@ from rag.config import Settings, get_settings
 from rag.corpus import CorpusError
 from rag.embed import ConfigError
 from rag.index import StoreError
+from rag.llm import LLMError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Ask questions of a corpus of paper abstracts.")
 corpus_app = typer.Typer(no_args_is_help=True, help="Look at the corpus files.")
@@ -25,7 +26,7 @@ app.add_typer(corpus_app, name="corpus")
 
 out = Console()
 err = Console(stderr=True)
-USER_ERRORS = (CorpusError, ConfigError, StoreError)
+USER_ERRORS = (CorpusError, ConfigError, StoreError, LLMError)
 
 PathsArg = Annotated[Optional[list[Path]], typer.Argument(help="Corpus files or folders (default: RAG_CORPUS_PATHS).")]
 YearFrom = Annotated[Optional[int], typer.Option("--year-from", help="Only papers from this year on.")]
@@ -139,6 +140,58 @@ def search(
         p = hit.paper
         table.add_row(str(i), f"{hit.score:.4f}", p.date or p.date_raw or "-", p.source, p.display_title)
     out.print(table)
+
+
+@app.command()
+def ask(
+    question: str,
+    k: Annotated[Optional[int], typer.Option("-k", help="Papers given to the answerer (default: RAG_ANSWER_K, or RAG_LIST_K for 'which papers').")] = None,
+    year_from: YearFrom = None,
+    year_to: YearTo = None,
+    source: SourceOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of streaming text.")] = False,
+) -> None:
+    """Answer a question with citations [n] checked against the cited abstracts."""
+    from rag.answer import make_engine
+    from rag.retrieve import Filters
+
+    settings = get_settings()
+    engine = make_engine(settings, open_retriever(settings))
+    stream = engine.ask_stream(question, Filters(year_from, year_to, tuple(source or ())), k)
+    while True:
+        try:
+            piece = next(stream)
+        except StopIteration as done:
+            answer = done.value
+            break
+        if not as_json:
+            out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+    if as_json:
+        print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
+        return
+    out.print()
+    _print_answer_footer(answer)
+
+
+def _print_answer_footer(answer: Any) -> None:
+    """After the streamed text: what the citation check found, and the sources."""
+    if answer.refused:
+        out.print(f"[dim]({answer.mode}, {answer.model})[/dim]")
+        return
+    if answer.unsupported:
+        out.print("[red]Unsupported: no claim in this answer kept a citation that its source backs.[/red]")
+    if answer.removed:
+        out.print(f"[yellow]Removed citations to sources that were not given: {answer.removed}[/yellow]")
+    out.print()
+    for c in answer.citations:
+        flag = "" if c.supported else " [red](unsupported)[/red]"
+        out.print(f"[bold][{c.n}][/bold] {c.title}{flag}", highlight=False)
+        out.print(f"    \"{c.quote}\"", markup=False, highlight=False)
+    if answer.uncited:
+        titles = [h.paper.display_title for h in answer.sources if h.paper.paper_id in answer.uncited]
+        out.print(f"[yellow]Also relevant but not in the answer:[/yellow] {'; '.join(titles)}", highlight=False)
+    if answer.notice:
+        out.print(f"[dim]{answer.notice}[/dim]")
 
 
 @corpus_app.command("stats")

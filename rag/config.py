@@ -42,6 +42,21 @@ class Settings(BaseSettings):
     bm25_weight: float = Field(default=0.7, description="Share of BM25 in weighted fusion (0: dense only, 1: BM25 only).")
     rrf_k: int = Field(default=60, description="Reciprocal rank fusion constant (fusion=rrf).")
 
+    llm_backend: Literal["auto", "extractive", "openai", "openai-compatible"] = Field(
+        default="auto", description="`auto`: openai-compatible when RAG_LLM_BASE_URL is set, else `extractive` (no LLM)."
+    )
+    llm_model: str = Field(default="gpt-4o-mini", description="Chat model name at the endpoint.")
+    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1.")
+    llm_api_key: SecretStr | None = Field(default=None, description="Key for the LLM endpoint (falls back to OPENAI_API_KEY); never logged.")
+    llm_timeout: float = Field(default=60.0, description="Seconds to wait for the LLM endpoint.")
+    llm_max_retries: int = Field(default=2, description="Retries on 429/5xx/dropped connections, with backoff.")
+    llm_temperature: float = Field(default=0.0, description="Sampling temperature.")
+    llm_max_tokens: int = Field(default=512, description="Longest answer, in tokens.")
+
+    answer_k: int = Field(default=6, description="Papers given to the answerer for an ordinary question.")
+    list_k: int = Field(default=12, description="Papers given to the answerer for a \"which papers\" question.")
+    refuse_below: float = Field(default=0.28, description="Refuse when the best paper's relevance (0-1) is below this.")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -134,3 +134,55 @@ class IngestReport:
     embedded: int = 0
     seconds: float = 0.0
     corpus: Corpus | None = None
+
+
+@dataclass
+class Citation:
+    """One [n] in an answer, checked against the abstract it points to."""
+
+    n: int
+    paper_id: str
+    title: str
+    claim: str  # the answer sentence that carries the marker
+    quote: str  # the abstract sentence that best supports the claim
+    quote_start: int
+    quote_end: int
+    support: float  # share of the claim's content words found in the quote (and title)
+    supported: bool
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    mode: str  # "extractive" or "llm"
+    model: str
+    standalone_question: str = ""
+    citations: list[Citation] = field(default_factory=list)
+    sources: list[Hit] = field(default_factory=list)
+    refused: bool = False
+    unsupported: bool = False  # no claim kept a valid, supporting citation
+    removed: list[int] = field(default_factory=list)  # citation numbers that named no source
+    uncited: list[str] = field(default_factory=list)  # relevant candidates a list answer left out
+    notice: str = ""  # e.g. how to configure an LLM
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "question": self.question,
+            "standalone_question": self.standalone_question,
+            "answer": self.text,
+            "mode": self.mode,
+            "model": self.model,
+            "refused": self.refused,
+            "unsupported": self.unsupported,
+            "citations": [c.to_json() for c in self.citations],
+            "removed_citations": self.removed,
+            "uncited_candidates": self.uncited,
+            "sources": [h.to_json() for h in self.sources],
+            "notice": self.notice,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }

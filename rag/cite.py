@@ -1,0 +1,82 @@
+"""Citation checking by code: every [n] must name a given source and be backed by one of its sentences."""
+
+from __future__ import annotations
+
+import re
+
+from rag.text import sentence_spans, terms
+from rag.types import Citation, Hit, Paper
+
+MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+SUPPORT_THRESHOLD = 0.4  # share of a claim's content words that the cited sentence (or title) must contain
+
+
+def claim_spans(text: str) -> list[tuple[int, int]]:
+    """Sentences of the answer, or its lines when it is a list: each is one claim."""
+    spans: list[tuple[int, int]] = []
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        if line.strip():
+            spans += [(offset + s, offset + e) for s, e in sentence_spans(line)] if not line.lstrip().startswith(("-", "*", "•")) else [(offset, offset + len(line.rstrip()))]
+        offset += len(line)
+    return spans
+
+
+def strip_invalid(text: str, n_sources: int) -> tuple[str, list[int]]:
+    """Remove citation numbers that name no given source; return the cleaned text and what was removed."""
+    removed: list[int] = []
+
+    def keep(m: re.Match) -> str:
+        nums = [int(x) for x in re.split(r"\s*[,;]\s*", m.group(1))]
+        good = [n for n in nums if 1 <= n <= n_sources]
+        removed.extend(n for n in nums if not 1 <= n <= n_sources)
+        return "".join(f"[{n}]" for n in dict.fromkeys(good))
+
+    return MARKER.sub(keep, text), removed
+
+
+def metadata_text(paper: Paper) -> str:
+    """What a claim may cite besides the abstract: title, date, authors count."""
+    parts = [paper.title, paper.date_raw]
+    if paper.authors:
+        parts.append(f"{paper.authors} authors")
+    if paper.organisation:
+        parts.append(paper.organisation)
+    return " ".join(parts)
+
+
+def best_sentence(claim: str, paper: Paper) -> tuple[float, int, int]:
+    """(support, start, end) of the abstract sentence that best backs `claim`.
+
+    Support is the share of the claim's content words (stemmed) found in that sentence or in the
+    paper's title and metadata: a crude test, but one that a fabricated claim rarely passes.
+    """
+    wanted = set(terms(MARKER.sub(" ", claim)))
+    if not wanted:
+        return 1.0, 0, 0
+    context = set(terms(metadata_text(paper)))
+    best = (-1.0, 0, 0)
+    for start, end in sentence_spans(paper.abstract) or [(0, len(paper.abstract))]:
+        got = len(wanted & (set(terms(paper.abstract[start:end])) | context)) / len(wanted)
+        if got > best[0]:
+            best = (got, start, end)
+    return best
+
+
+def check(text: str, sources: list[Hit]) -> tuple[str, list[Citation], list[int]]:
+    """Clean `text` of invalid citations and check each remaining [n] against source n."""
+    text, removed = strip_invalid(text, len(sources))
+    citations: list[Citation] = []
+    for start, end in claim_spans(text):
+        claim = text[start:end].strip()
+        for n in dict.fromkeys(int(x) for x in re.findall(r"\[(\d+)\]", claim)):
+            paper = sources[n - 1].paper
+            support, q0, q1 = best_sentence(claim, paper)
+            citations.append(
+                Citation(
+                    n=n, paper_id=paper.paper_id, title=paper.display_title, claim=claim,
+                    quote=paper.abstract[q0:q1], quote_start=q0, quote_end=q1,
+                    support=round(support, 3), supported=support >= SUPPORT_THRESHOLD,
+                )
+            )
+    return text, citations, removed

@@ -1,0 +1,67 @@
+"""Read a question before retrieval: is it a "which papers" question, does it name years?"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from rag.retrieve import Filters
+
+_YEAR = r"((?:19|20)\d\d)"
+_RANGE = [
+    (re.compile(rf"\bbetween {_YEAR} and {_YEAR}\b", re.I), lambda a, b: (int(a), int(b))),
+    (re.compile(rf"\bfrom {_YEAR} (?:to|until|through) {_YEAR}\b", re.I), lambda a, b: (int(a), int(b))),
+    (re.compile(rf"\b{_YEAR}\s*[-–]\s*{_YEAR}\b"), lambda a, b: (int(a), int(b))),
+    (re.compile(rf"\b(?:before|prior to|earlier than) {_YEAR}\b", re.I), lambda a: (None, int(a) - 1)),
+    (re.compile(rf"\b(?:after|later than) {_YEAR}\b", re.I), lambda a: (int(a) + 1, None)),
+    (re.compile(rf"\b(?:since|from) {_YEAR} on(?:wards?)?\b", re.I), lambda a: (int(a), None)),
+    (re.compile(rf"\b(?:since) {_YEAR}\b", re.I), lambda a: (int(a), None)),
+    (re.compile(rf"\b(?:published |released |written |appeared )?(?:in|from|of|during) {_YEAR}\b", re.I), lambda a: (int(a), int(a))),
+    (re.compile(rf"\b{_YEAR}(?= papers?\b| work\b| studies\b)", re.I), lambda a: (int(a), int(a))),
+]
+_LIST = re.compile(
+    r"\b(which|what|list|name|find|show)\b(?: all| the| any| other)*"
+    r" (papers?|works?|studies|articles|publications|approaches|methods)\b|\bpapers (?:that|which|about|on)\b",
+    re.I,
+)
+_NUMERIC = re.compile(r"\b(how (much|many|fast|large|big|long)|what (speedup|accuracy|score|percentage|fraction|number))\b", re.I)
+
+
+@dataclass(frozen=True)
+class Intent:
+    query: str  # what retrieval searches for: the question without its year phrase
+    filters: Filters
+    is_list: bool
+    is_numeric: bool
+    asks: str | None = None  # "authors" or "date" when the answer is a paper's metadata
+
+
+_ASKS = [
+    ("authors", re.compile(r"\b(how many (authors|people|researchers)|number of authors|author count)\b", re.I)),
+    ("date", re.compile(r"\b(what|which) (year|date|month)\b|\bwhen was\b", re.I)),
+]
+
+
+def analyse(question: str, filters: Filters = Filters()) -> Intent:
+    """Turn a year named in the question into a filter (text search cannot match dates)."""
+    query = question
+    if filters.year_from is None and filters.year_to is None:
+        for pattern, years in _RANGE:
+            if m := pattern.search(question):
+                year_from, year_to = years(*m.groups())
+                filters = replace(filters, year_from=year_from, year_to=year_to)
+                query = " ".join((question[: m.start()] + question[m.end():]).split())
+                break
+    asks = next((name for name, pattern in _ASKS if pattern.search(question)), None)
+    return Intent(
+        query=query, filters=filters, is_list=bool(_LIST.search(question)) and asks is None,
+        is_numeric=bool(_NUMERIC.search(question)) and asks is None, asks=asks,
+    )
+
+
+_FOLLOW_UP = re.compile(r"\b(it|its|they|them|their|this|that|these|those|the paper|the method|the same)\b", re.I)
+
+
+def needs_history(question: str) -> bool:
+    """A short question leaning on pronouns probably continues the conversation."""
+    return bool(_FOLLOW_UP.search(question)) or len(question.split()) <= 4
