@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -38,7 +39,7 @@ def main() -> None:
     try:
         app()
     except USER_ERRORS as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -72,7 +73,7 @@ def _embedder(settings: Settings) -> Any:
 
 def _report_problems(problems: list) -> None:
     for problem in problems:
-        err.print(f"[yellow]skipped[/yellow] {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]skipped[/yellow] {escape(str(problem))}", highlight=False, soft_wrap=True)
 
 
 def run_ingest(settings: Settings, paths: list[Path], embedder: Any, collection: Any = None, prune: bool = False) -> None:
@@ -185,11 +186,11 @@ def _print_answer_footer(answer: Any) -> None:
     out.print()
     for c in answer.citations:
         flag = "" if c.supported else " [red](unsupported)[/red]"
-        out.print(f"[bold][{c.n}][/bold] {c.title}{flag}", highlight=False)
+        out.print(f"[bold]\\[{c.n}][/bold] {escape(c.title)}{flag}", highlight=False)
         out.print(f"    \"{c.quote}\"", markup=False, highlight=False)
     if answer.uncited:
-        titles = [h.paper.display_title for h in answer.sources if h.paper.paper_id in answer.uncited]
-        out.print(f"[yellow]Also relevant but not in the answer:[/yellow] {'; '.join(titles)}", highlight=False)
+        titles = "; ".join(h.paper.display_title for h in answer.sources if h.paper.paper_id in answer.uncited)
+        out.print(f"[yellow]Also relevant but not in the answer:[/yellow] {escape(titles)}", highlight=False)
     if answer.notice:
         out.print(f"[dim]{answer.notice}[/dim]")
 
@@ -209,9 +210,28 @@ def corpus_stats(paths: PathsArg = None) -> None:
     years = sum(1 for p in loaded.papers if p.year)
     out.print(f"{len(loaded.papers)} papers after merging {loaded.merged} duplicate(s); {years} with a known year.")
     for problem in loaded.problems:
-        out.print(f"skipped {problem}", highlight=False)
+        out.print(f"skipped {escape(str(problem))}", highlight=False)
     if record := last_ingest(settings):
         out.print(f"Last ingest: {record['at']} into collection {record['collection']!r}.")
+
+
+llm_app = typer.Typer(no_args_is_help=True, help="Run a local LLM for `rag ask` (needs the local-llm extra).")
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("serve")
+def llm_serve(
+    model: Annotated[Path, typer.Option("--model", help="A GGUF model file.")],
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    host: Annotated[str, typer.Option(help="Address to listen on; keep 127.0.0.1 unless others must reach it (no API key).")] = "127.0.0.1",
+    ctx: Annotated[int, typer.Option(help="Context window in tokens (prompt plus answer).")] = 4096,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: llama.cpp's choice).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's log.")] = False,
+) -> None:
+    """Serve a GGUF model with llama.cpp's OpenAI-compatible server until Ctrl-C; prints the RAG_LLM_BASE_URL to set."""
+    from rag.serve import serve_forever
+
+    serve_forever(model, host, port, ctx, threads, verbose, say=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,10 @@ def load(paths: Iterable[Path]) -> Corpus:
         papers, problems = read_file(file)
         corpus.problems.extend(problems)
         corpus.per_file[file.name] = len(papers)
+        path = str(file.resolve())
+        (corpus.read_paths if papers else corpus.unread_paths).add(path)
         for paper in papers:
+            paper.paths = [path]
             if _merge(by_id, paper, corpus.problems):
                 corpus.merged += 1
     corpus.papers = list(by_id.values())
@@ -106,6 +109,7 @@ def _merge(by_id: dict[str, Paper], paper: Paper, problems: list[Problem]) -> bo
         return False
     first.sources += paper.sources
     first.positions += paper.positions
+    first.paths += paper.paths
     for attr in ("date_raw", "date", "year", "authors", "organisation"):
         if not getattr(first, attr) and getattr(paper, attr):
             setattr(first, attr, getattr(paper, attr))

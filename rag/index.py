@@ -97,7 +97,6 @@ def ingest(
         stored.setdefault(meta["paper_id"], meta)
         chunk_ids.setdefault(meta["paper_id"], []).append(cid)
 
-    read_files = set(corpus.per_file) - {p.file for p in corpus.problems if p.line is None}
     wanted = {p.paper_id: p for p in corpus.papers}
     to_embed: list[Paper] = []
     to_relabel: list[Paper] = []
@@ -115,10 +114,7 @@ def ingest(
         else:
             report.unchanged += 1
 
-    gone = [
-        pid for pid, meta in stored.items()
-        if pid not in wanted and (prune or set(meta.get("sources", "").split("|")) & read_files)
-    ]
+    gone = [pid for pid, meta in stored.items() if pid not in wanted and _removed(meta, corpus.read_paths, corpus.unread_paths, prune)]
     report.deleted = len(gone)
     stale = [cid for pid in gone + [p.paper_id for p in to_embed + to_relabel] for cid in chunk_ids.get(pid, [])]
 
@@ -127,6 +123,15 @@ def ingest(
     report.seconds = time.perf_counter() - started
     _record_ingest(settings, report)
     return report
+
+
+def _removed(meta: dict, read: set[str], unread: set[str], prune: bool) -> bool:
+    """A stored paper missing from this corpus is deleted when a file it came from was read
+    (so the paper was taken out of it), or with `prune` unless one of its files could not be read."""
+    paths = set(meta.get("paths", "").split("|")) - {""}
+    if paths & unread:
+        return False
+    return bool(paths & read) or prune
 
 
 def _vectors(collection: Any, papers: list[Paper], chunk_ids: dict[str, list[str]]) -> dict[str, list[float]]:

@@ -19,6 +19,7 @@ class Paper:
     organisation: str = ""
     sources: list[str] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)  # entry number within each source
+    paths: list[str] = field(default_factory=list)  # full paths of the sources, to scope re-ingests
 
     @property
     def display_title(self) -> str:
@@ -53,6 +54,8 @@ class Corpus:
     problems: list[Problem] = field(default_factory=list)
     per_file: dict[str, int] = field(default_factory=dict)  # entries read per file
     merged: int = 0  # entries folded into a paper already seen in another place
+    read_paths: set[str] = field(default_factory=set)  # files that yielded at least one paper
+    unread_paths: set[str] = field(default_factory=set)  # files that yielded none: their stored papers stay
 
 
 @dataclass
@@ -109,6 +112,7 @@ def paper_from_meta(meta: dict) -> Paper:
         authors=meta.get("authors") if meta.get("authors", -1) != -1 else None,
         organisation=meta.get("organisation", ""),
         sources=[s for s in meta.get("sources", "").split("|") if s],
+        paths=[s for s in meta.get("paths", "").split("|") if s],
     )
 
 
@@ -116,6 +120,7 @@ def paper_to_meta(p: Paper) -> dict:
     """Flatten a Paper for Chroma, whose metadata values must be scalars (-1 stands for unknown)."""
     d = asdict(p)
     d["sources"] = "|".join(p.sources)
+    d["paths"] = "|".join(p.paths)
     d["positions"] = ",".join(map(str, p.positions))
     d["year"] = -1 if p.year is None else p.year
     d["authors"] = -1 if p.authors is None else p.authors

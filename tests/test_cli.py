@@ -1,0 +1,128 @@
+"""The `rag` command line, run as a real subprocess against a private index."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import LANG_FILE, SCI_FILE, SMALL, TXT_FILE, free_port
+
+STABLE_KEYS = {"paper_id", "title", "abstract", "source", "date", "year", "score"}
+
+
+def cli_env(data_dir: Path, corpus: list[Path] | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
+    env["RAG_DATA_DIR"] = str(data_dir)
+    env["RAG_CORPUS_PATHS"] = json.dumps([str(p) for p in (corpus or [SMALL])])
+    env["ANONYMIZED_TELEMETRY"] = "False"
+    env.update(extra)
+    return env
+
+
+def rag(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=180
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def first_search(tmp_path_factory):
+    """`rag search --json` on an empty index: it ingests the default corpus first."""
+    root = tmp_path_factory.mktemp("cli_search")
+    env = cli_env(root / "index")
+    proc = rag(["search", "--json", "-k", "5", "proteins folding into their three-dimensional shape"], env, root)
+    return proc, env, root
+
+
+def test_search_json_on_empty_index_ingests_first(first_search, pid_of):
+    proc, _, _ = first_search
+    assert proc.returncode == 0, proc.stderr
+    assert "index is empty" in proc.stderr
+    assert "12 papers: 12 added" in proc.stderr  # the ingest summary goes to stderr, not into the JSON
+    hits = json.loads(proc.stdout)
+    assert isinstance(hits, list) and 1 <= len(hits) <= 5
+    for hit in hits:
+        assert STABLE_KEYS <= set(hit)
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert len({h["paper_id"] for h in hits}) == len(hits)
+    assert hits[0]["paper_id"] == pid_of("Protein Tertiary Structure")
+    assert (hits[0]["source"], hits[0]["year"]) == (SCI_FILE, 2021)
+
+
+def test_search_again_uses_the_index_and_filters(first_search):
+    _, env, root = first_search
+    proc = rag(["search", "--json", "--year-from", "2030", "protein structure"], env, root)
+    assert proc.returncode == 0, proc.stderr
+    assert "index is empty" not in proc.stderr
+    assert json.loads(proc.stdout) == []
+    proc = rag(["search", "--json", "-k", "20", "--source", TXT_FILE, "learning"], env, root)
+    assert proc.returncode == 0, proc.stderr
+    hits = json.loads(proc.stdout)
+    assert len(hits) == 3 and {h["source"] for h in hits} == {TXT_FILE}
+
+
+@pytest.mark.parametrize("missing", ["/missing/path", "/missing/papers [draft]"], ids=["plain", "brackets"])
+def test_ingest_missing_path_is_one_error_line(tmp_path, missing):
+    proc = rag(["ingest", missing], cli_env(tmp_path / "index"), tmp_path)
+    line = assert_one_line_error(proc)
+    assert missing in line
+
+
+def test_search_with_dead_chroma_server_is_one_error_line(tmp_path):
+    port = free_port()
+    env = cli_env(tmp_path / "index", RAG_CHROMA_HOST="127.0.0.1", RAG_CHROMA_PORT=str(port))
+    proc = rag(["search", "anything"], env, tmp_path)
+    line = assert_one_line_error(proc)
+    assert f"127.0.0.1:{port}" in line and "chroma run" in line
+    assert proc.stdout == ""
+
+
+def test_corpus_stats_prints_per_file_counts(tmp_path):
+    proc = rag(["corpus", "stats"], cli_env(tmp_path / "index"), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = {}
+    for line in proc.stdout.splitlines():
+        cells = [c.strip() for c in line.replace("│", "|").replace("┃", "|").split("|") if c.strip()]
+        if len(cells) == 2:
+            rows[cells[0]] = cells[1]
+    assert rows.get(LANG_FILE) == "5" and rows.get(SCI_FILE) == "4" and rows.get(TXT_FILE) == "3", proc.stdout
+    assert "12 papers" in proc.stdout and "8 with a known year" in proc.stdout
+
+
+def test_bad_file_among_good_ones_is_skipped(tmp_path, pid_of):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    shutil.copy(SMALL / LANG_FILE, folder / LANG_FILE)
+    (folder / "scan.txt").write_bytes(b"%PDF-1.7\n\x00\x01\x02binary\x00" * 50)
+    env = cli_env(tmp_path / "index", corpus=[folder])
+
+    proc = rag(["ingest", str(folder)], env, tmp_path)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    skipped = [line for line in proc.stderr.splitlines() if line.startswith("skipped")]
+    assert len(skipped) == 1 and "scan.txt" in skipped[0], proc.stderr
+    assert "5 papers: 5 added" in proc.stderr
+
+    proc = rag(["search", "--json", "-k", "3", "federated learning privacy on phone keyboards"], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "index is empty" not in proc.stderr
+    hits = json.loads(proc.stdout)
+    assert hits[0]["paper_id"] == pid_of("Differentially Private Federated")
+    assert {h["source"] for h in hits} == {LANG_FILE}
