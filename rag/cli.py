@@ -195,6 +195,51 @@ def _print_answer_footer(answer: Any) -> None:
         out.print(f"[dim]{answer.notice}[/dim]")
 
 
+@app.command("eval")
+def eval_command(
+    dataset: Annotated[Path, typer.Option(help="Question set (JSONL).")] = Path("eval/datasets/default.jsonl"),
+    mode: Annotated[str, typer.Option(help="extractive, or llm (the configured endpoint).")] = "extractive",
+    out_dir: Annotated[Path, typer.Option("--out", help="Where results.json, report.md and the plots go.")] = Path("eval/out"),
+    check: Annotated[Optional[Path], typer.Option(help="Thresholds file: exit 1 when a figure falls below it.")] = None,
+) -> None:
+    """Score retrieval (BM25, dense, hybrid) and answers on a question set; write a report with plots."""
+    from rag import evaluate
+    from rag.answer import Engine
+    from rag.llm import LLMError, make_chat_model
+
+    if mode not in ("extractive", "llm"):
+        raise ConfigError(f"--mode {mode!r} is not one of extractive, llm")
+    settings = get_settings()
+    questions = evaluate.load_dataset(dataset)
+    llm = make_chat_model(settings) if mode == "llm" else None
+    if mode == "llm" and llm is None:
+        raise LLMError("--mode llm needs an LLM: set RAG_LLM_BASE_URL or RAG_LLM_BACKEND=openai")
+    engine = Engine(settings, open_retriever(settings), llm)
+    with progress_bar("questions") as on_progress:
+        result, seconds = evaluate.timed_run(engine, questions, out_dir, on_progress)
+    _print_summary(result["summary"])
+    out.print(f"{len(questions)} questions in {seconds:.1f} s; report: {out_dir / 'report.md'}", highlight=False)
+    if check:
+        failures = evaluate.check_thresholds(result["summary"], check)
+        for line in failures:
+            err.print(f"[red]below threshold:[/red] {escape(line)}", highlight=False)
+        if failures:
+            raise typer.Exit(1)
+        out.print(f"All figures meet {check}.", highlight=False)
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table("retriever", "hit@5", "recall@10", "MRR", "nDCG@10", title="Retrieval (answerable questions)")
+    for method, f in summary["retrieval"]["all"].items():
+        table.add_row(method, *(f"{f[m]:.3f}" for m in ("hit@5", "recall@10", "mrr", "ndcg@10")))
+    out.print(table)
+    table = Table("kind", "n", "accuracy", "precision", "cite valid", "cite P", "cite R", "mentions", "refusal P", "refusal R", title="Answers")
+    for kind, f in summary["answers"].items():
+        cells = [f[n] for n in ("accuracy", "precision", "citation_validity", "citation_precision", "citation_recall", "must_mention", "refusal_precision", "refusal_recall")]
+        table.add_row(kind, str(f["questions"]), *("-" if v is None else f"{v:.2f}" for v in cells))
+    out.print(table)
+
+
 @corpus_app.command("stats")
 def corpus_stats(paths: PathsArg = None) -> None:
     """Papers per file, duplicates merged, entries skipped and why."""

@@ -66,6 +66,13 @@ def _port_taken(host: str, port: int) -> bool:
     return False
 
 
+def _model_file(model_path: str | Path) -> Path:
+    path = Path(model_path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"model file {path} not found; pass --model a .gguf file")
+    return path
+
+
 def start_server(
     model_path: str | Path,
     host: str = "127.0.0.1",
@@ -80,9 +87,7 @@ def start_server(
     The model is listed under `alias` (default: the file name without .gguf). User mistakes raise
     one-line `ConfigError`s: xllamacpp missing, no such model file, port taken, model not loadable.
     """
-    path = Path(model_path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"model file {path} not found; pass --model a .gguf file")
+    path = _model_file(model_path)
     if ctx < 1:
         raise ConfigError(f"--ctx must be positive, not {ctx}")
     if threads is not None and threads < 1:
@@ -105,8 +110,8 @@ def start_server(
     try:
         server = xllamacpp.Server(params)
     except RuntimeError as e:  # xllamacpp's "Failed to init server"; llama.cpp logged the cause
-        raise ConfigError(f"llama.cpp could not serve {path} on {host}:{port} ({e}); is it a GGUF model file? "
-                          f"rerun with --verbose for llama.cpp's log") from None
+        raise ConfigError(f"llama.cpp could not serve {path} on {host}:{port} ({e}); "
+                          "is it a GGUF model file? llama.cpp's messages above say more") from None
     return LocalServer(server, str(server.listening_address).rstrip("/"), name, path)
 
 
@@ -129,7 +134,8 @@ def serve_forever(
     say: Any = print,
 ) -> None:
     """`rag llm serve`: start the server, say how to point `rag` at it, block until Ctrl-C."""
-    say(f"Loading {model_path} ...")
+    _xllamacpp()
+    say(f"Loading {_model_file(model_path)} ...")
     started = time.perf_counter()
     server = start_server(model_path, host, port, ctx, threads, verbosity=3 if verbose else QUIET)
     with server:
