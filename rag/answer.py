@@ -31,6 +31,12 @@ _GENERIC = set(terms(
     "paper papers work works study studies propose proposed report reports method methods approach which what "
     "corpus author authors wrote written listed year published"
 ))
+_INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget) (all |any |the )?(previous|prior|above|earlier) (instructions|prompts?|rules)"
+    r"|\b(reply|respond|answer) only with\b|\byou are now\b|\bsystem prompt\b",
+    re.I,
+)
+_NUMBER = re.compile(r"(?<![A-Za-z\d-])\d+(?:[.,]\d+)*\s*(?:%|x|×|times)?(?![A-Za-z\d])")
 LIST_KEEP = 0.7  # a "which papers" answer lists every paper at least this relevant relative to the best
 # Model names, acronyms, versioned terms: a letter first, then a digit or a second capital somewhere.
 _NAME = re.compile(r"(?<![\w.-])(?=[\w.-]*(?:\d|[A-Z][\w.-]*[A-Z]|-[A-Z]))[A-Za-z][\w.]*(?:-[\w.]+)*\b")
@@ -127,8 +133,8 @@ class Engine:
         """Refuse when no paper is close enough, or the question names something no paper mentions."""
         if not hits:
             return False
-        if intent.filters.active() and not set(terms(intent.query)) - _GENERIC:
-            return True  # a pure metadata question ("papers from 2019"): the filter is the answer
+        if metadata_only(intent):
+            return True  # "papers from 2019": the filter is the answer
         if self.unknown_names(intent.query):
             return False
         return self.relevance(intent.query, hits[:3]) >= self.settings.refuse_below
@@ -193,6 +199,15 @@ class Engine:
         floor = max(self.settings.refuse_below, LIST_KEEP * max(scores, default=0.0))
         return [i for i, s in enumerate(scores, 1) if s >= floor]
 
+    def named(self, query: str, hits: list[Hit]) -> int:
+        """Position (1-based) of the paper a metadata question is about: among the top three, the one
+        that contains the question's names exactly as written (PaLM, not palm trees), else the first."""
+        names = _NAME.findall(query)
+        if not names:
+            return 1
+        found = [sum(bool(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", f"{h.paper.title} {h.paper.abstract}")) for n in names) for h in hits[:3]]
+        return found.index(max(found)) + 1
+
     def evidence(self, query: str, hit: Hit, numeric: bool = False) -> str:
         """The abstract sentence that best answers `query`.
 
@@ -206,9 +221,11 @@ class Engine:
         best = (-1.0, "")
         for start, end in sentence_spans(abstract):
             sentence = abstract[start:end]
+            if _INSTRUCTION.search(sentence):
+                continue  # abstracts are data: a planted instruction is never quoted as an answer
             got = set(terms(sentence)) | title
             score = sum(self._idf(t) for t in wanted if t in got) + 0.1 * sum(1 for t in wanted if t in got)
-            if numeric and re.search(r"\d", sentence):
+            if numeric and _NUMBER.search(sentence):
                 score *= 1.2
             if score > best[0]:
                 best = (score, sentence)
@@ -224,9 +241,19 @@ def format_sources(hits: list[Hit]) -> str:
     for i, hit in enumerate(hits, 1):
         p = hit.paper
         meta = "; ".join(x for x in (p.date_raw, f"{p.authors} authors" if p.authors else "", p.organisation) if x)
-        body = re.sub(r"</?\s*source[^>]*>", "", p.abstract, flags=re.I)  # a planted closing tag cannot end the quote
-        blocks.append(f'<source id="{i}" title="{p.display_title.replace(chr(34), chr(39))}" meta="{meta}">\n{body}\n</source>')
+        title, body = _inert(p.display_title).replace('"', "'"), _inert(p.abstract)
+        blocks.append(f'<source id="{i}" title="{title}" meta="{_inert(meta)}">\n{body}\n</source>')
     return "\n\n".join(blocks)
+
+
+def _inert(text: str) -> str:
+    """Angle brackets become look-alikes, so text from a paper can never open or close a tag."""
+    return text.replace("<", "‹").replace(">", "›")
+
+
+def metadata_only(intent: Intent) -> bool:
+    """A question that is all filter and no topic, such as "which papers are from 2019?"."""
+    return intent.filters.active() and not set(terms(intent.query)) - _GENERIC
 
 
 def build_messages(question: str, hits: list[Hit], is_list: bool) -> list[dict[str, str]]:
@@ -240,13 +267,16 @@ def extractive_answer(intent: Intent, hits: list[Hit], engine: Engine) -> str:
 
     Questions about authors or dates are answered from the metadata of the best paper.
     """
-    if intent.asks == "authors":
-        p = hits[0].paper
-        return f"{p.display_title} lists {p.authors} authors [1]." if p.authors else f"The corpus does not record the authors of {p.display_title} [1]."
-    if intent.asks == "date":
-        p = hits[0].paper
-        return f"{p.display_title} is dated {p.date_raw} [1]." if p.date_raw else f"The corpus does not record the date of {p.display_title} [1]."
-    keep = engine.relevant(intent.query, hits) if intent.is_list else [1]
+    if intent.asks:
+        n = engine.named(intent.query, hits)
+        p = hits[n - 1].paper
+        if intent.asks == "authors":
+            return f"{p.display_title} lists {p.authors} authors [{n}]." if p.authors else f"The corpus does not record the authors of {p.display_title} [{n}]."
+        return f"{p.display_title} is dated {p.date_raw} [{n}]." if p.date_raw else f"The corpus does not record the date of {p.display_title} [{n}]."
+    if metadata_only(intent):
+        keep = list(range(1, len(hits) + 1))
+    else:
+        keep = engine.relevant(intent.query, hits) if intent.is_list else [1]
     lines = [(i, engine.evidence(intent.query, hits[i - 1], intent.is_numeric)) for i in keep]
     if intent.is_list:
         return "\n".join(f"- {hits[i - 1].paper.display_title}: {sentence} [{i}]" for i, sentence in lines)

@@ -7,19 +7,42 @@ import re
 from rag.text import sentence_spans, terms
 from rag.types import Citation, Hit, Paper
 
-MARKER = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+MARKER = re.compile(r"\[(\d+(?:\s*[-–,;]\s*\d+)*)\]")
+LEADING_MARKERS = re.compile(r"^\s*(?:\[\d+\]\s*)+")
+MAX_RANGE = 50
 SUPPORT_THRESHOLD = 0.4  # share of a claim's content words that the cited sentence (or title) must contain
 
 
 def claim_spans(text: str) -> list[tuple[int, int]]:
-    """Sentences of the answer, or its lines when it is a list: each is one claim."""
+    """Sentences of the answer, or its lines when it is a list: each is one claim.
+
+    A marker written after the full stop ("... speedup. [1]") belongs to the sentence before it.
+    """
     spans: list[tuple[int, int]] = []
     offset = 0
     for line in text.splitlines(keepends=True):
-        if line.strip():
-            spans += [(offset + s, offset + e) for s, e in sentence_spans(line)] if not line.lstrip().startswith(("-", "*", "•")) else [(offset, offset + len(line.rstrip()))]
+        if line.lstrip().startswith(("-", "*", "•")):
+            spans.append((offset, offset + len(line.rstrip())))
+        elif line.strip():
+            for s, e in sentence_spans(line):
+                lead = LEADING_MARKERS.match(line[s:e])
+                if lead and spans and spans[-1][1] <= offset + s:
+                    spans[-1] = (spans[-1][0], offset + s + lead.end())
+                    s += lead.end()
+                if line[s:e].strip():
+                    spans.append((offset + s, offset + e))
         offset += len(line)
     return spans
+
+
+def _numbers(group: str) -> list[int]:
+    """'1, 3' -> [1, 3]; '2-4' -> [2, 3, 4] (a range longer than MAX_RANGE keeps its ends only)."""
+    nums: list[int] = []
+    for part in re.split(r"\s*[,;]\s*", group):
+        ends = [int(x) for x in re.split(r"\s*[-–]\s*", part)]
+        lo, hi = ends[0], ends[-1]
+        nums += list(range(lo, hi + 1)) if 0 <= hi - lo <= MAX_RANGE else ends
+    return nums
 
 
 def strip_invalid(text: str, n_sources: int) -> tuple[str, list[int]]:
@@ -27,7 +50,7 @@ def strip_invalid(text: str, n_sources: int) -> tuple[str, list[int]]:
     removed: list[int] = []
 
     def keep(m: re.Match) -> str:
-        nums = [int(x) for x in re.split(r"\s*[,;]\s*", m.group(1))]
+        nums = _numbers(m.group(1))
         good = [n for n in nums if 1 <= n <= n_sources]
         removed.extend(n for n in nums if not 1 <= n <= n_sources)
         return "".join(f"[{n}]" for n in dict.fromkeys(good))
@@ -36,8 +59,8 @@ def strip_invalid(text: str, n_sources: int) -> tuple[str, list[int]]:
 
 
 def metadata_text(paper: Paper) -> str:
-    """What a claim may cite besides the abstract: title, date, authors count."""
-    parts = [paper.title, paper.date_raw]
+    """What a claim may cite besides the abstract: date, authors count, organisation."""
+    parts = [paper.date_raw]
     if paper.authors:
         parts.append(f"{paper.authors} authors")
     if paper.organisation:
@@ -49,11 +72,16 @@ def best_sentence(claim: str, paper: Paper) -> tuple[float, int, int]:
     """(support, start, end) of the abstract sentence that best backs `claim`.
 
     Support is the share of the claim's content words (stemmed) found in that sentence or in the
-    paper's title and metadata: a crude test, but one that a fabricated claim rarely passes.
+    paper's metadata: a crude test, but one that a fabricated claim rarely passes. The paper's
+    title, when the claim repeats it, names the paper and is not evidence, so it is left out; a
+    claim with no words of its own ("Yes. [1]") has no support.
     """
-    wanted = set(terms(MARKER.sub(" ", claim)))
+    body = MARKER.sub(" ", claim)
+    if paper.title:
+        body = re.sub(re.escape(paper.title), " ", body, flags=re.I)
+    wanted = set(terms(body))
     if not wanted:
-        return 1.0, 0, 0
+        return 0.0, 0, 0
     context = set(terms(metadata_text(paper)))
     best = (-1.0, 0, 0)
     for start, end in sentence_spans(paper.abstract) or [(0, len(paper.abstract))]:

@@ -47,14 +47,23 @@ class OpenAIChat:
                     model=self.name, messages=messages, stream=True,  # type: ignore[arg-type]
                     temperature=self.settings.llm_temperature, max_tokens=self.settings.llm_max_tokens,
                 )
+                finished = parsed = False
                 for chunk in response:
+                    parsed = True
                     if not getattr(chunk, "choices", None):
                         continue
+                    finished = finished or bool(chunk.choices[0].finish_reason)
                     piece = chunk.choices[0].delta.content
                     if piece:
                         started = True
                         yield piece
+                if not parsed:
+                    raise LLMError(f"malformed response from {self.endpoint} (model {self.name}): no completion chunks; is it an OpenAI-compatible server?")
+                if not finished:
+                    raise LLMError(f"the answer from {self.endpoint} stopped before it finished (no finish_reason); try again")
                 return
+            except LLMError:
+                raise
             except Exception as e:  # noqa: BLE001 - mapped to one line below
                 error = self._explain(e)
                 if started or not self._retryable(e) or attempt == self.settings.llm_max_retries:
@@ -81,7 +90,9 @@ class OpenAIChat:
         if isinstance(e, openai.APITimeoutError):
             return LLMError(f"no answer from {where} within {self.settings.llm_timeout:g} s; raise RAG_LLM_TIMEOUT or check the server")
         if isinstance(e, openai.APIConnectionError):
-            return LLMError(f"cannot reach the LLM endpoint {self.endpoint}; start the server or fix RAG_LLM_BASE_URL")
+            if _refused(e):
+                return LLMError(f"cannot reach the LLM endpoint {self.endpoint}; start the server or fix RAG_LLM_BASE_URL")
+            return LLMError(f"the LLM endpoint {self.endpoint} closed the connection without an answer; check the server's log")
         return LLMError(f"malformed response from {where} ({type(e).__name__}); is it an OpenAI-compatible server?")
 
 

@@ -7,16 +7,16 @@ from dataclasses import dataclass, replace
 
 from rag.retrieve import Filters
 
-_YEAR = r"((?:19|20)\d\d)"
+_YEAR = r"(19[5-9]\d|20[0-3]\d)(?![\d,.]*\s*(?:tokens?|parameters?|GPUs?|steps?|samples?|words?|images?|dimensions?)\b)"
 _RANGE = [
     (re.compile(rf"\bbetween {_YEAR} and {_YEAR}\b", re.I), lambda a, b: (int(a), int(b))),
     (re.compile(rf"\bfrom {_YEAR} (?:to|until|through) {_YEAR}\b", re.I), lambda a, b: (int(a), int(b))),
     (re.compile(rf"\b{_YEAR}\s*[-–]\s*{_YEAR}\b"), lambda a, b: (int(a), int(b))),
     (re.compile(rf"\b(?:before|prior to|earlier than) {_YEAR}\b", re.I), lambda a: (None, int(a) - 1)),
     (re.compile(rf"\b(?:after|later than) {_YEAR}\b", re.I), lambda a: (int(a) + 1, None)),
-    (re.compile(rf"\b(?:since|from) {_YEAR} on(?:wards?)?\b", re.I), lambda a: (int(a), None)),
+    (re.compile(rf"\b(?:since|from) {_YEAR} on(?:wards?)?(?=\s*(?:[,.;?!]|$))", re.I), lambda a: (int(a), None)),
     (re.compile(rf"\b(?:since) {_YEAR}\b", re.I), lambda a: (int(a), None)),
-    (re.compile(rf"\b(?:published |released |written |appeared )?(?:in|from|of|during) {_YEAR}\b", re.I), lambda a: (int(a), int(a))),
+    (re.compile(rf"\b(?:published |released |written |appeared )?(?:in|from|during) {_YEAR}\b", re.I), lambda a: (int(a), int(a))),
     (re.compile(rf"\b{_YEAR}(?= papers?\b| work\b| studies\b)", re.I), lambda a: (int(a), int(a))),
 ]
 _LIST = re.compile(
@@ -59,7 +59,9 @@ def analyse(question: str, filters: Filters = Filters()) -> Intent:
     )
 
 
-_FOLLOW_UP = re.compile(r"\b(it|its|they|them|their|this|that|these|those|the paper|the method|the same)\b", re.I)
+_FOLLOW_UP = re.compile(
+    r"\b(it|its|they|them|their|these|those|the same|(?:this|that|the) (?:paper|method|work|model|approach|one))\b", re.I
+)
 
 
 def needs_history(question: str) -> bool:

