@@ -240,6 +240,20 @@ def _print_summary(summary: dict) -> None:
     out.print(table)
 
 
+@app.command()
+def ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501) -> None:
+    """Start the chat UI (Streamlit) on 127.0.0.1."""
+    import subprocess
+
+    from rag.config import PROJECT_ROOT
+
+    app_file = PROJECT_ROOT / "ui" / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    out.print(f"Open http://127.0.0.1:{port}", highlight=False)
+    raise typer.Exit(subprocess.call(cmd, cwd=PROJECT_ROOT))
+
+
 @corpus_app.command("stats")
 def corpus_stats(paths: PathsArg = None) -> None:
     """Papers per file, duplicates merged, entries skipped and why."""

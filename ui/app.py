@@ -1,0 +1,103 @@
+"""Chat with the corpus: a thin layer over rag.answer.Engine (no retrieval or prompting here)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from common import get_engine, linked, md_escape, sidebar, source_card
+from rag.answer import Conversation, Turn
+from rag.corpus import CorpusError
+from rag.embed import ConfigError
+from rag.index import StoreError
+from rag.llm import LLMError
+from rag.retrieve import Filters
+from rag.types import Answer
+
+EXAMPLES = [
+    "which papers report FP8 training speedups?",
+    "How much does MegaScale improve model FLOPs utilization?",
+    "Which papers from 2019 are about vision-and-language pre-training?",
+    "What is the capital of Australia?",
+]
+USER_ERRORS = (CorpusError, ConfigError, StoreError, LLMError)
+
+st.set_page_config(page_title="Ask the abstracts", page_icon="📄", layout="wide")
+
+
+def show_answer(answer: Answer, index: int) -> None:
+    """The checked answer with clickable [n] markers, then one card per source."""
+    prefix = f"src-{index}"
+    if answer.refused:
+        st.info(md_escape(answer.text))
+        st.caption("Closest papers:")
+    else:
+        st.markdown(linked(answer.text, prefix))
+        if answer.unsupported:
+            st.error("Unsupported: no claim in this answer kept a citation that its source backs.")
+        if answer.removed:
+            st.warning(f"Removed citations to sources that were not given: {answer.removed}")
+    if answer.notice:
+        st.caption(answer.notice)
+    cited = {c.n: c for c in answer.citations}
+    uncited = set(answer.uncited)
+    for n, hit in enumerate(answer.sources, 1):
+        c = cited.get(n)
+        if answer.refused or c or hit.paper.paper_id in uncited:
+            source_card(n, hit, f"{prefix}-{n}", (c.quote_start, c.quote_end) if c else None, c.supported if c else None)
+
+
+def ask(question: str, filters: Filters, k: int) -> None:
+    engine = get_engine()
+    history = Conversation([Turn(m["question"], m["answer"].text) for m in st.session_state.messages])
+    with st.chat_message("user"):
+        st.markdown(md_escape(question))
+    with st.chat_message("assistant"):
+        placeholder = st.empty()
+        text = ""
+        stream = engine.ask_stream(question, filters, k, history)
+        try:
+            while True:
+                try:
+                    text += next(stream)
+                except StopIteration as done:
+                    answer = done.value
+                    break
+                placeholder.markdown(md_escape(text) + " ▌")
+        except USER_ERRORS as e:
+            placeholder.error(f"{e}")
+            return
+        placeholder.empty()
+        index = len(st.session_state.messages)
+        show_answer(answer, index)
+    st.session_state.messages.append({"question": question, "answer": answer})
+
+
+def main() -> None:
+    st.session_state.setdefault("messages", [])
+    try:
+        engine = get_engine()
+    except USER_ERRORS as e:
+        st.error(f"{e}")
+        st.stop()
+    filters, k = sidebar(engine)
+    st.title("Ask the abstracts")
+    if st.sidebar.button("Start over", type="primary"):
+        st.session_state.messages = []
+        st.rerun()
+    for index, message in enumerate(st.session_state.messages):
+        with st.chat_message("user"):
+            st.markdown(md_escape(message["question"]))
+        with st.chat_message("assistant"):
+            show_answer(message["answer"], index)
+    chosen = None
+    if not st.session_state.messages:
+        st.markdown("Every claim in an answer cites a paper of the corpus, with the sentence that supports it. Try:")
+        for example in EXAMPLES:
+            if st.button(example, key=f"example-{example}"):
+                chosen = example
+    question = st.chat_input("Ask about the papers") or chosen
+    if question:
+        ask(question, filters, k)
+
+
+main()
