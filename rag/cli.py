@@ -201,6 +201,7 @@ def eval_command(
     mode: Annotated[str, typer.Option(help="extractive, or llm (the configured endpoint).")] = "extractive",
     out_dir: Annotated[Path, typer.Option("--out", help="Where results.json, report.md and the plots go.")] = Path("eval/out"),
     check: Annotated[Optional[Path], typer.Option(help="Thresholds file: exit 1 when a figure falls below it.")] = None,
+    judge: Annotated[bool, typer.Option(help="With --mode llm: also llama-index Faithfulness/Relevancy, judged by the same LLM.")] = False,
 ) -> None:
     """Score retrieval (BM25, dense, hybrid) and answers on a question set; write a report with plots."""
     from rag import evaluate
@@ -216,7 +217,7 @@ def eval_command(
         raise LLMError("--mode llm needs an LLM: set RAG_LLM_BASE_URL or RAG_LLM_BACKEND=openai")
     engine = Engine(settings, open_retriever(settings), llm)
     with progress_bar("questions") as on_progress:
-        result, seconds = evaluate.timed_run(engine, questions, out_dir, on_progress)
+        result, seconds = evaluate.timed_run(engine, questions, out_dir, on_progress, judged=judge)
     _print_summary(result["summary"])
     out.print(f"{len(questions)} questions in {seconds:.1f} s; report: {out_dir / 'report.md'}", highlight=False)
     if check:
@@ -233,7 +234,7 @@ def _print_summary(summary: dict) -> None:
     for method, f in summary["retrieval"]["all"].items():
         table.add_row(method, *(f"{f[m]:.3f}" for m in ("hit@5", "recall@10", "mrr", "ndcg@10")))
     out.print(table)
-    table = Table("kind", "n", "accuracy", "precision", "cite valid", "cite P", "cite R", "mentions", "refusal P", "refusal R", title="Answers")
+    table = Table("kind", "n", "acc", "prec", "valid", "citeP", "citeR", "mention", "refP", "refR", title="Answers")
     for kind, f in summary["answers"].items():
         cells = [f[n] for n in ("accuracy", "precision", "citation_validity", "citation_precision", "citation_recall", "must_mention", "refusal_precision", "refusal_recall")]
         table.add_row(kind, str(f["questions"]), *("-" if v is None else f"{v:.2f}" for v in cells))

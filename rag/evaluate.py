@@ -75,7 +75,7 @@ def retrieval_row(ranked: list[str], gold: set[str]) -> dict[str, float]:
     }
 
 
-def evaluate_question(engine: Engine, q: Question) -> dict:
+def evaluate_question(engine: Engine, q: Question, judged: bool = False) -> dict:
     intent = analyse(q.question)
     gold = set(q.gold)
     row: dict = {"id": q.id, "kind": q.kind, "question": q.question, "gold": q.gold}
@@ -97,6 +97,10 @@ def evaluate_question(engine: Engine, q: Question) -> dict:
         "mentions": mentions(answer.text, q.must_mention) if gold else None,
     }
     row["correct"] = answer.refused if not gold else (not answer.refused and bool(gold & set(cited)))
+    if judged and engine.llm:
+        from rag.judge import judge
+
+        row["judge"] = judge(answer, engine.llm)
     return row
 
 
@@ -129,13 +133,18 @@ def summarise(rows: list[dict]) -> dict:
             "accuracy": round(sum(r["correct"] for r in group) / len(group), 4),
             "precision": round(sum(r["correct"] for r in answered) / len(answered), 4) if answered else None,
         }
+    if any("judge" in r for r in rows):  # LLM-judged, reported apart from the deterministic figures
+        summary["judged"] = {
+            name: {m: _avg([r["judge"][m] for r in group if "judge" in r]) for m in ("faithfulness", "relevancy")}
+            for name, group in groups.items()
+        }
     return summary
 
 
-def run(engine: Engine, questions: list[Question], on_progress: Callable[[int, int], None] | None = None) -> dict:
+def run(engine: Engine, questions: list[Question], on_progress: Callable[[int, int], None] | None = None, judged: bool = False) -> dict:
     rows = []
     for i, q in enumerate(questions, 1):
-        rows.append(evaluate_question(engine, q))
+        rows.append(evaluate_question(engine, q, judged))
         if on_progress:
             on_progress(i, len(questions))
     return {"mode": engine.mode, "model": engine.model, "summary": summarise(rows), "questions": rows}
@@ -174,6 +183,10 @@ def markdown(result: dict) -> str:
     lines += ["", "## Answers", "", "| group | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for group, figures in s["answers"].items():
         lines.append(f"| {group} | " + " | ".join(_fmt(figures[n]) for n in names) + " |")
+    if "judged" in s:
+        lines += ["", "## LLM-judged (llama-index Faithfulness / Relevancy; not used by the CI gate)", "",
+                  "| group | faithfulness | relevancy |", "|---|---|---|"]
+        lines += [f"| {g} | {_fmt(f['faithfulness'])} | {_fmt(f['relevancy'])} |" for g, f in s["judged"].items()]
     failed = [r for r in result["questions"] if not r["correct"]]
     lines += ["", f"## Questions answered wrongly ({len(failed)})", ""]
     lines += [f"- `{r['id']}` ({r['kind']}): {r['question']}" for r in failed]
@@ -233,9 +246,11 @@ def plot(result: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def timed_run(engine: Engine, questions: list[Question], out: Path, on_progress: Callable[[int, int], None] | None = None) -> tuple[dict, float]:
+def timed_run(
+    engine: Engine, questions: list[Question], out: Path, on_progress: Callable[[int, int], None] | None = None, judged: bool = False
+) -> tuple[dict, float]:
     started = time.perf_counter()
-    result = run(engine, questions, on_progress)
+    result = run(engine, questions, on_progress, judged)
     seconds = time.perf_counter() - started
     write_report(result, out, seconds)
     return result, seconds

@@ -108,3 +108,32 @@ def test_eval_command_end_to_end(tmp_path, pid_of):
     assert "## Retrieval" in (out / "report.md").read_text()
     again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and json.loads((out / "results.json").read_text()) == result
+
+
+def test_judged_metrics_are_reported_apart():
+    rows = [_row("lookup", ["p1"], False, ["p1"], True) | {"judge": {"faithfulness": 1.0, "relevancy": 0.0}}]
+    summary = summarise(rows)
+    assert summary["judged"]["all"] == {"faithfulness": 1.0, "relevancy": 0.0}
+    assert "faithfulness" not in summary["answers"]["all"]
+
+
+def test_judge_runs_llama_index_evaluators_through_our_chat_model():
+    from rag.judge import judge
+    from rag.types import Answer, Hit, Paper
+
+    class ScriptedJudge:
+        name, endpoint = "scripted", "local"
+
+        def __init__(self, verdict):
+            self.verdict, self.prompts = verdict, []
+
+        def stream(self, messages):
+            self.prompts.append(messages[0]["content"])
+            yield self.verdict
+
+    source = Hit(Paper("p", "COAT", "COAT achieves a 1.43x end-to-end training speedup."), 1.0)
+    answer = Answer(question="How fast is COAT?", text="COAT is 1.43x faster [1].", mode="llm", model="s", sources=[source])
+    yes, no = ScriptedJudge("YES"), ScriptedJudge("NO")
+    assert judge(answer, yes) == {"faithfulness": 1.0, "relevancy": 1.0}
+    assert judge(answer, no) == {"faithfulness": 0.0, "relevancy": 0.0}
+    assert any("1.43x end-to-end" in p for p in yes.prompts)  # the abstract reached the judge
