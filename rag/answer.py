@@ -104,6 +104,7 @@ class Engine:
             answer.sources = hits[:3]
             yield answer.text
         else:
+            hits = answer.sources = self.fit(intent, hits)
             pieces = []
             for piece in self._generate(intent, hits):
                 if not pieces:
@@ -153,6 +154,25 @@ class Engine:
         coverage = max(sum(self._idf(t) for t in wanted if t in self._paper_terms[h.paper.paper_id]) / total for h in hits)
         dense = max((h.dense or 0.0) for h in hits)
         return (dense + coverage) / 2
+
+    def fit(self, intent: Intent, hits: list[Hit]) -> list[Hit]:
+        """Drop the lowest-ranked sources until the prompt and the answer fit the LLM's context.
+
+        Token counts use cl100k (shipped offline with llama-index) plus a 20% margin, since the
+        served model's own tokenizer is unknown here.
+        """
+        if not self.llm:
+            return hits
+        from llama_index.core.utils import get_tokenizer
+
+        count = get_tokenizer()
+        budget = self.settings.llm_context - self.settings.llm_max_tokens
+        while len(hits) > 1:
+            size = sum(len(count(m["content"])) for m in build_messages(intent.query, hits, intent.is_list))
+            if size * 1.2 <= budget:
+                break
+            hits = hits[:-1]
+        return hits
 
     def _generate(self, intent: Intent, hits: list[Hit]) -> Iterator[str]:
         if self.llm:

@@ -284,7 +284,7 @@ def llm_serve(
     model: Annotated[Path, typer.Option("--model", help="A GGUF model file.")],
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     host: Annotated[str, typer.Option(help="Address to listen on; keep 127.0.0.1 unless others must reach it (no API key).")] = "127.0.0.1",
-    ctx: Annotated[int, typer.Option(help="Context window in tokens (prompt plus answer).")] = 4096,
+    ctx: Annotated[int, typer.Option(help="Context window in tokens (prompt plus answer); match RAG_LLM_CONTEXT.")] = 8192,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: llama.cpp's choice).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's log.")] = False,
 ) -> None:

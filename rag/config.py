@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(default=2, description="Retries on 429/5xx/dropped connections, with backoff.")
     llm_temperature: float = Field(default=0.0, description="Sampling temperature.")
     llm_max_tokens: int = Field(default=512, description="Longest answer, in tokens.")
+    llm_context: int = Field(default=8192, description="The model's context window in tokens; sources that would overflow it are dropped.")
 
     answer_k: int = Field(default=6, description="Papers given to the answerer for an ordinary question.")
     list_k: int = Field(default=12, description="Papers given to the answerer for a \"which papers\" question.")

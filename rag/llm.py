@@ -86,7 +86,8 @@ class OpenAIChat:
         if isinstance(e, openai.NotFoundError):
             return LLMError(f"model {self.name!r} not found at {self.endpoint} (404); set RAG_LLM_MODEL to a model the endpoint serves")
         if isinstance(e, openai.APIStatusError):
-            return LLMError(f"the LLM endpoint {where} answered HTTP {e.status_code}; try again later or check the server's log")
+            said = _server_message(e)
+            return LLMError(f"the LLM endpoint {where} answered HTTP {e.status_code}{': ' + said if said else ''}; check the server's log")
         if isinstance(e, openai.APITimeoutError):
             return LLMError(f"no answer from {where} within {self.settings.llm_timeout:g} s; raise RAG_LLM_TIMEOUT or check the server")
         if isinstance(e, openai.APIConnectionError):
@@ -94,6 +95,15 @@ class OpenAIChat:
                 return LLMError(f"cannot reach the LLM endpoint {self.endpoint}; start the server or fix RAG_LLM_BASE_URL")
             return LLMError(f"the LLM endpoint {self.endpoint} closed the connection without an answer; check the server's log")
         return LLMError(f"malformed response from {where} ({type(e).__name__}); is it an OpenAI-compatible server?")
+
+
+def _server_message(e: Exception) -> str:
+    """The server's own reason (e.g. 'request exceeds the available context size'), one line, short."""
+    body = getattr(e, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        message = body["error"].get("message")
+    return " ".join(str(message).split())[:200] if message else ""
 
 
 def _refused(e: Exception) -> bool:
