@@ -31,6 +31,7 @@ class Question:
     kind: str
     gold: list[str]
     must_mention: list[str]
+    style: str = ""  # optional: "lexical" or "paraphrase", to see what each retriever does with rewording
 
 
 def load_dataset(path: Path) -> list[Question]:
@@ -43,7 +44,10 @@ def load_dataset(path: Path) -> list[Question]:
             continue
         try:
             row = json.loads(line)
-            q = Question(row["id"], row["question"], row.get("kind", "lookup"), list(row.get("gold", [])), list(row.get("must_mention", [])))
+            q = Question(
+                row["id"], row["question"], row.get("kind", "lookup"), list(row.get("gold", [])),
+                list(row.get("must_mention", [])), row.get("style", ""),
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise CorpusError(f"{path}:{n}: not a question record ({type(e).__name__}: {e}); each line needs id and question") from None
         questions.append(q)
@@ -78,7 +82,7 @@ def retrieval_row(ranked: list[str], gold: set[str]) -> dict[str, float]:
 def evaluate_question(engine: Engine, q: Question, judged: bool = False) -> dict:
     intent = analyse(q.question)
     gold = set(q.gold)
-    row: dict = {"id": q.id, "kind": q.kind, "question": q.question, "gold": q.gold}
+    row: dict = {"id": q.id, "kind": q.kind, "style": q.style, "question": q.question, "gold": q.gold}
     if gold:
         for method in METHODS:
             ranked = [h.paper.paper_id for h in engine.retriever.search(intent.query, 10, intent.filters, method=method)]
@@ -112,6 +116,8 @@ def _avg(values: list) -> float | None:
 def summarise(rows: list[dict]) -> dict:
     """Every figure of the report, overall and per kind."""
     groups = {"all": rows} | {k: [r for r in rows if r["kind"] == k] for k in KINDS if any(r["kind"] == k for r in rows)}
+    styles = sorted({r.get("style") for r in rows if r.get("style")})
+    groups |= {f"style:{s}": [r for r in rows if r.get("style") == s] for s in styles}
     summary: dict = {"retrieval": {}, "answers": {}}
     for name, group in groups.items():
         answerable = [r for r in group if r["gold"]]
