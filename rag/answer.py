@@ -52,6 +52,17 @@ def load_prompt(name: str) -> str:
     return (PROMPTS / f"{name}.txt").read_text()
 
 
+class Streamed:
+    """Iterate for the answer's text pieces; `.answer` holds the checked Answer once they are done."""
+
+    def __init__(self, stream: Iterator[str]) -> None:
+        self._stream = stream
+        self.answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        self.answer = yield from self._stream
+
+
 @dataclass
 class Turn:
     question: str
@@ -80,12 +91,11 @@ class Engine:
         return self.llm.name if self.llm else "extractive (no LLM)"
 
     def ask(self, question: str, filters: Filters = Filters(), k: int | None = None, history: Conversation | None = None) -> Answer:
-        stream = self.ask_stream(question, filters, k, history)
-        while True:
-            try:
-                next(stream)
-            except StopIteration as done:
-                return done.value
+        streamed = Streamed(self.ask_stream(question, filters, k, history))
+        for _ in streamed:
+            pass
+        assert streamed.answer is not None
+        return streamed.answer
 
     def ask_stream(
         self, question: str, filters: Filters = Filters(), k: int | None = None, history: Conversation | None = None

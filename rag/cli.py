@@ -153,20 +153,16 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of streaming text.")] = False,
 ) -> None:
     """Answer a question with citations [n] checked against the cited abstracts."""
-    from rag.answer import make_engine
+    from rag.answer import Streamed, make_engine
     from rag.retrieve import Filters
 
     settings = get_settings()
     engine = make_engine(settings, open_retriever(settings))
-    stream = engine.ask_stream(question, Filters(year_from, year_to, tuple(source or ())), k)
-    while True:
-        try:
-            piece = next(stream)
-        except StopIteration as done:
-            answer = done.value
-            break
+    streamed = Streamed(engine.ask_stream(question, Filters(year_from, year_to, tuple(source or ())), k))
+    for piece in streamed:
         if not as_json:
             out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
+    answer = streamed.answer
     if as_json:
         print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
         return

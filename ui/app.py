@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from common import get_engine, linked, md_escape, sidebar, source_card
-from rag.answer import Conversation, Turn
+from rag.answer import Conversation, Streamed, Turn
 from rag.corpus import CorpusError
 from rag.embed import ConfigError
 from rag.index import StoreError
@@ -54,19 +54,16 @@ def ask(question: str, filters: Filters, k: int) -> None:
     with st.chat_message("assistant"):
         placeholder = st.empty()
         text = ""
-        stream = engine.ask_stream(question, filters, k, history)
+        streamed = Streamed(engine.ask_stream(question, filters, k, history))
         try:
-            while True:
-                try:
-                    text += next(stream)
-                except StopIteration as done:
-                    answer = done.value
-                    break
+            for piece in streamed:
+                text += piece
                 placeholder.markdown(md_escape(text) + " ▌")
         except USER_ERRORS as e:
             placeholder.error(f"{e}")
             return
         placeholder.empty()
+        answer = streamed.answer
         index = len(st.session_state.messages)
         show_answer(answer, index)
     st.session_state.messages.append({"question": question, "answer": answer})
