@@ -46,7 +46,7 @@ def show_answer(answer: Answer, index: int) -> None:
             source_card(n, hit, f"{prefix}-{n}", (c.quote_start, c.quote_end) if c else None, c.supported if c else None)
 
 
-def ask(question: str, filters: Filters, k: int) -> None:
+def ask(question: str, filters: Filters, k: int | None) -> None:
     engine = get_engine()
     history = Conversation([Turn(m["question"], m["answer"].text) for m in st.session_state.messages])
     with st.chat_message("user"):
@@ -86,13 +86,16 @@ def main() -> None:
             st.markdown(md_escape(message["question"]))
         with st.chat_message("assistant"):
             show_answer(message["answer"], index)
-    chosen = None
+    question = st.chat_input("Ask about the papers")
     if not st.session_state.messages:
-        st.markdown("Every claim in an answer cites a paper of the corpus, with the sentence that supports it. Try:")
-        for example in EXAMPLES:
-            if st.button(example, key=f"example-{example}"):
-                chosen = example
-    question = st.chat_input("Ask about the papers") or chosen
+        examples = st.empty()  # cleared once a question is asked, so no stale button is left to click
+        with examples.container():
+            st.markdown("Every claim in an answer cites a paper of the corpus, with the sentence that supports it. Try:")
+            for example in EXAMPLES:
+                if st.button(example, key=f"example-{example}"):
+                    question = example
+        if question:
+            examples.empty()
     if question:
         ask(question, filters, k)
 

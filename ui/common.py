@@ -71,7 +71,7 @@ def answerer_label(engine: Engine) -> str:
     return f"LLM `{engine.llm.name}` at `{engine.llm.endpoint}` ({backend_name(engine.settings)})"
 
 
-def sidebar(engine: Engine) -> tuple[Filters, int]:
+def sidebar(engine: Engine) -> tuple[Filters, int | None]:
     """Filters, number of sources, answerer, corpus statistics, re-ingest and upload."""
     papers = list(engine.retriever.papers.values())
     years = sorted({p.year for p in papers if p.year})
@@ -79,10 +79,15 @@ def sidebar(engine: Engine) -> tuple[Filters, int]:
     with st.sidebar:
         st.header("Filters")
         year_from = year_to = None
-        if years and st.checkbox("Only papers from these years", key="use_years"):
+        if len(years) == 1 and st.checkbox(f"Only papers from {years[0]}", key="use_years"):
+            year_from = year_to = years[0]
+        elif len(years) > 1 and st.checkbox("Only papers from these years", key="use_years"):
             year_from, year_to = st.slider("Years", years[0], years[-1], (years[0], years[-1]), key="years")
         sources = st.multiselect("Source files", files, key="sources")
-        k = st.slider("Sources per answer", 3, 20, engine.settings.answer_k, key="k")
+        k = st.select_slider(
+            "Sources per answer", ["auto", *range(3, 21)], "auto", key="k",
+            help=f"auto: {engine.settings.answer_k}, or {engine.settings.list_k} for a 'which papers' question",
+        )
         st.header("Answerer")
         st.markdown(answerer_label(engine))
         st.header("Corpus")
@@ -98,7 +103,7 @@ def sidebar(engine: Engine) -> tuple[Filters, int]:
             target.write_bytes(upload.getvalue())
             run_ingest([target], f"Ingesting {target.name}")
             st.rerun()
-    return Filters(year_from, year_to, tuple(sources)), k
+    return Filters(year_from, year_to, tuple(sources)), None if k == "auto" else int(k)
 
 
 def linked(text: str, prefix: str) -> str:

@@ -11,8 +11,8 @@ st.title("Corpus")
 engine = get_engine()
 query = st.text_input("Search the papers", key="corpus_query")
 if query:
-    papers = [h.paper for h in engine.retriever.search(query, 50)]
-    st.caption(f"{len(papers)} best matches")
+    papers = [h.paper for h in engine.retriever.search(query, 20)]
+    st.caption(f"The {len(papers)} best matches, best first")
 else:
     papers = sorted(engine.retriever.papers.values(), key=lambda p: (p.source, p.positions[0] if p.positions else 0))
     st.caption(f"{len(papers)} papers")
@@ -22,5 +22,5 @@ st.dataframe(
         for p in papers
     ],
     hide_index=True,
-    use_container_width=True,
+    width="stretch",
 )

@@ -1,0 +1,262 @@
+"""The chat UI end to end: a real `streamlit run` server and headless Chromium driven by Playwright.
+
+Needs Debian's Chromium and the `playwright` Python package (its own browser download does not
+work offline, so it drives /usr/bin/chromium):
+
+    apt-get update && apt-get install -y chromium chromium-driver
+    /work/venv/bin/pip install playwright        # not `playwright install`
+
+Screenshots go to test-artifacts/ at the repo root (gitignored).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import SMALL, free_port
+from rag.config import PROJECT_ROOT
+
+APP = PROJECT_ROOT / "ui" / "app.py"
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+INJECTION = Path(__file__).resolve().parent / "fixtures" / "ui" / "injection.jsonl"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+INSTALL = (
+    "install the browser stack with:\n"
+    "    apt-get update && apt-get install -y chromium chromium-driver\n"
+    "    /work/venv/bin/pip install playwright\n"
+    "(do not run `playwright install`: the tests drive /usr/bin/chromium)"
+)
+
+CHAT_INPUT = '[data-testid="stChatInputTextArea"]'
+MESSAGE = '[data-testid="stChatMessage"]'
+SCROLLER = '[data-testid="stAppScrollToBottomContainer"]'  # the main column scrolls, not the document
+VIEWPORT = {"width": 1280, "height": 420}  # short, so the first source card starts below the fold
+FP8_QUESTION = "which papers report FP8 training speedups?"
+FP8_TITLE = "FP8 Formats Accelerate Large Language Model Pretraining Without Loss of Accuracy"
+INJECTION_QUESTION = "How does the cleaner remove inline markup from crawled web pages?"
+FIRST_LOAD_TIMEOUT_MS = 120_000  # the first session loads the embedder (and may build the index)
+ANSWER_TIMEOUT_MS = 60_000
+
+
+def browser_stack_problem() -> str | None:
+    problems = []
+    if not CHROMIUM.exists():
+        problems.append(f"{CHROMIUM} not found")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        problems.append("the playwright package is not installed")
+    return f"browser tests need Chromium and Playwright: {'; '.join(problems)}; {INSTALL}" if problems else None
+
+
+def test_browser_stack_is_installed():
+    problem = browser_stack_problem()
+    if problem:
+        pytest.fail(problem)
+
+
+# ------------------------------------------------------------------ the server
+
+
+@dataclass
+class Server:
+    url: str
+    log: Path
+    start_seconds: float
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+def start_server(root: Path, corpus: Path) -> Iterator[Server]:
+    """`streamlit run ui/app.py` on a free port with its own empty index; the app builds it on first load."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
+    env.update(RAG_DATA_DIR=str(root / "index"), RAG_CORPUS_PATHS=json.dumps([str(corpus)]))
+    log = root / "streamlit.log"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    started = time.perf_counter()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
+    server = Server(f"http://127.0.0.1:{port}", log, 0.0)
+    try:
+        deadline = started + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{server.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=2) as r:
+                    if r.read().decode().strip() == "ok":
+                        break
+            except OSError:
+                pass
+            if time.perf_counter() > deadline:
+                pytest.fail(f"streamlit was not healthy within 60 s:\n{server.log_tail()}")
+            time.sleep(0.1)
+        server.start_seconds = time.perf_counter() - started
+        print(f"\n[timing] streamlit start ({corpus.name}): Popen -> healthy in {server.start_seconds:.2f} s")
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from start_server(tmp_path_factory.mktemp("ui_small"), SMALL)
+
+
+@pytest.fixture(scope="module")
+def injection_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from start_server(tmp_path_factory.mktemp("ui_injection"), INJECTION)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    problem = browser_stack_problem()
+    if problem:
+        pytest.fail(problem)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.js_errors = errors
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def open_chat(page, server: Server) -> float:
+    """Load the app and wait until the chat input is usable; returns the page.goto start time."""
+    t0 = time.perf_counter()
+    page.goto(server.url)
+    try:
+        page.locator(CHAT_INPUT).wait_for(state="visible", timeout=FIRST_LOAD_TIMEOUT_MS)
+    except Exception:
+        pytest.fail(f"no chat input after {FIRST_LOAD_TIMEOUT_MS / 1000:.0f} s; server log:\n{server.log_tail()}")
+    return t0
+
+
+def type_question(page, question: str) -> None:
+    box = page.locator(CHAT_INPUT)
+    box.fill(question)
+    box.press("Enter")
+
+
+# ------------------------------------------------------------------ tests
+
+
+def test_fp8_answer_and_citation_link_in_a_real_browser(small_server: Server, page):
+    from playwright.sync_api import expect
+
+    t0 = open_chat(page, small_server)
+    ready = time.perf_counter() - t0
+    type_question(page, FP8_QUESTION)
+    t_asked = time.perf_counter()
+    assistant = page.locator(MESSAGE).nth(1)
+    # The answer's [1] is a link to its first source card.
+    link = assistant.locator('[data-testid="stMarkdownContainer"] a[href="#src-0-1"]', has_text="[1]")
+    link.wait_for(state="visible", timeout=ANSWER_TIMEOUT_MS)
+    expect(assistant).to_contain_text(f"{FP8_TITLE}:")  # the answer line names the paper
+    first_answer = time.perf_counter() - t0
+    print(f"\n[timing] page load -> chat input ready: {ready:.2f} s (first session: embedder load and index build)")
+    print(f"[timing] question submitted -> answer text: {time.perf_counter() - t_asked:.2f} s")
+    print(f"[timing] page load -> first answer text: {first_answer:.2f} s")
+
+    expect(page.locator(MESSAGE).nth(0)).to_contain_text(FP8_QUESTION)
+    expect(assistant).to_contain_text("Extractive answer: sentences quoted from the abstracts, no LLM.")
+    card = page.locator("h3#src-0-1")
+    expect(card).to_have_text(f"[1] {FP8_TITLE}")
+    expect(assistant.get_by_text("supported", exact=True)).to_be_visible()
+
+    # Scroll back to the top (the app sticks to the bottom while it renders, so wait until it has
+    # settled), so the card is below the fold; then follow the citation.
+    page.wait_for_timeout(500)
+    for _ in range(2):
+        page.evaluate(f"document.querySelector('{SCROLLER}').scrollTop = 0")
+        page.wait_for_timeout(300)
+    before = card.bounding_box()
+    assert before["y"] + before["height"] > VIEWPORT["height"], f"the card was already in full view before the click: {before}"
+    link.click()
+    page.wait_for_function("location.hash === '#src-0-1'", timeout=5_000)
+    assert page.evaluate("location.hash") == "#src-0-1"
+    expect(card).to_be_in_viewport(ratio=1)
+    after = card.bounding_box()
+    print(f"[layout] card heading top before the click: {before['y']:.0f} px, after: {after['y']:.0f} px "
+          f"(viewport {VIEWPORT['height']} px)")
+    assert after["y"] < before["y"], "following the citation did not scroll to the card"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "ui-answer.png"
+    page.set_viewport_size({"width": 1280, "height": 1000})  # room for the answer and its card in one picture
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    assert not page.js_errors, page.js_errors
+
+
+def test_html_in_the_corpus_and_the_question_is_shown_as_text(injection_server: Server, page):
+    from playwright.sync_api import expect
+
+    open_chat(page, injection_server)
+    type_question(page, INJECTION_QUESTION)
+    card = page.locator("h3#src-0-1")
+    card.wait_for(state="visible", timeout=ANSWER_TIMEOUT_MS)
+    page.wait_for_timeout(500)  # time for an injected onerror handler to fire, if there were one
+
+    # The poisoned paper is the cited source, and its title's <b> is text, not markup.
+    expect(card).to_contain_text("[1] Cleaning <b>bold</b> Markup from Crawled Web Pages")
+    assert page.locator("h3#src-0-1 b").count() == 0
+    body = page.locator('[data-testid="stVerticalBlock"]').filter(has=card).last  # the card's own block
+    expect(body).to_contain_text("<script>window.__pwned=1</script>")
+    expect(body).to_contain_text('<img src=x onerror="window.__pwned=2">')
+    expect(page.locator(MESSAGE).nth(1).locator('[data-testid="stMarkdownContainer"]').first).to_contain_text("<script>")
+
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator('img[src="x"]').count() == 0
+    assert page.evaluate("[...document.scripts].filter(s => s.textContent.includes('__pwned')).length") == 0
+
+    # The user's own question is untrusted too.
+    question = '<img src=x onerror="window.__pwned=3"> does the cleaner handle <script> tags?'
+    type_question(page, question)
+    expect(page.locator(MESSAGE)).to_have_count(4, timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator(MESSAGE).nth(2)).to_contain_text(question)
+    page.wait_for_timeout(500)
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    assert page.locator('img[src="x"]').count() == 0
+    print("\n[injection] second answer:", page.locator(MESSAGE).nth(3).inner_text()[:300].replace("\n", " | "))
+    page.locator(MESSAGE).nth(2).evaluate("e => e.scrollIntoView({block: 'center'})")  # the HTML question, as text
+    page.wait_for_timeout(300)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-injection.png"))
+    assert not page.js_errors, page.js_errors
