@@ -42,10 +42,15 @@ LIST_KEEP = 0.7  # a "which papers" answer lists every paper at least this relev
 _NAME = re.compile(r"(?<![\w.-])(?=[\w.-]*(?:\d|[A-Z][\w.-]*[A-Z]|-[A-Z]))[A-Za-z][\w.]*(?:-[\w.]+)*\b")
 
 
-def _variants(name: str) -> list[str]:
-    """GPT-2-like -> GPT-2, MLPs -> MLP: a name counts as known when any form of it is."""
+def _variants(name: str) -> list[list[str]]:
+    """Forms of a name, each a list of words that must all occur: GPT-2-like -> GPT-2, MLPs -> MLP,
+    UAV-assisted -> UAV + assisted. A version (Mamba-3) is never split off: Mamba is not Mamba-3."""
     base = re.sub(r"-(like|based|style|sized|scale)$", "", name, flags=re.I)
-    return [name, base] + ([base[:-1]] if base.endswith("s") else [])
+    forms = [[name], [base]] + ([[base[:-1]]] if base.endswith("s") else [])
+    parts = base.split("-")
+    if len(parts) > 1 and all(p.isalpha() and len(p) > 2 for p in parts):
+        forms.append(parts)
+    return forms
 
 
 def load_prompt(name: str) -> str:
@@ -152,10 +157,12 @@ class Engine:
 
     def unknown_names(self, query: str) -> list[str]:
         """Model names, acronyms and versioned terms (FP4, Mamba-3, KTO) that appear in no paper."""
-        return [w for w in _NAME.findall(query) if not any(self._mentions(v) for v in _variants(w))]
+        return [w for w in _NAME.findall(query) if not any(all(map(self._mentions, form)) for form in _variants(w))]
 
     def _mentions(self, word: str) -> bool:
-        return bool(re.search(rf"(?<![\w-]){re.escape(word.lower())}(?![\w-])", self._corpus_text))
+        """As a word, or (4+ characters) inside one: MIMO is known from mMIMO."""
+        inside = r"\w*" if len(word) >= 4 else ""
+        return bool(re.search(rf"(?<![\w-]){inside}{re.escape(word.lower())}{inside}(?![\w-])", self._corpus_text))
 
     def relevance(self, query: str, hits: list[Hit]) -> float:
         """0-1: mean of the best chunk cosine and the best IDF-weighted share of query terms a paper contains."""

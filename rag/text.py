@@ -21,8 +21,9 @@ def sentences(text: str) -> list[str]:
 def _stemmer_and_stopwords() -> tuple[object, frozenset[str]]:
     import Stemmer
     from bm25s.stopwords import STOPWORDS_EN
+    from llama_index.core.utils import globals_helper  # NLTK's English list, shipped offline
 
-    return Stemmer.Stemmer("english"), frozenset(STOPWORDS_EN)
+    return Stemmer.Stemmer("english"), frozenset(STOPWORDS_EN) | frozenset(globals_helper.stopwords)
 
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[a-z0-9]+)*")
