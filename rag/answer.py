@@ -317,7 +317,7 @@ def extractive_answer(intent: Intent, hits: list[Hit], engine: Engine) -> str:
     lines = [(i, engine.evidence(intent.query, hits[i - 1], intent.is_numeric)) for i in keep]
     if intent.is_list:
         return "\n".join(f"- {hits[i - 1].paper.display_title}: {sentence} [{i}]" for i, sentence in lines)
-    return " ".join(f"{sentence} [{i}]" for i, sentence in lines)
+    return " ".join(f"{hits[i - 1].paper.display_title}: {sentence} [{i}]" for i, sentence in lines)
 
 
 def refusal_text(hits: list[Hit], filters: Filters) -> str:

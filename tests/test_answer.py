@@ -416,7 +416,8 @@ def test_extractive_answer_quotes_the_best_sentence_with_its_citation_and_notice
     assert len(pieces) == 1
     assert (answer.mode, answer.model) == ("extractive", "extractive (no LLM)")
     assert answer.notice == EXTRACTIVE_NOTICE
-    assert answer.text == "On Hopper GPUs the method delivers a 1.4x end-to-end training speedup and reduces activation memory by 40%. [1]"
+    # the paper named first (its title), then its best sentence quoted, then the citation
+    assert answer.text == f"{FP8}: On Hopper GPUs the method delivers a 1.4x end-to-end training speedup and reduces activation memory by 40%. [1]"
     assert [(c.n, c.title) for c in answer.citations] == [(1, FP8)]
 
 
