@@ -35,6 +35,16 @@ def build_settings(**values) -> Settings:
         return Settings(_env_file=None, **values)
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a server process, killing it if it has not stopped within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -147,9 +157,4 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory):
                 time.sleep(0.2)
         yield host, port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)

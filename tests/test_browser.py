@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SMALL, free_port
+from conftest import SMALL, free_port, stop
 from rag.config import PROJECT_ROOT
 
 APP = PROJECT_ROOT / "ui" / "app.py"
@@ -110,12 +110,7 @@ def start_server(root: Path, corpus: Path) -> Iterator[Server]:
         print(f"\n[timing] streamlit start ({corpus.name}): Popen -> healthy in {server.start_seconds:.2f} s")
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 @pytest.fixture(scope="module")
