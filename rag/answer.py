@@ -37,6 +37,11 @@ _INSTRUCTION = re.compile(
     re.I,
 )
 _NUMBER = re.compile(r"(?<![A-Za-z\d-])\d+(?:[.,]\d+)*\s*(?:%|x|×|times)?(?![A-Za-z\d])")
+# The prompt asks for REFUSAL word for word; small models paraphrase it ("The sources do not answer ...").
+_LLM_REFUSAL = re.compile(
+    r"\W*(the )?(corpus|sources?|abstracts?|provided (texts?|sources?|abstracts?)) (does|do) not (answer|say|contain|mention|address)",
+    re.I,
+)
 LIST_KEEP = 0.7  # a "which papers" answer lists every paper at least this relevant relative to the best
 # Model names, acronyms, versioned terms: a letter first, then a digit or a second capital somewhere.
 _NAME = re.compile(r"(?<![\w.-])(?=[\w.-]*(?:\d|[A-Z][\w.-]*[A-Z]|-[A-Z]))[A-Za-z][\w.]*(?:-[\w.]+)*\b")
@@ -199,7 +204,7 @@ class Engine:
 
     def _finish(self, answer: Answer, raw: str, intent: Intent) -> None:
         t = time.perf_counter()
-        if raw.strip().startswith(REFUSAL.rstrip(".")):
+        if _LLM_REFUSAL.match(raw):
             answer.text = refusal_text(answer.sources, intent.filters)
             answer.refused = True
             answer.sources = answer.sources[:3]
@@ -278,9 +283,24 @@ def format_sources(hits: list[Hit]) -> str:
     for i, hit in enumerate(hits, 1):
         p = hit.paper
         meta = "; ".join(x for x in (p.date_raw, f"{p.authors} authors" if p.authors else "", p.organisation) if x)
-        title, body = _inert(p.display_title).replace('"', "'"), _inert(p.abstract)
+        title, body = _inert(p.display_title).replace('"', "'"), _inert(withhold_instructions(p.abstract))
         blocks.append(f'<source id="{i}" title="{title}" meta="{_inert(meta)}">\n{body}\n</source>')
     return "\n\n".join(blocks)
+
+
+WITHHELD = "[a sentence that reads as an instruction to an AI was withheld]"
+
+
+def withhold_instructions(abstract: str) -> str:
+    """Replace sentences that address an AI ("ignore previous instructions ...") before the LLM reads them.
+
+    The system prompt already says sources are data; this makes sure the known attack phrasings
+    never reach the model at all. The abstract as stored and shown to the user is unchanged.
+    """
+    spans = [(s, e) for s, e in sentence_spans(abstract) if _INSTRUCTION.search(abstract[s:e])]
+    for s, e in reversed(spans):
+        abstract = abstract[:s] + WITHHELD + abstract[e:]
+    return abstract
 
 
 def _inert(text: str) -> str:
