@@ -116,7 +116,7 @@ def open_retriever(settings: Settings) -> Any:
 @app.command()
 def search(
     question: str,
-    k: Annotated[int, typer.Option("-k", help="How many papers.")] = 10,
+    k: Annotated[Optional[int], typer.Option("-k", help="How many papers (default: RAG_TOP_K).")] = None,
     year_from: YearFrom = None,
     year_to: YearTo = None,
     source: SourceOpt = None,
