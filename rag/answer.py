@@ -17,7 +17,8 @@ from rag import cite
 from rag.config import PROJECT_ROOT, Settings
 from rag.llm import ChatModel
 from rag.query import Intent, analyse, needs_history
-from rag.retrieve import Filters, Retriever
+from rag.retrieve import Retriever
+from rag.types import Filters
 from rag.text import sentence_spans, terms
 from rag.types import Answer, Hit
 

@@ -16,10 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rag.config import Settings, get_settings
-from rag.corpus import CorpusError
-from rag.embed import ConfigError
-from rag.index import StoreError
-from rag.llm import LLMError
+from rag.errors import ConfigError, LLMError, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Ask questions of a corpus of paper abstracts.")
 corpus_app = typer.Typer(no_args_is_help=True, help="Look at the corpus files.")
@@ -27,7 +24,6 @@ app.add_typer(corpus_app, name="corpus")
 
 out = Console()
 err = Console(stderr=True)
-USER_ERRORS = (CorpusError, ConfigError, StoreError, LLMError)
 
 PathsArg = Annotated[Optional[list[Path]], typer.Argument(help="Corpus files or folders (default: RAG_CORPUS_PATHS).")]
 YearFrom = Annotated[Optional[int], typer.Option("--year-from", help="Only papers from this year on.")]
@@ -38,7 +34,7 @@ SourceOpt = Annotated[Optional[list[str]], typer.Option("--source", help="Only p
 def main() -> None:
     try:
         app()
-    except USER_ERRORS as e:
+    except UserError as e:
         err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
@@ -124,7 +120,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, best first.")] = False,
 ) -> None:
     """Find the papers that best match a question."""
-    from rag.retrieve import Filters
+    from rag.types import Filters
 
     if method not in ("hybrid", "bm25", "dense"):
         raise ConfigError(f"--method {method!r} is not one of hybrid, bm25, dense")
@@ -154,7 +150,7 @@ def ask(
 ) -> None:
     """Answer a question with citations [n] checked against the cited abstracts."""
     from rag.answer import Streamed, make_engine
-    from rag.retrieve import Filters
+    from rag.types import Filters
 
     settings = get_settings()
     engine = make_engine(settings, open_retriever(settings))
@@ -202,7 +198,7 @@ def eval_command(
     """Score retrieval (BM25, dense, hybrid) and answers on a question set; write a report with plots."""
     from rag import evaluate
     from rag.answer import Engine
-    from rag.llm import LLMError, make_chat_model
+    from rag.llm import make_chat_model
 
     if mode not in ("extractive", "llm"):
         raise ConfigError(f"--mode {mode!r} is not one of extractive, llm")

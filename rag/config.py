@@ -6,62 +6,75 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag.errors import ConfigError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROMPTS_DIR = PROJECT_ROOT / "prompts"  # prompt templates (text files)
+UI_DIR = PROJECT_ROOT / "ui"  # the Streamlit app
+DEFAULT_CORPUS = PROJECT_ROOT / "data" / "corpus"  # the bundled sample corpus
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore", populate_by_name=True)
 
     corpus_paths: list[Path] = Field(
-        default=[PROJECT_ROOT / "data" / "corpus"],
+        default=[DEFAULT_CORPUS],
         description="Files or folders ingested when `rag ingest` is given no path (JSON list in env).",
     )
     data_dir: Path = Field(
         default=PROJECT_ROOT / "data" / "index",
         description="Where the embedded Chroma index and ingest record live.",
     )
-    collection: str = Field(default="abstracts", description="Chroma collection name (3-512 characters).")
+    collection: str = Field(default="abstracts", min_length=3, max_length=512, description="Chroma collection name (3-512 characters).")
     chroma_host: str | None = Field(default=None, description="Chroma server host; set it to use a server instead of the embedded index.")
-    chroma_port: int = Field(default=8000, description="Chroma server port, used with RAG_CHROMA_HOST.")
+    chroma_port: int = Field(default=8000, ge=1, le=65535, description="Chroma server port, used with RAG_CHROMA_HOST.")
 
-    embed_backend: Literal["onnx", "openai-compatible"] = Field(
-        default="onnx", description="`onnx`: bundled all-MiniLM-L6-v2, offline. `openai-compatible`: an embeddings endpoint."
+    embed_backend: Literal["onnx", "openai-compatible", "hashing"] = Field(
+        default="onnx",
+        description="`onnx`: bundled all-MiniLM-L6-v2, offline. `openai-compatible`: an embeddings endpoint. "
+        "`hashing`: word hashing, no model (fast, no synonyms; for benchmarks and huge corpora).",
     )
     embed_model: str = Field(default="text-embedding-3-small", description="Model name for the openai-compatible embedder.")
     embed_base_url: str | None = Field(default=None, description="Base URL of the embeddings endpoint (None: api.openai.com).")
-    embed_api_key: SecretStr | None = Field(default=None, description="Key for the embeddings endpoint (falls back to OPENAI_API_KEY).")
-    embed_batch_size: int = Field(default=32, description="Texts embedded per batch.")
-    chunk_tokens: int = Field(default=256, description="Largest chunk in embedder word pieces; longer abstracts split on sentences.")
+    embed_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("RAG_EMBED_API_KEY", "OPENAI_API_KEY"), description="Key for the embeddings endpoint (falls back to OPENAI_API_KEY).")
+    embed_batch_size: int = Field(default=32, ge=1, le=4096, description="Texts embedded per batch.")
+    chunk_tokens: int = Field(default=256, ge=32, le=8192, description="Largest chunk in embedder word pieces; longer abstracts split on sentences.")
 
-    top_k: int = Field(default=10, description="Papers returned by a search.")
-    candidates: int = Field(default=50, description="Chunks each retriever contributes before fusion.")
+    top_k: int = Field(default=10, ge=1, le=1000, description="Papers returned by a search.")
+    candidates: int = Field(default=50, ge=1, le=10000, description="Chunks each retriever contributes before fusion.")
     fusion: Literal["weighted", "rrf"] = Field(default="weighted", description="How hybrid search combines BM25 and dense: weighted scores or reciprocal rank fusion.")
-    bm25_weight: float = Field(default=0.7, description="Share of BM25 in weighted fusion (0: dense only, 1: BM25 only).")
-    rrf_k: int = Field(default=60, description="Reciprocal rank fusion constant (fusion=rrf).")
+    bm25_weight: float = Field(default=0.7, ge=0.0, le=1.0, description="Share of BM25 in weighted fusion (0: dense only, 1: BM25 only).")
+    rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant (fusion=rrf).")
 
     llm_backend: Literal["auto", "extractive", "openai", "openai-compatible"] = Field(
         default="auto", description="`auto`: openai-compatible when RAG_LLM_BASE_URL is set, else `extractive` (no LLM)."
     )
     llm_model: str = Field(default="gpt-4o-mini", description="Chat model name at the endpoint.")
     llm_base_url: str | None = Field(default=None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1.")
-    llm_api_key: SecretStr | None = Field(default=None, description="Key for the LLM endpoint (falls back to OPENAI_API_KEY); never logged.")
-    llm_timeout: float = Field(default=60.0, description="Seconds to wait for the LLM endpoint.")
-    llm_max_retries: int = Field(default=2, description="Retries on 429/5xx/dropped connections, with backoff.")
-    llm_temperature: float = Field(default=0.0, description="Sampling temperature.")
-    llm_max_tokens: int = Field(default=512, description="Longest answer, in tokens.")
-    llm_context: int = Field(default=8192, description="The model's context window in tokens; sources that would overflow it are dropped.")
+    llm_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("RAG_LLM_API_KEY", "OPENAI_API_KEY"), description="Key for the LLM endpoint (falls back to OPENAI_API_KEY); never logged.")
+    llm_timeout: float = Field(default=60.0, gt=0, le=3600, description="Seconds to wait for the LLM endpoint.")
+    llm_max_retries: int = Field(default=2, ge=0, le=10, description="Retries on 429/5xx/dropped connections, with backoff.")
+    llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    llm_max_tokens: int = Field(default=512, ge=1, le=32768, description="Longest answer, in tokens.")
+    llm_context: int = Field(default=8192, ge=512, description="The model's context window in tokens; sources that would overflow it are dropped.")
 
-    answer_k: int = Field(default=6, description="Papers given to the answerer for an ordinary question.")
-    list_k: int = Field(default=12, description="Papers given to the answerer for a \"which papers\" question.")
-    refuse_below: float = Field(default=0.28, description="Refuse when the best paper's relevance (0-1) is below this.")
+    answer_k: int = Field(default=6, ge=1, le=100, description="Papers given to the answerer for an ordinary question.")
+    list_k: int = Field(default=12, ge=1, le=100, description="Papers given to the answerer for a \"which papers\" question.")
+    refuse_below: float = Field(default=0.28, ge=0.0, le=1.0, description="Refuse when the best paper's relevance (0-1) is below this.")
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings, or one `ConfigError` line naming the bad variable (never a pydantic traceback)."""
+    try:
+        return Settings()
+    except ValidationError as e:
+        first = e.errors()[0]
+        name = "RAG_" + str(first["loc"][0]).upper() if first["loc"] else "a setting"
+        raise ConfigError(f"{name}: {first['msg']}; fix it in the environment or .env") from None
 
 
 def _shown_default(value: object) -> str:
@@ -82,7 +95,19 @@ def settings_rows() -> list[tuple[str, str, str]]:
     ]
 
 
-if __name__ == "__main__":  # python -m rag.config: print the README settings table
-    print("| variable | default | meaning |\n|---|---|---|")
-    for var, default, doc in settings_rows():
-        print(f"| `{var}` | {f'`{default}`' if default else '(unset)'} | {doc} |")
+def readme_table() -> str:
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{var}` | {f'`{default}`' if default else '(unset)'} | {doc} |" for var, default, doc in settings_rows()]
+    return "\n".join(lines) + "\n"
+
+
+def env_example() -> str:
+    blocks = ["# Every setting, with its default. Copy to .env and uncomment what you change.\n"]
+    blocks += [f"# {doc}\n# {var}={default}\n" for var, default, doc in settings_rows()]
+    return "\n".join(blocks)
+
+
+if __name__ == "__main__":  # python -m rag.config [--env]: print the README settings table (or .env.example)
+    import sys
+
+    print(env_example() if "--env" in sys.argv else readme_table(), end="")

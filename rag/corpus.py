@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
 
+from rag.errors import CorpusError
 from rag.types import Corpus, Paper, Problem
 
 MAX_ENTRY_CHARS = 100_000
@@ -32,10 +33,6 @@ _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 _DATE_LINE = re.compile(r"^(%s) (\d{1,2})(?:, (\d{4}))?(?: (\d+))?$" % "|".join(_MONTHS))
 _AUTHORS_LINE = re.compile(r"^•\s*(\d+) authors?$")
 _LONE_DATE = re.compile(r"^(%s)[a-z]* (\d{1,2})(?:,? (\d{4}))?$" % "|".join(_MONTHS), re.I)
-
-
-class CorpusError(Exception):
-    """A whole input path is unusable (missing, or nothing readable in it)."""
 
 
 # ---------------------------------------------------------------- entry points

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -12,13 +14,13 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
 from rag.config import Settings
+from rag.errors import ConfigError
 
 MINILM_NAME = "all-MiniLM-L6-v2 (int8 ONNX, offline)"
+HASHING_NAME = "hashing-384"
+HASHING_DIM = 384
+_HASH_WORD = re.compile(r"\w+")
 MAX_WORD_PIECES = 256
-
-
-class ConfigError(Exception):
-    """A setting or optional package is missing; the message says which and what to do."""
 
 
 def _package_dir(name: str) -> Path:
@@ -134,10 +136,48 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
         return self._get_query_embedding(query)
 
 
+class HashingEmbedding(BaseEmbedding):
+    """Word and word-pair feature hashing into 384 dimensions: no model, deterministic, thousands of texts/s.
+
+    It knows no synonyms, so retrieval leans on shared words; it exists for benchmarks and tests at
+    scale, and for corpora too large to embed with a neural model on a CPU.
+    """
+
+    def __init__(self, batch_size: int = 256) -> None:
+        super().__init__(model_name=HASHING_NAME, embed_batch_size=batch_size)
+
+    def count_tokens(self, text: str) -> int:
+        return len(_HASH_WORD.findall(text)) + 2
+
+    def _vector(self, text: str) -> list[float]:
+        words = _HASH_WORD.findall(text.lower())
+        vec = np.zeros(HASHING_DIM, dtype=np.float32)
+        for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:])]:
+            digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
+            value = int.from_bytes(digest, "little")
+            vec[value % HASHING_DIM] += 1.0 if value >> 63 else -1.0
+        norm = float(np.linalg.norm(vec))
+        return (vec / norm if norm else vec).tolist()
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return [self._vector(t) for t in texts]
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._vector(text)
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._vector(query)
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._vector(query)
+
+
 def make_embedder(settings: Settings) -> BaseEmbedding:
-    """The embedder the settings choose; both expose `count_tokens` for chunking."""
+    """The embedder the settings choose; all expose `count_tokens` for chunking."""
     if settings.embed_backend == "onnx":
         return MiniLMEmbedding(batch_size=settings.embed_batch_size)
+    if settings.embed_backend == "hashing":
+        return HashingEmbedding()
     import os
 
     key = settings.embed_api_key.get_secret_value() if settings.embed_api_key else os.environ.get("OPENAI_API_KEY")

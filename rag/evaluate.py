@@ -16,7 +16,7 @@ from statistics import mean
 
 from rag import metrics
 from rag.answer import Engine
-from rag.corpus import CorpusError
+from rag.errors import CorpusError
 from rag.query import analyse
 
 KINDS = ("lookup", "multi", "numeric", "metadata", "unanswerable")

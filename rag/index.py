@@ -19,13 +19,10 @@ from llama_index.core.schema import TextNode
 from rag import corpus as corpus_mod
 from rag.chunk import chunk_paper, embed_text
 from rag.config import Settings
+from rag.errors import StoreError
 from rag.types import IngestReport, Paper, paper_to_meta
 
 Progress = Callable[[int, int], None]
-
-
-class StoreError(Exception):
-    """The vector store cannot be used; the message says what to do."""
 
 
 def connect(settings: Settings) -> Any:

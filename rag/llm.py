@@ -12,12 +12,9 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from rag.config import Settings
+from rag.errors import LLMError
 
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
-
-
-class LLMError(Exception):
-    """The LLM endpoint could not give an answer; the message says why and what to do."""
 
 
 class ChatModel(Protocol):

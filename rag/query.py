@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from rag.retrieve import Filters
+from rag.types import Filters
 
 _YEAR = r"(19[5-9]\d|20[0-3]\d)(?![\d,.]*\s*(?:tokens?|parameters?|GPUs?|steps?|samples?|words?|images?|dimensions?)\b)"
 _RANGE = [

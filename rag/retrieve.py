@@ -4,38 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from rag.config import Settings
 from rag.index import open_collection, stored_chunks
-from rag.types import Chunk, Hit, Paper, paper_from_meta
+from rag.types import Chunk, Filters, Hit, Paper, paper_from_meta
 
 Method = Literal["hybrid", "bm25", "dense"]
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Metadata filters. A paper with an unknown year never passes a year filter (fail closed)."""
-
-    year_from: int | None = None
-    year_to: int | None = None
-    sources: tuple[str, ...] = ()
-
-    def active(self) -> bool:
-        return self.year_from is not None or self.year_to is not None or bool(self.sources)
-
-    def allows(self, paper: Paper) -> bool:
-        if self.year_from is not None or self.year_to is not None:
-            if paper.year is None:
-                return False
-            if self.year_from is not None and paper.year < self.year_from:
-                return False
-            if self.year_to is not None and paper.year > self.year_to:
-                return False
-        return not self.sources or bool(set(self.sources) & set(paper.sources))
 
 
 class Retriever:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rag.embed import ConfigError
+from rag.errors import ConfigError
 
 NOT_INSTALLED = "xllamacpp is not installed; pip install -e '.[local-llm]'"
 QUIET = 1  # llama.cpp log verbosity: 1 errors only, 2 and warnings, 3 and progress, 4 debug

@@ -35,6 +35,28 @@ class Paper:
         return self.sources[0] if self.sources else ""
 
 
+@dataclass(frozen=True)
+class Filters:
+    """Metadata filters. A paper with an unknown year never passes a year filter (fail closed)."""
+
+    year_from: int | None = None
+    year_to: int | None = None
+    sources: tuple[str, ...] = ()
+
+    def active(self) -> bool:
+        return self.year_from is not None or self.year_to is not None or bool(self.sources)
+
+    def allows(self, paper: Paper) -> bool:
+        if self.year_from is not None or self.year_to is not None:
+            if paper.year is None:
+                return False
+            if self.year_from is not None and paper.year < self.year_from:
+                return False
+            if self.year_to is not None and paper.year > self.year_to:
+                return False
+        return not self.sources or bool(set(self.sources) & set(paper.sources))
+
+
 @dataclass
 class Problem:
     """Something in an input file that was skipped, with the reason in words a user can act on."""

@@ -14,7 +14,7 @@ from rag.answer import (
     EXTRACTIVE_NOTICE, REFUSAL, WITHHELD, Conversation, Engine, Turn, build_messages, format_sources, load_prompt,
     withhold_instructions,
 )
-from rag.retrieve import Filters
+from rag.types import Filters
 from rag.types import Answer, Hit, Paper
 
 ROOT = Path(__file__).resolve().parent.parent

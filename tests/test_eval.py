@@ -12,7 +12,7 @@ import pytest
 from conftest import SMALL
 from rag import metrics
 from rag.evaluate import check_thresholds, load_dataset, mentions, summarise
-from rag.corpus import CorpusError
+from rag.errors import CorpusError
 
 
 def test_hit_and_recall():

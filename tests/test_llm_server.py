@@ -32,8 +32,8 @@ from llm_fixtures import (  # noqa: F401 - fixtures are used by name
 )
 
 from rag.answer import make_engine
-from rag.embed import ConfigError
-from rag.llm import LLMError
+from rag.errors import ConfigError
+from rag.errors import LLMError
 from rag.types import Answer
 
 

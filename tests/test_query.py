@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag.query import analyse, needs_history
-from rag.retrieve import Filters
+from rag.types import Filters
 
 # ---------------------------------------------------------------- years named in the question
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import LANG_FILE, SCI_FILE, SMALL_PAPERS, TXT_FILE
-from rag.retrieve import Filters, Retriever
+from rag.retrieve import Retriever
+from rag.types import Filters
 
 # Questions worded away from the abstracts: few or none of their content words occur in the paper.
 PARAPHRASES = {

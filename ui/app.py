@@ -6,12 +6,8 @@ import streamlit as st
 
 from common import get_engine, linked, md_escape, sidebar, source_card
 from rag.answer import Conversation, Streamed, Turn
-from rag.corpus import CorpusError
-from rag.embed import ConfigError
-from rag.index import StoreError
-from rag.llm import LLMError
-from rag.retrieve import Filters
-from rag.types import Answer
+from rag.errors import UserError
+from rag.types import Answer, Filters
 
 EXAMPLES = [
     "which papers report FP8 training speedups?",
@@ -19,7 +15,6 @@ EXAMPLES = [
     "Which papers from 2019 are about vision-and-language pre-training?",
     "What is the capital of Australia?",
 ]
-USER_ERRORS = (CorpusError, ConfigError, StoreError, LLMError)
 
 st.set_page_config(page_title="Ask the abstracts", page_icon="📄", layout="wide")
 
@@ -59,7 +54,7 @@ def ask(question: str, filters: Filters, k: int | None) -> None:
             for piece in streamed:
                 text += piece
                 placeholder.markdown(md_escape(text) + " ▌")
-        except USER_ERRORS as e:
+        except UserError as e:
             placeholder.error(f"{e}")
             return
         placeholder.empty()
@@ -73,7 +68,7 @@ def main() -> None:
     st.session_state.setdefault("messages", [])
     try:
         engine = get_engine()
-    except USER_ERRORS as e:
+    except UserError as e:
         st.error(f"{e}")
         st.stop()
     filters, k = sidebar(engine)

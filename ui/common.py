@@ -15,7 +15,8 @@ from rag.config import Settings, get_settings
 from rag.embed import make_embedder
 from rag.index import ingest, last_ingest, open_collection
 from rag.llm import backend_name
-from rag.retrieve import Filters, Retriever
+from rag.retrieve import Retriever
+from rag.types import Filters
 from rag.types import Hit, Paper
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:>])")
