@@ -9,28 +9,39 @@ from rag.types import Citation, Hit, Paper
 
 MARKER = re.compile(r"\[(\d+(?:\s*[-–,;]\s*\d+)*)\]")
 LEADING_MARKERS = re.compile(r"^\s*(?:\[\d+\]\s*)+")
+BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+LABEL = re.compile(r"^\s*([^:\n]{1,200}?):\s")  # "COAT: ..." / "Title: ..." at the start of a claim
 MAX_RANGE = 50
 SUPPORT_THRESHOLD = 0.4  # share of a claim's content words that the cited sentence (or title) must contain
 
 
 def claim_spans(text: str) -> list[tuple[int, int]]:
-    """Sentences of the answer, or its lines when it is a list: each is one claim.
+    """Sentences of the answer, each one claim; in a list line a sentence without a marker of its
+    own joins the next one, so "- X: a 1.4x speedup. Less memory [1]" is one cited claim.
 
     A marker written after the full stop ("... speedup. [1]") belongs to the sentence before it.
     """
     spans: list[tuple[int, int]] = []
     offset = 0
     for line in text.splitlines(keepends=True):
-        if line.lstrip().startswith(("-", "*", "•")):
-            spans.append((offset, offset + len(line.rstrip())))
-        elif line.strip():
-            for s, e in sentence_spans(line):
-                lead = LEADING_MARKERS.match(line[s:e])
-                if lead and spans and spans[-1][1] <= offset + s:
-                    spans[-1] = (spans[-1][0], offset + s + lead.end())
-                    s += lead.end()
-                if line[s:e].strip():
-                    spans.append((offset + s, offset + e))
+        bullet = BULLET.match(line)
+        skip = bullet.end() if bullet else 0
+        pending: int | None = None
+        for s, e in sentence_spans(line[skip:]):
+            s, e = s + skip, e + skip
+            lead = LEADING_MARKERS.match(line[s:e])
+            if lead and spans and spans[-1][1] <= offset + s:
+                spans[-1] = (spans[-1][0], offset + s + lead.end())
+                s += lead.end()
+            if not line[s:e].strip():
+                continue
+            if bullet and not MARKER.search(line[s:e]):
+                pending = s if pending is None else pending
+                continue
+            spans.append((offset + (s if pending is None else pending), offset + e))
+            pending = None
+        if pending is not None:
+            spans.append((offset + pending, offset + len(line.rstrip())))
         offset += len(line)
     return spans
 
@@ -68,23 +79,33 @@ def metadata_text(paper: Paper) -> str:
     return " ".join(parts)
 
 
+def _body(claim: str, paper: Paper) -> str:
+    """The claim without its markers and without the words that only name the paper (its title, or a
+    leading "Name:" label whose words the paper itself contains): naming is not evidence."""
+    body = MARKER.sub(" ", claim)
+    if paper.title:
+        body = re.sub(re.escape(paper.title), " ", body, flags=re.I)
+    label = LABEL.match(body)
+    if label and set(terms(label.group(1))) <= set(terms(f"{paper.title} {paper.abstract}")):
+        body = body[label.end():]
+    return body
+
+
 def best_sentence(claim: str, paper: Paper) -> tuple[float, int, int]:
     """(support, start, end) of the abstract sentence that best backs `claim`.
 
     Support is the share of the claim's content words (stemmed) found in that sentence or in the
-    paper's metadata: a crude test, but one that a fabricated claim rarely passes. The paper's
-    title, when the claim repeats it, names the paper and is not evidence, so it is left out; a
-    claim with no words of its own ("Yes. [1]") has no support.
+    paper's metadata: a crude test, but one that a fabricated claim rarely passes. A claim that only
+    names the paper ("- COAT [1]" in a list) cites it: full support, quoting its opening sentence.
     """
-    body = MARKER.sub(" ", claim)
-    if paper.title:
-        body = re.sub(re.escape(paper.title), " ", body, flags=re.I)
-    wanted = set(terms(body))
+    wanted = set(terms(_body(claim, paper)))
+    spans = sentence_spans(paper.abstract) or [(0, len(paper.abstract))]
     if not wanted:
-        return 0.0, 0, 0
+        named = bool(set(terms(MARKER.sub(" ", claim))))
+        return (1.0 if named else 0.0), spans[0][0], spans[0][1]
     context = set(terms(metadata_text(paper)))
     best = (-1.0, 0, 0)
-    for start, end in sentence_spans(paper.abstract) or [(0, len(paper.abstract))]:
+    for start, end in spans:
         got = len(wanted & (set(terms(paper.abstract[start:end])) | context)) / len(wanted)
         if got > best[0]:
             best = (got, start, end)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,14 @@ from rich.table import Table
 
 from rag.config import Settings, get_settings
 from rag.errors import ConfigError, LLMError, UserError
+from rag.safety import terminal_safe
+
+
+class Method(str, Enum):
+    hybrid = "hybrid"
+    bm25 = "bm25"
+    dense = "dense"
+
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Ask questions of a corpus of paper abstracts.")
 corpus_app = typer.Typer(no_args_is_help=True, help="Look at the corpus files.")
@@ -72,41 +81,53 @@ def _report_problems(problems: list) -> None:
         err.print(f"[yellow]skipped[/yellow] {escape(str(problem))}", highlight=False, soft_wrap=True)
 
 
-def run_ingest(settings: Settings, paths: list[Path], embedder: Any, collection: Any = None, prune: bool = False) -> None:
+SKIPPED_EXIT = 3  # `rag ingest` stored what it could, but skipped entries or files (listed above the summary)
+
+
+def run_ingest(settings: Settings, paths: list[Path], embedder: Any, store: Any = None, prune: bool = False, rebuild: bool = False) -> int:
+    """Ingest with a progress bar; print what was skipped and a summary line; return the exit code."""
     from rag.index import ingest
 
-    with progress_bar("embedding") as on_progress:
-        report = ingest(paths, settings, embedder, collection=collection, prune=prune, on_progress=on_progress)
+    with progress_bar("embedding papers") as on_progress:
+        report = ingest(paths, settings, embedder, store=store, prune=prune, rebuild=rebuild, on_progress=on_progress)
     _report_problems(report.corpus.problems)
+    repaired = f", {report.repaired} repaired" if report.repaired else ""
     err.print(
         f"{len(report.corpus.papers)} papers: {report.added} added, {report.updated} changed, "
-        f"{report.relabelled} relabelled, {report.deleted} deleted, {report.unchanged} unchanged; "
-        f"{report.embedded} chunks embedded in {report.seconds:.1f} s",
+        f"{report.relabelled} relabelled, {report.deleted} deleted, {report.unchanged} unchanged{repaired}; "
+        f"{report.embedded} chunks embedded in {report.seconds:.1f} s"
+        + (f"; {len(report.corpus.problems)} problem(s), see above" if report.corpus.problems else ""),
         highlight=False,
     )
+    return SKIPPED_EXIT if report.corpus.problems else 0
 
 
 @app.command()
 def ingest(
     paths: PathsArg = None,
     prune: Annotated[bool, typer.Option(help="Also delete stored papers whose files are not among PATHS.")] = False,
+    rebuild: Annotated[bool, typer.Option(help="Drop the index and embed everything again (e.g. after changing the embedder).")] = False,
 ) -> None:
-    """Index corpus files: only new or changed papers are embedded; removed ones are deleted."""
+    """Index corpus files: only new or changed papers are embedded; removed ones are deleted.
+
+    Exits 3 when entries or files were skipped (each listed with its reason), 1 on an error.
+    """
     settings = get_settings()
-    run_ingest(settings, paths or settings.corpus_paths, _embedder(settings), prune=prune)
+    raise typer.Exit(run_ingest(settings, paths or settings.corpus_paths, _embedder(settings), prune=prune, rebuild=rebuild))
 
 
 def open_retriever(settings: Settings) -> Any:
     """The retriever over the index, ingesting the default corpus first when the index is empty."""
-    from rag.index import open_collection
+    from rag.index import open_store
     from rag.retrieve import Retriever
 
     embedder = _embedder(settings)
-    collection = open_collection(settings)
-    if collection.count() == 0:
+    store = open_store(settings)
+    if store.count() == 0:
         err.print("The index is empty: ingesting the default corpus first.")
-        run_ingest(settings, settings.corpus_paths, embedder, collection=collection)
-    return Retriever(settings, embedder, collection)
+        run_ingest(settings, settings.corpus_paths, embedder, store=store)
+    with progress_bar("indexing words") as on_progress:
+        return Retriever(settings, embedder, store, on_progress=on_progress)
 
 
 @app.command()
@@ -116,16 +137,17 @@ def search(
     year_from: YearFrom = None,
     year_to: YearTo = None,
     source: SourceOpt = None,
-    method: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
+    method: Annotated[Method, typer.Option(help="Which retriever: both fused, or one alone for comparison.")] = Method.hybrid,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, best first.")] = False,
 ) -> None:
     """Find the papers that best match a question."""
+    from rag.query import check_request
     from rag.types import Filters
 
-    if method not in ("hybrid", "bm25", "dense"):
-        raise ConfigError(f"--method {method!r} is not one of hybrid, bm25, dense")
+    filters = Filters(year_from, year_to, tuple(source or ()))
+    check_request(question, filters, k)
     retriever = open_retriever(get_settings())
-    hits = retriever.search(question, k, Filters(year_from, year_to, tuple(source or ())), method=method)  # type: ignore[arg-type]
+    hits = retriever.search(question, k, filters, method=method.value)
     if as_json:
         print(json.dumps([h.to_json() for h in hits], indent=2, ensure_ascii=False))
         return
@@ -176,12 +198,15 @@ def _print_answer_footer(answer: Any) -> None:
     if answer.removed:
         out.print(f"[yellow]Removed citations to sources that were not given: {answer.removed}[/yellow]")
     out.print()
+    shown: set[int] = set()
     for c in answer.citations:
-        flag = "" if c.supported else " [red](unsupported)[/red]"
-        out.print(f"[bold]\\[{c.n}][/bold] {escape(c.title)}{flag}", highlight=False)
-        out.print(f"    \"{c.quote}\"", markup=False, highlight=False)
+        if c.n not in shown:
+            shown.add(c.n)
+            out.print(f"[bold]\\[{c.n}][/bold] {escape(terminal_safe(c.title))}", highlight=False)
+        flag = "" if c.supported else " (unsupported)"
+        out.print(f"    \"{terminal_safe(c.quote)}\"{flag}", markup=False, highlight=False)
     if answer.uncited:
-        titles = "; ".join(h.paper.display_title for h in answer.sources if h.paper.paper_id in answer.uncited)
+        titles = "; ".join(terminal_safe(h.paper.display_title) for h in answer.sources if h.paper.paper_id in answer.uncited)
         out.print(f"[yellow]Also relevant but not in the answer:[/yellow] {escape(titles)}", highlight=False)
     if answer.notice:
         out.print(f"[dim]{answer.notice}[/dim]")

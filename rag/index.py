@@ -1,28 +1,41 @@
-"""The Chroma index: connect (embedded or server), and ingest a corpus incrementally.
+"""The Chroma index: two collections, written so that a paper is either wholly stored or not at all.
 
-Chunks are stored through llama-index's `ChromaVectorStore`; every chunk carries its paper's
-metadata, so the collection alone is the source of truth (a shared server needs nothing else).
+- `<collection>` holds chunks: vector, chunk text, and small metadata (paper id, offsets, year, sources)
+  so Chroma can filter a dense search by year or source file.
+- `<collection>-papers` holds one record per paper: the abstract and its metadata, plus a ledger
+  (text and metadata hashes, chunk count, embedder). A record is written only after all of its
+  chunks, and deleted before they change, so an ingest killed at any point leaves papers that the
+  next ingest sees as missing and redoes. The collection's metadata carries a version stamp that
+  derived caches (the lexical index) compare against.
+
+Every read and write is paged: Chroma refuses a single call over ~32k records.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from llama_index.core.schema import TextNode
+import numpy as np
 
 from rag import corpus as corpus_mod
 from rag.chunk import chunk_paper, embed_text
 from rag.config import Settings
 from rag.errors import StoreError
-from rag.types import IngestReport, Paper, paper_to_meta
+from rag.types import Chunk, IngestReport, Paper, paper_from_meta, paper_to_meta
 
 Progress = Callable[[int, int], None]
+PAGE = 2000  # records per Chroma read or write: well under its SQL-variable limit
+SCHEMA = 2  # bump when the stored layout changes; an older index must be rebuilt
 
 
 def connect(settings: Settings) -> Any:
@@ -32,164 +45,367 @@ def connect(settings: Settings) -> Any:
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
     if settings.chroma_host:
-        url = f"http://{settings.chroma_host}:{settings.chroma_port}"
-        try:
-            client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
-            client.heartbeat()
-        except Exception as e:  # chromadb raises several unrelated types for a dead server
-            raise StoreError(
-                f"cannot reach the Chroma server at {url} ({type(e).__name__}); start it with "
-                f"`chroma run --host {settings.chroma_host} --port {settings.chroma_port} --path DIR` "
-                "or unset RAG_CHROMA_HOST to use the embedded index"
-            ) from None
-        return client
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
+        return _http_client(settings, chroma_settings)
+    path = settings.data_dir / "chroma"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+    except Exception as e:  # a damaged or unreadable sqlite file raises several unrelated types
+        raise StoreError(
+            f"cannot open the index at {path} ({type(e).__name__}: {str(e)[:120]}); check the folder's permissions, "
+            "or move it away and run `rag ingest` to rebuild it"
+        ) from None
 
 
-def open_collection(settings: Settings, client: Any | None = None) -> Any:
-    """The collection, created with cosine distance and no Chroma-side embedder (we embed ourselves)."""
-    if not 3 <= len(settings.collection) <= 512:
-        raise StoreError(f"collection name {settings.collection!r} must have 3-512 characters; change RAG_COLLECTION")
+def _http_client(settings: Settings, chroma_settings: Any) -> Any:
+    import chromadb
+
+    url = f"http://{settings.chroma_host}:{settings.chroma_port}"
+    try:
+        client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
+        _bounded(client)
+        client.heartbeat()
+    except Exception as e:  # chromadb raises several unrelated types for a dead server
+        raise StoreError(
+            f"cannot reach the Chroma server at {url} ({type(e).__name__}); start it with "
+            f"`chroma run --host {settings.chroma_host} --port {settings.chroma_port} --path DIR` "
+            "or unset RAG_CHROMA_HOST to use the embedded index"
+        ) from None
+    return client
+
+
+def _bounded(client: Any, seconds: float = 30.0) -> None:
+    """Give the HTTP client's connection a deadline: a stopped server must not hang a command."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(seconds, connect=5.0)
+
+
+@dataclass
+class Store:
+    """The two collections of one index, with paged reads."""
+
+    chunks: Any
+    papers: Any
+    name: str
+
+    def stamp(self) -> dict:
+        """What the last ingest wrote: content version, embedder, schema."""
+        return dict(self.papers.metadata or {})
+
+    def count(self) -> int:
+        return self.papers.count()
+
+    def records(self, include_documents: bool = False) -> Iterator[tuple[str, dict, str]]:
+        """(paper id, metadata, abstract or "") of every paper record, a page at a time, in id order per page."""
+        include = ["metadatas", "documents"] if include_documents else ["metadatas"]
+        for got in _pages(self.papers, include):
+            docs = got.get("documents") or [""] * len(got["ids"])
+            yield from zip(got["ids"], got["metadatas"], docs)
+
+    def get_papers(self, ids: Iterable[str]) -> dict[str, Paper]:
+        """The papers of `ids` that are stored (unknown ids are left out)."""
+        ids = list(dict.fromkeys(ids))
+        found: dict[str, Paper] = {}
+        for start in range(0, len(ids), PAGE):
+            got = self.papers.get(ids=ids[start : start + PAGE], include=["metadatas", "documents"])
+            for pid, meta, doc in zip(got["ids"], got["metadatas"], got["documents"]):
+                found[pid] = paper_from_meta({**meta, "paper_id": pid, "abstract": doc})
+        return found
+
+    def chunk_counts(self) -> Counter:
+        """Stored chunks per paper id (ids only: no documents or vectors are read)."""
+        counts: Counter = Counter()
+        for got in _pages(self.chunks, []):
+            counts.update(cid.rsplit(":", 1)[0] for cid in got["ids"])
+        return counts
+
+
+def _pages(collection: Any, include: list[str]) -> Iterator[dict]:
+    offset = 0
+    while True:
+        got = collection.get(limit=PAGE, offset=offset, include=include)
+        if not got["ids"]:
+            return
+        yield got
+        offset += len(got["ids"])
+
+
+def open_store(settings: Settings, client: Any | None = None) -> Store:
+    """The index's collections, created with cosine distance and no Chroma-side embedder (we embed ourselves)."""
     client = client or connect(settings)
-    return client.get_or_create_collection(settings.collection, embedding_function=None, metadata={"hnsw:space": "cosine"})
+    try:
+        chunks = client.get_or_create_collection(settings.collection, embedding_function=None, metadata={"hnsw:space": "cosine"})
+        papers = client.get_or_create_collection(f"{settings.collection}-papers", embedding_function=None)
+    except StoreError:
+        raise
+    except Exception as e:
+        raise StoreError(
+            f"cannot open collection {settings.collection!r} ({type(e).__name__}: {str(e)[:120]}); "
+            "check RAG_DATA_DIR is writable, or move the index away and run `rag ingest` to rebuild it"
+        ) from None
+    store = Store(chunks, papers, settings.collection)
+    if chunks.count() and not papers.count():
+        raise StoreError(
+            f"collection {settings.collection!r} was written by an older version of rag; "
+            "run `rag ingest --rebuild` (or set RAG_COLLECTION to a new name) to index the corpus again"
+        )
+    return store
 
 
-def stored_chunks(collection: Any) -> tuple[list[str], list[str], list[dict]]:
-    """Ids, texts and metadata of every chunk in the collection."""
-    got = collection.get(include=["documents", "metadatas"])
-    return got["ids"], got["documents"], got["metadatas"]
+def check_embedder(store: Store, embedder: Any) -> None:
+    """Refuse to mix vectors of two embedders: the search would return nonsense, silently."""
+    built = store.stamp().get("embedder")
+    if built and built != embedder.model_name:
+        raise StoreError(
+            f"the index was built with embedder {built!r} but the settings choose {embedder.model_name!r}; "
+            "set RAG_EMBED_BACKEND/RAG_EMBED_MODEL back, or run `rag ingest --rebuild` to re-embed everything"
+        )
 
 
 def text_hash(paper: Paper) -> str:
     return hashlib.sha1(f"{paper.title}\x1f{paper.abstract}".encode()).hexdigest()[:16]
 
 
-def meta_hash(meta: dict) -> str:
-    return hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+def meta_hash(paper: Paper) -> str:
+    return hashlib.sha1(json.dumps(paper_to_meta(paper), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- ingest
+
+
+@dataclass
+class Plan:
+    """What an ingest will change, decided from hashes alone (no documents are fetched)."""
+
+    embed: list[Paper]
+    relabel: list[tuple[Paper, int]]  # with its stored chunk count
+    delete: list[str]
+    ledger: dict[str, dict]  # final (text_hash, meta_hash) of every paper, for the version stamp
 
 
 def ingest(
     paths: Iterable[Path],
     settings: Settings,
     embedder: Any,
-    collection: Any | None = None,
+    store: Store | None = None,
     prune: bool = False,
+    rebuild: bool = False,
     on_progress: Progress | None = None,
 ) -> IngestReport:
-    """Make the index hold the papers of `paths`, embedding only what is new or changed.
+    """Make the index hold the papers of `paths`, embedding only what is new, changed or damaged.
 
     Papers stored from files outside `paths` stay unless `prune`; papers of a file that could
-    not be read this time stay too, so a damaged file never empties the index.
+    not be read, or was read with problems, stay too, so a damaged file never empties the index.
     """
     started = time.perf_counter()
-    corpus = corpus_mod.load(paths)
-    collection = collection or open_collection(settings)
-    report = IngestReport(corpus=corpus)
-
-    ids, _, metas = stored_chunks(collection)
-    stored: dict[str, dict] = {}
-    chunk_ids: dict[str, list[str]] = {}
-    for cid, meta in zip(ids, metas):
-        stored.setdefault(meta["paper_id"], meta)
-        chunk_ids.setdefault(meta["paper_id"], []).append(cid)
-
-    wanted = {p.paper_id: p for p in corpus.papers}
-    to_embed: list[Paper] = []
-    to_relabel: list[Paper] = []
-    for pid, paper in wanted.items():
-        old = stored.get(pid)
-        if old is None:
-            report.added += 1
-            to_embed.append(paper)
-        elif old.get("text_hash") != text_hash(paper):
-            report.updated += 1
-            to_embed.append(paper)
-        elif old.get("meta_hash") != meta_hash(paper_to_meta(paper)):
-            report.relabelled += 1
-            to_relabel.append(paper)
-        else:
-            report.unchanged += 1
-
-    gone = [pid for pid, meta in stored.items() if pid not in wanted and _removed(meta, corpus.read_paths, corpus.unread_paths, prune)]
-    report.deleted = len(gone)
-    stale = [cid for pid in gone + [p.paper_id for p in to_embed + to_relabel] for cid in chunk_ids.get(pid, [])]
-
-    nodes = _embed(to_embed + to_relabel, embedder, settings, report, on_progress, reuse=_vectors(collection, to_relabel, chunk_ids))
-    _write(collection, stale, nodes, settings.embed_batch_size)
+    with ingest_lock(settings):
+        corpus = corpus_mod.load(paths)
+        store = store or open_store(settings)
+        if rebuild:
+            store = _drop(settings, store)
+        check_embedder(store, embedder)
+        report = IngestReport(corpus=corpus)
+        plan = _plan(store, corpus, prune, report)
+        _delete_papers(store, plan.delete)
+        _relabel(store, plan.relabel)
+        _embed_and_write(store, plan.embed, embedder, settings, report, on_progress)
+        if plan.embed or plan.relabel or plan.delete or not store.stamp().get("version"):
+            _write_stamp(store, plan.ledger, embedder)
     report.seconds = time.perf_counter() - started
     _record_ingest(settings, report)
     return report
 
 
-def _removed(meta: dict, read: set[str], unread: set[str], prune: bool) -> bool:
-    """A stored paper missing from this corpus is deleted when a file it came from was read
+@contextmanager
+def ingest_lock(settings: Settings) -> Iterator[None]:
+    """One ingest at a time per index folder; a second one stops with a clear message."""
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(settings.data_dir / "ingest.lock", "a+")
+    except OSError as e:
+        raise StoreError(f"cannot write to {settings.data_dir} ({e.strerror}); set RAG_DATA_DIR to a writable folder") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"another ingest is running on {settings.data_dir}; wait for it to finish and run this again") from None
+        yield
+
+
+def _drop(settings: Settings, store: Store) -> Store:
+    client = store.chunks._client
+    for name in (store.chunks.name, store.papers.name):
+        client.delete_collection(name)
+    return open_store(settings, client)
+
+
+def _plan(store: Store, corpus: Any, prune: bool, report: IngestReport) -> Plan:
+    stored = {pid: meta for pid, meta, _ in store.records()}
+    counts = store.chunk_counts()
+    wanted = {p.paper_id: p for p in corpus.papers}
+    keep = corpus.unread_paths | getattr(corpus, "damaged_paths", set())
+    plan = Plan([], [], [], {})
+    for pid in sorted(wanted):
+        paper, old = wanted[pid], stored.get(pid)
+        th, mh = text_hash(paper), meta_hash(paper)
+        plan.ledger[pid] = {"t": th, "m": mh}
+        if old is None:
+            report.added += 1
+            plan.embed.append(paper)
+        elif old.get("text_hash") != th or counts.get(pid, 0) != old.get("n_chunks"):
+            report.repaired += old.get("text_hash") == th
+            report.updated += old.get("text_hash") != th
+            plan.embed.append(paper)
+        elif old.get("meta_hash") != mh:
+            report.relabelled += 1
+            plan.relabel.append((paper, old["n_chunks"]))
+        else:
+            report.unchanged += 1
+    for pid in sorted(stored):
+        if pid in wanted:
+            continue
+        if _removed(stored[pid], corpus.read_paths, keep, prune):
+            plan.delete.append(pid)
+        else:
+            plan.ledger[pid] = {"t": stored[pid].get("text_hash"), "m": stored[pid].get("meta_hash")}
+    orphans = sorted(pid for pid in counts if pid not in stored and pid not in wanted)
+    plan.delete += orphans  # chunks whose record was never written: an interrupted ingest
+    report.deleted = len(plan.delete) - len(orphans)
+    return plan
+
+
+def _removed(meta: dict, read: set[str], keep: set[str], prune: bool) -> bool:
+    """A stored paper missing from this corpus is deleted when a file it came from was read cleanly
     (so the paper was taken out of it), or with `prune` unless one of its files could not be read."""
-    paths = set(meta.get("paths", "").split("|")) - {""}
-    if paths & unread:
+    paths = set(meta.get("paths") or [])
+    if paths & keep:
         return False
     return bool(paths & read) or prune
 
 
-def _vectors(collection: Any, papers: list[Paper], chunk_ids: dict[str, list[str]]) -> dict[str, list[float]]:
-    """Stored vectors of papers whose text is unchanged, so relabelling costs no embedding."""
-    ids = [cid for p in papers for cid in chunk_ids.get(p.paper_id, [])]
-    if not ids:
-        return {}
-    got = collection.get(ids=ids, include=["embeddings"])
-    return {cid: list(map(float, vec)) for cid, vec in zip(got["ids"], got["embeddings"])}
+def _delete_papers(store: Store, ids: list[str]) -> None:
+    """Record first, then chunks: a paper without a record is treated as missing and redone."""
+    for start in range(0, len(ids), PAGE):
+        part = ids[start : start + PAGE]
+        store.papers.delete(ids=part)
+        store.chunks.delete(where={"paper_id": {"$in": part}})
 
 
-def _embed(
-    papers: list[Paper], embedder: Any, settings: Settings, report: IngestReport,
-    on_progress: Progress | None, reuse: dict[str, list[float]],
-) -> list[TextNode]:
-    nodes: list[TextNode] = []
-    for paper in papers:
-        meta = paper_to_meta(paper)
-        meta.update(text_hash=text_hash(paper), meta_hash=meta_hash(paper_to_meta(paper)))
-        for chunk in chunk_paper(paper, embedder.count_tokens, settings.chunk_tokens):
-            node = TextNode(id_=chunk.chunk_id, text=chunk.text, metadata={**meta, "start": chunk.start, "end": chunk.end})
-            node.embedding = reuse.get(chunk.chunk_id)
-            nodes.append(node)
-    by_id = {p.paper_id: p for p in papers}
-    # Embed in length order so each model batch pads to similar lengths (less wasted compute).
-    todo = sorted((n for n in nodes if n.embedding is None), key=lambda n: len(n.text) + len(by_id[n.metadata["paper_id"]].title))
-    batch = settings.embed_batch_size * 4  # several model batches per call: fewer round trips, steady progress
-    for start in range(0, len(todo), batch):
-        part = todo[start : start + batch]
-        vectors = embedder.get_text_embedding_batch([embed_text(by_id[n.metadata["paper_id"]], n.text) for n in part])
-        for node, vec in zip(part, vectors):
-            node.embedding = vec
-        report.embedded += len(part)
+def _relabel(store: Store, papers: list[tuple[Paper, int]]) -> None:
+    """Same text, new metadata: rewrite the record and the chunks' filter fields, no embedding."""
+    embedder = store.stamp().get("embedder", "")
+    for start in range(0, len(papers), PAGE):
+        part = papers[start : start + PAGE]
+        by_paper = {p.paper_id: p for p, _ in part}
+        got = store.chunks.get(ids=[f"{p.paper_id}:{i}" for p, n in part for i in range(n)], include=["metadatas"])
+        if got["ids"]:
+            metas = [{**m, **_filter_fields(by_paper[m["paper_id"]])} for m in got["metadatas"]]
+            store.chunks.update(ids=got["ids"], metadatas=metas)
+        store.papers.upsert(
+            ids=[p.paper_id for p, _ in part], documents=[p.abstract for p, _ in part],
+            metadatas=[_record(p, n, embedder) for p, n in part], embeddings=_unit(len(part)),
+        )
+
+
+def _embed_and_write(
+    store: Store, papers: list[Paper], embedder: Any, settings: Settings, report: IngestReport, on_progress: Progress | None
+) -> None:
+    """Chunk, embed and write a batch of papers at a time, so memory does not grow with the corpus."""
+    total = len(papers)
+    batch = max(settings.embed_batch_size * 4, 64)
+    done = 0
+    for start in range(0, total, batch):
+        part = papers[start : start + batch]
+        ids = [p.paper_id for p in part]
+        store.papers.delete(ids=ids)
+        store.chunks.delete(where={"paper_id": {"$in": ids}})
+        chunks = {p.paper_id: chunk_paper(p, embedder.count_tokens, settings.chunk_tokens) for p in part}
+        flat = [(p, c) for p in part for c in chunks[p.paper_id]]
+        vectors = _embed(embedder, [embed_text(p, c.text) for p, c in flat])
+        _add_chunks(store, flat, vectors)
+        store.papers.add(
+            ids=ids, documents=[p.abstract for p in part],
+            metadatas=[_record(p, len(chunks[p.paper_id]), embedder.model_name) for p in part], embeddings=_unit(len(part)),
+        )
+        report.embedded += len(flat)
+        done += len(part)
         if on_progress:
-            on_progress(report.embedded, len(todo))
-    return nodes
+            on_progress(done, total)
 
 
-def _write(collection: Any, stale: list[str], nodes: list[TextNode], batch: int) -> None:
-    """Delete replaced chunks, then add new ones; chunks not touched here are never removed."""
-    from llama_index.vector_stores.chroma import ChromaVectorStore
+def _embed(embedder: Any, texts: list[str]) -> np.ndarray:
+    """Vectors as one float32 array (a Python float list costs ten times the memory)."""
+    if not texts:
+        return np.zeros((0, 1), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
+    vectors = embedder.get_text_embedding_batch([texts[i] for i in order])
+    out = np.empty((len(texts), len(vectors[0])), dtype=np.float32)
+    out[order] = np.asarray(vectors, dtype=np.float32)
+    return out
 
-    if stale:
-        collection.delete(ids=stale)
-    store = ChromaVectorStore(chroma_collection=collection)
-    for start in range(0, len(nodes), batch * 8):
-        store.add(nodes[start : start + batch * 8])
+
+def _add_chunks(store: Store, flat: list[tuple[Paper, Chunk]], vectors: np.ndarray) -> None:
+    for start in range(0, len(flat), PAGE):
+        part = flat[start : start + PAGE]
+        store.chunks.add(
+            ids=[c.chunk_id for _, c in part],
+            embeddings=vectors[start : start + PAGE],
+            documents=[c.text for _, c in part],
+            metadatas=[{"paper_id": p.paper_id, "start": c.start, "end": c.end, **_filter_fields(p)} for p, c in part],
+        )
+
+
+def _filter_fields(paper: Paper) -> dict:
+    """Chunk metadata that a dense search filters on (-1: year unknown)."""
+    fields: dict = {"year": -1 if paper.year is None else paper.year}
+    if paper.sources:
+        fields["sources"] = list(paper.sources)
+    return fields
+
+
+def _record(paper: Paper, n_chunks: int, embedder: str = "") -> dict:
+    meta = paper_to_meta(paper)
+    meta.pop("abstract")
+    meta.pop("paper_id")
+    meta.update(text_hash=text_hash(paper), meta_hash=meta_hash(paper), n_chunks=n_chunks)
+    if embedder:
+        meta["embedder"] = embedder
+    return meta
+
+
+def _unit(n: int) -> np.ndarray:
+    """Paper records are not searched by vector; Chroma still wants one, so each gets [1.0]."""
+    return np.ones((n, 1), dtype=np.float32)
+
+
+def _write_stamp(store: Store, ledger: dict[str, dict], embedder: Any) -> None:
+    """A content version every derived cache compares against: same papers, same stamp."""
+    digest = hashlib.sha1()
+    for pid in sorted(ledger):
+        digest.update(f"{pid}:{ledger[pid]['t']}:{ledger[pid]['m']}\n".encode())
+    store.papers.modify(metadata={"version": digest.hexdigest()[:16], "embedder": embedder.model_name, "schema": SCHEMA})
 
 
 def _record_ingest(settings: Settings, report: IngestReport) -> None:
     """Remember when the index was last synced (shown by `rag corpus stats` and the UI)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "collection": settings.collection,
         "server": f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else None,
         "files": sorted(report.corpus.per_file) if report.corpus else [],
     }
-    (settings.data_dir / "last_ingest.json").write_text(json.dumps(record, indent=2))
+    try:
+        (settings.data_dir / "last_ingest.json").write_text(json.dumps(record, indent=2))
+    except OSError:
+        pass  # a record for display only; the index itself is written
 
 
 def last_ingest(settings: Settings) -> dict | None:
     path = settings.data_dir / "last_ingest.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError):
+        return None

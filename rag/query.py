@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from rag.errors import QuestionError
 from rag.types import Filters
+
+MAX_QUESTION_CHARS = 2000
+MAX_K = 100
 
 _YEAR = r"(19[5-9]\d|20[0-3]\d)(?![\d,.]*\s*(?:tokens?|parameters?|GPUs?|steps?|samples?|words?|images?|dimensions?)\b)"
 _RANGE = [
@@ -24,6 +28,11 @@ _LIST = re.compile(
     r" (papers?|works?|studies|articles|publications|approaches|methods)\b|\bpapers (?:that|which|about|on)\b",
     re.I,
 )
+_SUMMARY = re.compile(
+    r"\b(summari[sz]e|summary of|overview of|what (?:does|do) the (?:corpus|papers|abstracts) (?:say|report|tell)|"
+    r"what is known about|compare|comparison of)\b",
+    re.I,
+)
 _NUMERIC = re.compile(r"\b(how (much|many|fast|large|big|long)|what (speedup|accuracy|score|percentage|fraction|number))\b", re.I)
 
 
@@ -34,6 +43,7 @@ class Intent:
     is_list: bool
     is_numeric: bool
     asks: str | None = None  # "authors" or "date" when the answer is a paper's metadata
+    is_summary: bool = False  # "summarise / what does the corpus say about X": every relevant source
 
 
 _ASKS = [
@@ -56,6 +66,7 @@ def analyse(question: str, filters: Filters = Filters()) -> Intent:
     return Intent(
         query=query, filters=filters, is_list=bool(_LIST.search(question)) and asks is None,
         is_numeric=bool(_NUMERIC.search(question)) and asks is None, asks=asks,
+        is_summary=bool(_SUMMARY.search(question)) and asks is None,
     )
 
 
@@ -67,3 +78,15 @@ _FOLLOW_UP = re.compile(
 def needs_history(question: str) -> bool:
     """A short question leaning on pronouns probably continues the conversation."""
     return bool(_FOLLOW_UP.search(question)) or len(question.split()) <= 4
+
+
+def check_request(question: str, filters: Filters, k: int | None) -> None:
+    """Mistakes in a question or its options, named before any work is done."""
+    if not question.strip():
+        raise QuestionError("the question is empty; type a question about the papers")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QuestionError(f"the question has {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}: shorten it")
+    if filters.year_from is not None and filters.year_to is not None and filters.year_from > filters.year_to:
+        raise QuestionError(f"the year range is reversed ({filters.year_from} to {filters.year_to}); swap --year-from and --year-to")
+    if k is not None and not 1 <= k <= MAX_K:
+        raise QuestionError(f"k must be between 1 and {MAX_K}, not {k}")

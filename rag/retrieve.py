@@ -1,138 +1,151 @@
-"""Hybrid retrieval: BM25 over papers and dense search over chunks, fused, filtered, one hit per paper."""
+"""Hybrid retrieval: BM25 over papers and dense search over chunks, fused, filtered, one hit per paper.
+
+A search touches only what it returns: BM25 runs on the memory-mapped lexical index, the dense
+search asks Chroma for the nearest chunks (filtered there by year and source), and paper records
+are read for the hits alone. Both scores are computed exactly for every candidate either retriever
+found, so fusion never has to guess a missing score.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
 
 from rag.config import Settings
-from rag.index import open_collection, stored_chunks
-from rag.types import Chunk, Filters, Hit, Paper, paper_from_meta
+from rag.index import Store, check_embedder, open_store
+from rag.lexicon import Lexicon, Progress
+from rag.text import terms
+from rag.types import Chunk, Filters, Hit, Paper
 
 Method = Literal["hybrid", "bm25", "dense"]
 
 
 class Retriever:
-    """Loads the stored papers once, builds BM25 in memory (fast at abstract scale), queries Chroma."""
+    """Opens the index (Chroma + the lexical cache) once; each search reads only its hits."""
 
-    def __init__(self, settings: Settings, embedder: Any, collection: Any | None = None) -> None:
-        from llama_index.vector_stores.chroma import ChromaVectorStore
-
+    def __init__(self, settings: Settings, embedder: Any, store: Store | None = None, on_progress: Progress | None = None) -> None:
         self.settings = settings
         self.embedder = embedder
-        self.collection = collection or open_collection(settings)
-        self.store = ChromaVectorStore(chroma_collection=self.collection)
-        ids, texts, metas = stored_chunks(self.collection)
-        self.papers: dict[str, Paper] = {}
-        self.chunks: dict[str, Chunk] = {}
-        for cid, text, meta in zip(ids, texts, metas):
-            self.papers.setdefault(meta["paper_id"], paper_from_meta(meta))
-            self.chunks[cid] = Chunk(cid, meta["paper_id"], text, meta.get("start", 0), meta.get("end", len(text)))
-        self.order = sorted(self.papers)  # BM25 row i is paper self.order[i]
-        self._bm25 = _BM25([_bm25_text(self.papers[pid]) for pid in self.order]) if self.order else None
+        self.store = store or open_store(settings)
+        check_embedder(self.store, embedder)
+        self.lexicon = Lexicon.open(settings, self.store, on_progress)
 
     def __len__(self) -> int:
-        return len(self.papers)
+        return len(self.lexicon)
+
+    def paper(self, paper_id: str) -> Paper | None:
+        return self.store.get_papers([paper_id]).get(paper_id)
+
+    def all_papers(self) -> Iterator[Paper]:
+        """Every stored paper (abstracts included), a page at a time: for questions about the whole corpus."""
+        from rag.types import paper_from_meta
+
+        for pid, meta, abstract in self.store.records(include_documents=True):
+            yield paper_from_meta({**meta, "paper_id": pid, "abstract": abstract})
 
     def search(self, query: str, k: int | None = None, filters: Filters = Filters(), method: Method = "hybrid") -> list[Hit]:
         """Best `k` papers for `query`; empty when the filters match no paper."""
         k = k or self.settings.top_k
-        allowed = [pid for pid in self.order if filters.allows(self.papers[pid])] if filters.active() else None
-        if allowed == [] or not self.papers or not query.strip():
+        allowed = self.lexicon.allowed(filters)
+        if not query.strip() or not len(self.lexicon) or (allowed is not None and not allowed.any()):
             return []
-        dense = self._dense(query, allowed) if method != "bm25" else {}
-        lexical = self._lexical(query, allowed) if method != "dense" else {}
-        return fuse(dense, lexical, self.papers, k, self.settings)
+        query_terms = sorted(set(terms(query)))
+        vector = np.asarray(self.embedder.get_query_embedding(query), dtype=np.float32) if method != "bm25" else None
+        dense = self._dense(vector, filters) if vector is not None else {}
+        bm25_all = self.lexicon.scores(query_terms) if method != "dense" else None
+        lexical = self._lexical(bm25_all, allowed) if bm25_all is not None else {}
+        if method == "hybrid":
+            self._complete(dense, lexical, vector, bm25_all)
+        scored = fuse(dense, lexical, self.lexicon.ceiling(query_terms), method, self.settings)
+        return self._hits(scored[:k], dense, lexical)
 
-    def _dense(self, query: str, allowed: list[str] | None) -> dict[str, tuple[float, Chunk]]:
-        """Paper id -> (best chunk cosine, that chunk)."""
-        from llama_index.core.vector_stores import FilterOperator, MetadataFilter, MetadataFilters, VectorStoreQuery
+    # ------------------------------------------------------------ the two retrievers
 
-        filters = None
-        if allowed is not None:
-            filters = MetadataFilters(filters=[MetadataFilter(key="paper_id", value=allowed, operator=FilterOperator.IN)])
-        result = self.store.query(
-            VectorStoreQuery(
-                query_embedding=self.embedder.get_query_embedding(query),
-                similarity_top_k=self.settings.candidates,
-                filters=filters,
-            )
+    def _dense(self, vector: np.ndarray, filters: Filters) -> dict[str, tuple[float, Chunk]]:
+        """Paper id -> (best chunk cosine, that chunk), for the nearest chunks."""
+        found = self.store.chunks.query(
+            query_embeddings=vector[None, :], n_results=self.settings.candidates,
+            where=_where(filters), include=["metadatas", "documents", "distances"],
         )
-        best: dict[str, tuple[float, Chunk]] = {}
-        for node_id, sim in zip(result.ids, result.similarities):
-            chunk = self.chunks[node_id]
-            cosine = 1.0 + math.log(max(sim, 1e-12))  # ChromaVectorStore reports exp(-cosine distance)
-            if chunk.paper_id not in best or cosine > best[chunk.paper_id][0]:
-                best[chunk.paper_id] = (cosine, chunk)
-        return best
+        return _best_chunks(found["ids"][0], found["metadatas"][0], found["documents"][0], [1.0 - d for d in found["distances"][0]])
 
-    def _lexical(self, query: str, allowed: list[str] | None) -> dict[str, float]:
-        """Paper id -> BM25 score, for papers that share at least one term with the query."""
-        scores = self._bm25.scores(query)
-        mask = None if allowed is None else set(allowed)
-        top = np.argsort(-scores)[: self.settings.candidates * 4]
-        return {
-            self.order[i]: float(scores[i])
-            for i in top
-            if scores[i] > 0 and (mask is None or self.order[i] in mask)
-        }
+    def _lexical(self, scores: np.ndarray, allowed: np.ndarray | None) -> dict[str, float]:
+        return self.lexicon.top_from(scores, self.settings.candidates, allowed)
+
+    def _complete(self, dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], vector: np.ndarray, bm25_all: np.ndarray) -> None:
+        """Exact scores for candidates only one retriever found: cosine of their chunks, BM25 from the array."""
+        missing = sorted(pid for pid in lexical if pid not in dense)
+        if missing:
+            got = self.store.chunks.get(where={"paper_id": {"$in": missing}}, include=["metadatas", "documents", "embeddings"])
+            cosines = (np.asarray(got["embeddings"], dtype=np.float32) @ vector).tolist() if got["ids"] else []
+            dense.update(_best_chunks(got["ids"], got["metadatas"], got["documents"], cosines))
+        for pid, score in self.lexicon.score_of(bm25_all, [p for p in dense if p not in lexical]).items():
+            if score > 0:
+                lexical[pid] = score
+
+    def _hits(self, scored: list[tuple[str, float]], dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float]) -> list[Hit]:
+        papers = self.store.get_papers(pid for pid, _ in scored)
+        dense_rank = _ranks({p: c for p, (c, _) in dense.items()})
+        bm25_rank = _ranks(lexical)
+        hits = []
+        for pid, score in scored:
+            if pid not in papers:
+                continue  # removed by an ingest running right now
+            d = dense.get(pid)
+            ranks = {name: r[pid] for name, r in (("dense", dense_rank), ("bm25", bm25_rank)) if pid in r}
+            hits.append(Hit(papers[pid], score, chunk=d[1] if d else None, dense=d[0] if d else None, bm25=lexical.get(pid), ranks=ranks))
+        return hits
 
 
-def fuse(
-    dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], papers: dict[str, Paper], k: int, settings: Settings
-) -> list[Hit]:
-    """Combine the two rankings into one score per paper; each hit keeps both raw scores and ranks.
+def fuse(dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], ceiling: float, method: str, settings: Settings) -> list[tuple[str, float]]:
+    """One score per paper, best first, ties broken by paper id.
 
-    `weighted` (default): (1-w) * min-max-scaled cosine + w * BM25 / best BM25. Measured on this
-    corpus it is at least as good as the better single retriever on both literal and paraphrased
-    questions, which plain reciprocal rank fusion (`rrf`) is not; see the README.
+    `weighted` (default): (1-w) * cosine + w * BM25 / ceiling, where the ceiling is what a paper
+    holding every query term would score at most (see `Lexicon.ceiling`). A paraphrase whose words
+    the corpus lacks has a low BM25 share and ranks by meaning; a query of rare exact terms ranks
+    by them. `rrf`: reciprocal rank fusion, for comparison.
     """
-    dense_rank = {pid: r for r, pid in enumerate(sorted(dense, key=lambda p: -dense[p][0]), 1)}
-    bm25_rank = {pid: r for r, pid in enumerate(sorted(lexical, key=lambda p: -lexical[p]), 1)}
-    if settings.fusion == "rrf":
-        score = {
-            pid: sum(1.0 / (settings.rrf_k + r[pid]) for r in (dense_rank, bm25_rank) if pid in r)
-            for pid in dense_rank.keys() | bm25_rank.keys()
-        }
+    if method == "dense":
+        score = {pid: c for pid, (c, _) in dense.items()}
+    elif method == "bm25":
+        score = dict(lexical)
+    elif settings.fusion == "rrf":
+        ranks = (_ranks({p: c for p, (c, _) in dense.items()}), _ranks(lexical))
+        score = {pid: sum(1.0 / (settings.rrf_k + r[pid]) for r in ranks if pid in r) for pid in sorted(dense.keys() | lexical.keys())}
     else:
-        cos = [c for c, _ in dense.values()]
-        low, span = (min(cos), max(cos) - min(cos)) if cos else (0.0, 0.0)
-        top = max(lexical.values(), default=0.0)
-        w = settings.bm25_weight if dense and lexical else float(bool(lexical))
+        w = settings.bm25_weight
         score = {
-            pid: (1 - w) * ((dense[pid][0] - low) / span if pid in dense and span else float(pid in dense))
-            + w * (lexical.get(pid, 0.0) / top if top else 0.0)
-            for pid in dense.keys() | lexical.keys()
+            pid: (1 - w) * (dense[pid][0] if pid in dense else 0.0) + w * (lexical.get(pid, 0.0) / ceiling if ceiling else 0.0)
+            for pid in sorted(dense.keys() | lexical.keys())
         }
-    hits = []
-    for pid, s in score.items():
-        d = dense.get(pid)
-        ranks = {name: r[pid] for name, r in (("dense", dense_rank), ("bm25", bm25_rank)) if pid in r}
-        hits.append(Hit(papers[pid], s, chunk=d[1] if d else None, dense=d[0] if d else None, bm25=lexical.get(pid), ranks=ranks))
-    hits.sort(key=lambda h: (-h.score, h.paper.paper_id))
-    return hits[:k]
+    return sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def _bm25_text(paper: Paper) -> str:
-    return f"{paper.title}\n{paper.abstract}"
+def _ranks(scores: dict[str, float]) -> dict[str, int]:
+    return {pid: r for r, pid in enumerate(sorted(scores, key=lambda p: (-scores[p], p)), 1)}
 
 
-class _BM25:
-    """bm25s with English stemming and stop words, as measured best on this kind of text."""
+def _best_chunks(ids: list[str], metas: list[dict], docs: list[str], cosines: list[float]) -> dict[str, tuple[float, Chunk]]:
+    best: dict[str, tuple[float, Chunk]] = {}
+    for cid, meta, doc, cosine in sorted(zip(ids, metas, docs, cosines), key=lambda row: (-row[3], row[0])):
+        pid = meta["paper_id"]
+        if pid not in best:
+            best[pid] = (float(cosine), Chunk(cid, pid, doc, meta.get("start", 0), meta.get("end", len(doc))))
+    return best
 
-    def __init__(self, texts: Iterable[str]) -> None:
-        import bm25s
-        import Stemmer
 
-        self._stemmer = Stemmer.Stemmer("english")
-        self._bm25 = bm25s.BM25()
-        self._bm25.index(bm25s.tokenize(list(texts), stopwords="en", stemmer=self._stemmer, show_progress=False), show_progress=False)
-
-    def scores(self, query: str) -> np.ndarray:
-        import bm25s
-
-        tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)[0]
-        return self._bm25.get_scores(tokens) if tokens else np.zeros(self._bm25.scores["num_docs"])
+def _where(filters: Filters) -> dict | None:
+    """The filters as a Chroma metadata filter on chunks (year -1 = unknown never passes a year filter)."""
+    clauses: list[dict] = []
+    if filters.year_from is not None or filters.year_to is not None:
+        clauses.append({"year": {"$gte": filters.year_from if filters.year_from is not None else 0}})
+        if filters.year_to is not None:
+            clauses.append({"year": {"$lte": filters.year_to}})
+    if filters.sources:
+        by_source = [{"sources": {"$contains": s}} for s in sorted(filters.sources)]
+        clauses.append(by_source[0] if len(by_source) == 1 else {"$or": by_source})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}

@@ -123,30 +123,28 @@ class Hit:
 
 
 def paper_from_meta(meta: dict) -> Paper:
-    """Rebuild a Paper from the flat metadata stored beside each chunk in the vector store."""
+    """Rebuild a Paper from its stored record (Chroma metadata: scalars and non-empty lists, -1 for unknown)."""
     return Paper(
         paper_id=meta["paper_id"],
         title=meta.get("title", ""),
         abstract=meta.get("abstract", ""),
         date_raw=meta.get("date_raw", ""),
         date=meta.get("date", ""),
-        year=meta.get("year") if meta.get("year", -1) != -1 else None,
-        authors=meta.get("authors") if meta.get("authors", -1) != -1 else None,
+        year=None if meta.get("year", -1) == -1 else meta["year"],
+        authors=None if meta.get("authors", -1) == -1 else meta["authors"],
         organisation=meta.get("organisation", ""),
-        sources=[s for s in meta.get("sources", "").split("|") if s],
-        paths=[s for s in meta.get("paths", "").split("|") if s],
+        sources=list(meta.get("sources") or []),
+        positions=list(meta.get("positions") or []),
+        paths=list(meta.get("paths") or []),
     )
 
 
 def paper_to_meta(p: Paper) -> dict:
-    """Flatten a Paper for Chroma, whose metadata values must be scalars (-1 stands for unknown)."""
+    """Flatten a Paper for Chroma: no None (-1 stands for unknown) and no empty lists (left out)."""
     d = asdict(p)
-    d["sources"] = "|".join(p.sources)
-    d["paths"] = "|".join(p.paths)
-    d["positions"] = ",".join(map(str, p.positions))
     d["year"] = -1 if p.year is None else p.year
     d["authors"] = -1 if p.authors is None else p.authors
-    return d
+    return {k: v for k, v in d.items() if v != []}
 
 
 @dataclass
@@ -158,6 +156,7 @@ class IngestReport:
     relabelled: int = 0  # same text, new metadata: stored again without re-embedding
     deleted: int = 0
     unchanged: int = 0
+    repaired: int = 0  # same text, but chunks were missing (an interrupted ingest): embedded again
     embedded: int = 0
     seconds: float = 0.0
     corpus: Corpus | None = None
@@ -194,7 +193,8 @@ class Answer:
     unsupported: bool = False  # no claim kept a valid, supporting citation
     removed: list[int] = field(default_factory=list)  # citation numbers that named no source
     uncited: list[str] = field(default_factory=list)  # relevant candidates a list answer left out
-    notice: str = ""  # e.g. how to configure an LLM
+    notice: str = ""  # e.g. how to configure an LLM, papers a year filter left out
+    suspicious: list[str] = field(default_factory=list)  # source papers holding text addressed to an AI
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -211,5 +211,6 @@ class Answer:
             "uncited_candidates": self.uncited,
             "sources": [h.to_json() for h in self.sources],
             "notice": self.notice,
+            "suspicious_sources": self.suspicious,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }

@@ -199,7 +199,8 @@ def test_list_answer_is_one_claim_per_line(bullet):
         f"{bullet} Learning to Grasp Unseen Objects: picks up unseen objects with a 96% success rate [2]"
     )
     spans = cite.claim_spans(text)
-    assert [text[s:e] for s, e in spans] == text.splitlines()  # a line with two sentences stays one claim
+    # a line whose first sentence has no marker stays one claim; the bullet is not part of it
+    assert [text[s:e] for s, e in spans] == [line[len(bullet) + 1 :] for line in text.splitlines()]
 
 
 def test_list_answer_is_checked_line_by_line():
@@ -211,45 +212,25 @@ def test_list_answer_is_checked_line_by_line():
     out, citations, removed = check(text)
     assert out == text and removed == []
     assert ns(citations) == [1, 2, 3]
-    assert [c.claim for c in citations] == text.splitlines()
+    assert [c.claim for c in citations] == [line[2:] for line in text.splitlines()]
     assert [c.supported for c in citations] == [True, False, True]
     assert citations[0].quote == SPEEDUP
     assert citations[2].quote == "The model produces a global forecast in under a minute on a single accelerator."
 
 
 def test_list_line_with_the_right_title_and_a_fabricated_claim_is_unsupported():
-    """BUG: in a list line the paper's own title counts as support for the claim after it.
-
-    The list prompt asks for "- <paper title>: <what it reports, in a few words> [n]", and
-    `best_sentence` adds the title to every sentence's words, so a short fabricated claim
-    after the correct full title passes on the title words alone.
-    Input: "- Learning to Grasp Unseen Objects with Deep Reinforcement Learning: forecasts
-    hurricanes ten days ahead [2]"
-    Expected: unsupported (nothing in the grasping abstract says this).
-    Actual: supported, support 0.545 (6 of its 11 content words are title words).
-    """
+    """In a list line the paper's own title names the paper and is no evidence: a fabricated claim
+    after the correct full title ("- <title>: forecasts hurricanes ten days ahead [2]") is unsupported."""
     line = f"- {GRASP.title}: forecasts hurricanes ten days ahead [2]"
     _, citations, _ = check(line)
     (c,) = citations
-    assert c.claim == line
+    assert c.claim == line[2:]
     assert not c.supported, (c.support, c.quote)
 
 
 def test_citation_after_the_full_stop_belongs_to_the_sentence_before_it():
-    """BUG: "Sentence. [1]" / "Sentence.[1]" attaches [1] to the wrong claim.
-
-    Punkt ends the sentence at the full stop, so the marker starts the *next* claim. The
-    sentence it belongs to is checked against nothing, the next sentence is checked against
-    the wrong source, and a trailing "[2]" becomes a claim with no content words, which
-    `best_sentence` scores 1.0: supported, with an empty quote.
-    Input: "Robotic grasping of unseen objects reaches a 96% success rate. [2] COAT achieves
-    a 1.43x end-to-end training speedup compared to BF16. [1]"
-    Expected: citation 2 -> the grasping sentence, citation 1 -> the COAT sentence, both
-    supported with non-empty quotes.
-    Actual: citation 2 has claim "[2] COAT achieves ..." (unsupported); citation 1 has claim
-    "[1]", support 1.0 and quote "". The extractive answerer writes exactly this form
-    (`f"{sentence} [{i}]"`), see test_answer.py.
-    """
+    """A marker after the full stop ("Sentence. [1]" or "Sentence.[1]") cites the sentence before it,
+    not the next one; a trailing marker alone is never a claim of its own."""
     grasp = "Robotic grasping of unseen objects reaches a 96% success rate."
     for sep in (" ", ""):
         text = f"{grasp}{sep}[2] {SPEEDUP}{sep}[1]"
@@ -266,3 +247,10 @@ def test_bare_marker_without_a_claim_is_not_evidence():
     """A claim with no content words cannot be backed by any sentence; it must not count as supported."""
     _, citations, _ = check("Yes. [1]")
     assert all(c.quote for c in citations if c.supported), [(c.claim, c.support, c.quote) for c in citations]
+
+
+def test_list_line_that_only_names_the_paper_cites_it():
+    """Small models list papers as bare "- Title [n]" lines: naming a paper counts as citing it."""
+    _, citations, _ = check(f"- {GRASP.title} [2]")
+    (c,) = citations
+    assert c.supported and c.quote, (c.support, c.quote)

@@ -1,0 +1,122 @@
+"""The offline answerer: quotes the sentences of each relevant abstract that answer the question.
+
+It has the same `stream(intent, hits)` interface as the LLM answerer, so the engine does not care
+which one it drives. Every quoted sentence carries its [n], so the citation check can verify it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from rag.lexicon import Lexicon
+from rag.query import Intent
+from rag.relevance import GENERIC, Relevance
+from rag.safety import addresses_assistant
+from rag.text import sentence_spans, terms
+from rag.types import Hit, Paper
+
+NAME = "extractive (no LLM)"
+MAX_SENTENCES = 3
+_NUMBER = re.compile(r"(?<![A-Za-z\d-])\d+(?:[.,]\d+)*\s*(?:%|x|×|times)?(?![A-Za-z\d])")
+_FINDING = re.compile(
+    r"\b(achiev|improv|outperform|reduc|speed|accelerat|surpass|increas|decreas|sav|gain|lower|higher|faster|"
+    r"state-of-the-art|results? show|we show|we find|demonstrat)\w*",
+    re.I,
+)
+_INTRODUCES = [
+    re.compile(r"\b(?:we|this paper|this work) (?:propose|present|introduce|develop|design|call|name)s?\s+"
+               r"(?:a |an |the )?(?:new |novel |simple |general )?(?:\w+ ){0,3}?(?:called |named |dubbed )?"
+               r"([A-Z][\w\-]*[A-Z0-9][\w\-]*)"),
+    re.compile(r"(?:^|\. )([A-Z][\w\-]*[A-Z0-9][\w\-]*)(?:,| is) an? "),
+    re.compile(r"\(([A-Z][\w\-]*[A-Z][\w\-]*)\)"),
+]
+
+
+def method_name(paper: Paper) -> str:
+    """The name the paper goes by: its title's lead ("COAT: ..."), or the name the abstract introduces."""
+    if ":" in paper.title and len(paper.title.split(":")[0].split()) <= 3:
+        return paper.title.split(":")[0].strip()
+    for pattern in _INTRODUCES:
+        if m := pattern.search(paper.abstract):
+            return m.group(1).rstrip("-")
+    return ""
+
+
+def label(paper: Paper) -> str:
+    """How an answer names a paper: title, with the method's name in front when the title lacks it."""
+    name = method_name(paper)
+    if not paper.title:
+        return f"{name} ({paper.display_title})" if name else paper.display_title
+    return paper.title if not name or name.lower() in paper.title.lower() else f"{name}: {paper.title}"
+
+
+class ExtractiveAnswerer:
+    """Quotes evidence sentences, one paper per line for lists and summaries."""
+
+    name = NAME
+
+    def __init__(self, lexicon: Lexicon, relevance: Relevance) -> None:
+        self.lexicon = lexicon
+        self.relevance = relevance
+
+    def fit(self, intent: Intent, hits: list[Hit]) -> list[Hit]:
+        return hits  # no context window to fit
+
+    def stream(self, intent: Intent, hits: list[Hit]) -> Iterator[str]:
+        yield self.answer(intent, hits)
+
+    def answer(self, intent: Intent, hits: list[Hit]) -> str:
+        if intent.asks:
+            return self._metadata(intent, hits)
+        if intent.filters.active() and not set(terms(intent.query)) - GENERIC:
+            keep = list(range(1, len(hits) + 1))  # "papers from 2019": the filter is the answer
+        elif intent.is_list or intent.is_summary:
+            keep = self.relevance.relevant(intent.query, hits)
+        else:
+            keep = [1]
+        lines = [self._paper_line(i, hits[i - 1], intent) for i in keep]
+        return "\n".join(f"- {line}" for line in lines) if len(lines) > 1 or intent.is_list else lines[0]
+
+    def _paper_line(self, n: int, hit: Hit, intent: Intent) -> str:
+        sentences = self.evidence(intent.query, hit, intent.is_numeric)
+        return f"{label(hit.paper)}: " + " ".join(f"{s} [{n}]" for s in sentences)
+
+    def _metadata(self, intent: Intent, hits: list[Hit]) -> str:
+        n = self.relevance.named(intent.query, hits)
+        p = hits[n - 1].paper
+        if intent.asks == "authors":
+            return f"{p.display_title} lists {p.authors} authors [{n}]." if p.authors else f"The corpus does not record the authors of {p.display_title} [{n}]."
+        return f"{p.display_title} is dated {p.date_raw} [{n}]." if p.date_raw else f"The corpus does not record the date of {p.display_title} [{n}]."
+
+    def evidence(self, query: str, hit: Hit, numeric: bool = False) -> list[str]:
+        """Up to three sentences of the abstract, in their order: the one that best answers the query,
+        plus findings (numbers, results) and the sentence naming the method when they bear on it.
+
+        Scored by the IDF-weighted share of query terms in the sentence or the title (the title says
+        what the paper is about, the sentence what it found). Sentences addressed to an AI are never quoted.
+        """
+        wanted = sorted(set(terms(query)) - GENERIC)
+        title = set(terms(hit.paper.title))
+        abstract = hit.paper.abstract
+        name = method_name(hit.paper).lower()
+        scored = []
+        for start, end in sentence_spans(abstract):
+            sentence = abstract[start:end]
+            if addresses_assistant(sentence):
+                continue
+            got = set(terms(sentence))
+            score = sum(self.lexicon.idf(t) for t in wanted if t in got | title) + 0.1 * sum(1 for t in wanted if t in got)
+            finding = bool(_NUMBER.search(sentence)) + bool(_FINDING.search(sentence))
+            score *= 1 + (0.2 if numeric else 0.1) * finding
+            scored.append((score, start, sentence, finding, bool(name) and name in sentence.lower()))
+        if not scored:
+            return []
+        best = max(scored, key=lambda s: (s[0], -s[1]))
+        chosen = {best[1]: best}
+        for row in sorted(scored, key=lambda s: (-s[0], s[1])):
+            if len(chosen) >= MAX_SENTENCES:
+                break
+            if row[1] not in chosen and row[0] >= 0.5 * best[0] and (row[3] or row[4]):
+                chosen[row[1]] = row
+        return [row[2] for _, row in sorted(chosen.items())]

@@ -1,0 +1,103 @@
+"""Prompts for an LLM answerer: numbered sources inside tags that mark them as data, fitted to the context."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+from rag.config import PROMPTS_DIR
+from rag.query import Intent
+from rag.safety import addresses_assistant
+from rag.text import sentence_spans
+from rag.types import Hit
+
+WITHHELD = "[a sentence that reads as an instruction to an AI was withheld]"
+MARGIN = 1.2  # the served model's tokenizer is unknown: count with cl100k and keep 20% spare
+
+
+def load_prompt(name: str) -> str:
+    return (PROMPTS_DIR / f"{name}.txt").read_text(encoding="utf-8")
+
+
+def withheld_sentences(abstract: str) -> list[tuple[int, int]]:
+    """Spans of the sentences that address an AI assistant: never shown to a model, never quoted."""
+    return [(s, e) for s, e in sentence_spans(abstract) if addresses_assistant(abstract[s:e])]
+
+
+def withhold_instructions(abstract: str) -> str:
+    """The abstract with every sentence that addresses an AI replaced by a marker.
+
+    The system prompt already says sources are data; this makes sure such text never reaches the
+    model at all. The abstract as stored and shown to the user is unchanged.
+    """
+    for s, e in reversed(withheld_sentences(abstract)):
+        abstract = abstract[:s] + WITHHELD + abstract[e:]
+    return abstract
+
+
+def _inert(text: str) -> str:
+    """Angle brackets become look-alikes, so text from a paper can never open or close a tag."""
+    return text.replace("<", "‹").replace(">", "›")
+
+
+def format_sources(hits: list[Hit]) -> str:
+    """Number the sources [1]..[k] inside tags that mark them as quoted data, not instructions."""
+    blocks = []
+    for i, hit in enumerate(hits, 1):
+        p = hit.paper
+        meta = "; ".join(x for x in (p.date_raw, f"{p.authors} authors" if p.authors else "", p.organisation) if x)
+        title, body = _inert(p.display_title).replace('"', "'"), _inert(withhold_instructions(p.abstract))
+        blocks.append(f'<source id="{i}" title="{title}" meta="{_inert(meta)}">\n{body}\n</source>')
+    return "\n\n".join(blocks)
+
+
+def build_messages(question: str, hits: list[Hit], is_list: bool) -> list[dict[str, str]]:
+    instructions = load_prompt("list_instructions" if is_list else "answer_instructions")
+    user = load_prompt("answer").format(sources=format_sources(hits), question=_inert(question), instructions=instructions)
+    return [{"role": "system", "content": load_prompt("system")}, {"role": "user", "content": user}]
+
+
+@lru_cache(maxsize=1)
+def _encoding():
+    """tiktoken's cl100k, from the copy llama-index ships (tiktoken alone would download it)."""
+    import llama_index.core
+    import tiktoken
+
+    cache = os.path.join(os.path.dirname(llama_index.core.__file__), "_static", "tiktoken_cache")
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", cache)
+    return tiktoken.get_encoding("cl100k_base")
+
+
+def count_tokens(messages: list[dict[str, str]]) -> int:
+    return sum(len(_encoding().encode(m["content"], disallowed_special=())) for m in messages)
+
+
+def fit(question: str, hits: list[Hit], is_list: bool, context: int, answer_tokens: int) -> list[Hit]:
+    """Drop the lowest-ranked sources until the prompt and the answer fit the model's context."""
+    budget = context - answer_tokens
+    while len(hits) > 1 and count_tokens(build_messages(question, hits, is_list)) * MARGIN > budget:
+        hits = hits[:-1]
+    return hits
+
+
+def question_fits(question: str, context: int, answer_tokens: int) -> bool:
+    """The question with the instructions and one short source must fit, or no answer can."""
+    return count_tokens(build_messages(question, [], False)) * MARGIN + 400 <= context - answer_tokens
+
+
+class LLMAnswerer:
+    """Writes the answer with a chat model, from sources fitted to its context."""
+
+    def __init__(self, chat: Any, context: int, answer_tokens: int) -> None:
+        self.chat = chat
+        self.name = chat.name
+        self.context = context
+        self.answer_tokens = answer_tokens
+
+    def fit(self, intent: Intent, hits: list[Hit]) -> list[Hit]:
+        return fit(intent.query, hits, intent.is_list, self.context, self.answer_tokens)
+
+    def stream(self, intent: Intent, hits: list[Hit]) -> Iterator[str]:
+        yield from self.chat.stream(build_messages(intent.query, hits, intent.is_list))
