@@ -30,8 +30,12 @@ def claim_spans(text: str) -> list[tuple[int, int]]:
         for s, e in sentence_spans(line[skip:]):
             s, e = s + skip, e + skip
             lead = LEADING_MARKERS.match(line[s:e])
-            if lead and spans and spans[-1][1] <= offset + s:
-                spans[-1] = (spans[-1][0], offset + s + lead.end())
+            if lead:
+                if pending is not None:
+                    spans.append((offset + pending, offset + s + lead.end()))
+                    pending = None
+                elif spans and offset <= spans[-1][0] and spans[-1][1] <= offset + s:
+                    spans[-1] = (spans[-1][0], offset + s + lead.end())
                 s += lead.end()
             if not line[s:e].strip():
                 continue

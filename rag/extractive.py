@@ -24,19 +24,20 @@ _FINDING = re.compile(
     r"state-of-the-art|results? show|we show|we find|demonstrat)\w*",
     re.I,
 )
+_NAME = r"([A-Z][\w\-]*[A-Z0-9][\w\-]*)(?<![A-Z]s)"  # COAT, FedLoGe, DP-LoRA; not a plural like LLMs
 _INTRODUCES = [
-    re.compile(r"\b(?:we|this paper|this work) (?:propose|present|introduce|develop|design|call|name)s?\s+"
-               r"(?:a |an |the )?(?:new |novel |simple |general )?(?:\w+ ){0,3}?(?:called |named |dubbed )?"
-               r"([A-Z][\w\-]*[A-Z0-9][\w\-]*)"),
-    re.compile(r"(?:^|\. )([A-Z][\w\-]*[A-Z0-9][\w\-]*)(?:,| is) an? "),
-    re.compile(r"\(([A-Z][\w\-]*[A-Z][\w\-]*)\)"),
+    re.compile(r"\b(?:we|this paper|this work) (?:propose|present|introduce|develop|design)s?\s+"
+               r"(?:a |an |the )?(?:new |novel )?" + _NAME + r"\b(?=[,:(]| is\b| which\b| that\b)"),
+    re.compile(r"(?:^|\. )" + _NAME + r"(?:,| is) an? "),
 ]
 
 
 def method_name(paper: Paper) -> str:
-    """The name the paper goes by: its title's lead ("COAT: ..."), or the name the abstract introduces."""
-    if ":" in paper.title and len(paper.title.split(":")[0].split()) <= 3:
-        return paper.title.split(":")[0].strip()
+    """The name the paper goes by: its title's lead ("COAT: ..."), or for an untitled paper the name
+    its abstract introduces ("we propose X, ...", "X is a ...")."""
+    if paper.title:
+        lead = paper.title.split(":")[0].strip()
+        return lead if ":" in paper.title and len(lead.split()) <= 3 else ""
     for pattern in _INTRODUCES:
         if m := pattern.search(paper.abstract):
             return m.group(1).rstrip("-")

@@ -98,19 +98,19 @@ def small_corpus():
 @pytest.fixture(scope="session")
 def shared_index(tmp_path_factory: pytest.TempPathFactory, embedder):
     """The small corpus ingested once into an embedded Chroma index; tests must not change it."""
-    from rag.index import ingest, open_collection
+    from rag.index import ingest, open_store
 
     s = build_settings(data_dir=tmp_path_factory.mktemp("shared") / "index", corpus_paths=[SMALL])
-    collection = open_collection(s)
-    report = ingest([SMALL], s, embedder, collection=collection)
-    return SimpleNamespace(settings=s, collection=collection, report=report)
+    store = open_store(s)
+    report = ingest([SMALL], s, embedder, store=store)
+    return SimpleNamespace(settings=s, store=store, report=report)
 
 
 @pytest.fixture(scope="session")
 def retriever(shared_index, embedder):
     from rag.retrieve import Retriever
 
-    return Retriever(shared_index.settings, embedder, shared_index.collection)
+    return Retriever(shared_index.settings, embedder, shared_index.store)
 
 
 @pytest.fixture(scope="session")

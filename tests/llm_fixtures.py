@@ -102,20 +102,20 @@ def tiny_corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_index(tmp_path_factory: pytest.TempPathFactory, tiny_corpus_dir: Path):
     """The tiny corpus ingested with the real MiniLM embedder into an embedded Chroma index."""
     from rag.embed import MiniLMEmbedding
-    from rag.index import ingest, open_collection
+    from rag.index import ingest, open_store
 
     settings = clean_settings(data_dir=tmp_path_factory.mktemp("tiny_index") / "index", corpus_paths=[tiny_corpus_dir])
     embedder = MiniLMEmbedding(batch_size=8)
-    collection = open_collection(settings)
-    report = ingest([tiny_corpus_dir], settings, embedder, collection=collection)
+    store = open_store(settings)
+    report = ingest([tiny_corpus_dir], settings, embedder, store=store)
     assert report.added == len(TINY_PAPERS), report
-    return SimpleNamespace(settings=settings, embedder=embedder, collection=collection)
+    return SimpleNamespace(settings=settings, embedder=embedder, store=store)
 
 
 def tiny_retriever(tiny_index, settings: Settings):
     from rag.retrieve import Retriever
 
-    return Retriever(settings, tiny_index.embedder, tiny_index.collection)
+    return Retriever(settings, tiny_index.embedder, tiny_index.store)
 
 
 # ------------------------------------------------------------------ the real llama.cpp server

@@ -10,12 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from rag.answer import (
-    EXTRACTIVE_NOTICE, REFUSAL, WITHHELD, Conversation, Engine, Turn, build_messages, format_sources, load_prompt,
-    withhold_instructions,
-)
-from rag.types import Filters
-from rag.types import Answer, Hit, Paper
+from rag.answer import EXTRACTIVE_NOTICE, REFUSAL, Conversation, Engine, Turn
+from rag.prompt import WITHHELD, build_messages, format_sources, load_prompt, withhold_instructions
+from rag.types import Answer, Filters, Hit, Paper
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "answer"
@@ -168,14 +165,14 @@ def test_untitled_abstract_starting_with_a_closing_tag_cannot_close_the_quote_ea
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory, embedder, make_settings):
     """tests/fixtures/answer ingested once (real embedder, embedded Chroma); tests must not change it."""
-    from rag.index import ingest, open_collection
+    from rag.index import ingest, open_store
     from rag.retrieve import Retriever
 
     s = make_settings(data_dir=tmp_path_factory.mktemp("answer") / "index", corpus_paths=[FIXTURE])
-    collection = open_collection(s)
-    report = ingest([FIXTURE], s, embedder, collection=collection)
+    store = open_store(s)
+    report = ingest([FIXTURE], s, embedder, store=store)
     assert report.added == 6 and not report.corpus.problems
-    retriever = Retriever(s, embedder, collection)
+    retriever = Retriever(s, embedder, store)
     retriever.search("warm up the query embedder", 1)
     return SimpleNamespace(settings=s, retriever=retriever)
 
@@ -272,17 +269,17 @@ def test_unanswerable_question_is_refused_before_the_llm_is_called(tiny, questio
 
 def test_unknown_names_are_names_no_paper_mentions(tiny):
     engine = extractive(tiny)
-    assert engine.unknown_names("What GDT score does AlphaFold-3 reach on CASP14?") == ["AlphaFold-3"]
-    assert engine.unknown_names("How much faster is FP8 than BF16 training?") == []
-    assert engine.unknown_names("Do GNN-based models beat NWP?") == ["GNN-based", "NWP"]
+    assert engine.relevance.unknown_names("What GDT score does AlphaFold-3 reach on CASP14?") == ["AlphaFold-3"]
+    assert engine.relevance.unknown_names("How much faster is FP8 than BF16 training?") == []
+    assert engine.relevance.unknown_names("Do GNN-based models beat NWP?") == ["GNN-based", "NWP"]
 
 
 def test_relevance_is_high_for_the_topic_and_low_for_an_unrelated_question(tiny):
     engine = extractive(tiny)
     on_topic = "How accurate is the protein structure prediction?"
     off_topic = "What is the capital of Australia?"
-    high = engine.relevance(on_topic, tiny.retriever.search(on_topic, 3))
-    low = engine.relevance(off_topic, tiny.retriever.search(off_topic, 3))
+    high = engine.relevance.best(on_topic, tiny.retriever.search(on_topic, 3))
+    low = engine.relevance.best(off_topic, tiny.retriever.search(off_topic, 3))
     assert 0 <= low < tiny.settings.refuse_below <= high <= 1
 
 
@@ -352,7 +349,7 @@ def test_list_answer_checks_each_line_and_reports_relevant_papers_left_out(tiny)
     assert [c.n for c in answer.citations] == [2, 4]
     assert [c.claim for c in answer.citations] == reply.splitlines()
     assert [c.supported for c in answer.citations] == [True, True]
-    relevant = {answer.sources[i - 1].paper.paper_id for i in engine.relevant(answer.standalone_question, answer.sources)}
+    relevant = {answer.sources[i - 1].paper.paper_id for i in engine.relevance.relevant(answer.standalone_question, answer.sources)}
     cited = {c.paper_id for c in answer.citations}
     assert answer.uncited and set(answer.uncited) == relevant - cited
 
@@ -448,15 +445,15 @@ def test_extractive_pure_year_question_lists_the_papers_of_that_year(tiny):
 @pytest.fixture(scope="session")
 def full(tmp_path_factory, embedder, make_settings):
     """The default corpus (data/corpus, 305 papers) ingested once; about a minute or two."""
-    from rag.index import ingest, open_collection
+    from rag.index import ingest, open_store
     from rag.retrieve import Retriever
 
     corpus = ROOT / "data" / "corpus"
     s = make_settings(data_dir=tmp_path_factory.mktemp("full") / "index", corpus_paths=[corpus])
-    collection = open_collection(s)
-    report = ingest([corpus], s, embedder, collection=collection)
+    store = open_store(s)
+    report = ingest([corpus], s, embedder, store=store)
     assert report.added == 305, report
-    engine = Engine(s, Retriever(s, embedder, collection), None)
+    engine = Engine(s, Retriever(s, embedder, store), None)
     assert engine.mode == "extractive"
     return engine
 

@@ -87,7 +87,7 @@ def lang_index(tmp_path, settings, embedder):
 
 
 def test_first_ingest_embeds_every_chunk(shared_index, small_corpus, embedder):
-    report, collection = shared_index.report, shared_index.collection
+    report, collection = shared_index.report, shared_index.store
     n_chunks = expected_chunks(small_corpus.papers, embedder, shared_index.settings)
     assert n_chunks > SMALL_PAPERS  # the long abstract really is split
     assert counts(report) == {"added": SMALL_PAPERS, "updated": 0, "relabelled": 0, "deleted": 0, "unchanged": 0, "embedded": n_chunks}
@@ -96,7 +96,7 @@ def test_first_ingest_embeds_every_chunk(shared_index, small_corpus, embedder):
 
 
 def test_reingest_unchanged_embeds_and_deletes_nothing(shared_index, embedder):
-    collection = shared_index.collection
+    collection = shared_index.store
     before_ids = set(stored_chunks(collection)[0])
     spy = RecordingEmbedder(embedder)
     report = ingest([SMALL], shared_index.settings, spy, collection=collection)
@@ -217,7 +217,7 @@ def test_user_id_column_edit_is_an_update_and_stale_chunks_go(tmp_path, settings
 
 def test_long_abstract_is_stored_as_exact_sentence_chunks(shared_index, small_corpus, embedder):
     paper = next(p for p in small_corpus.papers if "MRI" in p.title)
-    chunks = by_paper(shared_index.collection)[paper.paper_id]
+    chunks = by_paper(shared_index.store)[paper.paper_id]
     assert len(chunks) >= 3
     assert sorted(chunks) == [f"{paper.paper_id}:{i}" for i in range(len(chunks))]
     spans = []
@@ -387,8 +387,8 @@ def server_index(chroma_server, make_settings, embedder, tmp_path_factory):
 
 def test_server_mode_ingests_like_embedded_mode(server_index, shared_index, embedder):
     assert counts(server_index.report) == counts(shared_index.report)
-    assert server_index.collection.count() == shared_index.collection.count()
-    assert set(stored_chunks(server_index.collection)[0]) == set(stored_chunks(shared_index.collection)[0])
+    assert server_index.collection.count() == shared_index.store.count()
+    assert set(stored_chunks(server_index.collection)[0]) == set(stored_chunks(shared_index.store)[0])
     assert not (server_index.settings.data_dir / "chroma").exists()  # nothing written to the embedded store
     # metadata round-trips through the server: re-ingest finds everything unchanged
     again = ingest([SMALL], server_index.settings, embedder)  # opens its own connection from the settings

@@ -36,11 +36,11 @@ TIMEOUT = 120
 @pytest.fixture(scope="module")
 def small_index(tmp_path_factory: pytest.TempPathFactory, embedder, make_settings) -> Path:
     """The small corpus ingested once for this module; the app only reads it."""
-    from rag.index import ingest, open_collection
+    from rag.index import ingest, open_store
 
     data_dir = tmp_path_factory.mktemp("ui_index") / "index"
     settings = make_settings(data_dir=data_dir, corpus_paths=[SMALL])
-    report = ingest([SMALL], settings, embedder, collection=open_collection(settings))
+    report = ingest([SMALL], settings, embedder, collection=open_store(settings))
     assert report.added == SMALL_PAPERS, report
     return data_dir
 

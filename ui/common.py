@@ -13,7 +13,7 @@ import streamlit as st
 from rag.answer import Engine, make_engine
 from rag.config import Settings, get_settings
 from rag.embed import make_embedder
-from rag.index import ingest, last_ingest, open_collection
+from rag.index import ingest, last_ingest, open_store
 from rag.llm import backend_name
 from rag.retrieve import Retriever
 from rag.types import Filters
@@ -31,7 +31,7 @@ def md_escape(text: str) -> str:
 @st.cache_resource(show_spinner="Loading the embedding model ...")
 def resources() -> tuple[Settings, object, object]:
     settings = get_settings()
-    return settings, make_embedder(settings), open_collection(settings)
+    return settings, make_embedder(settings), open_store(settings)
 
 
 @st.cache_resource(show_spinner="Loading the index ...")
@@ -51,7 +51,7 @@ def run_ingest(paths: list[Path], label: str) -> None:
     """Ingest with a progress bar in the page; problems are listed, not raised."""
     settings, embedder, collection = resources()
     bar = st.progress(0.0, text=label)
-    report = ingest(paths, settings, embedder, collection=collection, on_progress=lambda d, n: bar.progress(d / max(n, 1), text=f"{label}: {d}/{n} chunks"))
+    report = ingest(paths, settings, embedder, store=store, on_progress=lambda d, n: bar.progress(d / max(n, 1), text=f"{label}: {d}/{n} chunks"))
     bar.empty()
     for problem in report.corpus.problems:
         st.warning(f"Skipped {problem}")
