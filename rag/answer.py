@@ -149,7 +149,7 @@ class Engine:
 
     def _generate(self, answer: Answer, intent: Intent, t0: float) -> Iterator[str]:
         pieces: list[str] = []
-        for piece in _by_line(self.answerer.stream(intent, answer.sources)):
+        for piece in _inert_stream(self.answerer.stream(intent, answer.sources)):
             answer.timings.setdefault("first_token", time.perf_counter() - t0)
             pieces.append(piece)
             yield piece
@@ -188,16 +188,23 @@ class Engine:
         return sanitize(f"{len(keep)} more match but have no known year: {titles}.")
 
 
-def _by_line(pieces: Iterator[str]) -> Iterator[str]:
-    """Pass streamed text on a line at a time, made inert: markup split across pieces is caught whole."""
+def _inert_stream(pieces: Iterator[str]) -> Iterator[str]:
+    """Pass streamed text on as it comes, made inert: text that may still turn into markup (a tag, a
+    link, an escape sequence) is held back until it is complete, so it is caught whole."""
     buffer = ""
     for piece in pieces:
         buffer += piece
-        while "\n" in buffer:
-            line, buffer = buffer.split("\n", 1)
-            yield sanitize(line) + "\n"
+        cut = buffer.rfind("\n") + 1 if _open_markup(buffer) else max(buffer.rfind(" "), buffer.rfind("\n")) + 1
+        if cut:
+            yield sanitize(buffer[:cut])
+            buffer = buffer[cut:]
     if buffer:
         yield sanitize(buffer)
+
+
+def _open_markup(text: str) -> bool:
+    line = text[text.rfind("\n") + 1 :]
+    return "<" in line or "\x1b" in line or "](" in line or line.rfind("[") > line.rfind("]") or line.rstrip().endswith("]")
 
 
 def metadata_only(intent: Intent) -> bool:

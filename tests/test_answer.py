@@ -263,7 +263,7 @@ def test_unanswerable_question_is_refused_before_the_llm_is_called(tiny, questio
     pieces, answer = run(engine, question)
     assert llm.calls == []
     assert answer.refused
-    assert pieces == [answer.text] and answer.text.startswith(f"{REFUSAL} Closest papers: ")
+    assert pieces == [answer.text] and answer.text.startswith(REFUSAL) and " Closest papers: " in answer.text
     assert 1 <= len(answer.sources) <= 3
 
 
@@ -335,19 +335,21 @@ def test_extractive_follow_up_prepends_the_previous_question(tiny):
 
 
 def test_list_answer_checks_each_line_and_reports_relevant_papers_left_out(tiny):
+    question = "which papers are about language models?"
+    order = titles(tiny.retriever.search(question, 12))
+    speech = 1 + next(i for i, t in enumerate(order) if t.startswith("Self-Supervised Pretraining"))
+    federated = 1 + order.index(FEDERATED)
     reply = (
-        "- Self-Supervised Pretraining for Low-Resource Speech Recognition: pretrains a speech encoder on unlabelled recordings [2]\n"
-        "- Federated Learning of Next-Word Prediction on Mobile Keyboards: a recurrent language model trained across phones [4]"
+        f"- Self-Supervised Pretraining for Low-Resource Speech Recognition: pretrains a speech encoder on unlabelled recordings [{speech}]\n"
+        f"- Federated Learning of Next-Word Prediction on Mobile Keyboards: a recurrent language model trained across phones [{federated}]"
     )
     engine, llm = with_llm(tiny, reply)
-    question = "which papers are about language models?"
     _, answer = run(engine, question)
     user = llm.calls[0][1]["content"]
     assert load_prompt("list_instructions").strip() in user
     assert len(answer.sources) == 6  # list_k (12) capped by the corpus size
-    assert titles(answer.sources)[1].startswith("Self-Supervised Pretraining") and titles(answer.sources)[3] == FEDERATED
-    assert [c.n for c in answer.citations] == [2, 4]
-    assert [c.claim for c in answer.citations] == reply.splitlines()
+    assert [c.n for c in answer.citations] == [speech, federated]
+    assert [c.claim for c in answer.citations] == [line[2:] for line in reply.splitlines()]
     assert [c.supported for c in answer.citations] == [True, True]
     relevant = {answer.sources[i - 1].paper.paper_id for i in engine.relevance.relevant(answer.standalone_question, answer.sources)}
     cited = {c.paper_id for c in answer.citations}
@@ -427,16 +429,11 @@ def test_extractive_citation_is_checked_against_the_sentence_it_quotes(tiny):
 
 
 def test_extractive_pure_year_question_lists_the_papers_of_that_year(tiny):
-    """BUG: "Which papers are from 2019?" passes `answerable` (the filter is the answer) but the
-    list keeps no paper, because with no topic words every relevance is below `refuse_below`.
-
-    Expected: a line citing the 2019 paper. Actual: answer text "" with unsupported=True (same on
-    the default corpus, where four 2019 papers are retrieved and none is listed).
-    """
+    """A question that is all filter ("Which papers are from 2019?") lists the papers the filter keeps."""
     _, answer = run(extractive(tiny), "Which papers are from 2019?")
     assert titles(answer.sources) == [FEDERATED]
     assert not answer.refused
-    assert FEDERATED in answer.text and [c.n for c in answer.citations] == [1]
+    assert FEDERATED in answer.text and {c.n for c in answer.citations} == {1}
 
 
 # ---------------------------------------------------------------- extractive answers on the real default corpus
@@ -476,8 +473,8 @@ def test_fp8_speedup_list_cites_coat_with_its_speedup_sentence(full):
     assert not answer.refused
     coat = [c for c in answer.citations if c.title.startswith("COAT: Compressing Optimizer states")]
     assert coat, answer.text
-    assert "1.43x" in coat[0].quote and "speedup" in coat[0].quote
-    assert coat[0].supported
+    speedup = [c for c in coat if "1.43x" in c.quote and "speedup" in c.quote]
+    assert speedup and speedup[0].supported, [c.quote for c in coat]
     assert answer.text.startswith("- ")
     assert answer.notice == EXTRACTIVE_NOTICE
 
@@ -563,9 +560,10 @@ def test_every_extractive_citation_is_valid_and_supported(full, question):
 def test_list_answer_quotes_each_cited_abstract_verbatim(full):
     answer = full.ask("Which papers are about federated learning?")
     lines = answer.text.splitlines()
-    assert len(lines) == len(answer.citations) >= 5
-    for line, c in zip(lines, answer.citations):
-        assert line == f"- {c.title}: {c.quote} [{c.n}]"
+    assert len(lines) == len({c.n for c in answer.citations}) >= 5
+    for c in answer.citations:
+        assert f"{c.quote} [{c.n}]" in lines[[f"[{c.n}]" in line for line in lines].index(True)]
+        assert c.supported and c.support == 1.0
 
 
 @pytest.mark.parametrize("reply", ["The corpus does not answer this.", "The sources do not answer this question.", "  the abstracts do not mention it"])
