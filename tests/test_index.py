@@ -14,7 +14,7 @@ import pytest
 from conftest import LANG_FILE, SCI_FILE, SMALL, SMALL_PAPERS, TXT_FILE, free_port
 from rag import corpus as corpus_mod
 from rag.chunk import chunk_paper, embed_text
-from rag.index import StoreError, connect, ingest, open_collection, stored_chunks
+from rag.index import StoreError, connect, ingest, open_store
 from rag.retrieve import Retriever
 
 # ---------------------------------------------------------------- helpers
@@ -25,6 +25,7 @@ class RecordingEmbedder:
 
     def __init__(self, inner) -> None:
         self.inner = inner
+        self.model_name = inner.model_name
         self.texts: list[str] = []
 
     def count_tokens(self, text: str) -> int:
@@ -35,17 +36,27 @@ class RecordingEmbedder:
         return self.inner.get_text_embedding_batch(texts, **kwargs)
 
 
-def by_paper(collection) -> dict[str, dict[str, tuple[str, dict]]]:
+def stored_chunks(store) -> tuple[list[str], list[str], list[dict]]:
+    """Ids, texts and metadata of every stored chunk (paged, as Chroma needs beyond ~32k records)."""
+    ids, docs, metas = [], [], []
+    while (got := store.chunks.get(limit=1000, offset=len(ids), include=["documents", "metadatas"]))["ids"]:
+        ids += got["ids"]
+        docs += got["documents"]
+        metas += got["metadatas"]
+    return ids, docs, metas
+
+
+def by_paper(store) -> dict[str, dict[str, tuple[str, dict]]]:
     """paper_id -> {chunk_id: (text, metadata)} of everything stored."""
-    ids, docs, metas = stored_chunks(collection)
+    ids, docs, metas = stored_chunks(store)
     out: dict[str, dict[str, tuple[str, dict]]] = {}
     for cid, doc, meta in zip(ids, docs, metas):
         out.setdefault(meta["paper_id"], {})[cid] = (doc, meta)
     return out
 
 
-def vectors(collection, ids: list[str]) -> dict[str, np.ndarray]:
-    got = collection.get(ids=ids, include=["embeddings"])
+def vectors(store, ids: list[str]) -> dict[str, np.ndarray]:
+    got = store.chunks.get(ids=ids, include=["embeddings"])
     return {cid: np.asarray(vec, dtype=np.float64) for cid, vec in zip(got["ids"], got["embeddings"])}
 
 
@@ -77,33 +88,33 @@ def lang_index(tmp_path, settings, embedder):
     folder = tmp_path / "corpus"
     folder.mkdir()
     shutil.copy(SMALL / LANG_FILE, folder / LANG_FILE)
-    collection = open_collection(settings)
-    report = ingest([folder], settings, embedder, collection=collection)
+    store = open_store(settings)
+    report = ingest([folder], settings, embedder, store=store)
     assert report.added == 5 and report.embedded == 5
-    return SimpleNamespace(folder=folder, file=folder / LANG_FILE, collection=collection, settings=settings)
+    return SimpleNamespace(folder=folder, file=folder / LANG_FILE, store=store, settings=settings)
 
 
 # ---------------------------------------------------------------- first ingest and re-ingest
 
 
 def test_first_ingest_embeds_every_chunk(shared_index, small_corpus, embedder):
-    report, collection = shared_index.report, shared_index.store
+    report, store = shared_index.report, shared_index.store
     n_chunks = expected_chunks(small_corpus.papers, embedder, shared_index.settings)
     assert n_chunks > SMALL_PAPERS  # the long abstract really is split
     assert counts(report) == {"added": SMALL_PAPERS, "updated": 0, "relabelled": 0, "deleted": 0, "unchanged": 0, "embedded": n_chunks}
-    assert collection.count() == n_chunks
-    assert set(by_paper(collection)) == {p.paper_id for p in small_corpus.papers}
+    assert store.chunks.count() == n_chunks
+    assert set(by_paper(store)) == {p.paper_id for p in small_corpus.papers}
 
 
 def test_reingest_unchanged_embeds_and_deletes_nothing(shared_index, embedder):
-    collection = shared_index.store
-    before_ids = set(stored_chunks(collection)[0])
+    store = shared_index.store
+    before_ids = set(stored_chunks(store)[0])
     spy = RecordingEmbedder(embedder)
-    report = ingest([SMALL], shared_index.settings, spy, collection=collection)
+    report = ingest([SMALL], shared_index.settings, spy, store=store)
     assert counts(report) == {"added": 0, "updated": 0, "relabelled": 0, "deleted": 0, "unchanged": SMALL_PAPERS, "embedded": 0}
     assert spy.texts == []
-    assert collection.count() == len(before_ids)
-    assert set(stored_chunks(collection)[0]) == before_ids
+    assert store.chunks.count() == len(before_ids)
+    assert set(stored_chunks(store)[0]) == before_ids
 
 
 def test_ingest_records_last_sync(shared_index):
@@ -127,39 +138,40 @@ def test_edited_abstract_is_a_new_paper_and_the_old_one_is_removed(lang_index, e
     assert new_paper.paper_id != old_id
 
     spy = RecordingEmbedder(embedder)
-    report = ingest([lang_index.folder], lang_index.settings, spy, collection=lang_index.collection)
+    report = ingest([lang_index.folder], lang_index.settings, spy, store=lang_index.store)
 
     # paper_id is a content hash: the edit is one paper added and one deleted, nothing "updated"
     assert counts(report) == {"added": 1, "updated": 0, "relabelled": 0, "deleted": 1, "unchanged": 4, "embedded": 1}
     assert spy.texts == [embed_text(new_paper, new_paper.abstract)]  # only the edited paper was embedded
-    stored = by_paper(lang_index.collection)
+    stored = by_paper(lang_index.store)
     assert old_id not in stored
-    assert f"{old_id}:0" not in stored_chunks(lang_index.collection)[0]
+    assert f"{old_id}:0" not in stored_chunks(lang_index.store)[0]
     assert [doc for doc, _ in stored[new_paper.paper_id].values()] == [new_paper.abstract]
     assert set(stored) == {p.paper_id for p in papers_of(lang_index.file)}
-    assert lang_index.collection.count() == 5
+    assert lang_index.store.chunks.count() == 5
 
 
 def test_changed_date_is_relabelled_without_embedding(lang_index, embedder):
     rows = read_rows(lang_index.file)
     pid = corpus_mod.paper_id(rows[0]["title"], rows[0]["abstract"])
-    old_vec = vectors(lang_index.collection, [f"{pid}:0"])[f"{pid}:0"]
+    old_vec = vectors(lang_index.store, [f"{pid}:0"])[f"{pid}:0"]
     assert rows[0]["date"] == "2023-10-12"
     rows[0]["date"] = "2021-03-04"
     write_rows(lang_index.file, rows)
 
     spy = RecordingEmbedder(embedder)
-    report = ingest([lang_index.folder], lang_index.settings, spy, collection=lang_index.collection)
+    report = ingest([lang_index.folder], lang_index.settings, spy, store=lang_index.store)
 
     assert counts(report) == {"added": 0, "updated": 0, "relabelled": 1, "deleted": 0, "unchanged": 4, "embedded": 0}
     assert spy.texts == []
-    (doc, meta), = by_paper(lang_index.collection)[pid].values()
-    assert (meta["year"], meta["date"], meta["date_raw"]) == (2021, "2021-03-04", "2021-03-04")
-    assert doc == rows[0]["abstract"]
-    np.testing.assert_allclose(vectors(lang_index.collection, [f"{pid}:0"])[f"{pid}:0"], old_vec, atol=1e-6)
-    assert lang_index.collection.count() == 5
+    (doc, meta), = by_paper(lang_index.store)[pid].values()
+    paper = lang_index.store.get_papers([pid])[pid]
+    assert (meta["year"], paper.year, paper.date, paper.date_raw) == (2021, 2021, "2021-03-04", "2021-03-04")
+    assert doc == rows[0]["abstract"] == paper.abstract
+    np.testing.assert_allclose(vectors(lang_index.store, [f"{pid}:0"])[f"{pid}:0"], old_vec, atol=1e-6)
+    assert lang_index.store.chunks.count() == 5
     # and the next run sees nothing to do
-    again = ingest([lang_index.folder], lang_index.settings, spy, collection=lang_index.collection)
+    again = ingest([lang_index.folder], lang_index.settings, spy, store=lang_index.store)
     assert (again.unchanged, again.relabelled, again.embedded) == (5, 0, 0)
 
 
@@ -169,13 +181,13 @@ def test_removed_entry_is_deleted_with_its_chunks(lang_index, embedder):
     gone_id = corpus_mod.paper_id(gone["title"], gone["abstract"])
     write_rows(lang_index.file, rows)
 
-    report = ingest([lang_index.folder], lang_index.settings, embedder, collection=lang_index.collection)
+    report = ingest([lang_index.folder], lang_index.settings, embedder, store=lang_index.store)
 
     # the last entry moved up one place (its stored position changed): relabelled, not re-embedded
     assert counts(report) == {"added": 0, "updated": 0, "relabelled": 1, "deleted": 1, "unchanged": 3, "embedded": 0}
-    assert gone_id not in by_paper(lang_index.collection)
-    assert lang_index.collection.get(ids=[f"{gone_id}:0"])["ids"] == []
-    assert lang_index.collection.count() == 4
+    assert gone_id not in by_paper(lang_index.store)
+    assert lang_index.store.chunks.get(ids=[f"{gone_id}:0"])["ids"] == []
+    assert lang_index.store.chunks.count() == 4
 
 
 def test_user_id_column_edit_is_an_update_and_stale_chunks_go(tmp_path, settings, embedder):
@@ -192,24 +204,24 @@ def test_user_id_column_edit_is_an_update_and_stale_chunks_go(tmp_path, settings
     folder.mkdir()
     path = folder / "mine.jsonl"
     write_rows(path, rows)
-    collection = open_collection(settings)
-    first = ingest([folder], settings, embedder, collection=collection)
-    p2_chunks = sorted(by_paper(collection)["p2"])
+    store = open_store(settings)
+    first = ingest([folder], settings, embedder, store=store)
+    p2_chunks = sorted(by_paper(store)["p2"])
     assert first.added == 3 and len(p2_chunks) >= 2
-    assert first.embedded == collection.count() == 2 + len(p2_chunks)
+    assert first.embedded == store.chunks.count() == 2 + len(p2_chunks)
 
     rows[1]["abstract"] = "A short replacement abstract about portable scanners. It fits in one chunk."
     write_rows(path, rows)
     spy = RecordingEmbedder(embedder)
-    report = ingest([folder], settings, spy, collection=collection)
+    report = ingest([folder], settings, spy, store=store)
 
     assert counts(report) == {"added": 0, "updated": 1, "relabelled": 0, "deleted": 0, "unchanged": 2, "embedded": 1}
     assert spy.texts == [f"Low-field MRI enhancement\n{rows[1]['abstract']}"]
-    stored = by_paper(collection)
+    stored = by_paper(store)
     assert list(stored["p2"]) == ["p2:0"]
     assert stored["p2"]["p2:0"][0] == rows[1]["abstract"]
-    assert collection.get(ids=p2_chunks[1:])["ids"] == []
-    assert collection.count() == 3
+    assert store.chunks.get(ids=p2_chunks[1:])["ids"] == []
+    assert store.chunks.count() == 3
 
 
 # ---------------------------------------------------------------- chunks
@@ -231,9 +243,9 @@ def test_long_abstract_is_stored_as_exact_sentence_chunks(shared_index, small_co
     assert spans[0][0] == 0 and spans[-1][1] == len(paper.abstract)
     for (_, end), (start, _) in zip(spans, spans[1:]):
         assert end <= start and paper.abstract[end:start].strip() == ""  # in order, nothing lost, no overlap
-    # every chunk carries the paper's metadata, so the collection alone is the source of truth
-    assert {meta["title"] for _, meta in chunks.values()} == {paper.title}
+    # chunks carry what a dense search filters on; the paper record carries the rest
     assert {meta["year"] for _, meta in chunks.values()} == {2024}
+    assert shared_index.store.get_papers([paper.paper_id])[paper.paper_id].title == paper.title
 
 
 # ---------------------------------------------------------------- damaged files never lose indexed papers
@@ -259,25 +271,25 @@ def _two_file_folder(tmp_path: Path) -> tuple[Path, Path, Path]:
 @pytest.mark.parametrize("kind", sorted(GARBAGE))
 def test_unreadable_file_keeps_its_indexed_papers(tmp_path, settings, embedder, kind):
     folder, keep, victim = _two_file_folder(tmp_path)
-    collection = open_collection(settings)
-    ingest([folder], settings, embedder, collection=collection)
+    store = open_store(settings)
+    ingest([folder], settings, embedder, store=store)
     victim_ids = {p.paper_id for p in papers_of(victim)}
-    victim_chunks = {cid for pid in victim_ids for cid in by_paper(collection)[pid]}
+    victim_chunks = {cid for pid in victim_ids for cid in by_paper(store)[pid]}
     rows = read_rows(keep)
     dropped = corpus_mod.paper_id(rows[-1]["title"], rows[-1]["abstract"])
     write_rows(keep, rows[:-1])  # the good file changes at the same time
     victim.write_bytes(GARBAGE[kind])
 
-    report = ingest([folder], settings, embedder, collection=collection)
+    report = ingest([folder], settings, embedder, store=store)
 
     problems = [p for p in report.corpus.problems if p.file == "victim.txt"]
     assert len(problems) == 1 and problems[0].line is None, [str(p) for p in report.corpus.problems]
-    stored = by_paper(collection)
+    stored = by_paper(store)
     assert victim_ids <= set(stored)  # nothing of the damaged file is lost
     assert {cid for pid in victim_ids for cid in stored[pid]} == victim_chunks
     assert dropped not in stored  # ... while the good file is still synced
     assert counts(report) == {"added": 0, "updated": 0, "relabelled": 0, "deleted": 1, "unchanged": 2, "embedded": 0}
-    assert collection.count() == 4
+    assert store.chunks.count() == 4
 
 
 def test_file_with_no_readable_entry_keeps_its_indexed_papers(tmp_path, settings, embedder):
@@ -289,15 +301,15 @@ def test_file_with_no_readable_entry_keeps_its_indexed_papers(tmp_path, settings
     folder = tmp_path / "corpus"
     folder.mkdir()
     shutil.copy(SMALL / LANG_FILE, folder / LANG_FILE)
-    collection = open_collection(settings)
-    ingest([folder], settings, embedder, collection=collection)
+    store = open_store(settings)
+    ingest([folder], settings, embedder, store=store)
     (folder / LANG_FILE).write_text("title,abstract\nA paper,Its abstract.\n")
 
-    report = ingest([folder], settings, embedder, collection=collection)
+    report = ingest([folder], settings, embedder, store=store)
 
     assert report.corpus.papers == [] and report.corpus.problems
     assert report.deleted == 0, "every paper of the damaged file was deleted"
-    assert collection.count() == 5
+    assert store.chunks.count() == 5
 
 
 # ---------------------------------------------------------------- which stored papers an ingest may delete
@@ -314,20 +326,20 @@ def _split_folders(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_ingesting_other_paths_keeps_papers_unless_prune(tmp_path, settings, embedder):
     a, b = _split_folders(tmp_path)
-    collection = open_collection(settings)
-    first = ingest([a, b], settings, embedder, collection=collection)
+    store = open_store(settings)
+    first = ingest([a, b], settings, embedder, store=store)
     assert first.added == 4
     a_ids = {p.paper_id for p in papers_of(a / "a.jsonl")}
     b_ids = {p.paper_id for p in papers_of(b / "b.txt")}
 
-    only_a = ingest([a], settings, embedder, collection=collection)
+    only_a = ingest([a], settings, embedder, store=store)
     assert counts(only_a) == {"added": 0, "updated": 0, "relabelled": 0, "deleted": 0, "unchanged": 2, "embedded": 0}
-    assert set(by_paper(collection)) == a_ids | b_ids
+    assert set(by_paper(store)) == a_ids | b_ids
 
-    pruned = ingest([a], settings, embedder, collection=collection, prune=True)
+    pruned = ingest([a], settings, embedder, store=store, prune=True)
     assert (pruned.deleted, pruned.embedded) == (2, 0)
-    assert set(by_paper(collection)) == a_ids
-    assert collection.count() == 2
+    assert set(by_paper(store)) == a_ids
+    assert store.chunks.count() == 2
 
 
 def test_same_file_name_in_another_folder_is_not_deleted(tmp_path, settings, embedder):
@@ -338,28 +350,28 @@ def test_same_file_name_in_another_folder_is_not_deleted(tmp_path, settings, emb
     new.mkdir()
     (old / "abstracts.txt").write_text(lines[0] + "\n")
     (new / "abstracts.txt").write_text(lines[1] + "\n")
-    collection = open_collection(settings)
-    assert ingest([old, new], settings, embedder, collection=collection).added == 2
+    store = open_store(settings)
+    assert ingest([old, new], settings, embedder, store=store).added == 2
     old_id = papers_of(old / "abstracts.txt")[0].paper_id
 
-    report = ingest([new], settings, embedder, collection=collection)
+    report = ingest([new], settings, embedder, store=store)
 
     assert report.deleted == 0, "a paper of 2023/abstracts.txt was deleted by ingesting 2024/"
-    assert old_id in by_paper(collection)
+    assert old_id in by_paper(store)
 
 
 def test_prune_keeps_papers_of_an_unreadable_file_among_the_paths(tmp_path, settings, embedder):
     """`--prune` deletes papers whose files are *not among PATHS*; a damaged file that is among them keeps its papers."""
     folder, keep, victim = _two_file_folder(tmp_path)
-    collection = open_collection(settings)
-    ingest([folder], settings, embedder, collection=collection)
+    store = open_store(settings)
+    ingest([folder], settings, embedder, store=store)
     victim_ids = {p.paper_id for p in papers_of(victim)}
     victim.write_bytes(GARBAGE["binary"])
 
-    report = ingest([folder], settings, embedder, collection=collection, prune=True)
+    report = ingest([folder], settings, embedder, store=store, prune=True)
 
     assert any(p.file == "victim.txt" for p in report.corpus.problems)
-    assert victim_ids <= set(by_paper(collection)), "prune deleted the papers of a file that could not be read"
+    assert victim_ids <= set(by_paper(store)), "prune deleted the papers of a file that could not be read"
     assert report.deleted == 0
 
 
@@ -378,17 +390,17 @@ def server_index(chroma_server, make_settings, embedder, tmp_path_factory):
     host, port = chroma_server
     s = make_settings(
         data_dir=tmp_path_factory.mktemp("server") / "index", corpus_paths=[SMALL],
-        chroma_host=host, chroma_port=port, collection=f"test_{uuid.uuid4().hex[:8]}",
+        chroma_host=host, chroma_port=port, store=f"test_{uuid.uuid4().hex[:8]}",
     )
-    collection = open_collection(s)
-    report = ingest([SMALL], s, embedder, collection=collection)
-    return SimpleNamespace(settings=s, collection=collection, report=report, retriever=Retriever(s, embedder, collection))
+    store = open_store(s)
+    report = ingest([SMALL], s, embedder, store=store)
+    return SimpleNamespace(settings=s, store=store, report=report, retriever=Retriever(s, embedder, store))
 
 
 def test_server_mode_ingests_like_embedded_mode(server_index, shared_index, embedder):
     assert counts(server_index.report) == counts(shared_index.report)
-    assert server_index.collection.count() == shared_index.store.count()
-    assert set(stored_chunks(server_index.collection)[0]) == set(stored_chunks(shared_index.store)[0])
+    assert server_index.store.chunks.count() == shared_index.store.chunks.count()
+    assert set(stored_chunks(server_index.store)[0]) == set(stored_chunks(shared_index.store)[0])
     assert not (server_index.settings.data_dir / "chroma").exists()  # nothing written to the embedded store
     # metadata round-trips through the server: re-ingest finds everything unchanged
     again = ingest([SMALL], server_index.settings, embedder)  # opens its own connection from the settings
@@ -414,10 +426,13 @@ def test_connect_to_dead_server_names_url_and_fix(make_settings, tmp_path):
     assert f"http://127.0.0.1:{port}" in message
     assert "chroma run" in message
     with pytest.raises(StoreError):
-        open_collection(s)
+        open_store(s)
 
 
-def test_collection_name_too_short_is_a_store_error(make_settings, tmp_path):
-    s = make_settings(data_dir=tmp_path / "index", collection="ab")
-    with pytest.raises(StoreError, match="RAG_COLLECTION"):
-        open_collection(s)
+def test_collection_name_too_short_is_a_one_line_config_error(monkeypatch):
+    from rag.config import get_settings
+    from rag.errors import ConfigError
+
+    monkeypatch.setenv("RAG_COLLECTION", "ab")
+    with pytest.raises(ConfigError, match="RAG_COLLECTION"):
+        get_settings()

@@ -37,21 +37,21 @@ def resources() -> tuple[Settings, object, object]:
 @st.cache_resource(show_spinner="Loading the index ...")
 def engine_for(index_version: str) -> Engine:
     """One engine per index state: re-ingesting changes the version and so rebuilds BM25 once."""
-    settings, embedder, collection = resources()
-    return make_engine(settings, Retriever(settings, embedder, collection))
+    settings, embedder, store = resources()
+    return make_engine(settings, Retriever(settings, embedder, store))
 
 
 def index_version() -> str:
-    settings, _, collection = resources()
+    settings, _, store = resources()
     record = last_ingest(settings) or {}
-    return f"{collection.count()}:{record.get('at', '')}"
+    return f"{store.stamp().get('version', '')}:{record.get('at', '')}"
 
 
 def run_ingest(paths: list[Path], label: str) -> None:
     """Ingest with a progress bar in the page; problems are listed, not raised."""
-    settings, embedder, collection = resources()
+    settings, embedder, store = resources()
     bar = st.progress(0.0, text=label)
-    report = ingest(paths, settings, embedder, store=store, on_progress=lambda d, n: bar.progress(d / max(n, 1), text=f"{label}: {d}/{n} chunks"))
+    report = ingest(paths, settings, embedder, store=store, on_progress=lambda d, n: bar.progress(d / max(n, 1), text=f"{label}: {d}/{n} papers"))
     bar.empty()
     for problem in report.corpus.problems:
         st.warning(f"Skipped {problem}")
@@ -60,8 +60,8 @@ def run_ingest(paths: list[Path], label: str) -> None:
 
 def get_engine() -> Engine:
     """The engine, ingesting the default corpus first when the index is empty."""
-    settings, _, collection = resources()
-    if collection.count() == 0:
+    settings, _, store = resources()
+    if store.count() == 0:
         run_ingest(settings.corpus_paths, "Building the index from the default corpus")
     return engine_for(index_version())
 
@@ -74,7 +74,7 @@ def answerer_label(engine: Engine) -> str:
 
 def sidebar(engine: Engine) -> tuple[Filters, int | None]:
     """Filters, number of sources, answerer, corpus statistics, re-ingest and upload."""
-    papers = list(engine.retriever.papers.values())
+    papers = list(engine.retriever.all_papers())
     years = sorted({p.year for p in papers if p.year})
     files = sorted({s for p in papers for s in p.sources})
     with st.sidebar:

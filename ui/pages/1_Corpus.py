@@ -14,7 +14,7 @@ if query:
     papers = [h.paper for h in engine.retriever.search(query, 20)]
     st.caption(f"The {len(papers)} best matches, best first")
 else:
-    papers = sorted(engine.retriever.papers.values(), key=lambda p: (p.source, p.positions[0] if p.positions else 0))
+    papers = sorted(engine.retriever.all_papers(), key=lambda p: (p.source, p.positions[0] if p.positions else 0))
     st.caption(f"{len(papers)} papers")
 st.dataframe(
     [
