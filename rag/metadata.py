@@ -22,7 +22,10 @@ LIST_MAX = 30  # papers a list or superlative answer cites
 NAME_UNKNOWN = 5  # papers with an unknown field are named when there are at most this many
 
 _MONTHS = "january february march april may june july august september october november december".split()
-_MONTH = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
 _VERB_MONTHS = ("may", "march", "mar")  # lower case, with no year after them, these are verbs
 # A year, not a quantity: "2048 tokens" and "12,288 GPUs" are not years.
 _YEAR = r"(?<![\d,.])(?:19[5-9]\d|20[0-3]\d)(?!\d|[,.]\d|\s*(?:tokens?|parameters?|GPUs?|TPUs?|steps?|samples?|words?|images?|chips?)\b)"
@@ -175,7 +178,8 @@ _FRAME = frozenset(
     "a an the this that these those which what who whom whose how many much number count of in on at about "
     "regarding concerning around among amongst for from with by to and or any all some there here is are was were "
     "be been being do does did have has had paper papers work works study studies article articles publication "
-    "publications entry entries abstract abstracts document documents record records one ones list show give tell me name find published publish released release written wrote write authored "
+    "publications entry entries abstract abstracts document documents record records one ones list show give tell me "
+    "name find published publish released release written wrote write authored "
     "appeared appear dated came come out it its they them their please total overall altogether exist exists so far "
     "listed lists behind introduced proposed presented posted submitted contain contains hold holds include includes "
     "can could would will we our us you your i respectively top what's whats when".split()
@@ -244,8 +248,8 @@ _MOST_AUTHORS = re.compile(
 )
 _DATE_WORDS = r"earliest|oldest|latest|newest|most recent(?:ly published)?|least recent"
 _SUPER_DATE = [
-    re.compile(rf"\b(?P<w>{_DATE_WORDS})(?= (?:[\w-]+ ){{0,4}}?(?:{_PAPER}|ones?)\b)", re.I),
     re.compile(r"\b(?P<w>earliest|oldest|latest|newest|most recent)(?: full| known)? (?:publication |release )?date\b", re.I),
+    re.compile(rf"\b(?P<w>{_DATE_WORDS})(?=\s+(?:[\w-]+\s+){{0,4}}?(?:{_PAPER}|ones?)\b)", re.I),
     re.compile(rf"\b(?:is|was|are|were) the (?P<w>{_DATE_WORDS})\b(?= *[?.!]* *$)", re.I),  # "which paper is the oldest?"
     re.compile(r"\b(?:published|dated|released|came out|appeared) (?P<w>first|earliest|last|latest|most recently)\b", re.I),
 ]
@@ -394,7 +398,9 @@ _RECORDED_FIELD = [
         re.I,
     ),
 ]
-_WHICH_ORGANISATIONS = re.compile(r"(?:,? and )?\b(?:which|what) (?:organi[sz]ations|companies|labs|affiliations) (?:are|were) (?:they|those|these)\b", re.I)
+_WHICH_ORGANISATIONS = re.compile(
+    r"(?:,? and )?\b(?:which|what) (?:organi[sz]ations|companies|labs|affiliations) (?:are|were) (?:they|those|these)\b", re.I
+)
 
 
 def _missing(rest: _Rest) -> str:
@@ -411,9 +417,15 @@ def _recorded(rest: _Rest) -> str:
     return _field_name(m.group("f"))
 
 
+_FIELD_PREFIXES = (
+    ("year", "year"), ("date", "date"), ("undated", "date"),
+    ("organ", "organisation"), ("affil", "organisation"), ("compan", "organisation"), ("lab", "organisation"),
+)
+
+
 def _field_name(word: str) -> str:
     word = word.lower()
-    for prefix, name in (("year", "year"), ("date", "date"), ("undated", "date"), ("organ", "organisation"), ("affil", "organisation"), ("compan", "organisation"), ("lab", "organisation")):
+    for prefix, name in _FIELD_PREFIXES:
         if word.startswith(prefix):
             return name
     return "authors"
@@ -448,7 +460,10 @@ def _author_range(rest: _Rest) -> AuthorRange | None:
 
 _ORG_NAME = r"(?P<org>[A-Z][\w&.-]*(?: [A-Z][\w&.-]*)*)"
 _ORG = [
-    re.compile(rf"\b(?i:credited to|affiliated with|attributed to|published by|released by|authored at|coming from|come from|came from) (?i:the )?{_ORG_NAME}"),
+    re.compile(
+        r"\b(?i:credited to|affiliated with|attributed to|published by|released by|authored at|coming from|come from|came from)"
+        rf" (?i:the )?{_ORG_NAME}"
+    ),
     re.compile(rf"\b(?i:{_PAPER}|research)(?: (?i:that|which))?(?: (?i:are|were|is|was|come|came))? (?i:from|by|at) (?i:the )?{_ORG_NAME}"),
     re.compile(rf"\b(?i:did|has|have|does) {_ORG_NAME} (?i:publish|release|write|author|contribute)"),
 ]
@@ -601,9 +616,10 @@ def _date_key(paper: Paper) -> tuple[int, int, int]:
     return (paper.year or 0, month_of(paper) or 0, _day_of(paper))
 
 
-def _chronological(paper: Paper) -> tuple[bool, tuple[int, int, int], str]:
-    """By date, papers without a year last, ties by id."""
-    return (paper.year is None, _date_key(paper), paper.paper_id)
+def _chronological(paper: Paper) -> tuple[bool, int, bool, int, int, str]:
+    """By date; within a year (or among papers without one) those without a month last; ties by id."""
+    month = month_of(paper)
+    return (paper.year is None, paper.year or 0, month is None, month or 0, _day_of(paper), paper.paper_id)
 
 
 def _when(paper: Paper) -> str:
@@ -743,7 +759,12 @@ def _plural(n: int, word: str) -> str:
 
 
 def _cite(papers: list[Paper], detail: Callable[[Paper], str]) -> str:
-    return "; ".join(f"{p.display_title} ({detail(p)}) [{i}]" for i, p in enumerate(papers, 1))
+    return "; ".join(f"{_name(p)} ({detail(p)}) [{i}]" for i, p in enumerate(papers, 1))
+
+
+def _name(p: Paper) -> str:
+    """The title to cite by, without a closing full stop (untitled papers show their opening words)."""
+    return p.display_title.rstrip(".")
 
 
 def _dated(p: Paper) -> str:
@@ -791,7 +812,7 @@ def _unknown_text(unknown: list[tuple[Paper, str]], compared: bool = False) -> s
     counts = Counter(f for _, f in unknown)
     fields = " or ".join(_FIELD_WORDS[f] for f in sorted(counts, key=lambda f: (-counts[f], f)))
     have = "has" if len(unknown) == 1 else "have"
-    names = ": " + "; ".join(p.display_title for p, _ in unknown) if len(unknown) <= NAME_UNKNOWN else ""
+    names = ": " + "; ".join(_name(p) for p, _ in unknown) if len(unknown) <= NAME_UNKNOWN else ""
     if compared:
         return f" {len(unknown)} more {have} no {fields} and could not be compared{names}."
     return f" {len(unknown)} more may match but {have} no {fields}{names}."
@@ -818,29 +839,28 @@ _SUPERLATIVE = {"most_authors": "the most authors", "fewest_authors": "the fewes
 
 def _top_answer(query: MetaQuery, known: list[Paper], unknown: list[tuple[Paper, str]], about: str) -> MetaAnswer:
     """The top `query.n` papers by author count or date, plus any tied with the last of them."""
+    by_authors = query.ask.endswith("authors")
     scope = _scope(query, about)
-    among = f" among the papers {scope}" if scope else ""
     if not known:
-        field_name = "author count" if query.ask.endswith("authors") else "year"
+        field_name = "author count" if by_authors else "year"
         text = f"No paper{' ' + scope if scope else ''} has a known {field_name}." + _unknown_text(unknown, compared=True)
         return MetaAnswer(text=text, unknown=[p for p, _ in unknown], not_recorded=True)
-    score: Callable[[Paper], tuple[int, ...]]
-    if query.ask.endswith("authors"):
-        sign = -1 if query.ask == "most_authors" else 1
-        score = lambda p: (sign * (p.authors or 0),)  # noqa: E731
-    else:
-        sign = -1 if query.ask == "latest" else 1
-        score = lambda p: tuple(sign * x for x in _date_key(p))  # noqa: E731
+    sign = -1 if query.ask in ("most_authors", "latest") else 1
+
+    def score(p: Paper) -> tuple[int, ...]:
+        """Smaller is better: the ranking value, negated when the question wants the largest."""
+        return tuple(sign * x for x in ((p.authors or 0,) if by_authors else _date_key(p)))
+
     ranked = sorted(known, key=lambda p: (score(p), _chronological(p)))
     cutoff = score(ranked[min(query.n, len(ranked)) - 1])
     top = [p for p in ranked if score(p) <= cutoff]
-    cited = top[:LIST_MAX]
+    cited, first = top[:LIST_MAX], top[0]
     word = _SUPERLATIVE[query.ask]
-    first = top[0]
-    if query.ask.endswith("authors"):
+    among = f" among the papers {scope}" if scope else ""
+    if by_authors:
         value: Value = first.authors
         if len(top) == 1:
-            text = f"{first.display_title} has {word}{among}: {first.authors} [1]."
+            text = f"{_name(first)} has {word}{among}: {first.authors} [1]."
         elif query.n == 1:
             text = f"{len(top)} papers share {word}{among}, {first.authors} each: {_cite(cited, _with_authors)}."
         else:
@@ -848,12 +868,13 @@ def _top_answer(query: MetaQuery, known: list[Paper], unknown: list[tuple[Paper,
     else:
         value = _when(first)
         if len(top) == 1:
-            text = f"The {word} paper{among} is {first.display_title}, dated {_when(first)} [1]."
+            text = f"The {word} paper{among} is {_name(first)}, dated {_when(first)} [1]."
         elif query.n == 1:
             text = f"{len(top)} papers share the {word} date{among}, {_when(first)}: {_cite(cited, _dated)}."
         else:
             text = f"The {word} papers{among}: {_cite(cited, _dated)}."
-    return MetaAnswer(text=text + _unknown_text(unknown, compared=True), papers=cited, value=value, unknown=[p for p, _ in unknown])
+    text += _unknown_text(unknown, compared=True)
+    return MetaAnswer(text=text, papers=cited, value=value, unknown=[p for p, _ in unknown])
 
 
 def _per_year_answer(pool: list[Paper], about: str) -> MetaAnswer:
@@ -910,7 +931,7 @@ def _paper_answer(query: MetaQuery, papers: Sequence[Paper], topic_ids: Collecti
             value["authors"] = paper.authors
         else:
             gaps.append("number of authors")
-    title = paper.display_title
+    title = _name(paper)
     parts = [f"The corpus does not record {query.unrecorded}."] if query.unrecorded else []
     if facts:
         parts.append(f"{title} {' and '.join(facts)} [1].")
