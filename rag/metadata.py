@@ -108,7 +108,7 @@ class MetaQuery:
     organisation: str = ""
     missing: str = ""  # "year", "date", "authors" or "organisation": papers whose field is unknown
     recorded: str = ""  # the same fields: papers whose field is known ("papers that name their organisation")
-    fields: tuple[str, ...] = ()  # ask="paper": "authors" and/or "date" of the named paper
+    fields: tuple[str, ...] = ()  # ask="paper": "authors", "date" and/or "organisation" of the named paper
     n: int = 1  # superlatives: how many papers ("the 3 latest papers"); ties with the last are kept
     unrecorded: str = ""  # asked for but not in the corpus ("citation counts", "author names")
     topic: str = ""  # the question's remaining topic words, "" when there are none
@@ -719,7 +719,8 @@ def _split(papers: Iterable[Paper], tests: list[_Test]) -> tuple[list[Paper], li
 
 
 def answer(query: MetaQuery, papers: Sequence[Paper], topic_ids: Collection[str] | None = None) -> MetaAnswer:
-    """Compute the answer over all `papers`, or over those in `topic_ids` when it is given.
+    """Compute the answer over all `papers`, or over those in `topic_ids` when it is given (without
+    `topic_ids` the query's topic is ignored: nobody searched for it).
 
     For ask="paper", `topic_ids` is the search for the named paper, best first: among the first
     three, the one containing the topic's names as written (MegaScale, PaLM) wins, else the first.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from rag.corpus import load
-from rag.metadata import EXAMPLES, AuthorRange, MetaQuery, Period, answer, month_of, parse
+from rag.metadata import ASKS, EXAMPLES, AuthorRange, MetaQuery, Period, answer, month_of, parse
 from rag.types import Paper
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,6 +168,7 @@ def test_a_superlative_keeps_its_period():
 )
 def test_whole_queries(question, query):
     assert parse(question) == query
+    assert query.ask in ASKS
 
 
 @pytest.mark.parametrize(
