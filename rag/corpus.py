@@ -1,14 +1,16 @@
-"""Read abstract files (three scraped text layouts, JSONL, CSV) into deduplicated `Paper` records.
+"""Read abstract files (three scraped text layouts, JSONL/JSON, CSV) into deduplicated `Paper` records.
 
 Nothing here raises for a bad file: each problem becomes a `Problem` line and the rest is read,
-because one broken file must not keep a user's other papers out of the index.
+because one broken file, line or byte must not keep a user's other papers out of the index.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
+import itertools
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -19,8 +21,9 @@ from rag.errors import CorpusError
 from rag.types import Corpus, Paper, Problem
 
 MAX_ENTRY_CHARS = 100_000
-csv.field_size_limit(2**31 - 1)  # an oversized field becomes a Problem below, not a csv.Error
+MAX_ID_CHARS = 200
 TEXT_SUFFIXES = {".txt", ".jsonl", ".json", ".csv"}
+csv.field_size_limit(2**31 - 1)  # an oversized field becomes a Problem below, not a csv.Error
 
 _BOILERPLATE = {
     "new",
@@ -30,16 +33,42 @@ _BOILERPLATE = {
     "byAK and the research community",
 }
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
-_DATE_LINE = re.compile(r"^(%s) (\d{1,2})(?:, (\d{4}))?(?: (\d+))?$" % "|".join(_MONTHS))
-_AUTHORS_LINE = re.compile(r"^•\s*(\d+) authors?$")
-_LONE_DATE = re.compile(r"^(%s)[a-z]* (\d{1,2})(?:,? (\d{4}))?$" % "|".join(_MONTHS), re.I)
+_DATE_LINE = re.compile(r"^(%s) ([0-9]{1,2})(?:, ([0-9]{4}))?(?: ([0-9]+))?$" % "|".join(_MONTHS))
+_AUTHORS_LINE = re.compile(r"^•\s*([0-9]{1,5}) authors?$")
+_LONE_DATE = re.compile(r"^(%s)[a-z]* ([0-9]{1,2})(?:,? ([0-9]{4}))?$" % "|".join(_MONTHS), re.I)
+_ABSTRACT_PREFIX = "Abstract:"
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+_NEWLINE_BYTES = re.compile(rb"\r\n|\r|\n")
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE, whose BOM is its prefix
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _windows_1252(err: UnicodeDecodeError) -> tuple[str, int]:
+    """Codec error handler: read bytes that are not UTF-8 as Windows-1252 (Latin-1 where it has no character)."""
+    bad = err.object[err.start:err.end]
+    return "".join(_CP1252[b] for b in bad), err.end
+
+
+def _cp1252_char(b: int) -> str:
+    try:
+        return bytes([b]).decode("cp1252")
+    except UnicodeDecodeError:
+        return chr(b)
+
+
+_CP1252 = [_cp1252_char(b) for b in range(256)]
+codecs.register_error("rag-windows-1252", _windows_1252)
 
 
 # ---------------------------------------------------------------- entry points
 
 
 def load(paths: Iterable[Path]) -> Corpus:
-    """Read every file under `paths`, merging papers that appear in more than one place."""
+    """Read every file under `paths` in sorted order, merging papers that appear in more than one place."""
     corpus = Corpus(papers=[])
     by_id: dict[str, Paper] = {}
     for file in _expand(paths):
@@ -48,10 +77,11 @@ def load(paths: Iterable[Path]) -> Corpus:
         corpus.per_file[file.name] = len(papers)
         path = str(file.resolve())
         (corpus.read_paths if papers else corpus.unread_paths).add(path)
+        if papers and problems:
+            corpus.damaged_paths.add(path)
         for paper in papers:
             paper.paths = [path]
-            if _merge(by_id, paper, corpus.problems):
-                corpus.merged += 1
+            corpus.merged += _add(by_id, paper, corpus.problems)
     corpus.papers = list(by_id.values())
     return corpus
 
@@ -63,74 +93,115 @@ def read_file(path: Path) -> tuple[list[Paper], list[Problem]]:
         raw = path.read_bytes()
     except OSError as e:
         return [], [Problem(name, f"cannot read file ({e.strerror}); check its permissions")]
-    if b"\x00" in raw[:8192]:
-        return [], [Problem(name, "binary file, not text; give .txt, .jsonl or .csv files")]
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        return [], [Problem(name, f"not UTF-8 text (bad byte at offset {e.start}); re-save the file as UTF-8")]
-    if not text.strip():
-        return [], [Problem(name, "empty file; nothing to ingest")]
-    suffix = path.suffix.lower()
-    if suffix == ".json" and text.lstrip().startswith("["):
-        return _read_json_array(name, text)
-    if suffix in (".jsonl", ".json"):
-        return _read_jsonl(name, text)
+    lines, problems = _decode(name, raw)
+    if lines is None:
+        return [], problems
+    if not any(line.strip() for line in lines):
+        return [], problems + [Problem(name, "empty file; nothing to ingest")]
+    papers, more = _parse(name, path.suffix.lower(), lines)
+    problems += more
+    if not papers and all(p.line is not None for p in problems):
+        problems.append(Problem(name, "no paper found in this file (each entry needs an abstract); nothing read from it"))
+    return papers, problems
+
+
+def _parse(name: str, suffix: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]:
+    if suffix == ".json":
+        return _read_json(name, lines)
+    if suffix == ".jsonl":
+        return _read_jsonl(name, lines)
     if suffix == ".csv":
-        return _read_csv(name, text)
-    return _read_text(name, text)
+        return _read_csv(name, lines)
+    return _read_text(name, lines)
 
 
-def _expand(paths: Iterable[Path]) -> Iterator[Path]:
-    for path in paths:
-        path = Path(path)
+def _expand(paths: Iterable[Path]) -> list[Path]:
+    """Corpus files under `paths`, each once, sorted by full path so every run reads them in one order."""
+    files: dict[str, Path] = {}
+    for path in map(Path, paths):
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
-            if not files:
+            found = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES]
+            if not found:
                 raise CorpusError(f"{path}: no .txt, .jsonl or .csv files in this folder")
-            yield from files
         elif path.is_file():
-            yield path
+            found = [path]
         else:
             raise CorpusError(f"{path}: no such file or folder; give a corpus file or folder that exists")
+        files.update((str(p.resolve()), p) for p in found)
+    return [files[key] for key in sorted(files)]
 
 
-def _merge(by_id: dict[str, Paper], paper: Paper, problems: list[Problem]) -> bool:
-    """Fold a paper seen before into the first record; return True when it was a duplicate."""
-    first = by_id.get(paper.paper_id)
-    if first is None:
-        by_id[paper.paper_id] = paper
-        return False
-    if (first.title, first.abstract) != (paper.title, paper.abstract):
-        problems.append(Problem(paper.source, f"id {paper.paper_id!r} already used by another paper; skipped"))
-        return False
-    first.sources += paper.sources
-    first.positions += paper.positions
-    first.paths += paper.paths
-    for attr in ("date_raw", "date", "year", "authors", "organisation"):
-        if not getattr(first, attr) and getattr(paper, attr):
-            setattr(first, attr, getattr(paper, attr))
-    return True
+# ---------------------------------------------------------------- bytes to lines
+
+
+def _decode(name: str, raw: bytes) -> tuple[list[str] | None, list[Problem]]:
+    """The file's lines (split on any newline convention), or None with the reason it is not text.
+
+    UTF-8 is expected; a UTF-16/32 file with a BOM is decoded too. Lines in another encoding are
+    read as Windows-1252 and lines holding NUL bytes are dropped, each with one Problem for the
+    file, so a few bad bytes never cost the whole file.
+    """
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            try:
+                text = raw.decode(codec)
+            except UnicodeDecodeError as e:
+                return None, [Problem(name, f"not valid {codec.upper()} text (bad bytes at offset {e.start}); re-save the file as UTF-8")]
+            return _drop_nul_lines(name, _NEWLINE.split(text.lstrip("\ufeff")))
+    if b"\x00" in raw[:8192]:
+        return None, [Problem(name, "binary file, not text; give .txt, .jsonl or .csv files")]
+    try:
+        lines, problems = _NEWLINE.split(raw.decode("utf-8")), []
+    except UnicodeDecodeError:
+        lines, problems = _decode_mixed(name, raw)
+    if lines:
+        lines[0] = lines[0].lstrip("\ufeff")
+    kept, more = _drop_nul_lines(name, lines)
+    return kept, problems + more
+
+
+def _decode_mixed(name: str, raw: bytes) -> tuple[list[str], list[Problem]]:
+    """Decode line by line: UTF-8 where valid, the rest as Windows-1252 (one Problem naming the first such line)."""
+    lines, bad = [], []
+    for lineno, line in enumerate(_NEWLINE_BYTES.split(raw), 1):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line.decode("utf-8", errors="rag-windows-1252"))
+            bad.append(lineno)
+    message = f"{len(bad)} line(s) not UTF-8, read as Windows-1252; re-save the file as UTF-8 if accents look wrong"
+    return lines, [Problem(name, message, bad[0])]
+
+
+def _drop_nul_lines(name: str, lines: list[str]) -> tuple[list[str], list[Problem]]:
+    """Blank out lines holding NUL bytes (binary debris); blanking keeps every other line's number."""
+    bad = [n for n, line in enumerate(lines, 1) if "\x00" in line]
+    if not bad:
+        return lines, []
+    kept = ["" if "\x00" in line else line for line in lines]
+    return kept, [Problem(name, f"{len(bad)} line(s) hold NUL bytes (binary data); skipped", bad[0])]
 
 
 # ---------------------------------------------------------------- scraped text layouts
 
 
-def _read_text(name: str, text: str) -> tuple[list[Paper], list[Problem]]:
-    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if lines[0][1].startswith("Abstract:"):
-        return _read_abstract_lines(name, lines)
-    return _read_listing(name, lines)
+def _read_text(name: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]:
+    """Layout 1 when most lines are `Abstract:` lines, else a listing (layouts 2 and 3)."""
+    numbered = [(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
+    prefixed = sum(1 for _, line in numbered if line.startswith(_ABSTRACT_PREFIX))
+    if 2 * prefixed >= len(numbered):
+        return _read_abstract_lines(name, numbered)
+    return _read_listing(name, numbered)
 
 
 def _read_abstract_lines(name: str, lines: list[tuple[int, str]]) -> tuple[list[Paper], list[Problem]]:
     """Layout 1: one `Abstract:...` per line, no titles."""
     papers, problems = [], []
     for lineno, line in lines:
-        if not line.startswith("Abstract:"):
+        if not line.startswith(_ABSTRACT_PREFIX):
             problems.append(Problem(name, "line does not start with 'Abstract:'; skipped", lineno))
             continue
-        paper = _make_paper(name, len(papers) + 1, "", line[len("Abstract:"):], lineno, problems)
+        paper = _make_paper(name, len(papers) + 1, "", line[len(_ABSTRACT_PREFIX):], lineno, problems)
         if paper:
             papers.append(paper)
     return papers, problems
@@ -141,20 +212,30 @@ def _read_listing(name: str, lines: list[tuple[int, str]]) -> tuple[list[Paper],
 
     A metadata block (`• N authors` or an organisation, `·`, a date) describes the paper just
     before it; when the scrape ran several papers together, the earlier ones get no metadata.
+    A stray `Abstract:` line is an untitled abstract.
     """
     papers: list[Paper] = []
     problems: list[Problem] = []
     title: tuple[int, str] | None = None
     meta: dict = {}
-    i = 0
-    while i < len(lines):
-        lineno, line = lines[i]
+
+    def add(t: str, abstract: str, lineno: int) -> None:
+        paper = _make_paper(name, len(papers) + 1, t, abstract, lineno, problems)
+        if paper:
+            papers.append(paper)
+
+    for i, (lineno, line) in enumerate(lines):
         nxt = lines[i + 1][1] if i + 1 < len(lines) else ""
         if line in _BOILERPLATE or (not papers and title is None and _DATE_LINE.match(line)):
             pass  # page header, including the page's own date
+        elif line.startswith(_ABSTRACT_PREFIX):
+            if title:
+                problems.append(Problem(name, "title with no abstract; skipped", title[0]))
+                title = None
+            add("", line[len(_ABSTRACT_PREFIX):], lineno)
         elif m := _AUTHORS_LINE.match(line):
             meta["authors"] = int(m.group(1))
-        elif nxt == "·" and line != "·":
+        elif nxt == "·" and line != "·" and not _looks_like_abstract(line):
             meta["organisation"] = _organisation(line)
         elif line == "·":
             pass
@@ -170,12 +251,8 @@ def _read_listing(name: str, lines: list[tuple[int, str]]) -> tuple[list[Paper],
                 problems.append(Problem(name, "title with no abstract; skipped", title[0]))
             title = (lineno, line)
         else:
-            t = title[1] if title else ""
-            paper = _make_paper(name, len(papers) + 1, t, line, title[0] if title else lineno, problems)
-            if paper:
-                papers.append(paper)
+            add(title[1] if title else "", line, title[0] if title else lineno)
             title = None
-        i += 1
     if title:
         problems.append(Problem(name, "title with no abstract at end of file; skipped", title[0]))
     return papers, problems
@@ -203,20 +280,45 @@ def _apply_meta(paper: Paper, m: re.Match, meta: dict) -> None:
     paper.organisation = meta.get("organisation", "")
 
 
-# ---------------------------------------------------------------- user formats
+# ---------------------------------------------------------------- JSON and JSONL
 
 
-def _read_jsonl(name: str, text: str) -> tuple[list[Paper], list[Problem]]:
+def _read_json(name: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]:
+    """A `.json` file: one array of objects, one object, or (failing both) JSON Lines."""
+    text = "\n".join(lines)
+    value, error = _parse_json(text)
+    if error is None and isinstance(value, (list, dict)):
+        rows = value if isinstance(value, list) else [value]
+        return _read_rows(name, list(enumerate(rows, 1)))
+    if text.lstrip().startswith("["):
+        return [], [Problem(name, f"not valid JSON ({error or 'not an array'}); fix the file or write one object per line (JSONL)")]
+    return _read_jsonl(name, lines)
+
+
+def _read_jsonl(name: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]:
     rows, problems = [], []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            rows.append((lineno, json.loads(line)))
-        except json.JSONDecodeError as e:
-            problems.append(Problem(name, f"not valid JSON ({e.msg}); skipped", lineno))
+        value, error = _parse_json(line)
+        if error is None:
+            rows.append((lineno, value))
+        else:
+            problems.append(Problem(name, f"not valid JSON ({error}); skipped", lineno))
     papers, more = _read_rows(name, rows)
-    return papers, problems + more
+    return papers, sorted(problems + more, key=lambda p: p.line or 0)
+
+
+def _parse_json(text: str) -> tuple[object, str | None]:
+    """(value, None), or (None, why not): json.loads also raises RecursionError and ValueError."""
+    try:
+        return json.loads(text), None
+    except json.JSONDecodeError as e:
+        return None, e.msg
+    except RecursionError:
+        return None, "nested too deeply"
+    except ValueError:
+        return None, "a number with too many digits"
 
 
 def _read_rows(name: str, rows: list[tuple[int, object]]) -> tuple[list[Paper], list[Problem]]:
@@ -226,56 +328,146 @@ def _read_rows(name: str, rows: list[tuple[int, object]]) -> tuple[list[Paper], 
         if not isinstance(row, dict):
             problems.append(Problem(name, "expected a JSON object with 'title' and 'abstract'; skipped", lineno))
             continue
-        paper = _row_paper(name, len(papers) + 1, row, lineno, problems)
+        fields = {str(k).strip().lstrip("\ufeff").lower(): v for k, v in row.items()}
+        paper = _row_paper(name, len(papers) + 1, fields, lineno, problems)
         if paper:
             papers.append(paper)
     return papers, problems
 
 
-def _read_json_array(name: str, text: str) -> tuple[list[Paper], list[Problem]]:
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError as e:
-        return [], [Problem(name, f"not valid JSON ({e.msg}); fix the file or write one object per line (JSONL)", e.lineno)]
-    return _read_rows(name, [(i, row) for i, row in enumerate(rows, 1)])
+# ---------------------------------------------------------------- CSV
 
 
-def _read_csv(name: str, text: str) -> tuple[list[Paper], list[Problem]]:
-    reader = csv.DictReader(io.StringIO(text))
-    columns = [c.strip().lower() for c in reader.fieldnames or []]
+def _read_csv(name: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]:
+    """CSV (or `;`/tab separated) with a header row naming an `abstract` column."""
+    delimiter = _delimiter(lines)
+    problems: list[Problem] = []
+    rows = _csv_rows(name, lines, delimiter, problems)
+    header = next(rows, None)
+    columns = [c.strip().lstrip("\ufeff").lower() for c in header[1]] if header else []
     if "abstract" not in columns:
         return [], [Problem(name, f"CSV has no 'abstract' column (columns: {', '.join(columns) or 'none'}); add one")]
-    papers, problems = [], []
-    for row in reader:
-        row = {(k or "").strip().lower(): v for k, v in row.items()}
-        paper = _row_paper(name, len(papers) + 1, row, reader.line_num, problems)
+    papers: list[Paper] = []
+    for lineno, values in rows:
+        fields = _csv_fields(name, columns, values, delimiter, lineno, problems)
+        paper = None if fields is None else _row_paper(name, len(papers) + 1, fields, lineno, problems)
         if paper:
             papers.append(paper)
     return papers, problems
+
+
+def _delimiter(lines: list[str]) -> str:
+    """`,` unless the header names an `abstract` column only when split on `;` or a tab."""
+    header = next((line for line in lines if line.strip()), "")
+    for delimiter in (",", ";", "\t"):
+        if "abstract" in (c.strip().lstrip("\ufeff").lower() for c in _lenient_row(header, delimiter)):
+            return delimiter
+    return ","
+
+
+def _csv_rows(name: str, lines: list[str], delimiter: str, problems: list[Problem]) -> Iterator[tuple[int, list[str]]]:
+    """(first line, values) of each non-blank row, parsed strictly so a stray quote is noticed.
+
+    A quote that is not closed where its field ends would swallow the rows after it; the lines
+    such a row spans are instead read one row per line, with one Problem.
+    """
+    reader = csv.reader(io.StringIO("\n".join(lines), newline=""), delimiter=delimiter, strict=True)
+    start = 1
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            end = max(reader.line_num, start)
+            where = f"line {start}" if end == start else f"lines {start}-{end}"
+            problems.append(Problem(name, f"bad quoting ({e}) in {where}; read one row per line: check its quotes", start))
+            for lineno in range(start, end + 1):
+                if lines[lineno - 1].strip():
+                    yield lineno, _lenient_row(lines[lineno - 1], delimiter)
+            start = end + 1
+            continue
+        if any(v.strip() for v in values):
+            yield start, values
+        start = reader.line_num + 1
+
+
+def _lenient_row(line: str, delimiter: str) -> list[str]:
+    """One line as a row: backslash-escaped quotes first, else Python's forgiving reading."""
+    try:
+        return next(csv.reader([line], delimiter=delimiter, escapechar="\\", strict=True), [])
+    except csv.Error:
+        return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def _csv_fields(name: str, columns: list[str], values: list[str], delimiter: str, lineno: int, problems: list[Problem]) -> dict | None:
+    """Row values by column; surplus values (an unquoted delimiter) rejoin a last `abstract` column."""
+    fields = dict(zip(columns, values))
+    if not any(v.strip() for v in values[len(columns):]):
+        return fields
+    where = f"row has {len(values)} fields but the header has {len(columns)}"
+    if columns[-1] != "abstract":
+        problems.append(Problem(name, f"{where}; skipped: quote fields that hold a {delimiter!r}", lineno))
+        return None
+    fields["abstract"] = delimiter.join(values[len(columns) - 1:])
+    problems.append(Problem(name, f"{where}; the extra ones were joined to 'abstract': quote fields that hold a {delimiter!r}", lineno))
+    return fields
+
+
+# ---------------------------------------------------------------- user records (JSON and CSV)
 
 
 def _row_paper(name: str, position: int, row: dict, lineno: int, problems: list[Problem]) -> Paper | None:
-    if not str(row.get("abstract") or "").strip():
-        problems.append(Problem(name, "record has no 'abstract'; skipped", lineno))
+    abstract, title = _scalar(row.get("abstract")), _scalar(row.get("title"))
+    if abstract is None or not abstract.strip():
+        why = "an 'abstract' that is not text" if abstract is None else f"no 'abstract' (keys: {_keys(row)})"
+        problems.append(Problem(name, f"record has {why}; skipped", lineno))
         return None
-    paper = _make_paper(name, position, str(row.get("title") or ""), str(row["abstract"]), lineno, problems)
+    if title is None:
+        problems.append(Problem(name, "record has a 'title' that is not text; read without a title", lineno))
+    paper = _make_paper(name, position, title or "", abstract, lineno, problems)
     if paper is None:
         return None
-    if row.get("id"):
-        paper.paper_id = str(row["id"]).strip()
-    if row.get("date"):
-        _apply_free_date(paper, str(row["date"]).strip())
-    if str(row.get("authors") or "").strip():
-        _apply_authors(paper, row["authors"])
+    if "id" in row:
+        paper.paper_id = _user_id(row["id"], lineno, name, problems) or paper.paper_id
+    if date_raw := (_scalar(row.get("date")) or "").strip():
+        _apply_free_date(paper, date_raw)
+    _apply_authors(paper, row.get("authors"))
     return paper
+
+
+def _scalar(value: object) -> str | None:
+    """A field's text: strings as they are, numbers written out, nothing as ""; None for lists and objects."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _keys(row: dict) -> str:
+    keys = sorted(row)
+    shown = ", ".join(k[:40] for k in keys[:8])
+    return (shown + ", ...") if len(keys) > 8 else (shown or "none")
+
+
+def _user_id(value: object, lineno: int, name: str, problems: list[Problem]) -> str | None:
+    """The record's own `id` when it is usable: short text without control characters."""
+    text = _scalar(value)
+    if text is None or len(text.strip()) > MAX_ID_CHARS or any(ord(c) < 32 or c == "\x7f" for c in text.strip()):
+        problems.append(Problem(name, f"id is not usable (it must be text of at most {MAX_ID_CHARS} characters, no control characters); the content hash is used", lineno))
+        return None
+    return text.strip() or None
 
 
 def _apply_free_date(paper: Paper, raw: str) -> None:
     """Accept ISO dates (2024-06-18), bare years, and the listing style (Jun 18, 2024)."""
     paper.date_raw = raw
-    if m := re.match(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?", raw):
+    if m := re.match(r"^([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?", raw):
         paper.year = int(m.group(1))
-        paper.date = raw[:10] if m.group(3) else ""
+        paper.date = _iso(paper.year, int(m.group(2)), int(m.group(3))) if m.group(3) else ""
     elif (m := _LONE_DATE.match(raw)) and m.group(3):
         paper.year = int(m.group(3))
         paper.date = _iso(paper.year, _MONTHS.index(m.group(1)[:3].title()) + 1, int(m.group(2)))
@@ -293,25 +485,73 @@ def _apply_authors(paper: Paper, value: object) -> None:
     """`authors` may be a count, a list of names, or a `;`/`,`-separated string of names."""
     if isinstance(value, list):
         paper.authors = len(value)
-    elif str(value).strip().isdigit():
-        paper.authors = int(str(value).strip())
-    else:
-        separators = r";" if ";" in str(value) else r",| and "  # "Last, First; Last, First"
-        paper.authors = len([a for a in re.split(separators, str(value)) if a.strip()])
+    elif isinstance(value, int) and not isinstance(value, bool):
+        paper.authors = value if value >= 0 else None
+    elif isinstance(value, str) and value.strip():
+        names = value.strip()
+        if re.fullmatch(r"[0-9]{1,6}", names):
+            paper.authors = int(names)
+        else:
+            separators = r";" if ";" in names else r",| and "  # "Last, First; Last, First"
+            paper.authors = len([a for a in re.split(separators, names) if a.strip()])
 
 
-# ---------------------------------------------------------------- records
+# ---------------------------------------------------------------- records and ids
 
 
 def _make_paper(name: str, position: int, title: str, abstract: str, lineno: int, problems: list[Problem]) -> Paper | None:
-    if len(abstract) > MAX_ENTRY_CHARS:
-        problems.append(Problem(name, f"entry of {len(abstract):,} characters is longer than the {MAX_ENTRY_CHARS:,} an abstract may be; skipped", lineno))
+    size = len(title) + len(abstract)
+    if size > MAX_ENTRY_CHARS:
+        problems.append(Problem(name, f"entry of {size:,} characters is longer than the {MAX_ENTRY_CHARS:,} an abstract may be; skipped", lineno))
         return None
     title, abstract = clean_text(title), clean_text(abstract)
     if not abstract:
         problems.append(Problem(name, "entry has an empty abstract; skipped", lineno))
         return None
     return Paper(paper_id=paper_id(title, abstract), title=title, abstract=abstract, sources=[name], positions=[position])
+
+
+def _add(by_id: dict[str, Paper], paper: Paper, problems: list[Problem]) -> bool:
+    """Store `paper`, or fold it into the same paper seen before (True: it was a duplicate).
+
+    Ids from users are not trusted to be unique: a different paper under an id already taken
+    is stored as `<id>~<content hash>`, so no paper ever replaces another.
+    """
+    content = _content(paper)
+    wanted = paper.paper_id
+    slot = next(i for i in _candidate_ids(wanted, content) if i not in by_id or _content(by_id[i]) == content)
+    if slot != wanted:
+        message = f"entry {paper.positions[0]}: id {wanted!r} is also used by a different paper (in {by_id[wanted].source}); this one is stored as {slot!r}"
+        problems.append(Problem(paper.source, message))
+    if slot in by_id:
+        _fold(by_id[slot], paper)
+        return True
+    paper.paper_id = slot
+    by_id[slot] = paper
+    return False
+
+
+def _content(paper: Paper) -> str:
+    return paper_id(paper.title, paper.abstract)
+
+
+def _candidate_ids(wanted: str, content: str) -> Iterator[str]:
+    """The id asked for, then ids namespaced by the content hash (numbered only for ids crafted to collide)."""
+    yield wanted
+    yield f"{wanted}~{content[:8]}"
+    yield f"{wanted}~{content}"
+    for n in itertools.count(2):
+        yield f"{wanted}~{content}~{n}"
+
+
+def _fold(first: Paper, paper: Paper) -> None:
+    """Add a second sighting's sources to the first, and metadata the first lacks."""
+    first.sources += paper.sources
+    first.positions += paper.positions
+    first.paths += paper.paths
+    for attr in ("date_raw", "date", "year", "authors", "organisation"):
+        if not getattr(first, attr) and getattr(paper, attr):
+            setattr(first, attr, getattr(paper, attr))
 
 
 def paper_id(title: str, abstract: str) -> str:
@@ -337,7 +577,7 @@ def clean_text(s: str) -> str:
     s = s.replace("[email\xa0protected]", "[…]").replace("[email protected]", "[…]")
     s = re.sub(r"\\([`'\"])\{?([a-zA-Z])\}?", lambda m: _ACCENTS.get((m.group(1), m.group(2)), m.group(2)), s)
     s = re.sub(r"\\(url|footnote|textbf|textit|emph|mathrm|text|mathbf)\{", " ", s)
-    s = re.sub(r"\\color\[[^\]]*\]\{[^{}]*\}", "", s)
+    s = re.sub(r"\\color\[[^\]\\]*\]\{[^{}]*\}", "", s)  # no backslash inside: linear on hostile input
     s = re.sub(r"\\([a-zA-Z]+)", lambda m: _GREEK.get(m.group(1), m.group(1)), s)
     s = re.sub(r"\$([^$]{1,40})\$", lambda m: m.group(1) if re.search(r"[_^αβγδεθλμπστφω×·]", m.group(1)) else m.group(0), s)
     s = re.sub(r"\{(?:it|bf|em) ([^{}]*)\}", r"\1", s)

@@ -72,12 +72,15 @@ class Problem:
 
 @dataclass
 class Corpus:
+    """What `rag.corpus.load` read; the path sets tell an ingest which stored papers it may delete."""
+
     papers: list[Paper]
     problems: list[Problem] = field(default_factory=list)
     per_file: dict[str, int] = field(default_factory=dict)  # entries read per file
     merged: int = 0  # entries folded into a paper already seen in another place
     read_paths: set[str] = field(default_factory=set)  # files that yielded at least one paper
     unread_paths: set[str] = field(default_factory=set)  # files that yielded none: their stored papers stay
+    damaged_paths: set[str] = field(default_factory=set)  # read_paths with a Problem: a paper may be missing
 
 
 @dataclass
