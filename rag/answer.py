@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from rag import cite
+from rag import cite, metadata
 from rag.config import Settings
 from rag.errors import QuestionError
 from rag.extractive import ExtractiveAnswerer
@@ -22,7 +22,7 @@ from rag.relevance import GENERIC, LIST_KEEP, Relevance
 from rag.retrieve import Retriever
 from rag.safety import repeats_withheld, sanitize
 from rag.text import terms
-from rag.types import Answer, Filters, Hit
+from rag.types import Answer, Citation, Filters, Hit
 
 REFUSAL = "The corpus does not answer this."
 EXTRACTIVE_NOTICE = (
@@ -94,6 +94,11 @@ class Engine:
         t0 = time.perf_counter()
         self.validate(question, filters, k)
         standalone = self.condense(question, history)
+        if (meta_query := metadata.parse(standalone)) is not None:
+            answer = self.metadata_answer(question, standalone, meta_query, filters)
+            answer.timings["total"] = time.perf_counter() - t0
+            yield answer.text
+            return answer
         intent = analyse(standalone, filters)
         hits = self.retriever.search(intent.query, k or (self.settings.list_k if intent.is_list else self.settings.answer_k), intent.filters)
         answer = Answer(question=question, standalone_question=standalone, text="", mode=self.mode, model=self.model, sources=hits)
@@ -172,6 +177,27 @@ class Engine:
             relevant = [answer.sources[i - 1].paper.paper_id for i in self.relevance.relevant(intent.query, answer.sources)]
             answer.uncited = [pid for pid in relevant if pid not in cited]
         answer.timings["check"] = time.perf_counter() - t
+
+    def metadata_answer(self, question: str, standalone: str, query: metadata.MetaQuery, filters: Filters) -> Answer:
+        """Counts, superlatives and dates computed over every paper's metadata (a text search sees only
+        its top hits); the values are not in the abstracts, so there is no support check to fail."""
+        if query.period is None and (filters.year_from is not None or filters.year_to is not None):
+            query = replace(query, period=metadata.Period.years(filters.year_from, filters.year_to))
+        papers = [p for p in self.retriever.all_papers() if not filters.sources or set(filters.sources) & set(p.sources)]
+        topic_ids = None
+        if query.topic:
+            hits = self.retriever.search(query.topic, self.settings.candidates, Filters(sources=filters.sources))
+            picked = hits[:3] if query.ask == "paper" else [hits[i - 1] for i in self.relevance.relevant(query.topic, hits)]
+            topic_ids = [h.paper.paper_id for h in picked]
+        found = metadata.answer(query, papers, topic_ids)
+        citations = [
+            Citation(n=i, paper_id=p.paper_id, title=p.display_title, claim=found.text, quote="", quote_start=0, quote_end=0, support=1.0, supported=True)
+            for i, p in enumerate(found.papers, 1)
+        ]
+        return Answer(
+            question=question, standalone_question=standalone, text=sanitize(found.text), mode=self.mode, model="metadata (computed)",
+            sources=[Hit(p, score=1.0) for p in found.papers], citations=citations,
+        )
 
     def unknown_year_note(self, intent: Intent) -> str:
         """A year filter fails closed on papers with no known year; say which of them match the topic."""
