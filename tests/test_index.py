@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import shutil
 import uuid
@@ -253,7 +254,7 @@ def test_long_abstract_is_stored_as_exact_sentence_chunks(shared_index, small_co
 
 GARBAGE = {
     "binary": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00" * 20,
-    "not-utf8": "Abstract:Résumé d'un article sur la traduction.\n".encode("latin-1"),
+    "bad-utf16": codecs.BOM_UTF16_LE + b"\x00\xd8",
     "empty": b"",
 }
 
