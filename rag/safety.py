@@ -14,6 +14,7 @@ import base64
 import binascii
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 
 # ------------------------------------------------------------------ normalisation
 
@@ -223,6 +224,51 @@ def sanitize(text: str) -> str:
         if cleaned == text:
             return cleaned
         text = cleaned
+
+
+# A link or image still being written: "[label", "[label]", "[label](url" (one level of nested parentheses).
+_OPEN_LINK = re.compile(r"!?\[[^\]]*(?:\](?:\((?:[^()]|\([^()]*\))*(?:\([^()]*)?)?)?$")
+_OPEN_REFERENCE = re.compile(r"^[ \t]*\[[^\n]*$", re.M)  # a last line that may be a "[1]: url" definition
+
+
+def _open_construct(text: str) -> int:
+    """Where an unclosed tag, an escape sequence, or a link or image still being written starts (else the end)."""
+    cut = len(text)
+    for marker, closer in (("<", ">"), ("\x1b", None)):
+        at = text.rfind(marker)
+        if at != -1 and (closer is None or closer not in text[at:]):
+            cut = min(cut, at)
+    reference = _OPEN_REFERENCE.search(text, text.rfind("\n") + 1)
+    if reference:
+        cut = min(cut, reference.start())
+    bracket = text.rfind("[")
+    if bracket != -1 and _OPEN_LINK.search(text, max(0, bracket - 1)):
+        cut = min(cut, bracket - (bracket > 0 and text[bracket - 1] == "!"))
+    return cut
+
+
+def _settled(text: str) -> int:
+    """How much of a growing text can no longer change meaning: not its last word (it may grow into
+    "javascript:"), nor anything from an open construct on (checked again after each cut)."""
+    cut = len(text) - len(re.search(r"\S*$", text).group(0))  # type: ignore[union-attr]
+    while (earlier := _open_construct(text[:cut])) < cut:
+        cut = earlier
+    return cut
+
+
+def sanitize_stream(pieces: Iterable[str]) -> Iterator[str]:
+    """Sanitize text as it streams: yield safe text as soon as it is settled, so that markup split
+    across pieces ("<scr" + "ipt>") is never shown; the pieces join to `sanitize` of the whole."""
+    raw = sent = ""
+    for piece in pieces:
+        raw += piece
+        safe = sanitize(raw[: _settled(raw)])
+        if safe.startswith(sent) and len(safe) > len(sent):
+            yield safe[len(sent) :]
+            sent = safe
+    final = sanitize(raw)
+    if final.startswith(sent) and len(final) > len(sent):
+        yield final[len(sent) :]
 
 
 # ------------------------------------------------------------------ withheld text in answers

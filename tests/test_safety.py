@@ -4,11 +4,12 @@ output sanitising, and the check that an answer does not pass a withheld sentenc
 from __future__ import annotations
 
 import base64
+import random
 from pathlib import Path
 
 import pytest
 
-from rag.safety import addresses_assistant, instruction_score, repeats_withheld, sanitize, terminal_safe
+from rag.safety import addresses_assistant, instruction_score, repeats_withheld, sanitize, sanitize_stream, terminal_safe
 
 ROOT = Path(__file__).resolve().parent.parent
 ZW = "\u200b"
@@ -220,6 +221,50 @@ def test_sanitize_leaves_nothing_active_in_hostile_text() -> None:
 def test_terminal_safe_only_removes_controls() -> None:
     assert terminal_safe("Title <b>[1]</b>\x1b[2J\x1b[1;31m!\x1b[0m\r\x00") == "Title <b>[1]</b>!"
     assert terminal_safe("tab\tand\nnewline") == "tab\tand\nnewline"
+
+
+STREAMED = [
+    "FP8 is faster [1]. <script>alert(1)</script> ![x](http://evil.example/x.png) [click](javascript:alert(1)) \x1b[2J done [2].",
+    "See [the paper](http://e.x/p) and [3] then [4](x) plus <b>bold</b> javascript:alert(1) and data:text/html,hi ok",
+    "x < 5 and y > 3 <scr<script></script>ipt>alert(1)</script>end [1][2]",
+    "A [1] claim.\n[1]: http://evil.example/ref\nmore <!-- c --> ok ![a](b(c)) [l](u(v)w)",
+    "[1] starts a line\n- item [2]\n- item [3]",
+]
+
+
+def chunkings(text: str, seeds: int = 20) -> list[list[str]]:
+    """The text cut into pieces of 1..k characters, for several k and seeds (deterministic)."""
+    out = []
+    for k in (1, 2, 3, 5, 8, 13):
+        for seed in range(seeds):
+            rnd, parts, i = random.Random(seed * 100 + k), [], 0
+            while i < len(text):
+                n = rnd.randint(1, k)
+                parts.append(text[i : i + n])
+                i += n
+            out.append(parts)
+    return out
+
+
+@pytest.mark.parametrize("text", STREAMED)
+def test_sanitize_stream_joins_to_sanitize_however_the_text_is_cut(text: str) -> None:
+    want = sanitize(text)
+    for parts in chunkings(text):
+        assert "".join(sanitize_stream(parts)) == want, parts
+
+
+def test_sanitize_stream_streams() -> None:
+    """Safe text is passed on while later pieces are still to come, not held to the end."""
+    words = [f"word{i} " for i in range(20)]
+    consumed = []
+
+    def pieces():
+        for w in words:
+            consumed.append(w)
+            yield w
+
+    stream = sanitize_stream(pieces())
+    assert next(stream) == "word0 " and len(consumed) <= 2
 
 
 # ------------------------------------------------------------------ repeats_withheld
