@@ -42,10 +42,10 @@ def _normalise(sentence: str) -> str:
 
 # ------------------------------------------------------------------ cues
 
-# Start of an imperative: the verb opens a clause (no subject before it), or follows "please",
+# Start of an imperative: the verb opens a clause or follows markup (no subject before it), or follows "please",
 # "you must", "I want you to". "LLMs ignore previous instructions" is a statement, not an order.
 _IMP = (
-    r"(?:^|(?<=[.!?;:,(\"'“”—\n])|\b(?:please|kindly|now|then|just|simply|instead|always|immediately)\b"
+    r"(?:^|(?<=[.!?;:,(\"'“”—\n>\]|*#_])|\b(?:please|kindly|now|then|just|simply|instead|always|immediately)\b"
     r"|\byou\s+(?:must|should|shall|will|need\s+to|have\s+to|are\s+to|are\s+(?:now\s+)?(?:required|instructed|asked|expected)\s+to|can|may)(?:\s+(?:now|also|instead|always|never))?\b"
     r"|\b(?:i|we)\s+(?:want|need|ask|instruct|command|order|require)\s+you\s+to\b)\s*"
 )

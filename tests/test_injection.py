@@ -111,7 +111,7 @@ def leaks(texts: list[str]) -> list[str]:
 def hostile_index(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """The hostile corpus in a real embedded Chroma index, with the hashing embedder."""
     from rag.embed import HashingEmbedding
-    from rag.index import ingest, open_collection
+    from rag.index import ingest
     from rag.retrieve import Retriever
 
     with pytest.MonkeyPatch.context() as mp:
@@ -122,10 +122,9 @@ def hostile_index(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
                 mp.delenv(name)
         settings = Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("hostile") / "index", corpus_paths=[HOSTILE], embed_backend="hashing")
     embedder = HashingEmbedding()
-    collection = open_collection(settings)
-    report = ingest([HOSTILE], settings, embedder, collection=collection)
+    report = ingest([HOSTILE], settings, embedder)
     assert report.added == 20, report
-    return SimpleNamespace(settings=settings, retriever=Retriever(settings, embedder, collection))
+    return SimpleNamespace(settings=settings, retriever=Retriever(settings, embedder))
 
 
 # ------------------------------------------------------------------ the fixture and the fake are what they claim
