@@ -16,11 +16,11 @@ from rag.config import Settings
 from rag.errors import QuestionError
 from rag.extractive import ExtractiveAnswerer
 from rag.llm import ChatModel
-from rag.prompt import LLMAnswerer, load_prompt, question_fits, withheld_sentences
+from rag.prompt import WITHHELD, LLMAnswerer, load_prompt, question_fits, withheld_sentences
 from rag.query import Intent, analyse, check_request, needs_history
 from rag.relevance import GENERIC, LIST_KEEP, Relevance
 from rag.retrieve import Retriever
-from rag.safety import repeats_withheld, sanitize
+from rag.safety import addresses_assistant, repeats_withheld, sanitize, sanitize_stream
 from rag.text import terms
 from rag.types import Answer, Citation, Filters, Hit
 
@@ -100,7 +100,8 @@ class Engine:
             yield answer.text
             return answer
         intent = analyse(standalone, filters)
-        hits = self.retriever.search(intent.query, k or (self.settings.list_k if intent.is_list else self.settings.answer_k), intent.filters)
+        found = self.retriever.search(intent.query, k or (self.settings.list_k if intent.is_list else self.settings.answer_k), intent.filters)
+        hits, withheld = quarantine(found)
         answer = Answer(question=question, standalone_question=standalone, text="", mode=self.mode, model=self.model, sources=hits)
         answer.timings["retrieve"] = time.perf_counter() - t0
         reason = self.refusal(intent, hits)
@@ -109,9 +110,9 @@ class Engine:
             yield answer.text
         else:
             answer.sources = self.answerer.fit(intent, hits)
-            yield from self._generate(answer, intent, t0)
+            yield from self._generate(answer, intent, t0, withheld)
         answer.notice = " ".join(x for x in (self.unknown_year_note(intent), "" if self.llm else EXTRACTIVE_NOTICE) if x)
-        answer.suspicious = [h.paper.paper_id for h in answer.sources if withheld_sentences(h.paper.abstract)]
+        answer.suspicious = [h.paper.paper_id for h in answer.sources if withheld.get(h.paper.paper_id)]
         answer.timings["total"] = time.perf_counter() - t0
         return answer
 
@@ -152,9 +153,9 @@ class Engine:
         answer.refused = True
         answer.sources = answer.sources[:3]
 
-    def _generate(self, answer: Answer, intent: Intent, t0: float) -> Iterator[str]:
+    def _generate(self, answer: Answer, intent: Intent, t0: float, withheld: dict[str, list[str]]) -> Iterator[str]:
         pieces: list[str] = []
-        for piece in _inert_stream(self.answerer.stream(intent, answer.sources)):
+        for piece in sanitize_stream(self.answerer.stream(intent, answer.sources)):
             answer.timings.setdefault("first_token", time.perf_counter() - t0)
             pieces.append(piece)
             yield piece
@@ -163,8 +164,7 @@ class Engine:
         if _LLM_REFUSAL.match(raw):
             self._refuse(answer, intent, "")
             return
-        withheld = [h.paper.abstract[s:e] for h in answer.sources for s, e in withheld_sentences(h.paper.abstract)]
-        if repeats_withheld(raw, withheld):
+        if repeats_withheld(raw, [sentence for h in answer.sources for sentence in withheld.get(h.paper.paper_id, [])]):
             self._refuse(answer, intent, " The answer repeated text that addresses an AI assistant, so it was withheld.")
             return
         answer.text, answer.citations, answer.removed = cite.check(raw, answer.sources)
@@ -214,23 +214,21 @@ class Engine:
         return sanitize(f"{len(keep)} more match but have no known year: {titles}.")
 
 
-def _inert_stream(pieces: Iterator[str]) -> Iterator[str]:
-    """Pass streamed text on as it comes, made inert: text that may still turn into markup (a tag, a
-    link, an escape sequence) is held back until it is complete, so it is caught whole."""
-    buffer = ""
-    for piece in pieces:
-        buffer += piece
-        cut = buffer.rfind("\n") + 1 if _open_markup(buffer) else max(buffer.rfind(" "), buffer.rfind("\n")) + 1
-        if cut:
-            yield sanitize(buffer[:cut])
-            buffer = buffer[cut:]
-    if buffer:
-        yield sanitize(buffer)
-
-
-def _open_markup(text: str) -> bool:
-    line = text[text.rfind("\n") + 1 :]
-    return "<" in line or "\x1b" in line or "](" in line or line.rfind("[") > line.rfind("]") or line.rstrip().endswith("]")
+def quarantine(hits: list[Hit]) -> tuple[list[Hit], dict[str, list[str]]]:
+    """Retrieved papers made inert before anything reads them: each sentence that addresses an AI is
+    replaced by a marker (and returned, per paper id, so an answer repeating it can be caught), and
+    markup, links and escapes are removed. Evidence, prompts, quotes and JSON all see only this copy."""
+    safe, withheld = [], {}
+    for hit in hits:
+        p = hit.paper
+        spans = withheld_sentences(p.abstract)
+        withheld[p.paper_id] = [p.abstract[s:e] for s, e in spans]
+        abstract = p.abstract
+        for s, e in reversed(spans):
+            abstract = abstract[:s] + WITHHELD + abstract[e:]
+        title = WITHHELD if addresses_assistant(p.title) else sanitize(p.title)
+        safe.append(replace(hit, paper=replace(p, title=title, abstract=sanitize(abstract))))
+    return safe, withheld
 
 
 def metadata_only(intent: Intent) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from rag.prompt import WITHHELD
 from rag.text import sentence_spans, terms
 from rag.types import Citation, Hit, Paper
 
@@ -110,6 +111,8 @@ def best_sentence(claim: str, paper: Paper) -> tuple[float, int, int]:
     context = set(terms(metadata_text(paper)))
     best = (-1.0, 0, 0)
     for start, end in spans:
+        if WITHHELD in paper.abstract[start:end]:
+            continue  # a withheld sentence is never a quote
         got = len(wanted & (set(terms(paper.abstract[start:end])) | context)) / len(wanted)
         if got > best[0]:
             best = (got, start, end)

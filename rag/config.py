@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     list_k: int = Field(default=12, ge=1, le=100, description="Papers given to the answerer for a \"which papers\" question.")
     refuse_below: float = Field(default=0.28, ge=0.0, le=1.0, description="Refuse when the best paper's relevance (0-1) is below this.")
 
+    # Remote endpoints
+    embed_concurrency: int = Field(default=4, ge=1, le=64, description="Embedding requests in flight at once (openai-compatible), so a GPU server stays busy.")
+    embed_timeout: float = Field(default=30.0, gt=0, le=3600, description="Seconds to wait for one embeddings request; it gives up after twice this, retries included.")
+    embed_max_retries: int = Field(default=2, ge=0, le=10, description="Retries of an embeddings request on 429/5xx/dropped connections, with backoff.")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -14,13 +17,14 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from pydantic import PrivateAttr
 
 from rag.config import Settings
-from rag.errors import ConfigError
+from rag.errors import ConfigError, EmbedError
 
 MINILM_NAME = "all-MiniLM-L6-v2 (int8 ONNX, offline)"
 HASHING_NAME = "hashing-384"
 HASHING_DIM = 384
 _HASH_WORD = re.compile(r"\w+")
 MAX_WORD_PIECES = 256
+MAX_LLAMA_BATCH = 2048  # llama-index's ceiling on embed_batch_size
 
 
 def _package_dir(name: str) -> Path:
@@ -103,15 +107,36 @@ class MiniLMEmbedding(BaseEmbedding):
 
 
 class OpenAICompatibleEmbedding(BaseEmbedding):
-    """Any `/v1/embeddings` endpoint (OpenAI, vLLM, llama.cpp, Ollama) through the openai client."""
+    """Any `/v1/embeddings` endpoint (OpenAI, vLLM, llama.cpp, Ollama, TEI) through the openai client.
+
+    Up to `concurrency` requests of `batch_size` texts are in flight at once, so a GPU server is
+    kept busy; vectors come back in input order. Each request is bounded like an LLM call (retries
+    inside twice `timeout`), and every failure is one `EmbedError` line without the key.
+    """
 
     _client: Any = PrivateAttr()
+    _endpoint: str = PrivateAttr()
+    _request_size: int = PrivateAttr()
+    _concurrency: int = PrivateAttr()
+    _timeout: float = PrivateAttr()
+    _scrub: Any = PrivateAttr()
+    _dim: int | None = PrivateAttr(default=None)
+    _dim_lock: Any = PrivateAttr(default_factory=threading.Lock)
 
-    def __init__(self, model: str, base_url: str | None, api_key: str | None, batch_size: int = 32) -> None:
-        super().__init__(model_name=model, embed_batch_size=batch_size)
-        from openai import OpenAI
+    def __init__(
+        self, model: str, base_url: str | None, api_key: str | None, batch_size: int = 32,
+        concurrency: int = 4, timeout: float = 30.0, max_retries: int = 2,
+    ) -> None:
+        # llama-index hands over `batch_size * concurrency` texts per call; they are split again below.
+        super().__init__(model_name=model, embed_batch_size=min(batch_size * concurrency, MAX_LLAMA_BATCH))
+        from rag.llm import bounded_client, display_url, scrubber
 
-        self._client = OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=30, max_retries=2)
+        self._client = bounded_client(base_url, api_key, timeout, max_retries)
+        self._endpoint = display_url(base_url or "https://api.openai.com/v1")
+        self._request_size = batch_size
+        self._concurrency = concurrency
+        self._timeout = timeout
+        self._scrub = scrubber(api_key)
 
     @cached_property
     def _tokenizer(self) -> Any:
@@ -123,8 +148,87 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
         return len(self._tokenizer(text))
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        response = self._client.embeddings.create(model=self.model_name, input=texts)
-        return [d.embedding for d in sorted(response.data, key=lambda d: d.index)]
+        batches = [texts[i : i + self._request_size] for i in range(0, len(texts), self._request_size)]
+        if len(batches) <= 1:
+            results = [self._embed_batch(b) for b in batches]
+        else:
+            pool = ThreadPoolExecutor(max_workers=min(self._concurrency, len(batches)), thread_name_prefix="embed")
+            try:
+                results = list(pool.map(self._embed_batch, batches))  # map keeps input order
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        return [vec for batch in results for vec in batch]
+
+    def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+        from rag.llm import BUDGET_FACTOR
+
+        with self._client.budget(BUDGET_FACTOR * self._timeout) as clock:
+            try:
+                body = self._fetch(texts, clock)
+            except Exception as e:  # noqa: BLE001 - mapped to one line below
+                raise EmbedError(self._scrub(self._explain(e))) from None
+        vectors = self._parse(body, len(texts))
+        for vec in vectors:
+            self._check_dimension(len(vec))
+        return vectors
+
+    def _fetch(self, texts: list[str], clock: Any) -> bytes:
+        """The response body, read piece by piece so that a server trickling it out is cut off at the budget."""
+        from rag.llm import OutOfTime
+
+        create = self._client.embeddings.with_streaming_response.create
+        body = bytearray()
+        with create(model=self.model_name, input=texts, encoding_format="float") as response:
+            for part in response.iter_bytes():
+                body += part
+                if clock.remaining() <= 0:
+                    raise OutOfTime("the answer was still arriving", clock.elapsed())
+        return bytes(body)
+
+    def _parse(self, body: bytes, expected: int) -> list[list[float]]:
+        """Vectors in input order (servers may list them in any order; `index` says which is which)."""
+        try:
+            data = sorted(json.loads(body)["data"], key=lambda d: d["index"])
+            vectors = [[float(x) for x in d["embedding"]] for d in data]
+        except (ValueError, KeyError, TypeError) as e:
+            raise EmbedError(f"malformed response from the embeddings endpoint {self._endpoint} ({type(e).__name__}); is it an OpenAI-compatible server?") from None
+        if len(vectors) != expected or not all(vectors):
+            raise EmbedError(f"malformed response from the embeddings endpoint {self._endpoint}: {len(vectors)} vectors for {expected} texts")
+        return vectors
+
+    def _check_dimension(self, dim: int) -> None:
+        """Every vector of one embedder has one size: a change means the endpoint switched models under us."""
+        with self._dim_lock:
+            if self._dim is None:
+                self._dim = dim
+            elif dim != self._dim:
+                raise EmbedError(
+                    f"the embeddings endpoint {self._endpoint} returned {dim}-dimensional vectors after {self._dim}-dimensional ones "
+                    f"(model {self.model_name}); make it serve one model, set in RAG_EMBED_MODEL"
+                )
+
+    def _explain(self, e: Exception) -> str:
+        import openai
+
+        from rag.llm import OutOfTime, refused, server_message, transport_error
+
+        where = f"{self._endpoint} (model {self.model_name})"
+        if isinstance(e, OutOfTime):
+            return f"the embeddings endpoint {where} still failed ({e.last}) after {e.elapsed:.0f} s of attempts; check the server, or raise RAG_EMBED_TIMEOUT"
+        if isinstance(e, openai.AuthenticationError):
+            return f"the embeddings endpoint {self._endpoint} rejected the API key (401); set a valid RAG_EMBED_API_KEY or OPENAI_API_KEY"
+        if isinstance(e, openai.NotFoundError):
+            return f"model {self.model_name!r} not found at the embeddings endpoint {self._endpoint} (404); set RAG_EMBED_MODEL to a model it serves"
+        if isinstance(e, openai.APIStatusError):
+            said = server_message(e)
+            return f"the embeddings endpoint {where} answered HTTP {e.status_code}{': ' + said if said else ''}; check the server's log"
+        if isinstance(e, openai.APITimeoutError):
+            return f"no answer from the embeddings endpoint {where} within {self._timeout:g} s; raise RAG_EMBED_TIMEOUT or check the server"
+        if isinstance(e, openai.APIConnectionError) and refused(e):
+            return f"cannot reach the embeddings endpoint {self._endpoint}; start the server or fix RAG_EMBED_BASE_URL"
+        if isinstance(e, openai.APIConnectionError) or transport_error(e):
+            return f"the embeddings endpoint {self._endpoint} closed the connection without an answer; check the server's log"
+        return f"malformed response from the embeddings endpoint {where} ({type(e).__name__}); is it an OpenAI-compatible server?"
 
     def _get_text_embedding(self, text: str) -> list[float]:
         return self._get_text_embeddings([text])[0]
@@ -183,4 +287,7 @@ def make_embedder(settings: Settings) -> BaseEmbedding:
     key = settings.embed_api_key.get_secret_value() if settings.embed_api_key else os.environ.get("OPENAI_API_KEY")
     if not key and not settings.embed_base_url:
         raise ConfigError("RAG_EMBED_BACKEND=openai-compatible needs RAG_EMBED_BASE_URL or an API key (RAG_EMBED_API_KEY / OPENAI_API_KEY)")
-    return OpenAICompatibleEmbedding(settings.embed_model, settings.embed_base_url, key, settings.embed_batch_size)
+    return OpenAICompatibleEmbedding(
+        settings.embed_model, settings.embed_base_url, key, settings.embed_batch_size,
+        concurrency=settings.embed_concurrency, timeout=settings.embed_timeout, max_retries=settings.embed_max_retries,
+    )

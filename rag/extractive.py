@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from rag.lexicon import Lexicon
 from rag.query import Intent
 from rag.relevance import GENERIC, Relevance
-from rag.safety import addresses_assistant
+from rag.prompt import WITHHELD
 from rag.text import sentence_spans, terms
 from rag.types import Hit, Paper
 
@@ -95,7 +95,7 @@ class ExtractiveAnswerer:
         plus findings (numbers, results) and the sentence naming the method when they bear on it.
 
         Scored by the IDF-weighted share of query terms in the sentence or the title (the title says
-        what the paper is about, the sentence what it found). Sentences addressed to an AI are never quoted.
+        what the paper is about, the sentence what it found).
         """
         wanted = sorted(set(terms(query)) - GENERIC)
         title = set(terms(hit.paper.title))
@@ -104,8 +104,8 @@ class ExtractiveAnswerer:
         scored = []
         for start, end in sentence_spans(abstract):
             sentence = abstract[start:end]
-            if addresses_assistant(sentence):
-                continue
+            if WITHHELD in sentence:
+                continue  # the engine replaced a sentence addressed to an AI: never quoted
             got = set(terms(sentence))
             score = sum(self.lexicon.idf(t) for t in wanted if t in got | title) + 0.1 * sum(1 for t in wanted if t in got)
             finding = bool(_NUMBER.search(sentence)) + bool(_FINDING.search(sentence))

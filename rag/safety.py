@@ -1,27 +1,296 @@
-"""Abstracts are untrusted: spot text addressed to an AI assistant, and make answers inert before output."""
+"""Abstracts are untrusted text: spot sentences that talk to an AI, and make any output inert.
+
+`addresses_assistant` decides whether a sentence is an instruction aimed at a model (or at "the
+reviewer/summarizer") rather than a statement about the world; the engine withholds such sentences
+from the LLM and never quotes them. `sanitize` and `terminal_safe` make text safe to render as
+Markdown/HTML or to print. `repeats_withheld` tells whether an answer passes a withheld sentence on.
+
+Pure functions over strings, standard library only.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+import unicodedata
+from collections.abc import Iterable, Iterator
 
-_INSTRUCTION = re.compile(
-    r"\b(ignore|disregard|forget) (all |any |the )?(previous|prior|above|earlier) (instructions|prompts?|rules)"
-    r"|\b(reply|respond|answer) only with\b|\byou are now\b|\bsystem prompt\b",
-    re.I,
+# ------------------------------------------------------------------ normalisation
+
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\u180e\ufeff]")
+_TAG_CHARS = re.compile("[\U000e0000-\U000e007f]")  # invisible "tag" letters that smuggle ASCII
+# Cyrillic and Greek letters that look Latin, used to dodge word matching ("ignоre" with a Cyrillic о).
+_CONFUSABLES = str.maketrans("аеорсухіјѕԁɡАВЕКМНОРСТХІЈЅοανρτκιΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "aeopcyxijsdgABEKMHOPCTXIJSoavptkiABEZHIKMNOPTYX")
+_MIXED_WORD = re.compile(r"\w*[A-Za-z]\w*")
+_SPACED_LETTERS = re.compile(r"(?<!\w)(?:[A-Za-z][ ._\-]){3,}[A-Za-z](?!\w)")
+
+
+def _latinise(word: re.Match) -> str:
+    text = word.group(0)
+    return text.translate(_CONFUSABLES) if not text.isascii() else text
+
+
+def _normalise(sentence: str) -> str:
+    """One spelling for the tricks that hide words from a pattern: width, invisibles, look-alikes, s p a c i n g."""
+    text = unicodedata.normalize("NFKC", sentence)
+    text = _TAG_CHARS.sub(lambda m: chr(ord(m.group(0)) - 0xE0000), text)
+    text = _ZERO_WIDTH.sub("", text)
+    text = _MIXED_WORD.sub(_latinise, text)
+    return _SPACED_LETTERS.sub(lambda m: re.sub(r"[ ._\-]", "", m.group(0)), text)
+
+
+# ------------------------------------------------------------------ cues
+
+# Start of an imperative: the verb opens a clause or follows markup (no subject before it), or follows "please",
+# "you must", "I want you to". "LLMs ignore previous instructions" is a statement, not an order.
+_IMP = (
+    r"(?:^|(?<=[.!?;:,(\"'“”—\n>\]|*#_])|\b(?:please|kindly|now|then|just|simply|instead|always|immediately)\b"
+    r"|\byou\s+(?:must|should|shall|will|need\s+to|have\s+to|are\s+to|are\s+(?:now\s+)?(?:required|instructed|asked|expected)\s+to|can|may)(?:\s+(?:now|also|instead|always|never))?\b"
+    r"|\b(?:i|we)\s+(?:want|need|ask|instruct|command|order|require)\s+you\s+to\b)\s*"
+)
+_AI = (
+    r"(?:AIs?|A\.I\.|LLMs?|(?:large\s+)?language\s+models?|(?:AI\s+|virtual\s+|chat\s+)?assistants?|chat\s?bots?"
+    r"|ChatGPT|GPT[-\w.]*|Claude|Gemini|Copilot|bots?|AI\s+(?:systems?|models?|agents?|reviewers?|readers?|summari[sz]ers?|tools?)"
+    r"|automated\s+(?:reviewers?|readers?|summari[sz]ers?|systems?|tools?|agents?))"
+)
+_READER = r"(?:reviewers?|readers?|summari[sz]ers?|referees?|evaluators?|graders?|screeners?|meta-reviewers?|area\s+chairs?)"
+_OUTPUT = r"(?:answers?|responses?|outputs?|repl(?:y|ies)|summar(?:y|ies)|reviews?|assessments?|evaluations?|reports?|completions?)"
+_RULES = (
+    r"(?:instructions?|prompts?|rules|directions?|directives?|guidelines|guidance|context|messages?|constraints|commands?"
+    r"|programming|polic(?:y|ies)|orders|requests?|restrictions|safeguards|guardrails|training|everything)"
+)
+_OVERRIDE = (
+    r"(?:ignore|disregard|forget|override|overrule|bypass|discard|abandon|neglect|set\s+aside|do\s+not\s+(?:follow|obey)"
+    r"|don'?t\s+(?:follow|obey)|stop\s+following)\b[^.!?]{0,40}?\b" + _RULES + r"\b"
 )
 
 
+def _cue(pattern: str, flags: int = re.I) -> re.Pattern:
+    return re.compile(pattern, flags)
+
+
+# (weight, pattern): a sentence is flagged when the weights of the cues it matches reach FLAG_AT.
+# Weight 2 cues are unambiguous on their own; weight 1 cues only count together with another.
+FLAG_AT = 2
+_CUES: list[tuple[int, re.Pattern]] = [
+    # chat templates and role tokens
+    (2, _cue(r"<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\s*\|>"
+             r"|\[/?INST\]|<<\s*/?SYS\s*>>|<\s*/?\s*(?:start_of_turn|end_of_turn)\s*>|###\s*(?:instruction|system|response|human|assistant)s?\s*:"
+             r"|\[\s*(?:system|assistant|admin|developer)(?:\s+(?:message|prompt|note|override))?\s*\]")),
+    (2, _cue(r"^\W{0,3}(?:system|assistant|developer|admin|sysadmin)(?:\s+(?:prompt|message|note|override|instruction))?\s*:\s*\S")),
+    # overriding earlier instructions: an order (2), or a mere mention (1)
+    (2, _cue(_IMP + _OVERRIDE)),
+    (1, _cue(r"\b" + _OVERRIDE)),
+    # the same in other languages
+    (2, _cue(r"\b(?:ignorier(?:e|en\s+Sie)|vergiss|vergessen\s+Sie|missachte)\b[^.!?]{0,40}\b(?:Anweisungen|Instruktionen|Befehle|Regeln|Vorgaben)"
+             r"|\b(?:ignore[zr]?|oublie[zr]?)\b[^.!?]{0,40}\b(?:instructions|consignes|r[èe]gles|directives)\s+(?:pr[ée]c[ée]dentes|ant[ée]rieures|ci-dessus)"
+             r"|\b(?:ignora|ignore|ignorate|olvida|olvide|esque[çc]a|dimentica)\b[^.!?]{0,40}\b(?:instrucciones|instru[çc][õo]es|istruzioni|indicaciones|reglas|regras|regole)"
+             r"|(?:игнорируй|игнорируйте|проигнорируй|забудь|забудьте)[^.!?]{0,40}(?:инструкци|указани|правил)"
+             r"|(?:忽略|无视|忽視|無視|忘记|忘記)[^。！？]{0,20}(?:指令|指示|说明|說明|提示|规则|規則)|(?:指示|命令)[^。]{0,10}無視|(?:지시|명령)[^.]{0,10}무시")),
+    (2, _cue(r"\b(?:du\s+bist\s+jetzt|tu\s+es\s+maintenant|vous\s+[êe]tes\s+maintenant|ahora\s+eres|agora\s+voc[êe]\s+[ée]|ora\s+sei|ты\s+теперь)\b"
+             r"|你现在是|你現在是|あなたは今"
+             r"|\b(?:antworte|antworten\s+Sie)\s+nur|\br[ée]pond(?:s|ez)\s+(?:uniquement|seulement)|\bresponde\s+solo|\bresponda\s+apenas|\brispondi\s+solo"
+             r"|отвечай\s+только|只回答|只回复|仅回答"
+             r"|\b(?:wenn\s+du\s+eine\s+KI\s+bist|si\s+(?:vous\s+[êe]tes|tu\s+es)\s+une?\s+(?:IA|intelligence\s+artificielle|assistant)|si\s+eres\s+una?\s+(?:IA|asistente))"
+             r"|\bесли\s+ты\s+(?:ИИ|нейросеть|языковая\s+модель)|如果你是")),
+    # role play
+    (2, _cue(r"\byou\s+are\s+now\b|\bfrom\s+now\s+on,?\s+you\b|\byou(?:'re|\s+are)\s+(?:no\s+longer|not)\s+(?:an?|the)\s+(?:AI|assistant|language\s+model|chat\s?bot)"
+             r"|\byour\s+(?:new|real|true|actual)\s+(?:role|task|job|goal|objective|persona|instructions?|purpose)\b|\b(?:DAN|developer|god|jailbreak|unrestricted)\s+mode\b"
+             r"|" + _IMP + r"(?:act|behave|speak|write|respond|answer)\s+as\s+(?:if\s+you|though\s+you|an?\b|the\b|my\b)"
+             r"|" + _IMP + r"(?:pretend|imagine)\s+(?:to\s+be|you\s+are|that\s+you)|\brole-?play\s+as\b")),
+    # speaking to a model, or to the reviewer/summarizer
+    (2, _cue(r"\b(?:dear|hey|hi|hello|greetings|attention|note\s+(?:to|for)|notice\s+to|message\s+(?:to|for)|memo\s+to|reminder\s+(?:to|for)|p\.?s\.?\s+to)\s+(?:the\s+|any\s+|all\s+)?(?:" + _AI + "|" + _READER + r")\s*[,:!—-]")),
+    (2, _cue(r"\b(?:" + _AI + "|" + _READER + r")\s+(?:who\s+(?:is|are)\s+|that\s+(?:is|are)\s+)?(?:reading|processing|summari[sz]ing|reviewing|parsing|analy[sz]ing|ingesting|indexing|scanning|seeing)\s+"
+             r"(?:this|these)\b(?!\s+(?:kind|type|sort|way|class|family|data|dataset|setting|information|problem|task|approach|method|model|input)s?\b)")),
+    (2, _cue(r"\bif\s+you(?:'re|\s+are)\s+(?:an?\s+|the\s+|any\s+|also\s+)?(?:AI|artificial\s+intelligence|LLM|(?:large\s+)?language\s+model|assistant|chat\s?bot|bot|machine|automated|model|program|reviewer|summari[sz]er|GPT|ChatGPT|neural\s+network|robot|agent)")),
+    (2, _cue(r"\b(?:the\s+)?(?:" + _READER + r"|AIs?|chat\s?bots?)\s+(?:must|should|shall|is\s+(?:required|instructed|asked|expected)\s+to|are\s+(?:required|instructed|asked|expected)\s+to|will\s+now)\s+(?:always\s+|now\s+)?"
+             r"(?:say|state|answer|respond|reply|rate|give|recommend|mention|output|include|ignore|write|accept|praise|score|cite|disregard|forget|treat|consider|describe|conclude|report)\b")),
+    (1, _cue(r"\bas\s+an?\s+(?:AI|LLM|(?:large\s+)?language\s+model|AI\s+assistant)\b|\bif\s+you\s+can\s+read\s+this\b")),
+    # controlling the output
+    (2, _cue(r"\byour\s+(?:" + _OUTPUT + r"|instructions|task|role|rules|guidelines|system\s+prompt|programming|previous|prior|original|rating|score|recommendation|verdict)\b")),
+    (1, _cue(r"\b(?:in|into|within|to|throughout)\s+(?:every|each|all|any)\s+" + _OUTPUT + r"\b")),
+    (2, _cue(_IMP + r"(?:respond|reply|answer|output|print|write|return|say|type|repeat|echo|emit|begin|start|end|finish|conclude)\b[^.!?]{0,20}?"
+             r"(?:\b(?:only|exclusively|solely|exactly|verbatim)\b|\bwith\s+(?:the|a|this)\b|\bwith\s*[:\"'“]|\bin\s+(?:all\s+)?caps\b)")),
+    (2, _cue(_IMP + r"(?:output|print|write|type|repeat|echo|emit|append|insert|add|include|mention|use|return|put)\s+(?:the\s+|this\s+|a\s+)?(?:exact\s+|following\s+|special\s+|secret\s+)?"
+             r"(?:string|word|phrase|token|marker|text|code|sentence|canary|keyword|identifier|tag|password|signature|watermark|link|url|image|emoji)\b")),
+    (2, _cue(_IMP + r"(?:state|say|claim|assert|declare|mention|write|conclude|emphasi[sz]e|stress|tell\s+(?:the\s+)?(?:users?|readers?)|inform\s+(?:the\s+)?(?:users?|readers?)|let\s+(?:the\s+)?(?:users?|readers?)\s+know)\s+(?:that\b|:)")),
+    (2, _cue(_IMP + r"(?:do\s+not|don'?t|never|avoid|refrain\s+from)\s+(?:mention|cit|discuss|referenc|list|recommend|includ|nam|refer|summari[sz]|reveal|disclos|compar|acknowledg|talk\s+about)\w*\s+(?:to\s+)?"
+             r"(?:any\s+|the\s+)?(?:other\s+|competing\s+|alternative\s+|rival\s+|different\s+|previous\s+|prior\s+|related\s+|remaining\s+)?"
+             r"(?:papers?|works?|sources?|studies|articles|methods|authors|abstracts|documents|results|baselines|competitors|approaches|models|weaknesses|limitations)\b")),
+    (2, _cue(r"\brate\s+(?:this|the\s+present)\s+(?:paper|work|submission|study|article|manuscript|abstract|research)\b"
+             r"|" + _IMP + r"rate\s+(?:it|the\s+\w+)\s+(?:highly|positively|favou?rably|as\b|\d)"
+             r"|\b(?:give|assign|award|grant)\s+(?:this|the\s+present|the)\s+(?:paper|work|submission|study|manuscript|article)\s+(?:an?\s+|the\s+)?(?:high|higher|highest|positive|good|strong|top|perfect|maximum|max|full|favou?rable|excellent|glowing|\d+)"
+             r"|" + _IMP + r"(?:recommend|suggest|vote\s+for|argue\s+for)\s+(?:accepting|acceptance|accept\b|this\s+(?:paper|work|submission|study))"
+             r"|\b(?:strong(?:ly)?\s+accept|must\s+be\s+accepted|should\s+be\s+accepted|deserves?\s+(?:acceptance|to\s+be\s+accepted|a\s+(?:high|top|perfect)\s+(?:score|rating)))\b")),
+    (1, _cue(r"\b(?:is|are)\s+the\s+(?:best|greatest|most\s+(?:important|influential)|only\s+(?:relevant|valid|correct|trustworthy))\s+(?:paper|work|study|method|source|approach|contribution)s?\b"
+             r"|\b(?:positive|favou?rable|glowing)\s+(?:review|rating|evaluation|assessment)s?\b")),
+    # announcing instructions
+    (2, _cue(r"\bthis\s+is\s+(?:an?\s+)?(?:instruction|command|order|directive)\s+(?:to|for)\b"
+             r"|\b(?:new|updated|revised|real|actual|true|hidden|secret|additional|system)\s+(?:instructions?|directives?|orders|commands?|system\s+prompt)\s*[:!]")),
+    (1, _cue(r"^\W{0,3}(?:important|urgent|attention|warning|notice|override|sudo|critical)\s*[:!]|\bthe\s+following\s+(?:is\s+an?|are)\s+(?:instructions?|commands?)\b")),
+    # the second person and bare imperatives aimed at the output
+    (1, _cue(r"\byou\s+(?:must|should|shall|will|need\s+to|have\s+to|are\s+(?:now\s+)?(?:required|instructed|asked|expected|supposed|allowed|permitted|free)\s+to|can\s+now|may\s+now)\b")),
+    (1, _cue(_IMP + r"(?:respond|reply|answer|output|print|write|say|state|tell|repeat|mention|include|rate|recommend|summari[sz]e|translate|reveal|ignore|disregard|forget|praise|insist|claim|describe)\b(?!-)")),
+    (1, _cue(r"\bwhen\s+(?:you\s+are\s+)?(?:summari[sz]ing|reviewing|answering|asked|processing|reading|citing|evaluating|describing|discussing)\s+(?:about\s+)?(?:this|these|the\s+(?:paper|abstract|work|submission))\b")),
+    # text hidden from a human reader
+    (1, _cue(r"<!--|\b(?:display\s*:\s*none|font-size\s*:\s*0|visibility\s*:\s*hidden|color\s*:\s*(?:white|#fff))")),
+]
+_BLOB = re.compile(r"[A-Za-z0-9+/]{20,}={0,2}")
+_DECODE = re.compile(r"\b(?:decode|decoded|decoding|base-?64|b64|rot-?13|decrypt|deobfuscate)\b", re.I)
+
+
+def _decoded_blobs(text: str) -> list[str]:
+    """Base64 runs that decode to readable text (letters and spaces), the way hidden orders are packed."""
+    found = []
+    for blob in _BLOB.findall(text):
+        try:
+            raw = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            continue
+        readable = sum(c.isalpha() or c == " " for c in raw)
+        if " " in raw and readable >= 0.8 * len(raw):
+            found.append(raw)
+    return found
+
+
+def instruction_score(sentence: str) -> int:
+    """Sum of the weights of the cues `sentence` shows (each counted once); see `addresses_assistant`."""
+    raw_hidden = bool(_ZERO_WIDTH.search(sentence) or _TAG_CHARS.search(sentence))
+    text = _normalise(sentence)
+    score = sum(weight for weight, pattern in _CUES if pattern.search(text)) + raw_hidden
+    for decoded in _decoded_blobs(text):
+        score += 2 if addresses_assistant(decoded) or _DECODE.search(text) else 1
+    return score
+
+
 def addresses_assistant(sentence: str) -> bool:
-    return bool(_INSTRUCTION.search(sentence))
+    """True when the sentence speaks to an AI model or to the reader as one: an order, a role, a template token.
+
+    Sentences *about* prompts, instructions or assistants ("We instruction-tune the model", "attacks
+    that make LLMs ignore previous instructions") are statements and are not flagged: only cues that
+    combine to FLAG_AT count, and most single words count for nothing.
+    """
+    return instruction_score(sentence) >= FLAG_AT
 
 
-def sanitize(text: str) -> str:
-    return text
+# ------------------------------------------------------------------ making output inert
 
-
-def repeats_withheld(answer: str, withheld: list[str]) -> bool:
-    return any(w.strip() and w.strip() in answer for w in withheld)
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?|\x1b[ -/]*[0-~]?|\x9b[0-?]*[ -/]*[@-~]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # keeps \t and \n; drops bidi overrides
+_HIDDEN_BLOCK = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|$)|<!--.*?(?:-->|$)", re.I | re.S)
+_TAG = re.compile(r"</?[A-Za-z][\w:-]*(?:\s[^<>]*)?/?>|<![A-Za-z][^<>]*>")
+_AUTOLINK = re.compile(r"<((?:https?|ftp|mailto):[^\s<>]*)>", re.I)
+_PARENS = r"\((?:[^()]|\([^()]*\))*\)"  # a link target, one level of nested parentheses allowed
+_MD_IMAGE = re.compile(r"!\[[^\]]*\](?:" + _PARENS + r"|\[[^\]]*\])")
+_MD_LINK = re.compile(r"\[([^\]]*)\]" + _PARENS)  # [1][2] are two citations, not a reference link
+_MD_REFERENCE = re.compile(r"^[ \t]*\[[^\]]+\]:[ \t]*\S.*$\n?", re.M)
+_SCRIPT_URL = re.compile(r"\b(?:j\s*a\s*v\s*a\s*s\s*c\s*r\s*i\s*p\s*t|v\s*b\s*s\s*c\s*r\s*i\s*p\s*t)\s*:\S*|\bdata:[\w/+.-]+[;,]\S*", re.I)
+_CITATION = re.compile(r"\d+(?:\s*[-–,;]\s*\d+)*")
 
 
 def terminal_safe(text: str) -> str:
-    return text
+    """Drop ANSI escape sequences and control characters (tab and newline stay): safe to print to a terminal."""
+    return _CONTROL.sub("", _ANSI.sub("", text))
+
+
+def _link_label(m: re.Match) -> str:
+    """A Markdown link keeps its words; a citation-looking label keeps its brackets, so [3](url) stays [3]."""
+    label = m.group(1)
+    return f"[{label}]" if _CITATION.fullmatch(label.strip()) else label
+
+
+def _sanitize_once(text: str) -> str:
+    text = _HIDDEN_BLOCK.sub("", text)
+    text = _AUTOLINK.sub(r"\1", text)
+    text = _TAG.sub("", text)
+    text = _MD_REFERENCE.sub("", text)
+    text = _MD_IMAGE.sub("", text)
+    text = _MD_LINK.sub(_link_label, text)
+    return _SCRIPT_URL.sub("", text)
+
+
+def sanitize(text: str) -> str:
+    """Text that renders as itself in Markdown, HTML or a terminal: no tags, images, links, scripts or escapes.
+
+    Tags go but their words stay (script and style bodies go too); Markdown images go; Markdown
+    links become their label; javascript: and data: URLs go; control characters and ANSI escapes
+    go. Citation markers [n] and ordinary Unicode are untouched. Repeated until nothing changes,
+    so removing one piece cannot assemble another ("<scr<b></b>ipt>").
+    """
+    text = terminal_safe(text)
+    while True:
+        cleaned = _sanitize_once(text)
+        if cleaned == text:
+            return cleaned
+        text = cleaned
+
+
+# A link or image still being written: "[label", "[label]", "[label](url" (one level of nested parentheses).
+_OPEN_LINK = re.compile(r"!?\[[^\]]*(?:\](?:\((?:[^()]|\([^()]*\))*(?:\([^()]*)?)?)?$")
+_OPEN_REFERENCE = re.compile(r"^[ \t]*\[[^\n]*$", re.M)  # a last line that may be a "[1]: url" definition
+
+
+def _open_construct(text: str) -> int:
+    """Where an unclosed tag, an escape sequence, or a link or image still being written starts (else the end)."""
+    cut = len(text)
+    for marker, closer in (("<", ">"), ("\x1b", None)):
+        at = text.rfind(marker)
+        if at != -1 and (closer is None or closer not in text[at:]):
+            cut = min(cut, at)
+    reference = _OPEN_REFERENCE.search(text, text.rfind("\n") + 1)
+    if reference:
+        cut = min(cut, reference.start())
+    bracket = text.rfind("[")
+    if bracket != -1 and _OPEN_LINK.search(text, max(0, bracket - 1)):
+        cut = min(cut, bracket - (bracket > 0 and text[bracket - 1] == "!"))
+    return cut
+
+
+def _settled(text: str) -> int:
+    """How much of a growing text can no longer change meaning: not its last word (it may grow into
+    "javascript:"), nor anything from an open construct on (checked again after each cut)."""
+    cut = len(text) - len(re.search(r"\S*$", text).group(0))  # type: ignore[union-attr]
+    while (earlier := _open_construct(text[:cut])) < cut:
+        cut = earlier
+    return cut
+
+
+def sanitize_stream(pieces: Iterable[str]) -> Iterator[str]:
+    """Sanitize text as it streams: yield safe text as soon as it is settled, so that markup split
+    across pieces ("<scr" + "ipt>") is never shown; the pieces join to `sanitize` of the whole."""
+    raw = sent = ""
+    for piece in pieces:
+        raw += piece
+        safe = sanitize(raw[: _settled(raw)])
+        if safe.startswith(sent) and len(safe) > len(sent):
+            yield safe[len(sent) :]
+            sent = safe
+    final = sanitize(raw)
+    if final.startswith(sent) and len(final) > len(sent):
+        yield final[len(sent) :]
+
+
+# ------------------------------------------------------------------ withheld text in answers
+
+_WORD = re.compile(r"\w+")
+NGRAM = 3
+REPEAT_SHARE = 0.5  # "most of" a withheld sentence: at least this share of its word trigrams
+
+
+def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def repeats_withheld(answer: str, withheld: list[str]) -> bool:
+    """True when the answer repeats most of any withheld sentence (word trigrams, case and punctuation ignored)."""
+    said = _WORD.findall(_normalise(answer).lower())
+    for sentence in withheld:
+        words = _WORD.findall(_normalise(sentence).lower())
+        n = min(NGRAM, len(words))
+        if not n:
+            continue
+        wanted = _ngrams(words, n)
+        if len(wanted & _ngrams(said, n)) >= REPEAT_SHARE * len(wanted):
+            return True
+    return False
