@@ -13,7 +13,7 @@ from rag.safety import addresses_assistant
 from rag.text import sentence_spans
 from rag.types import Hit
 
-WITHHELD = "[a sentence that reads as an instruction to an AI was withheld]"
+WITHHELD = "[A sentence that reads as an instruction to an AI was withheld.]"
 MARGIN = 1.2  # the served model's tokenizer is unknown: count with cl100k and keep 20% spare
 
 

@@ -258,15 +258,19 @@ def _settled(text: str) -> int:
 
 def sanitize_stream(pieces: Iterable[str]) -> Iterator[str]:
     """Sanitize text as it streams: yield safe text as soon as it is settled, so that markup split
-    across pieces ("<scr" + "ipt>") is never shown; the pieces join to `sanitize` of the whole."""
+    across pieces ("<scr" + "ipt>") is never shown; the pieces join to `sanitize` of the whole.
+    A text that arrives in one piece leaves in one piece."""
     raw = sent = ""
+    pending: str | None = None
     for piece in pieces:
-        raw += piece
-        safe = sanitize(raw[: _settled(raw)])
-        if safe.startswith(sent) and len(safe) > len(sent):
-            yield safe[len(sent) :]
-            sent = safe
-    final = sanitize(raw)
+        if pending is not None:
+            raw += pending
+            safe = sanitize(raw[: _settled(raw)])
+            if safe.startswith(sent) and len(safe) > len(sent):
+                yield safe[len(sent) :]
+                sent = safe
+        pending = piece
+    final = sanitize(raw + (pending or ""))
     if final.startswith(sent) and len(final) > len(sent):
         yield final[len(sent) :]
 

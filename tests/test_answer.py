@@ -383,14 +383,12 @@ def test_injected_text_reaches_the_llm_only_inside_its_source_block(tiny):
     _, answer = run(engine, "How accurate is the protein structure prediction?")
     system, user = llm.calls[0]
     assert system["role"] == "system" and CANARY not in system["content"] and "Ignore previous" not in system["content"]
-    assert any(CANARY in h.paper.abstract for h in answer.sources)  # the planted paper was retrieved ...
+    assert answer.suspicious  # the planted paper was retrieved ...
     assert CANARY not in user["content"] and "Ignore previous" not in user["content"]  # ... but its instruction withheld
     for n, _, body in source_blocks(user["content"]):
-        abstract = answer.sources[int(n) - 1].paper.abstract
-        if CANARY in abstract:
-            assert WITHHELD in body and body == withhold_instructions(abstract)
-        else:
-            assert body == abstract
+        abstract = answer.sources[int(n) - 1].paper.abstract  # the copy the engine made inert
+        assert CANARY not in abstract and body == abstract
+        assert (WITHHELD in body) == (answer.sources[int(n) - 1].paper.paper_id in answer.suspicious)
 
 
 def test_an_llm_that_obeys_the_injection_gives_an_unsupported_answer(tiny):
