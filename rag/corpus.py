@@ -185,35 +185,14 @@ def _drop_nul_lines(name: str, lines: list[str]) -> tuple[list[str], list[Proble
 # ---------------------------------------------------------------- scraped text layouts
 
 
-def _read_text(name: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]:
-    """Layout 1 when most lines are `Abstract:` lines, else a listing (layouts 2 and 3)."""
-    numbered = [(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
-    prefixed = sum(1 for _, line in numbered if line.startswith(_ABSTRACT_PREFIX))
-    if 2 * prefixed >= len(numbered):
-        return _read_abstract_lines(name, numbered)
-    return _read_listing(name, numbered)
-
-
-def _read_abstract_lines(name: str, lines: list[tuple[int, str]]) -> tuple[list[Paper], list[Problem]]:
-    """Layout 1: one `Abstract:...` per line, no titles."""
-    papers, problems = [], []
-    for lineno, line in lines:
-        if not line.startswith(_ABSTRACT_PREFIX):
-            problems.append(Problem(name, "line does not start with 'Abstract:'; skipped", lineno))
-            continue
-        paper = _make_paper(name, len(papers) + 1, "", line[len(_ABSTRACT_PREFIX):], lineno, problems)
-        if paper:
-            papers.append(paper)
-    return papers, problems
-
-
-def _read_listing(name: str, lines: list[tuple[int, str]]) -> tuple[list[Paper], list[Problem]]:
-    """Layouts 2 and 3: title line + abstract line, optionally closed by a metadata block.
+def _read_text(name: str, text_lines: list[str]) -> tuple[list[Paper], list[Problem]]:
+    """The scraped layouts, in any mix: `Abstract:...` lines (untitled), or a title line and an
+    abstract line optionally closed by a metadata block.
 
     A metadata block (`• N authors` or an organisation, `·`, a date) describes the paper just
     before it; when the scrape ran several papers together, the earlier ones get no metadata.
-    A stray `Abstract:` line is an untitled abstract.
     """
+    lines = [(n, line.strip()) for n, line in enumerate(text_lines, 1) if line.strip()]
     papers: list[Paper] = []
     problems: list[Problem] = []
     title: tuple[int, str] | None = None
@@ -284,15 +263,16 @@ def _apply_meta(paper: Paper, m: re.Match, meta: dict) -> None:
 
 
 def _read_json(name: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]:
-    """A `.json` file: one array of objects, one object, or (failing both) JSON Lines."""
-    text = "\n".join(lines)
-    value, error = _parse_json(text)
-    if error is None and isinstance(value, (list, dict)):
+    """A `.json` file: an array of objects, one object, or else JSON Lines (one Problem if no line is a paper)."""
+    value, error = _parse_json("\n".join(lines))
+    if isinstance(value, (list, dict)):
         rows = value if isinstance(value, list) else [value]
         return _read_rows(name, list(enumerate(rows, 1)))
-    if text.lstrip().startswith("["):
-        return [], [Problem(name, f"not valid JSON ({error or 'not an array'}); fix the file or write one object per line (JSONL)")]
-    return _read_jsonl(name, lines)
+    papers, problems = _read_jsonl(name, lines)
+    if papers:
+        return papers, problems
+    reason = f"not valid JSON ({error})" if error else "not a JSON object or array of objects"
+    return [], [Problem(name, f"{reason}; fix the file or write one object per line (JSONL)")]
 
 
 def _read_jsonl(name: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]:

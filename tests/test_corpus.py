@@ -84,7 +84,7 @@ def test_stray_line_in_abstract_file_is_one_problem_with_line_number(tmp_path):
     papers, problems = read_file(f)
     assert len(papers) == 2
     assert [(p.file, p.line) for p in problems] == [("stray.txt", 2)]
-    assert "does not start with 'Abstract:'" in problems[0].message
+    assert "title with no abstract" in problems[0].message
 
 
 def test_abstracts_from_file_are_cleaned():
