@@ -141,21 +141,20 @@ def _decode(name: str, raw: bytes) -> tuple[list[str] | None, list[Problem]]:
     read as Windows-1252 and lines holding NUL bytes are dropped, each with one Problem for the
     file, so a few bad bytes never cost the whole file.
     """
-    for bom, codec in _BOMS:
-        if raw.startswith(bom):
-            try:
-                text = raw.decode(codec)
-            except UnicodeDecodeError as e:
-                return None, [Problem(name, f"not valid {codec.upper()} text (bad bytes at offset {e.start}); re-save the file as UTF-8")]
-            return _drop_nul_lines(name, _NEWLINE.split(text.lstrip("\ufeff")))
-    if b"\x00" in raw[:8192]:
+    codec = next((codec for bom, codec in _BOMS if raw.startswith(bom)), None)
+    if codec:
+        try:
+            lines, problems = _NEWLINE.split(raw.decode(codec)), []
+        except UnicodeDecodeError as e:
+            return None, [Problem(name, f"not valid {codec.upper()} text (bad bytes at offset {e.start}); re-save the file as UTF-8")]
+    elif b"\x00" in raw[:8192]:
         return None, [Problem(name, "binary file, not text; give .txt, .jsonl or .csv files")]
-    try:
-        lines, problems = _NEWLINE.split(raw.decode("utf-8")), []
-    except UnicodeDecodeError:
-        lines, problems = _decode_mixed(name, raw)
-    if lines:
-        lines[0] = lines[0].lstrip("\ufeff")
+    else:
+        try:
+            lines, problems = _NEWLINE.split(raw.decode("utf-8")), []
+        except UnicodeDecodeError:
+            lines, problems = _decode_mixed(name, raw)
+    lines[0] = lines[0].lstrip("\ufeff")
     kept, more = _drop_nul_lines(name, lines)
     return kept, problems + more
 

@@ -1,5 +1,5 @@
-"""Tests for `rag.corpus`: the three scraped layouts, JSONL and CSV, bad input, text cleanup,
-stable paper ids, and the real default corpus.
+"""Tests for `rag.corpus`: the three scraped layouts, JSONL and CSV, bad and hostile input, text
+cleanup, stable paper ids that never collide, damaged files, and the real default corpus.
 
 Fixtures live in tests/fixtures/corpus/: `good/` holds one small file per format (loaded
 together as a folder), `edge/` holds files that exercise a single oddity each.
@@ -628,7 +628,7 @@ def test_huge_title_is_one_problem_like_a_huge_abstract(tmp_path):
 
 
 def test_clean_text_stays_fast_on_hostile_latex():
-    """`\\color[` repeated with no `]` made the old pattern rescan the rest of the text at each one."""
+    """`\\color[` repeated with no `]`: a pattern free to run past the next `\\color[` rescans the rest at each one."""
     hostile = "\\color[" * (corpus.MAX_ENTRY_CHARS // 7)
     started = time.perf_counter()
     assert clean_text(hostile) == "color[" * (corpus.MAX_ENTRY_CHARS // 7)
@@ -694,7 +694,7 @@ def test_csv_surplus_fields_before_the_abstract_column_skip_only_that_row(tmp_pa
     ids=["semicolon", "tab", "bare-cr", "leading-blank-lines"],
 )
 def test_csv_dialects(tmp_path, text, expected):
-    """Bare CR line ends made csv raise "new-line character seen in unquoted field" out of load()."""
+    """Bare CR line ends make Python's csv raise "new-line character seen in unquoted field" unless split first."""
     f = tmp_path / "dialect.csv"
     f.write_bytes(text.encode())
     papers, problems = read_file(f)
@@ -705,7 +705,7 @@ def test_csv_dialects(tmp_path, text, expected):
 
 
 def test_listing_whose_first_line_is_an_abstract_line_is_still_a_listing(tmp_path):
-    """Layout 1 was chosen by the first line alone, so every title/abstract pair after it was lost."""
+    """A file is not one layout: an `Abstract:` first line must not make the titled pairs after it unreadable."""
     f = tmp_path / "mixed_layout.txt"
     f.write_text(f"Abstract:Untitled {ABSTRACT}\n\nFirst Title\n{ABSTRACT}\n\nSecond Title\nSecond {ABSTRACT}\n")
     papers, problems = read_file(f)
