@@ -13,7 +13,7 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
 
@@ -67,11 +67,19 @@ codecs.register_error("rag-windows-1252", _windows_1252)
 # ---------------------------------------------------------------- entry points
 
 
-def load(paths: Iterable[Path]) -> Corpus:
-    """Read every file under `paths` in sorted order, merging papers that appear in more than one place."""
+def load(paths: Iterable[Path], stored: Mapping[str, tuple[str, Iterable[str]]] | None = None) -> Corpus:
+    """Read every file under `paths` in sorted order, merging papers that appear in more than one place.
+
+    `stored` maps ids already in an index to (content hash, source paths); such an id counts as
+    taken when none of its paths is read now, so a file ingested on its own cannot reuse the id
+    of a different paper stored from another file.
+    """
     corpus = Corpus(papers=[])
+    files = _expand(paths)
+    read_now = {str(f.resolve()) for f in files}
     by_id: dict[str, Paper] = {}
-    for file in _expand(paths):
+    taken = {pid: content for pid, (content, where) in (stored or {}).items() if not read_now.intersection(where)}
+    for file in files:
         papers, problems = read_file(file)
         corpus.problems.extend(problems)
         corpus.per_file[file.name] = len(papers)
@@ -81,7 +89,7 @@ def load(paths: Iterable[Path]) -> Corpus:
             corpus.damaged_paths.add(path)
         for paper in papers:
             paper.paths = [path]
-            corpus.merged += _add(by_id, paper, corpus.problems)
+            corpus.merged += _add(by_id, taken, paper, corpus.problems)
     corpus.papers = list(by_id.values())
     return corpus
 
@@ -408,7 +416,7 @@ def _row_paper(name: str, position: int, row: dict, lineno: int, problems: list[
     if paper is None:
         return None
     if "id" in row:
-        paper.paper_id = _user_id(row["id"], lineno, name, problems) or paper.paper_id
+        paper.paper_id = _user_id(name, row["id"], lineno, problems) or paper.paper_id
     if date_raw := (_scalar(row.get("date")) or "").strip():
         _apply_free_date(paper, date_raw)
     _apply_authors(paper, row.get("authors"))
@@ -432,7 +440,7 @@ def _keys(row: dict) -> str:
     return (shown + ", ...") if len(keys) > 8 else (shown or "none")
 
 
-def _user_id(value: object, lineno: int, name: str, problems: list[Problem]) -> str | None:
+def _user_id(name: str, value: object, lineno: int, problems: list[Problem]) -> str | None:
     """The record's own `id` when it is usable: short text without control characters."""
     text = _scalar(value)
     if text is None or len(text.strip()) > MAX_ID_CHARS or any(ord(c) < 32 or c == "\x7f" for c in text.strip()):
@@ -490,17 +498,24 @@ def _make_paper(name: str, position: int, title: str, abstract: str, lineno: int
     return Paper(paper_id=paper_id(title, abstract), title=title, abstract=abstract, sources=[name], positions=[position])
 
 
-def _add(by_id: dict[str, Paper], paper: Paper, problems: list[Problem]) -> bool:
+def _add(by_id: dict[str, Paper], taken: Mapping[str, str], paper: Paper, problems: list[Problem]) -> bool:
     """Store `paper`, or fold it into the same paper seen before (True: it was a duplicate).
 
     Ids from users are not trusted to be unique: a different paper under an id already taken
-    is stored as `<id>~<content hash>`, so no paper ever replaces another.
+    (here or in `taken`, id -> content hash) is stored as `<id>~<content hash>`, so no paper
+    ever replaces another.
     """
     content = _content(paper)
     wanted = paper.paper_id
-    slot = next(i for i in _candidate_ids(wanted, content) if i not in by_id or _content(by_id[i]) == content)
+
+    def free(slot: str) -> bool:
+        holder = _content(by_id[slot]) if slot in by_id else taken.get(slot, content)
+        return holder == content
+
+    slot = next(i for i in _candidate_ids(wanted, content) if free(i))
     if slot != wanted:
-        message = f"entry {paper.positions[0]}: id {wanted!r} is also used by a different paper (in {by_id[wanted].source}); this one is stored as {slot!r}"
+        other = by_id[wanted].source if wanted in by_id else "the index"
+        message = f"entry {paper.positions[0]}: id {wanted!r} is also used by a different paper (in {other}); this one is stored as {slot!r}"
         problems.append(Problem(paper.source, message))
     if slot in by_id:
         _fold(by_id[slot], paper)

@@ -820,3 +820,18 @@ def test_a_reused_id_does_not_mark_the_file_damaged(tmp_path):
     f = write_jsonl(tmp_path / "ids.jsonl", {"id": "X", "title": "A", "abstract": ABSTRACT}, {"id": "X", "title": "B", "abstract": ABSTRACT})
     c = corpus.load([f])
     assert (len(c.papers), len(c.problems), c.damaged_paths) == (2, 1, set())
+
+
+def test_id_of_a_different_paper_stored_from_another_file_is_not_reused(tmp_path):
+    """Ingesting one file on its own must not take over an id the index holds for another file's paper."""
+    b = write_jsonl(tmp_path / "b.jsonl", {"id": "X", "title": "In B", "abstract": ABSTRACT}, {"id": "Y", "title": "Edited", "abstract": ABSTRACT})
+    elsewhere = str(tmp_path / "a.jsonl")
+    stored = {
+        "X": (paper_id("In A", ABSTRACT), [elsewhere]),  # another file's paper: X is taken
+        "Y": (paper_id("Before The Edit", ABSTRACT), [str(b.resolve())]),  # this file's own paper, edited since
+        "Z": (paper_id("In B", ABSTRACT), [elsewhere]),
+    }
+    c = corpus.load([b], stored=stored)
+    assert [(p.paper_id, p.title) for p in c.papers] == [(f"X~{paper_id('In B', ABSTRACT)[:8]}", "In B"), ("Y", "Edited")]
+    assert [p.message.split(";")[0] for p in c.problems] == ["entry 1: id 'X' is also used by a different paper (in the index)"]
+    assert corpus.load([b]).papers[0].paper_id == "X"  # without the index nothing is taken
