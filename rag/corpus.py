@@ -13,7 +13,7 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
 
@@ -67,11 +67,19 @@ codecs.register_error("rag-windows-1252", _windows_1252)
 # ---------------------------------------------------------------- entry points
 
 
-def load(paths: Iterable[Path]) -> Corpus:
-    """Read every file under `paths` in sorted order, merging papers that appear in more than one place."""
+def load(paths: Iterable[Path], stored: Mapping[str, tuple[str, Iterable[str]]] | None = None) -> Corpus:
+    """Read every file under `paths` in sorted order, merging papers that appear in more than one place.
+
+    `stored` maps ids already in an index to (content hash, source paths); such an id counts as
+    taken when none of its paths is read now, so a file ingested on its own cannot reuse the id
+    of a different paper stored from another file.
+    """
     corpus = Corpus(papers=[])
+    files = _expand(paths)
+    read_now = {str(f.resolve()) for f in files}
     by_id: dict[str, Paper] = {}
-    for file in _expand(paths):
+    taken = {pid: content for pid, (content, where) in (stored or {}).items() if not read_now.intersection(where)}
+    for file in files:
         papers, problems = read_file(file)
         corpus.problems.extend(problems)
         corpus.per_file[file.name] = len(papers)
@@ -81,7 +89,7 @@ def load(paths: Iterable[Path]) -> Corpus:
             corpus.damaged_paths.add(path)
         for paper in papers:
             paper.paths = [path]
-            corpus.merged += _add(by_id, paper, corpus.problems)
+            corpus.merged += _add(by_id, taken, paper, corpus.problems)
     corpus.papers = list(by_id.values())
     return corpus
 
@@ -141,21 +149,20 @@ def _decode(name: str, raw: bytes) -> tuple[list[str] | None, list[Problem]]:
     read as Windows-1252 and lines holding NUL bytes are dropped, each with one Problem for the
     file, so a few bad bytes never cost the whole file.
     """
-    for bom, codec in _BOMS:
-        if raw.startswith(bom):
-            try:
-                text = raw.decode(codec)
-            except UnicodeDecodeError as e:
-                return None, [Problem(name, f"not valid {codec.upper()} text (bad bytes at offset {e.start}); re-save the file as UTF-8")]
-            return _drop_nul_lines(name, _NEWLINE.split(text.lstrip("\ufeff")))
-    if b"\x00" in raw[:8192]:
+    codec = next((codec for bom, codec in _BOMS if raw.startswith(bom)), None)
+    if codec:
+        try:
+            lines, problems = _NEWLINE.split(raw.decode(codec)), []
+        except UnicodeDecodeError as e:
+            return None, [Problem(name, f"not valid {codec.upper()} text (bad bytes at offset {e.start}); re-save the file as UTF-8")]
+    elif b"\x00" in raw[:8192]:
         return None, [Problem(name, "binary file, not text; give .txt, .jsonl or .csv files")]
-    try:
-        lines, problems = _NEWLINE.split(raw.decode("utf-8")), []
-    except UnicodeDecodeError:
-        lines, problems = _decode_mixed(name, raw)
-    if lines:
-        lines[0] = lines[0].lstrip("\ufeff")
+    else:
+        try:
+            lines, problems = _NEWLINE.split(raw.decode("utf-8")), []
+        except UnicodeDecodeError:
+            lines, problems = _decode_mixed(name, raw)
+    lines[0] = lines[0].lstrip("\ufeff")
     kept, more = _drop_nul_lines(name, lines)
     return kept, problems + more
 
@@ -185,35 +192,14 @@ def _drop_nul_lines(name: str, lines: list[str]) -> tuple[list[str], list[Proble
 # ---------------------------------------------------------------- scraped text layouts
 
 
-def _read_text(name: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]:
-    """Layout 1 when most lines are `Abstract:` lines, else a listing (layouts 2 and 3)."""
-    numbered = [(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
-    prefixed = sum(1 for _, line in numbered if line.startswith(_ABSTRACT_PREFIX))
-    if 2 * prefixed >= len(numbered):
-        return _read_abstract_lines(name, numbered)
-    return _read_listing(name, numbered)
-
-
-def _read_abstract_lines(name: str, lines: list[tuple[int, str]]) -> tuple[list[Paper], list[Problem]]:
-    """Layout 1: one `Abstract:...` per line, no titles."""
-    papers, problems = [], []
-    for lineno, line in lines:
-        if not line.startswith(_ABSTRACT_PREFIX):
-            problems.append(Problem(name, "line does not start with 'Abstract:'; skipped", lineno))
-            continue
-        paper = _make_paper(name, len(papers) + 1, "", line[len(_ABSTRACT_PREFIX):], lineno, problems)
-        if paper:
-            papers.append(paper)
-    return papers, problems
-
-
-def _read_listing(name: str, lines: list[tuple[int, str]]) -> tuple[list[Paper], list[Problem]]:
-    """Layouts 2 and 3: title line + abstract line, optionally closed by a metadata block.
+def _read_text(name: str, text_lines: list[str]) -> tuple[list[Paper], list[Problem]]:
+    """The scraped layouts, in any mix: `Abstract:...` lines (untitled), or a title line and an
+    abstract line optionally closed by a metadata block.
 
     A metadata block (`• N authors` or an organisation, `·`, a date) describes the paper just
     before it; when the scrape ran several papers together, the earlier ones get no metadata.
-    A stray `Abstract:` line is an untitled abstract.
     """
+    lines = [(n, line.strip()) for n, line in enumerate(text_lines, 1) if line.strip()]
     papers: list[Paper] = []
     problems: list[Problem] = []
     title: tuple[int, str] | None = None
@@ -284,15 +270,16 @@ def _apply_meta(paper: Paper, m: re.Match, meta: dict) -> None:
 
 
 def _read_json(name: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]:
-    """A `.json` file: one array of objects, one object, or (failing both) JSON Lines."""
-    text = "\n".join(lines)
-    value, error = _parse_json(text)
-    if error is None and isinstance(value, (list, dict)):
+    """A `.json` file: an array of objects, one object, or else JSON Lines (one Problem if no line is a paper)."""
+    value, error = _parse_json("\n".join(lines))
+    if isinstance(value, (list, dict)):
         rows = value if isinstance(value, list) else [value]
         return _read_rows(name, list(enumerate(rows, 1)))
-    if text.lstrip().startswith("["):
-        return [], [Problem(name, f"not valid JSON ({error or 'not an array'}); fix the file or write one object per line (JSONL)")]
-    return _read_jsonl(name, lines)
+    papers, problems = _read_jsonl(name, lines)
+    if papers:
+        return papers, problems
+    reason = f"not valid JSON ({error})" if error else "not a JSON object or array of objects"
+    return [], [Problem(name, f"{reason}; fix the file or write one object per line (JSONL)")]
 
 
 def _read_jsonl(name: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]:
@@ -429,7 +416,7 @@ def _row_paper(name: str, position: int, row: dict, lineno: int, problems: list[
     if paper is None:
         return None
     if "id" in row:
-        paper.paper_id = _user_id(row["id"], lineno, name, problems) or paper.paper_id
+        paper.paper_id = _user_id(name, row["id"], lineno, problems) or paper.paper_id
     if date_raw := (_scalar(row.get("date")) or "").strip():
         _apply_free_date(paper, date_raw)
     _apply_authors(paper, row.get("authors"))
@@ -453,7 +440,7 @@ def _keys(row: dict) -> str:
     return (shown + ", ...") if len(keys) > 8 else (shown or "none")
 
 
-def _user_id(value: object, lineno: int, name: str, problems: list[Problem]) -> str | None:
+def _user_id(name: str, value: object, lineno: int, problems: list[Problem]) -> str | None:
     """The record's own `id` when it is usable: short text without control characters."""
     text = _scalar(value)
     if text is None or len(text.strip()) > MAX_ID_CHARS or any(ord(c) < 32 or c == "\x7f" for c in text.strip()):
@@ -511,17 +498,24 @@ def _make_paper(name: str, position: int, title: str, abstract: str, lineno: int
     return Paper(paper_id=paper_id(title, abstract), title=title, abstract=abstract, sources=[name], positions=[position])
 
 
-def _add(by_id: dict[str, Paper], paper: Paper, problems: list[Problem]) -> bool:
+def _add(by_id: dict[str, Paper], taken: Mapping[str, str], paper: Paper, problems: list[Problem]) -> bool:
     """Store `paper`, or fold it into the same paper seen before (True: it was a duplicate).
 
     Ids from users are not trusted to be unique: a different paper under an id already taken
-    is stored as `<id>~<content hash>`, so no paper ever replaces another.
+    (here or in `taken`, id -> content hash) is stored as `<id>~<content hash>`, so no paper
+    ever replaces another.
     """
     content = _content(paper)
     wanted = paper.paper_id
-    slot = next(i for i in _candidate_ids(wanted, content) if i not in by_id or _content(by_id[i]) == content)
+
+    def free(slot: str) -> bool:
+        holder = _content(by_id[slot]) if slot in by_id else taken.get(slot, content)
+        return holder == content
+
+    slot = next(i for i in _candidate_ids(wanted, content) if free(i))
     if slot != wanted:
-        message = f"entry {paper.positions[0]}: id {wanted!r} is also used by a different paper (in {by_id[wanted].source}); this one is stored as {slot!r}"
+        other = by_id[wanted].source if wanted in by_id else "the index"
+        message = f"entry {paper.positions[0]}: id {wanted!r} is also used by a different paper (in {other}); this one is stored as {slot!r}"
         problems.append(Problem(paper.source, message))
     if slot in by_id:
         _fold(by_id[slot], paper)

@@ -1,5 +1,5 @@
-"""Tests for `rag.corpus`: the three scraped layouts, JSONL and CSV, bad input, text cleanup,
-stable paper ids, and the real default corpus.
+"""Tests for `rag.corpus`: the three scraped layouts, JSONL and CSV, bad and hostile input, text
+cleanup, stable paper ids that never collide, damaged files, and the real default corpus.
 
 Fixtures live in tests/fixtures/corpus/: `good/` holds one small file per format (loaded
 together as a folder), `edge/` holds files that exercise a single oddity each.
@@ -84,7 +84,7 @@ def test_stray_line_in_abstract_file_is_one_problem_with_line_number(tmp_path):
     papers, problems = read_file(f)
     assert len(papers) == 2
     assert [(p.file, p.line) for p in problems] == [("stray.txt", 2)]
-    assert "does not start with 'Abstract:'" in problems[0].message
+    assert "title with no abstract" in problems[0].message
 
 
 def test_abstracts_from_file_are_cleaned():
@@ -628,7 +628,7 @@ def test_huge_title_is_one_problem_like_a_huge_abstract(tmp_path):
 
 
 def test_clean_text_stays_fast_on_hostile_latex():
-    """`\\color[` repeated with no `]` made the old pattern rescan the rest of the text at each one."""
+    """`\\color[` repeated with no `]`: a pattern free to run past the next `\\color[` rescans the rest at each one."""
     hostile = "\\color[" * (corpus.MAX_ENTRY_CHARS // 7)
     started = time.perf_counter()
     assert clean_text(hostile) == "color[" * (corpus.MAX_ENTRY_CHARS // 7)
@@ -694,7 +694,7 @@ def test_csv_surplus_fields_before_the_abstract_column_skip_only_that_row(tmp_pa
     ids=["semicolon", "tab", "bare-cr", "leading-blank-lines"],
 )
 def test_csv_dialects(tmp_path, text, expected):
-    """Bare CR line ends made csv raise "new-line character seen in unquoted field" out of load()."""
+    """Bare CR line ends make Python's csv raise "new-line character seen in unquoted field" unless split first."""
     f = tmp_path / "dialect.csv"
     f.write_bytes(text.encode())
     papers, problems = read_file(f)
@@ -705,7 +705,7 @@ def test_csv_dialects(tmp_path, text, expected):
 
 
 def test_listing_whose_first_line_is_an_abstract_line_is_still_a_listing(tmp_path):
-    """Layout 1 was chosen by the first line alone, so every title/abstract pair after it was lost."""
+    """A file is not one layout: an `Abstract:` first line must not make the titled pairs after it unreadable."""
     f = tmp_path / "mixed_layout.txt"
     f.write_text(f"Abstract:Untitled {ABSTRACT}\n\nFirst Title\n{ABSTRACT}\n\nSecond Title\nSecond {ABSTRACT}\n")
     papers, problems = read_file(f)
@@ -820,3 +820,18 @@ def test_a_reused_id_does_not_mark_the_file_damaged(tmp_path):
     f = write_jsonl(tmp_path / "ids.jsonl", {"id": "X", "title": "A", "abstract": ABSTRACT}, {"id": "X", "title": "B", "abstract": ABSTRACT})
     c = corpus.load([f])
     assert (len(c.papers), len(c.problems), c.damaged_paths) == (2, 1, set())
+
+
+def test_id_of_a_different_paper_stored_from_another_file_is_not_reused(tmp_path):
+    """Ingesting one file on its own must not take over an id the index holds for another file's paper."""
+    b = write_jsonl(tmp_path / "b.jsonl", {"id": "X", "title": "In B", "abstract": ABSTRACT}, {"id": "Y", "title": "Edited", "abstract": ABSTRACT})
+    elsewhere = str(tmp_path / "a.jsonl")
+    stored = {
+        "X": (paper_id("In A", ABSTRACT), [elsewhere]),  # another file's paper: X is taken
+        "Y": (paper_id("Before The Edit", ABSTRACT), [str(b.resolve())]),  # this file's own paper, edited since
+        "Z": (paper_id("In B", ABSTRACT), [elsewhere]),
+    }
+    c = corpus.load([b], stored=stored)
+    assert [(p.paper_id, p.title) for p in c.papers] == [(f"X~{paper_id('In B', ABSTRACT)[:8]}", "In B"), ("Y", "Edited")]
+    assert [p.message.split(";")[0] for p in c.problems] == ["entry 1: id 'X' is also used by a different paper (in the index)"]
+    assert corpus.load([b]).papers[0].paper_id == "X"  # without the index nothing is taken
