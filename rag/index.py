@@ -31,7 +31,7 @@ from rag import corpus as corpus_mod
 from rag.chunk import chunk_paper, embed_text
 from rag.config import Settings
 from rag.errors import StoreError
-from rag.types import Chunk, IngestReport, Paper, paper_from_meta, paper_to_meta
+from rag.types import Chunk, Corpus, IngestReport, Paper, paper_from_meta, paper_to_meta
 
 Progress = Callable[[int, int], None]
 PAGE = 2000  # records per Chroma read or write: well under its SQL-variable limit
@@ -202,13 +202,14 @@ def ingest(
     """
     started = time.perf_counter()
     with ingest_lock(settings):
-        corpus = corpus_mod.load(paths)
         store = store or open_store(settings)
         if rebuild:
             store = _drop(settings, store)
         check_embedder(store, embedder)
+        stored = {pid: meta for pid, meta, _ in store.records()}
+        corpus = corpus_mod.load(paths, stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()})
         report = IngestReport(corpus=corpus)
-        plan = _plan(store, corpus, prune, report)
+        plan = _plan(store, stored, corpus, prune, report)
         _delete_papers(store, plan.delete)
         _relabel(store, plan.relabel)
         _embed_and_write(store, plan.embed, embedder, settings, report, on_progress)
@@ -242,11 +243,10 @@ def _drop(settings: Settings, store: Store) -> Store:
     return open_store(settings, client)
 
 
-def _plan(store: Store, corpus: Any, prune: bool, report: IngestReport) -> Plan:
-    stored = {pid: meta for pid, meta, _ in store.records()}
+def _plan(store: Store, stored: dict[str, dict], corpus: Corpus, prune: bool, report: IngestReport) -> Plan:
     counts = store.chunk_counts()
     wanted = {p.paper_id: p for p in corpus.papers}
-    keep = corpus.unread_paths | getattr(corpus, "damaged_paths", set())
+    keep = corpus.unread_paths | corpus.damaged_paths
     plan = Plan([], [], [], {})
     for pid in sorted(wanted):
         paper, old = wanted[pid], stored.get(pid)
@@ -370,7 +370,7 @@ def _record(paper: Paper, n_chunks: int, embedder: str = "") -> dict:
     meta = paper_to_meta(paper)
     meta.pop("abstract")
     meta.pop("paper_id")
-    meta.update(text_hash=text_hash(paper), meta_hash=meta_hash(paper), n_chunks=n_chunks)
+    meta.update(text_hash=text_hash(paper), meta_hash=meta_hash(paper), n_chunks=n_chunks, content=corpus_mod.paper_id(paper.title, paper.abstract))
     if embedder:
         meta["embedder"] = embedder
     return meta
