@@ -60,10 +60,14 @@ def _check(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return proc
 
 
-def _build_wheel(root: Path) -> Path:
-    """A wheel built from a copy of the source tree (the build writes build/ and *.egg-info beside it)."""
+def _copy_source(root: Path) -> Path:
+    """A copy of the source tree: builds write build/ and *.egg-info beside the sources."""
     src = root / "src"
     shutil.copytree(REPO, src, ignore=NOT_SOURCE)
+    return src
+
+
+def _build_wheel(src: Path, root: Path) -> Path:
     dist = root / "dist"
     _check(subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(dist), str(src)],
@@ -74,9 +78,8 @@ def _build_wheel(root: Path) -> Path:
     return wheels[0]
 
 
-def _fresh_venv(root: Path) -> tuple[Path, Path]:
+def _fresh_venv(venv: Path) -> tuple[Path, Path]:
     """A venv whose own site-packages is empty but for a line pointing at this venv's packages."""
-    venv = root / "venv"
     _check(subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True, text=True, timeout=TIMEOUT))
     site = Path(_check(subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -88,12 +91,17 @@ def _fresh_venv(root: Path) -> tuple[Path, Path]:
     return venv, site
 
 
+def _clean_env() -> dict[str, str]:
+    """This environment without RAG_* settings or anything that would put the repository on sys.path."""
+    return {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_") and k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     root = tmp_path_factory.mktemp("package")
-    wheel = _build_wheel(root)
-    venv, site = _fresh_venv(root)
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_") and k not in ("PYTHONPATH", "PYTHONHOME")}
+    wheel = _build_wheel(_copy_source(root), root)
+    venv, site = _fresh_venv(root / "venv")
+    env = _clean_env()
     env.update(HOME=str(root / "home"), XDG_DATA_HOME=str(root / "xdg"), RAG_EMBED_BACKEND="hashing", ANONYMIZED_TELEMETRY="False")
     (root / "home").mkdir()
     work = root / "elsewhere"
@@ -192,3 +200,20 @@ def test_ui_serves_and_a_sigterm_stops_the_server(installed: Installed):
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_an_editable_install_reads_the_checkout(tmp_path: Path):
+    """`pip install -e .` (the README's set-up): the files are read where they sit in the checkout."""
+    src = _copy_source(tmp_path)
+    venv, _ = _fresh_venv(tmp_path / "venv")
+    python = str(venv / "bin" / "python")
+    env = _clean_env()
+    _check(subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation", "-e", str(src)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT))
+    code = (
+        "import json, rag.config as c, rag.answer as a\n"
+        "print(json.dumps({'root': str(c.PROJECT_ROOT), 'ui': str(c.UI_DIR), 'prompt': a.load_prompt('system')[:40]}))"
+    )
+    got = json.loads(_check(subprocess.run([python, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)).stdout)
+    assert got["root"] == str(src) and got["ui"] == str(src / "ui"), got
+    assert got["prompt"] == (src / "prompts" / "system.txt").read_text()[:40]
