@@ -6,7 +6,7 @@ import streamlit as st
 
 st.set_page_config(layout="wide")  # each page titles the browser tab with its navigation name
 st.navigation([
-    st.Page("pages/ask.py", title="Ask", icon="💬", default=True),
-    st.Page("pages/corpus.py", title="Corpus", icon="📚"),
-    st.Page("pages/eval_report.py", title="Eval report", icon="📊"),
+    st.Page("views/ask.py", title="Ask", icon=":material/forum:", default=True),
+    st.Page("views/corpus.py", title="Corpus", icon=":material/library_books:"),
+    st.Page("views/eval_report.py", title="Eval report", icon=":material/monitoring:"),
 ]).run()

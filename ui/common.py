@@ -153,7 +153,7 @@ def _file_label(path: str, mtime_ns: int) -> str:
     except OSError:
         return ""
     if head and head[0].startswith("Abstract:"):
-        return "Abstracts without titles"
+        return "Untitled abstracts"
     if any(line.startswith(("Get trending papers", "Daily Papers")) for line in head[:6]):
         day = next((line for line in head[:8] if _PAGE_DATE.fullmatch(line)), "")
         return "Daily Papers" + (f", {day}" if day else "")
@@ -186,12 +186,10 @@ def paper_caption(paper: Paper) -> str:
     return " · ".join(parts)
 
 
-def source_card(n: int, hit: Hit, anchor: str, quote: tuple[int, int] | None = None, supported: bool | None = None) -> None:
-    """A numbered card: title, date, file, and the abstract with the quoted sentence highlighted."""
-    paper = hit.paper
+def paper_card(paper: Paper, anchor: str, label: str = "", flag: str = "", quote: tuple[int, int] | None = None) -> None:
+    """A card: `label` (Markdown) and title, date and file (then `flag`), and the abstract with `quote` highlighted."""
     with st.container(border=True):
-        st.subheader(f"[{n}] {md_escape(paper.display_title)}", anchor=anchor)  # the citation link's target
-        flag = "" if supported is None else (" · :green[supported]" if supported else " · :red[**unsupported citation**]")
+        st.subheader(label + md_escape(paper.display_title), anchor=anchor)  # a citation link's target
         st.caption(md_escape(paper_caption(paper)) + flag)
         text = paper.abstract
         if quote and quote[1] > quote[0]:
@@ -200,3 +198,9 @@ def source_card(n: int, hit: Hit, anchor: str, quote: tuple[int, int] | None = N
         else:
             body = md_escape(text)
         st.markdown(body)
+
+
+def source_card(n: int, hit: Hit, anchor: str, quote: tuple[int, int] | None = None, supported: bool | None = None) -> None:
+    """Source n of an answer, flagged when a citation of it is or is not backed by the quoted sentence."""
+    flag = "" if supported is None else (" · :green[supported]" if supported else " · :red[**unsupported citation**]")
+    paper_card(hit.paper, anchor, f"[{n}] ", flag, quote)
