@@ -258,18 +258,24 @@ def _print_summary(summary: dict) -> None:
     out.print(table)
 
 
+# The project's .streamlit/config.toml, as flags: an installed package has no such file beside it.
+STREAMLIT_FLAGS = ("--server.address", "127.0.0.1", "--server.headless", "true",
+                   "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer")
+
+
 @app.command()
-def ui(port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501) -> None:
-    """Start the chat UI (Streamlit) on 127.0.0.1."""
-    import subprocess
+def ui(port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8501) -> None:
+    """Start the chat UI (Streamlit) on 127.0.0.1; Ctrl-C or SIGTERM stops it."""
+    import os
 
-    from rag.config import PROJECT_ROOT
+    from rag.config import UI_DIR
 
-    app_file = PROJECT_ROOT / "ui" / "app.py"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_file), "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    cmd = [sys.executable, "-m", "streamlit", "run", str(UI_DIR / "app.py"), "--server.port", str(port), *STREAMLIT_FLAGS]
     out.print(f"Open http://127.0.0.1:{port}", highlight=False)
-    raise typer.Exit(subprocess.call(cmd, cwd=PROJECT_ROOT))
+    sys.stdout.flush()
+    # Streamlit replaces this process, so a signal sent to `rag ui` stops the server itself
+    # (a child process would outlive its parent and keep serving).
+    os.execv(sys.executable, cmd)
 
 
 @corpus_app.command("stats")

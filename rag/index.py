@@ -105,6 +105,11 @@ class Store:
             docs = got.get("documents") or [""] * len(got["ids"])
             yield from zip(got["ids"], got["metadatas"], docs)
 
+    def all_papers(self) -> Iterator[Paper]:
+        """Every stored paper (abstracts included), a page at a time: for questions about the whole corpus."""
+        for pid, meta, abstract in self.records(include_documents=True):
+            yield paper_from_meta({**meta, "paper_id": pid, "abstract": abstract})
+
     def get_papers(self, ids: Iterable[str]) -> dict[str, Paper]:
         """The papers of `ids` that are stored (unknown ids are left out)."""
         ids = list(dict.fromkeys(ids))

@@ -8,7 +8,6 @@ found, so fusion never has to guess a missing score.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -37,13 +36,6 @@ class Retriever:
 
     def paper(self, paper_id: str) -> Paper | None:
         return self.store.get_papers([paper_id]).get(paper_id)
-
-    def all_papers(self) -> Iterator[Paper]:
-        """Every stored paper (abstracts included), a page at a time: for questions about the whole corpus."""
-        from rag.types import paper_from_meta
-
-        for pid, meta, abstract in self.store.records(include_documents=True):
-            yield paper_from_meta({**meta, "paper_id": pid, "abstract": abstract})
 
     def search(self, query: str, k: int | None = None, filters: Filters = Filters(), method: Method = "hybrid") -> list[Hit]:
         """Best `k` papers for `query`; empty when the filters match no paper."""

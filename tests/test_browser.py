@@ -1,4 +1,4 @@
-"""The chat UI end to end: a real `streamlit run` server and headless Chromium driven by Playwright.
+"""The UI end to end: a real `rag ui` server and headless Chromium driven by Playwright.
 
 Needs Debian's Chromium and the `playwright` Python package (its own browser download does not
 work offline, so it drives /usr/bin/chromium):
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -24,11 +26,11 @@ from pathlib import Path
 import pytest
 
 from conftest import SMALL, free_port, stop
-from rag.config import PROJECT_ROOT
 
-APP = PROJECT_ROOT / "ui" / "app.py"
-ARTIFACTS = PROJECT_ROOT / "test-artifacts"
-INJECTION = Path(__file__).resolve().parent / "fixtures" / "ui" / "injection.jsonl"
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+UI_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ui"
+INJECTION = UI_FIXTURES / "injection.jsonl"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
@@ -81,13 +83,13 @@ class Server:
 
 
 def start_server(root: Path, corpus: Path) -> Iterator[Server]:
-    """`streamlit run ui/app.py` on a free port with its own empty index; the app builds it on first load."""
+    """`rag ui` on a free port with its own empty index (the app builds it on first load), started in
+    `root`, where it finds the eval report under eval/out."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
     env.update(RAG_DATA_DIR=str(root / "index"), RAG_CORPUS_PATHS=json.dumps([str(corpus)]))
     log = root / "streamlit.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    cmd = [sys.executable, "-m", "rag.cli", "ui", "--port", str(port)]
     started = time.perf_counter()
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
@@ -115,7 +117,9 @@ def start_server(root: Path, corpus: Path) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from start_server(tmp_path_factory.mktemp("ui_small"), SMALL)
+    root = tmp_path_factory.mktemp("ui_small")
+    shutil.copytree(UI_FIXTURES / "eval_out", root / "eval" / "out")
+    yield from start_server(root, SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -211,12 +215,67 @@ def test_fp8_answer_and_citation_link_in_a_real_browser(small_server: Server, pa
           f"(viewport {VIEWPORT['height']} px)")
     assert after["y"] < before["y"], "following the citation did not scroll to the card"
 
+    # The example questions went when the first question was asked: none is left to click in vain.
+    assert page.get_by_role("button", name=FP8_QUESTION).count() == 0
+
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "ui-answer.png"
     page.set_viewport_size({"width": 1280, "height": 1000})  # room for the answer and its card in one picture
     page.wait_for_timeout(300)
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
+    assert not page.js_errors, page.js_errors
+
+
+def overflowing_tables(page) -> list[dict]:
+    """Tables whose columns are wider than the table: the reader would have to scroll sideways."""
+    return page.evaluate(
+        """[...document.querySelectorAll('[data-testid="stDataFrame"] .dvn-scroller')]
+             .map(s => ({scroll: s.scrollWidth, client: s.clientWidth}))
+             .filter(s => s.scroll > s.client + 1)"""
+    )
+
+
+def test_pages_in_the_navigation_no_deploy_button_and_tables_that_fit(small_server: Server, page):
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    open_chat(page, small_server)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    names = [re.compile(rf"{name}$") for name in ("Ask", "Corpus", "Eval report")]  # after the icon
+    expect(nav.locator("a")).to_have_text(names)
+    assert page.locator('[data-testid="stAppDeployButton"]').count() == 0
+    assert page.get_by_role("button", name="Deploy").count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-ask.png"))
+
+    nav.get_by_text("Corpus", exact=True).click()
+    table = page.locator('[data-testid="stDataFrame"]')
+    table.wait_for(state="visible", timeout=FIRST_LOAD_TIMEOUT_MS)
+    expect(page.locator("h1")).to_have_text("Corpus")
+    page.wait_for_timeout(1000)  # the grid draws its columns after the frame appears
+    assert page.locator(".dvn-scroller").count() >= 1, "the table grid was not drawn"
+    assert not overflowing_tables(page), overflowing_tables(page)
+    box = table.bounding_box()
+    page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's tick box (header 35 px, rows 35 px)
+    card = page.locator("h3#paper")
+    expect(card).to_contain_text("Neural machine translation systems", timeout=ANSWER_TIMEOUT_MS)  # first file, first paper
+    expect(page.get_by_text("Paper id ")).to_be_visible()
+    expect(page.get_by_text("no date · Untitled abstracts (abstracts.txt)")).to_be_visible()
+    card.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "ui-corpus.png"), full_page=True)
+
+    nav.get_by_text("Eval report", exact=True).click()
+    expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(3, timeout=ANSWER_TIMEOUT_MS)
+    expect(page.get_by_text("Refusals: no unanswerable questions in this set")).to_be_visible()
+    page.wait_for_timeout(1000)
+    assert not overflowing_tables(page), overflowing_tables(page)
+    page.screenshot(path=str(ARTIFACTS / "ui-eval.png"), full_page=True)
+
+    # A page's own address goes through the same navigation (not a page list of file names).
+    page.goto(f"{small_server.url}/corpus")
+    expect(page.locator("h1")).to_have_text("Corpus", timeout=ANSWER_TIMEOUT_MS)
+    expect(nav.locator("a")).to_have_text(names)
     assert not page.js_errors, page.js_errors
 
 

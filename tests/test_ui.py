@@ -9,6 +9,7 @@ test sees another's configuration.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -16,10 +17,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from conftest import SMALL, SMALL_PAPERS, free_port
-from rag.config import PROJECT_ROOT, get_settings
+from conftest import LANG_FILE, SCI_FILE, SMALL, SMALL_PAPERS, TXT_FILE, free_port
+from rag.config import DEFAULT_CORPUS, UI_DIR, get_settings
+from rag.types import Paper
 
-APP = PROJECT_ROOT / "ui" / "app.py"
+APP = UI_DIR / "app.py"
 UI_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ui"
 FP8_QUESTION = "which papers report FP8 training speedups?"
 FP8_TITLE = "FP8 Formats Accelerate Large Language Model Pretraining Without Loss of Accuracy"
@@ -40,7 +42,7 @@ def small_index(tmp_path_factory: pytest.TempPathFactory, embedder, make_setting
 
     data_dir = tmp_path_factory.mktemp("ui_index") / "index"
     settings = make_settings(data_dir=data_dir, corpus_paths=[SMALL])
-    report = ingest([SMALL], settings, embedder, collection=open_store(settings))
+    report = ingest([SMALL], settings, embedder, store=open_store(settings))
     assert report.added == SMALL_PAPERS, report
     return data_dir
 
@@ -130,9 +132,9 @@ def test_filters_that_exclude_the_fp8_paper_change_the_sources(small_app_env, ho
         assert slider.value == (2017, 2024)  # the corpus' own range
         slider.set_range(2017, 2022).run()  # FP8 is from 2023
     else:
-        files = at.multiselect(key="sources").options
-        assert FP8_FILE in files
-        at.multiselect(key="sources").set_value([f for f in files if f != FP8_FILE]).run()
+        shown = at.multiselect(key="sources").options
+        assert shown == [f"Untitled abstracts ({TXT_FILE})", LANG_FILE, SCI_FILE]  # sorted by file name
+        at.multiselect(key="sources").set_value([f for f in (LANG_FILE, SCI_FILE, TXT_FILE) if f != FP8_FILE]).run()
     assert not at.exception, [e.value for e in at.exception]
     at = ask(at, FP8_QUESTION)
 
@@ -178,22 +180,13 @@ def test_example_questions_are_buttons_on_an_empty_chat_and_clicking_one_asks_it
     assert roles(at) == ["user", "assistant"]
 
 
-def test_example_buttons_shown_beside_the_first_answer_still_work(small_app_env):
-    """BUG: the examples are drawn before the first question is asked, so they stay on screen under
-    the first answer; clicking one then reruns with a non-empty chat, the button is not drawn, and
-    the click is dropped: the question is never asked. Expected: either no examples are shown once
-    a question has been asked, or a visible example asks its question."""
+def test_no_example_button_is_left_beside_the_first_answer(small_app_env):
+    """The examples go as soon as a question is asked: one left under the answer would rerun the page
+    with a non-empty chat when clicked, and its question would never be asked."""
     at = ask(run_app(), FP8_QUESTION)
-    visible = example_buttons(at)
-    if visible:
-        target = next(b for b in visible if b.label == UNANSWERABLE)
-        target.click().run()
-        assert not at.exception, [e.value for e in at.exception]
-        asked = [m["question"] for m in at.session_state["messages"]]
-        assert asked == [FP8_QUESTION, UNANSWERABLE], (
-            f"the example button {UNANSWERABLE!r} was visible under the first answer, but clicking it asked nothing: "
-            f"questions asked {asked}, chat {roles(at)}"
-        )
+    assert roles(at) == ["user", "assistant"]
+    assert not example_buttons(at), [b.label for b in example_buttons(at)]
+    assert subheaders(last_assistant(at))[0] == f"[1] {FP8_TITLE}"  # the answer itself is on screen
 
 
 def test_start_over_clears_the_history(small_app_env):
@@ -242,30 +235,66 @@ def test_dead_chroma_server_shows_a_readable_error(monkeypatch: pytest.MonkeyPat
 # ------------------------------------------------------------------ the Corpus and Eval pages
 
 
-def test_corpus_page_lists_the_papers_and_searches_them(small_app_env):
+def _page(name: str) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.switch_page("pages/1_Corpus.py").run()
+    at.switch_page(f"views/{name}").run()
     assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_corpus_page_lists_the_papers_and_searches_them(small_app_env):
+    at = _page("corpus.py")
     assert at.title[0].value == "Corpus"
     table = at.dataframe[0].value
     assert len(table) == SMALL_PAPERS
-    assert {"title", "date", "year", "source", "id"} <= set(table.columns)
+    assert list(table.columns) == ["title", "date", "source"]  # the rest is on the card of a picked row
     assert FP8_TITLE in set(table["title"])
-    assert table["id"].is_unique
-    assert f"{SMALL_PAPERS} papers" in [c.value for c in at.caption]
+    assert f"{SMALL_PAPERS} papers. Pick a row to read the paper." in [c.value for c in at.caption]
+    row = table[table["title"] == FP8_TITLE].iloc[0]
+    assert (row["date"], row["source"]) == ("2023-10-12", FP8_FILE)
+    undated = table[table["source"] == f"Untitled abstracts ({TXT_FILE})"]
+    assert len(undated) == 3 and set(undated["date"]) == {"no date"}
+    assert not table.isna().any().any() and "None" not in table.to_numpy().ravel().tolist()
 
     at.text_input(key="corpus_query").input("FP8 mixed-precision training").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.dataframe[0].value["title"].iloc[0] == FP8_TITLE
 
 
-def _eval_page(monkeypatch: pytest.MonkeyPatch, root: Path | None) -> AppTest:
-    """The Eval page; with `root`, PROJECT_ROOT is moved there (the page reads root/eval/out)."""
-    if root is not None:
-        monkeypatch.setattr("rag.config.PROJECT_ROOT", root)
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.switch_page("pages/2_Eval.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+def test_corpus_page_on_scraped_files_names_them_and_says_which_years_are_unknown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """The bundled corpus files are named by number and hash: the table says what each is, and a
+    listing date without a year ("Jul 14") says the year is unknown instead of passing for a full date."""
+    listing, untitled = DEFAULT_CORPUS / "003_48a1b423d80b1307.txt", DEFAULT_CORPUS / "000_a558503d1355f8be.txt"
+    _configure(monkeypatch, tmp_path / "index", [listing, untitled], RAG_EMBED_BACKEND="hashing")
+    try:
+        AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()  # the chat page builds the index
+        table = _page("corpus.py").dataframe[0].value
+    finally:
+        st.cache_resource.clear()
+    assert set(table["source"]) == {f"Daily Papers, Dec 8 ({listing.name})", f"Untitled abstracts ({untitled.name})"}
+    dates = table["date"].tolist()
+    assert all(re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}(, \d{4}| \(year unknown\))|no date", d) for d in dates), dates
+    assert any(d.endswith("(year unknown)") for d in dates) and any(d[-4:].isdigit() for d in dates), dates
+    assert not table.isna().any().any() and "None" not in table.to_numpy().ravel().tolist()
+
+
+@pytest.mark.parametrize(
+    ("year", "raw", "shown"),
+    [(2024, "2024-01-28", "2024-01-28"), (2023, "Jun 30, 2023", "Jun 30, 2023"), (None, "Jul 14", "Jul 14 (year unknown)"),
+     (None, "", "no date"), (2018, "", "2018")],
+)
+def test_dates_are_shown_as_the_source_gives_them(monkeypatch: pytest.MonkeyPatch, year, raw, shown):
+    monkeypatch.syspath_prepend(str(UI_DIR))
+    from common import shown_date
+
+    assert shown_date(Paper("p", "t", "a", date_raw=raw, year=year)) == shown
+
+
+def _eval_page(monkeypatch: pytest.MonkeyPatch, root: Path) -> AppTest:
+    """The Eval page of a UI started in `root`: it reads root/eval/out, where `rag eval` writes by default."""
+    root.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(root)
+    at = _page("eval_report.py")
     assert at.title[0].value == "Latest eval report"
     return at
 
@@ -277,23 +306,18 @@ def _assert_report(at: AppTest, results: dict) -> None:
     wrong = sum(1 for q in results["questions"] if not q["correct"])
     assert headers == ["Answers", "Retrieval", f"Answered wrongly ({wrong})"], headers
     assert len(at.dataframe) == 3
-    assert set(at.dataframe[0].value["group"]) == set(results["summary"]["answers"])
-
-
-def test_eval_page_in_the_project(small_app_env, monkeypatch: pytest.MonkeyPatch):
-    """The page as it is in this checkout: no report yet, or the report `rag eval` wrote."""
-    results = PROJECT_ROOT / "eval" / "out" / "results.json"
-    at = _eval_page(monkeypatch, None)
-    if results.exists():
-        _assert_report(at, json.loads(results.read_text()))
-    else:
-        assert [i.value for i in at.info] == ["No report yet. Run `rag eval` to write one to eval/out/."]
-        assert not at.dataframe
+    answers = at.dataframe[0].value
+    assert list(answers["group"]) == list(results["summary"]["answers"])
+    assert not [c for c in answers.columns if "refusal" in c], list(answers.columns)  # a line of their own
+    for table in at.dataframe:
+        assert "None" not in table.value.to_numpy().ravel().tolist()
 
 
 def test_eval_page_without_a_report(small_app_env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     at = _eval_page(monkeypatch, tmp_path / "root")
-    assert [i.value for i in at.info] == ["No report yet. Run `rag eval` to write one to eval/out/."]
+    info = [i.value for i in at.info]
+    assert len(info) == 1 and info[0].startswith(f"No report yet in {tmp_path / 'root' / 'eval' / 'out'}."), info
+    assert "rag eval" in info[0]
     assert not at.dataframe
 
 
@@ -304,24 +328,37 @@ def test_eval_page_renders_a_report(small_app_env, monkeypatch: pytest.MonkeyPat
     at = _eval_page(monkeypatch, tmp_path / "root")
     _assert_report(at, results)
     assert "4.2 s" in at.caption[0].value  # from timing.json
+    answers = at.dataframe[0].value
+    assert answers.loc[answers["group"] == "all", "acc"].iloc[0] == "0.500"  # 1 of the 2 questions is wrong
+    assert "Refusals: no unanswerable questions in this set" in [c.value for c in at.caption]
     wrong = at.dataframe[2].value
     assert list(wrong["id"]) == ["q-weather"]
+
+
+def test_eval_page_gives_refusal_figures_a_line(small_app_env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    out = tmp_path / "root" / "eval" / "out"
+    shutil.copytree(UI_FIXTURES / "eval_out", out)
+    results = json.loads((out / "results.json").read_text())
+    results["summary"]["answers"]["all"].update(refusal_precision=0.75, refusal_recall=None)
+    (out / "results.json").write_text(json.dumps(results))
+    at = _eval_page(monkeypatch, tmp_path / "root")
+    _assert_report(at, results)
+    assert "Refusals: precision 0.750" in [c.value for c in at.caption]
 
 
 # ------------------------------------------------------------------ a corpus from a single year
 
 
 def test_year_filter_on_a_corpus_from_a_single_year(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """BUG: when every dated paper has the same year, ticking "Only papers from these years" draws
-    `st.slider(min=year, max=year)`, which Streamlit rejects (StreamlitInvalidMinMaxError): the
-    page dies in the sidebar, with no title and no chat. Expected: the filter works (or is not
-    offered) and the chat stays usable."""
+    """When every dated paper has the same year, the year filter is a checkbox for that year, not a
+    slider with min == max (which Streamlit rejects, killing the page): the chat stays usable."""
     corpus = UI_FIXTURES / "one_year.jsonl"  # 2 papers, both from 2021
     _configure(monkeypatch, tmp_path / "index", [corpus])
     try:
         at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()  # the app ingests on first run
         assert not at.exception, [e.value for e in at.exception]
         assert "2 papers in 1 files" in " ".join(m.value for m in at.sidebar.markdown)
+        assert at.checkbox(key="use_years").label == "Only papers from 2021"
         at.checkbox(key="use_years").check().run()
         crashed = [e.value for e in at.exception]
         assert not crashed, f"ticking the year filter crashed the page: {crashed}"

@@ -6,6 +6,7 @@ Corpus text is untrusted: it is escaped for Markdown and never passed with unsaf
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 
 import streamlit as st
@@ -16,10 +17,10 @@ from rag.embed import make_embedder
 from rag.index import ingest, last_ingest, open_store
 from rag.llm import backend_name
 from rag.retrieve import Retriever
-from rag.types import Filters
-from rag.types import Hit, Paper
+from rag.types import Filters, Hit, Paper
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:>])")
+_PAGE_DATE = re.compile(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{1,2}")
 
 
 def md_escape(text: str) -> str:
@@ -39,6 +40,13 @@ def engine_for(index_version: str) -> Engine:
     """One engine per index state: re-ingesting changes the version and so rebuilds BM25 once."""
     settings, embedder, store = resources()
     return make_engine(settings, Retriever(settings, embedder, store))
+
+
+@st.cache_resource(show_spinner="Reading the index ...")
+def catalogue(index_version: str) -> list[Paper]:
+    """Every paper in the index, in corpus-file order, read once per index state."""
+    _, _, store = resources()
+    return sorted(store.all_papers(), key=lambda p: (p.source, p.positions[0] if p.positions else 0, p.paper_id))
 
 
 def index_version() -> str:
@@ -74,9 +82,10 @@ def answerer_label(engine: Engine) -> str:
 
 def sidebar(engine: Engine) -> tuple[Filters, int | None]:
     """Filters, number of sources, answerer, corpus statistics, re-ingest and upload."""
-    papers = list(engine.retriever.all_papers())
+    papers = catalogue(index_version())
     years = sorted({p.year for p in papers if p.year})
     files = sorted({s for p in papers for s in p.sources})
+    names = source_names(papers)
     with st.sidebar:
         st.header("Filters")
         year_from = year_to = None
@@ -84,7 +93,7 @@ def sidebar(engine: Engine) -> tuple[Filters, int | None]:
             year_from = year_to = years[0]
         elif len(years) > 1 and st.checkbox("Only papers from these years", key="use_years"):
             year_from, year_to = st.slider("Years", years[0], years[-1], (years[0], years[-1]), key="years")
-        sources = st.multiselect("Source files", files, key="sources")
+        sources = st.multiselect("Source files", files, key="sources", format_func=lambda f: names.get(f, f))
         k = st.select_slider(
             "Sources per answer", ["auto", *range(3, 21)], "auto", key="k",
             help=f"auto: {engine.settings.answer_k}, or {engine.settings.list_k} for a 'which papers' question",
@@ -118,8 +127,48 @@ def linked(text: str, prefix: str) -> str:
     return "\n".join(lines)
 
 
+def shown_date(paper: Paper) -> str:
+    """The date as the source gives it, saying so when it has no year (a year filter never matches it)."""
+    if paper.year is not None:
+        return paper.date_raw or str(paper.year)
+    return f"{paper.date_raw} (year unknown)" if paper.date_raw else "no date"
+
+
+@lru_cache(maxsize=256)
+def _file_label(path: str, mtime_ns: int) -> str:
+    """What a scraped corpus file is, from its first lines (its name is a number and a hash); `mtime_ns` keys the cache."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            head = [line.strip() for line in f.readlines(4096) if line.strip()]
+    except OSError:
+        return ""
+    if head and head[0].startswith("Abstract:"):
+        return "Untitled abstracts"
+    if any(line.startswith(("Get trending papers", "Daily Papers")) for line in head[:6]):
+        day = next((line for line in head[:8] if _PAGE_DATE.fullmatch(line)), "")
+        return "Daily Papers" + (f", {day}" if day else "")
+    return ""
+
+
+def source_label(name: str, paths: list[str]) -> str:
+    """A readable name for a corpus file, with the file name after it: `Daily Papers, Oct 28 (002_....txt)`."""
+    for path in paths:
+        if Path(path).name == name:
+            try:
+                label = _file_label(path, Path(path).stat().st_mtime_ns)
+            except OSError:
+                label = ""
+            return f"{label} ({name})" if label else name
+    return name
+
+
+def source_names(papers: list[Paper]) -> dict[str, str]:
+    """Readable names of every file the papers come from, by file name."""
+    return {name: source_label(name, p.paths) for p in papers for name in p.sources}
+
+
 def paper_caption(paper: Paper) -> str:
-    parts = [paper.date or paper.date_raw or "no date", ", ".join(paper.sources)]
+    parts = [shown_date(paper), ", ".join(source_label(s, paper.paths) for s in paper.sources)]
     if paper.authors:
         parts.append(f"{paper.authors} authors")
     if paper.organisation:
@@ -127,12 +176,10 @@ def paper_caption(paper: Paper) -> str:
     return " · ".join(parts)
 
 
-def source_card(n: int, hit: Hit, anchor: str, quote: tuple[int, int] | None = None, supported: bool | None = None) -> None:
-    """A numbered card: title, date, file, and the abstract with the quoted sentence highlighted."""
-    paper = hit.paper
+def paper_card(paper: Paper, anchor: str, label: str = "", flag: str = "", quote: tuple[int, int] | None = None) -> None:
+    """A card: `label` (Markdown) and title, date and file (then `flag`), and the abstract with `quote` highlighted."""
     with st.container(border=True):
-        st.subheader(f"[{n}] {md_escape(paper.display_title)}", anchor=anchor)  # the citation link's target
-        flag = "" if supported is None else (" · :green[supported]" if supported else " · :red[**unsupported citation**]")
+        st.subheader(label + md_escape(paper.display_title), anchor=anchor)  # a citation link's target
         st.caption(md_escape(paper_caption(paper)) + flag)
         text = paper.abstract
         if quote and quote[1] > quote[0]:
@@ -141,3 +188,9 @@ def source_card(n: int, hit: Hit, anchor: str, quote: tuple[int, int] | None = N
         else:
             body = md_escape(text)
         st.markdown(body)
+
+
+def source_card(n: int, hit: Hit, anchor: str, quote: tuple[int, int] | None = None, supported: bool | None = None) -> None:
+    """Source n of an answer, flagged when a citation of it is or is not backed by the quoted sentence."""
+    flag = "" if supported is None else (" · :green[supported]" if supported else " · :red[**unsupported citation**]")
+    paper_card(hit.paper, anchor, f"[{n}] ", flag, quote)

@@ -1,0 +1,96 @@
+"""The Ask page: chat with the corpus, a thin layer over rag.answer.Engine (no retrieval or prompting here)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from common import get_engine, linked, md_escape, sidebar, source_card
+from rag.answer import Conversation, Streamed, Turn
+from rag.errors import UserError
+from rag.types import Answer, Filters
+
+EXAMPLES = [
+    "which papers report FP8 training speedups?",
+    "How much does MegaScale improve model FLOPs utilization?",
+    "Which papers from 2019 are about vision-and-language pre-training?",
+    "What is the capital of Australia?",
+]
+
+
+def show_answer(answer: Answer, index: int) -> None:
+    """The checked answer with clickable [n] markers, then one card per source."""
+    prefix = f"src-{index}"
+    if answer.refused:
+        st.info(md_escape(answer.text))
+        st.caption("Closest papers:")
+    else:
+        st.markdown(linked(answer.text, prefix))
+        if answer.unsupported:
+            st.error("Unsupported: no claim in this answer kept a citation that its source backs.")
+        if answer.removed:
+            st.warning(f"Removed citations to sources that were not given: {answer.removed}")
+    if answer.notice:
+        st.caption(answer.notice)
+    cited = {c.n: c for c in answer.citations}
+    uncited = set(answer.uncited)
+    for n, hit in enumerate(answer.sources, 1):
+        c = cited.get(n)
+        if answer.refused or c or hit.paper.paper_id in uncited:
+            source_card(n, hit, f"{prefix}-{n}", (c.quote_start, c.quote_end) if c else None, c.supported if c else None)
+
+
+def ask(question: str, filters: Filters, k: int | None) -> None:
+    engine = get_engine()
+    history = Conversation([Turn(m["question"], m["answer"].text) for m in st.session_state.messages])
+    with st.chat_message("user"):
+        st.markdown(md_escape(question))
+    with st.chat_message("assistant"):
+        placeholder = st.empty()
+        text = ""
+        streamed = Streamed(engine.ask_stream(question, filters, k, history))
+        try:
+            for piece in streamed:
+                text += piece
+                placeholder.markdown(md_escape(text) + " ▌")
+        except UserError as e:
+            placeholder.error(f"{e}")
+            return
+        placeholder.empty()
+        answer = streamed.answer
+        index = len(st.session_state.messages)
+        show_answer(answer, index)
+    st.session_state.messages.append({"question": question, "answer": answer})
+
+
+def main() -> None:
+    st.session_state.setdefault("messages", [])
+    try:
+        engine = get_engine()
+    except UserError as e:
+        st.error(f"{e}")
+        st.stop()
+    filters, k = sidebar(engine)
+    st.title("Ask the abstracts")
+    if st.sidebar.button("Start over", type="primary"):
+        st.session_state.messages = []
+        st.rerun()
+    for index, message in enumerate(st.session_state.messages):
+        with st.chat_message("user"):
+            st.markdown(md_escape(message["question"]))
+        with st.chat_message("assistant"):
+            show_answer(message["answer"], index)
+    question = st.chat_input("Ask about the papers")
+    if not st.session_state.messages:
+        examples = st.empty()  # cleared once a question is asked, so no stale button is left to click
+        with examples.container():
+            st.markdown("Every claim in an answer cites a paper of the corpus, with the sentence that supports it. Try:")
+            for example in EXAMPLES:
+                if st.button(example, key=f"example-{example}"):
+                    question = example
+        if question:
+            examples.empty()
+    if question:
+        ask(question, filters, k)
+
+
+main()

@@ -1,0 +1,85 @@
+"""The Eval report page: the report `rag eval` last wrote to eval/out in the folder the UI was started from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import streamlit as st
+
+OUT = Path("eval") / "out"  # `rag eval`'s default --out, relative to the same working directory
+# Answer metrics as columns (short header, what it means); refusal figures go in a line of their own,
+# since they are blank for every group but the unanswerable questions.
+ANSWER_COLUMNS = {
+    "questions": ("n", "Questions in the group"),
+    "accuracy": ("acc", "Correct answers among all questions of the group"),
+    "precision": ("prec", "Correct among the answers that did not refuse"),
+    "citation_validity": ("valid", "Citations that name a given source"),
+    "citation_precision": ("citeP", "Cited papers that are gold"),
+    "citation_recall": ("citeR", "Gold papers that are cited"),
+    "citation_supported": ("supported", "Citations whose source backs the claim"),
+    "must_mention": ("mention", "Required names the answer mentions"),
+}
+REFUSAL = ("refusal_precision", "refusal_recall")
+
+
+def cell(value: object) -> str:
+    """A figure as text, `-` where the metric does not apply (never `None`)."""
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def answer_rows(answers: dict[str, dict]) -> list[dict[str, str]]:
+    """One row per question group; metrics this page does not know yet are kept, refusal ones dropped."""
+    rows = []
+    for group, figures in answers.items():
+        known = {ANSWER_COLUMNS[m][0]: cell(figures[m]) for m in ANSWER_COLUMNS if m in figures}
+        other = {m: cell(v) for m, v in sorted(figures.items()) if m not in ANSWER_COLUMNS and m not in REFUSAL}
+        rows.append({"group": group, **known, **other})
+    return rows
+
+
+def refusal_line(answers: dict[str, dict]) -> str:
+    figures = answers.get("all", {})
+    shown = [f"{m.split('_')[1]} {cell(figures[m])}" for m in REFUSAL if figures.get(m) is not None]
+    return "Refusals: " + ", ".join(shown) if shown else "Refusals: no unanswerable questions in this set"
+
+
+st.title("Latest eval report")
+results = OUT / "results.json"
+if not results.exists():
+    st.info(f"No report yet in {OUT.resolve()}. Run `rag eval` in that folder, or start the UI where it wrote eval/out/.")
+    st.stop()
+result = json.loads(results.read_text())
+timing = json.loads((OUT / "timing.json").read_text()) if (OUT / "timing.json").exists() else {}
+st.caption(f"{result['mode']} ({result['model']}) · {len(result['questions'])} questions · {timing.get('seconds', '?')} s")
+for png, caption in (("retrievers.png", "Retrievers"), ("answers_by_kind.png", "Answers by kind"), ("questions.png", "Per question")):
+    if (OUT / png).exists():
+        st.image(str(OUT / png), caption=caption)
+st.subheader("Answers")
+answers = result["summary"]["answers"]
+st.dataframe(
+    answer_rows(answers),
+    hide_index=True,
+    width="stretch",
+    column_config={short: st.column_config.TextColumn(short, help=meaning) for short, meaning in ANSWER_COLUMNS.values()},
+)
+st.caption(refusal_line(answers))
+st.subheader("Retrieval")
+st.dataframe(
+    [
+        {"group": g, "retriever": m, **{k: cell(v) for k, v in f.items()}}
+        for g, ms in result["summary"]["retrieval"].items() if ms for m, f in ms.items()
+    ],
+    hide_index=True,
+    width="stretch",
+)
+wrong = [r for r in result["questions"] if not r["correct"]]
+st.subheader(f"Answered wrongly ({len(wrong)})")
+st.dataframe(
+    [{"id": r["id"], "kind": r["kind"], "question": r["question"]} for r in wrong],
+    hide_index=True,
+    width="stretch",
+    column_config={"question": st.column_config.TextColumn("question", width="large")},
+)
