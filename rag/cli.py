@@ -232,7 +232,7 @@ def eval_command(
     if limits is not None:
         failures = evaluate.check_thresholds(result["summary"], limits, mode)
         for line in failures:
-            err.print(f"[red]threshold failed:[/red] {escape(line)}", highlight=False)
+            err.print(f"[red]threshold failed:[/red] {escape(line)}", highlight=False, soft_wrap=True)
         if failures:
             raise typer.Exit(1)
         out.print(f"All {mode} figures meet {check}.", highlight=False)
