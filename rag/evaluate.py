@@ -267,7 +267,7 @@ def latency(timings: list[dict]) -> dict[str, float | None]:
     firsts = [t["first_token"] for t in timings if "first_token" in t]
     return {
         "median_s": round(median(totals), 3) if totals else None,
-        "p95_s": totals[math.ceil(0.95 * len(totals)) - 1] if totals else None,
+        "p95_s": round(totals[math.ceil(0.95 * len(totals)) - 1], 3) if totals else None,
         "first_token_median_s": round(median(firsts), 3) if firsts else None,
     }
 
