@@ -223,14 +223,14 @@ def eval_command(
             engine = Engine(settings, retriever, model)
             runs[name] = evaluate.timed_run(engine, questions, out_dir / name if compare else out_dir, on_progress, judged=judge and model is not None)
     result, timing = runs[mode]
-    _print_summary(result["summary"])
+    _print_summary(evaluate.by_split(result))
     report = out_dir / mode / "report.md" if compare else out_dir / "report.md"
     out.print(f"{len(questions)} questions in {timing['seconds']:.1f} s; report: {report}", highlight=False)
     if compare:
         _print_comparison(evaluate.write_comparison(runs, out_dir), list(runs))
         out.print(f"Side by side: {out_dir / 'compare.md'}", highlight=False)
     if limits is not None:
-        failures = evaluate.check_thresholds(result["summary"], limits, mode)
+        failures = evaluate.check_thresholds(evaluate.by_split(result), limits, mode)
         for line in failures:
             err.print(f"[red]threshold failed:[/red] {escape(line)}", highlight=False, soft_wrap=True)
         if failures:
@@ -251,16 +251,16 @@ def _cell(value: object) -> str:
     return "-" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
 
 
-def _print_summary(summary: dict) -> None:
+def _print_summary(splits: dict) -> None:
     from rag.evaluate import ANSWERS
 
     metrics = ("hit@5", "recall@10", "mrr", "ndcg@10")
-    table = _table("Retrieval (answerable questions)", "split", "retriever", "hit@5", "recall@10", "MRR", "nDCG@10", labels=list(summary))
-    for split, s in summary.items():
+    table = _table("Retrieval (answerable questions)", "split", "retriever", "hit@5", "recall@10", "MRR", "nDCG@10", labels=list(splits))
+    for split, s in splits.items():
         for method, f in (s["retrieval"]["all"] or {}).items():
             table.add_row(split, method, *(_cell(f[m]) for m in metrics))
     out.print(table)
-    for split, s in summary.items():
+    for split, s in splits.items():
         table = _table(f"Answers, {split} split", "group", *(short for short, _ in ANSWERS.values()), labels=list(s["answers"]))
         for group, f in s["answers"].items():
             table.add_row(group, *(_cell(f[name]) for name in ANSWERS))

@@ -257,8 +257,15 @@ def run(engine: Engine, questions: list[Question], on_progress: Progress | None 
         if on_progress:
             on_progress(i, len(questions))
     datasets = {name: sum(r["dataset"] == name for r in rows) for name in sorted({r["dataset"] for r in rows})}
-    result = {"mode": engine.mode, "model": engine.model, "datasets": datasets, "summary": summarise(rows), "questions": rows}
+    splits = summarise(rows)
+    # "summary" covers every question run (the layout readers of results.json know); "splits" adds dev and test.
+    result = {"mode": engine.mode, "model": engine.model, "datasets": datasets, "summary": splits.pop("all"), "splits": splits, "questions": rows}
     return result, timings
+
+
+def by_split(result: dict) -> dict[str, dict]:
+    """A result's summaries keyed "dev", "test" (those run) and "all", as `summarise` returns them."""
+    return result["splits"] | {"all": result["summary"]}
 
 
 def latency(timings: list[dict]) -> dict[str, float | None]:
@@ -300,10 +307,10 @@ def read_thresholds(path: Path) -> list[tuple[str, str, str, str, float]]:
     return limits
 
 
-def check_thresholds(summary: dict, limits: list[tuple[str, str, str, str, float]], mode: str = "extractive") -> list[str]:
+def check_thresholds(splits: dict, limits: list[tuple[str, str, str, str, float]], mode: str = "extractive") -> list[str]:
     """Figures that fail their limit (see `read_thresholds`), as readable lines; empty: all pass.
 
-    Answers figures are named as in the summary, retrieval ones "retriever.metric". Figures in
+    `splits` is `summarise`'s (or `by_split`'s) output. Answers figures are named as there, retrieval ones "retriever.metric". Figures in
     LOWER_IS_BETTER are ceilings; figures that cannot fail in this mode (UNGATED) are skipped.
     """
     failures = []
@@ -311,7 +318,7 @@ def check_thresholds(summary: dict, limits: list[tuple[str, str, str, str, float
         where = f"{split}.{section}.{group}.{name}"
         if name in UNGATED.get(mode, ()):
             continue
-        node = summary.get(split, {}).get(section, {}).get(group)
+        node = splits.get(split, {}).get(section, {}).get(group)
         if node is None:
             failures.append(f"{where}: not measured in this run (no {split} questions in group {group!r})")
             continue
@@ -351,7 +358,7 @@ def legend() -> list[str]:
 def markdown(result: dict) -> str:
     counts = ", ".join(f"{name} ({n})" for name, n in result["datasets"].items())
     lines = [f"# Eval report ({result['mode']}: {result['model']})", "", f"Questions: {len(result['questions'])} from {counts}.", ""]
-    for split, s in result["summary"].items():
+    for split, s in by_split(result).items():
         gate = " (the CI gate reads this split)" if split == "test" else ""
         lines += [f"## Split: {split}{gate}", "", "### Retrieval (answerable questions)", "",
                   "| group | retriever | " + " | ".join(RETRIEVAL) + " |", "|---|---|" + "---|" * len(RETRIEVAL)]
@@ -400,7 +407,7 @@ def bars(ax: Any, labels: list[str], series: dict[str, list[float | None]]) -> N
 def plot(result: dict, out: Path) -> None:
     """Three PNGs over all questions run: retrievers by group, answer metrics per kind, pass/fail per question."""
     plt = pyplot()
-    s = result["summary"]["all"]
+    s = result["summary"]
     shown = [g for g, v in s["retrieval"].items() if v and not g.startswith("file:")]
     fig, ax = plt.subplots(figsize=(10, 4))
     bars(ax, shown, {m: [s["retrieval"][g][m]["ndcg@10"] for g in shown] for m in METHODS})
@@ -467,7 +474,7 @@ def comparison(runs: dict[str, tuple[dict, dict]]) -> list[tuple[str, list[float
     for label, name in COMPARED:
         values = []
         for result, timing in runs.values():
-            figures = result["summary"]["all"]["answers"]["all"] | timing["latency"]
+            figures = result["summary"]["answers"]["all"] | timing["latency"]
             values.append(figures[name])
         rows.append((label, values))
     return rows

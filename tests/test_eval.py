@@ -120,7 +120,9 @@ def test_figures_that_do_not_apply_are_blank():
     assert s["retrieval"]["kind:unanswerable"] is None
     lookup = s["answers"]["kind:lookup"]
     assert lookup["refusal_precision"] is None and lookup["refusal_recall"] is None and lookup["false_refusals"] == 0.0
-    report = evaluate.markdown({"mode": "extractive", "model": "m", "datasets": {"a.jsonl": 2}, "summary": summarise(rows), "questions": rows})
+    splits = summarise(rows)
+    result = {"mode": "extractive", "model": "m", "datasets": {"a.jsonl": 2}, "summary": splits.pop("all"), "splits": splits, "questions": rows}
+    report = evaluate.markdown(result)
     line = next(ln for ln in report.splitlines() if ln.startswith("| kind:unanswerable |"))
     assert line == "| kind:unanswerable | 1 | 1.000 | - | - | - | - | - | - | 1.000 | 1.000 | - |"
 
@@ -273,9 +275,10 @@ def test_eval_command_end_to_end(tmp_path, dataset):
     assert by_id["e1"]["hybrid"]["hit@5"] == 1.0 and by_id["e1"]["correct"]
     assert by_id["e3"]["answer"]["refused"] and by_id["e3"]["correct"]
     assert by_id["e1"]["extra"] == {"bm25_rank": 1} and by_id["e4"]["extra"] == {"expect": {"count": 1}}
-    assert list(result["summary"]) == ["all", "dev", "test"]  # sort_keys
-    assert result["summary"]["dev"]["answers"]["all"]["questions"] == 1
-    assert result["summary"]["test"]["answers"]["kind:unanswerable"]["citation_precision"] is None
+    assert list(result["splits"]) == ["dev", "test"]
+    assert result["splits"]["dev"]["answers"]["all"]["questions"] == 1
+    assert result["summary"]["answers"]["all"]["questions"] == 4  # every question run, as readers of results.json expect
+    assert result["splits"]["test"]["answers"]["kind:unanswerable"]["citation_precision"] is None
     for png in ("retrievers.png", "answers_by_kind.png", "questions.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     report = (out / "report.md").read_text()
@@ -401,8 +404,8 @@ def test_llm_mode_compare_and_a_validity_gate_that_can_fail(tmp_path, dataset, s
     extractive = json.loads((out / "extractive" / "results.json").read_text())
     answered = [r for r in llm["questions"] if not r["answer"]["refused"]]
     assert answered and all(r["answer"]["invalid_markers"] == 1 and r["answer"]["validity"] == 0.5 for r in answered)
-    assert llm["summary"]["test"]["answers"]["all"]["citation_validity"] == 0.5
-    assert extractive["summary"]["test"]["answers"]["all"]["citation_validity"] == 1.0
+    assert llm["splits"]["test"]["answers"]["all"]["citation_validity"] == 0.5
+    assert extractive["splits"]["test"]["answers"]["all"]["citation_validity"] == 1.0
     # the gate reads the LLM run, where raw-marker validity is gated and fails
     assert done.returncode == 1
     assert "test.answers.all.citation_validity = 0.5 is below the threshold 0.99" in done.stderr
