@@ -90,7 +90,10 @@ EDGE_CASES = {
 @pytest.mark.parametrize("cases", [_random_cases(7, 200), EDGE_CASES], ids=["random", "edge"])
 @pytest.mark.parametrize("k", [1, 3, 10, 100])
 def test_metrics_match_ranx(cases, k):
-    ranx = pytest.importorskip("ranx", reason="ranx is a test dependency: pip install ranx")
+    try:
+        import ranx
+    except ImportError:
+        pytest.fail("ranx is not installed; it is a test dependency: pip install -e '.[test]'", pytrace=False)
     qrels = ranx.Qrels({q: gold for q, (_, gold) in cases.items()})
     # ranx reads a run as scores: give strictly decreasing ones so the order is exactly ours
     run = ranx.Run({q: {doc: float(len(ranked) - i) for i, doc in enumerate(ranked)} for q, (ranked, _) in cases.items()})
