@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -214,53 +215,115 @@ def _print_answer_footer(answer: Any) -> None:
 
 @app.command("eval")
 def eval_command(
-    dataset: Annotated[Path, typer.Option(help="Question set (JSONL).")] = Path("eval/datasets/default.jsonl"),
+    dataset: Annotated[Optional[list[Path]], typer.Option(help="Question file (JSONL) or folder of them; repeatable (default: every *.jsonl in eval/datasets/).")] = None,
+    split: Annotated[str, typer.Option(help="Run only the dev or the test questions, or all.")] = "all",
     mode: Annotated[str, typer.Option(help="extractive, or llm (the configured endpoint).")] = "extractive",
+    compare: Annotated[bool, typer.Option(help="With --mode llm: run extractive on the same questions too and write compare.md.")] = False,
+    beir: Annotated[Optional[Path], typer.Option(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv): score the retrievers on it instead.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Where results.json, report.md and the plots go.")] = Path("eval/out"),
-    check: Annotated[Optional[Path], typer.Option(help="Thresholds file: exit 1 when a figure falls below it.")] = None,
+    check: Annotated[Optional[Path], typer.Option(help="Thresholds file: exit 1 when a test-split figure fails it.")] = None,
     judge: Annotated[bool, typer.Option(help="With --mode llm: also llama-index Faithfulness/Relevancy, judged by the same LLM.")] = False,
 ) -> None:
-    """Score retrieval (BM25, dense, hybrid) and answers on a question set; write a report with plots."""
+    """Score retrieval (BM25, dense, hybrid) and answers per split, file, kind and style; write a report with plots."""
     from rag import evaluate
     from rag.answer import Engine
     from rag.llm import make_chat_model
 
+    if beir:
+        return _beir_eval(beir, out_dir)
     if mode not in ("extractive", "llm"):
         raise ConfigError(f"--mode {mode!r} is not one of extractive, llm")
+    if compare and mode != "llm":
+        raise ConfigError("--compare sets extractive beside the LLM: use it with --mode llm")
+    limits = evaluate.read_thresholds(check) if check else None
     settings = get_settings()
-    questions = evaluate.load_dataset(dataset)
+    questions = evaluate.select(evaluate.load_datasets(dataset or [evaluate.DATASETS]), split)
     llm = make_chat_model(settings) if mode == "llm" else None
     if mode == "llm" and llm is None:
         raise LLMError("--mode llm needs an LLM: set RAG_LLM_BASE_URL or RAG_LLM_BACKEND=openai")
-    engine = Engine(settings, open_retriever(settings), llm)
-    with progress_bar("questions") as on_progress:
-        result, seconds = evaluate.timed_run(engine, questions, out_dir, on_progress, judged=judge)
-    _print_summary(result["summary"])
-    out.print(f"{len(questions)} questions in {seconds:.1f} s; report: {out_dir / 'report.md'}", highlight=False)
-    if check:
-        failures = evaluate.check_thresholds(result["summary"], check)
+    retriever = open_retriever(settings)
+    runs = {}
+    for name, model in ({"extractive": None, "llm": llm} if compare else {mode: llm}).items():
+        with progress_bar(f"{name} questions") as on_progress:
+            engine = Engine(settings, retriever, model)
+            runs[name] = evaluate.timed_run(engine, questions, out_dir / name if compare else out_dir, on_progress, judged=judge and model is not None)
+    result, timing = runs[mode]
+    _print_summary(evaluate.by_split(result))
+    report = out_dir / mode / "report.md" if compare else out_dir / "report.md"
+    out.print(f"{len(questions)} questions in {timing['seconds']:.1f} s; report: {report}", highlight=False)
+    if compare:
+        _print_comparison(evaluate.write_comparison(runs, out_dir), list(runs))
+        out.print(f"Side by side: {out_dir / 'compare.md'}", highlight=False)
+    if limits is not None:
+        failures = evaluate.check_thresholds(evaluate.by_split(result), limits, mode)
         for line in failures:
-            err.print(f"[red]below threshold:[/red] {escape(line)}", highlight=False)
+            err.print(f"[red]threshold failed:[/red] {escape(line)}", highlight=False, soft_wrap=True)
         if failures:
             raise typer.Exit(1)
-        out.print(f"All figures meet {check}.", highlight=False)
+        out.print(f"All {mode} figures meet {check}.", highlight=False)
 
 
-def _print_summary(summary: dict) -> None:
-    table = Table("retriever", "hit@5", "recall@10", "MRR", "nDCG@10", title="Retrieval (answerable questions)")
-    for method, f in summary["retrieval"]["all"].items():
-        table.add_row(method, *(f"{f[m]:.3f}" for m in ("hit@5", "recall@10", "mrr", "ndcg@10")))
+def _table(title: str, *columns: str, labels: list[str]) -> Table:
+    """Compact, with a first column wide enough for every label, so that no label or figure is cut."""
+    table = Table(title=title, box=None, padding=(0, 1), collapse_padding=True, pad_edge=False)
+    table.add_column(columns[0], no_wrap=True, min_width=max(map(len, [columns[0], *labels])))
+    for name in columns[1:]:
+        table.add_column(name, justify="right", no_wrap=True, min_width=max(len(name), 4))
+    return table
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
+
+
+def _print_summary(splits: dict) -> None:
+    from rag.evaluate import ANSWERS
+
+    metrics = ("hit@5", "recall@10", "mrr", "ndcg@10")
+    table = _table("Retrieval (answerable questions)", "split", "retriever", "hit@5", "recall@10", "MRR", "nDCG@10", labels=list(splits))
+    for split, s in splits.items():
+        for method, f in (s["retrieval"]["all"] or {}).items():
+            table.add_row(split, method, *(_cell(f[m]) for m in metrics))
     out.print(table)
-    table = Table("kind", "n", "acc", "prec", "valid", "citeP", "citeR", "mention", "refP", "refR", title="Answers")
-    for kind, f in summary["answers"].items():
-        cells = [f[n] for n in ("accuracy", "precision", "citation_validity", "citation_precision", "citation_recall", "must_mention", "refusal_precision", "refusal_recall")]
-        table.add_row(kind, str(f["questions"]), *("-" if v is None else f"{v:.2f}" for v in cells))
+    for split, s in splits.items():
+        table = _table(f"Answers, {split} split", "group", *(short for short, _ in ANSWERS.values()), labels=list(s["answers"]))
+        for group, f in s["answers"].items():
+            table.add_row(group, *(_cell(f[name]) for name in ANSWERS))
+        out.print(table)
+    out.print("\n".join(f"{short}: {escape(meaning)}" for short, meaning in ANSWERS.values()), style="dim", highlight=False)
+
+
+def _print_comparison(rows: list[tuple[str, list[Any]]], modes: list[str]) -> None:
+    table = _table("Extractive vs LLM (all questions run)", "figure", *modes, labels=[label for label, _ in rows])
+    for label, values in rows:
+        table.add_row(label, *(_cell(v) for v in values))
     out.print(table)
 
 
 # The project's .streamlit/config.toml, as flags: an installed package has no such file beside it.
 STREAMLIT_FLAGS = ("--server.address", "127.0.0.1", "--server.headless", "true",
                    "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer")
+
+
+def _beir_eval(folder: Path, out_dir: Path) -> None:
+    """Ingest a BEIR folder into its own collection and score the three retrievers on its test queries."""
+    from rag import beir
+
+    settings = get_settings()
+    with progress_bar("embedding") as on_progress:
+        bench = beir.prepare(folder, settings, _embedder(settings), on_progress)
+    with progress_bar("queries") as on_progress:
+        result = beir.score(bench, on_progress)
+    beir.write(result, out_dir)
+    table = _table(f"BEIR {result['dataset']}: {result['queries']} test queries", "retriever", *beir.METRICS, labels=list(result["methods"]))
+    for method, f in result["methods"].items():
+        table.add_row(method, *(f"{f[m]:.3f}" for m in beir.METRICS))
+    out.print(table)
+    out.print(
+        f"{result['indexed']} of {result['documents']} documents indexed in collection {result['collection']!r} "
+        f"({bench.ingest_s:.1f} s); results: {out_dir / 'beir.json'}, {out_dir / 'beir.png'}",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -1,37 +1,53 @@
-"""Deterministic retrieval and answer metrics: no LLM judge, same numbers on every run."""
+"""Ranking metrics as trec_eval defines them (graded gains, log2 discount); the tests check them against ranx.
+
+Gold is a set of relevant ids (grade 1 each) or a mapping id -> grade, where a grade of 0 or
+less means "judged not relevant". A ranking that lists an id twice counts it once, at its best rank.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
+
+Gold = Mapping[str, float] | Set[str]
 
 
-def _dedupe(ranked: Sequence[str]) -> list[str]:
-    """A paper listed twice counts once, at its best rank."""
-    return list(dict.fromkeys(ranked))
+def grades(gold: Gold) -> dict[str, float]:
+    """Relevant ids and their gains; judged-irrelevant ids are dropped."""
+    if isinstance(gold, Mapping):
+        return {doc: float(g) for doc, g in gold.items() if g > 0}
+    return {doc: 1.0 for doc in gold}
 
 
-def hit_at_k(ranked: Sequence[str], gold: set[str], k: int) -> float:
-    return float(bool(gold & set(_dedupe(ranked)[:k])))
+def _top(ranked: Sequence[str], k: int | None) -> list[str]:
+    unique = list(dict.fromkeys(ranked))
+    return unique if k is None else unique[:k]
 
 
-def recall_at_k(ranked: Sequence[str], gold: set[str], k: int) -> float:
-    if not gold:
+def hit_at_k(ranked: Sequence[str], gold: Gold, k: int) -> float:
+    relevant = grades(gold)
+    return float(any(doc in relevant for doc in _top(ranked, k)))
+
+
+def recall_at_k(ranked: Sequence[str], gold: Gold, k: int) -> float:
+    """Share of the relevant ids found in the top k; 0 when nothing is relevant."""
+    relevant = grades(gold)
+    if not relevant:
         return 0.0
-    return len(gold & set(_dedupe(ranked)[:k])) / len(gold)
+    return sum(doc in relevant for doc in _top(ranked, k)) / len(relevant)
 
 
-def reciprocal_rank(ranked: Sequence[str], gold: set[str]) -> float:
-    for i, pid in enumerate(_dedupe(ranked), 1):
-        if pid in gold:
-            return 1.0 / i
-    return 0.0
+def reciprocal_rank(ranked: Sequence[str], gold: Gold, k: int | None = None) -> float:
+    """1 / rank of the first relevant id within the top k (all of the ranking when k is None)."""
+    relevant = grades(gold)
+    return next((1.0 / i for i, doc in enumerate(_top(ranked, k), 1) if doc in relevant), 0.0)
 
 
-def ndcg_at_k(ranked: Sequence[str], gold: set[str], k: int) -> float:
-    """Binary-relevance nDCG: the ideal ranking puts every gold paper first."""
-    if not gold:
+def ndcg_at_k(ranked: Sequence[str], gold: Gold, k: int) -> float:
+    """nDCG@k with gain = grade: the ideal ranking lists the relevant ids best grade first."""
+    relevant = grades(gold)
+    if not relevant:
         return 0.0
-    dcg = sum(1.0 / math.log2(i + 1) for i, pid in enumerate(_dedupe(ranked)[:k], 1) if pid in gold)
-    ideal = sum(1.0 / math.log2(i + 1) for i in range(1, min(len(gold), k) + 1))
+    dcg = sum(relevant.get(doc, 0.0) / math.log2(i + 1) for i, doc in enumerate(_top(ranked, k), 1))
+    ideal = sum(g / math.log2(i + 1) for i, g in enumerate(sorted(relevant.values(), reverse=True)[:k], 1))
     return dcg / ideal

@@ -1,47 +1,27 @@
-"""Eval metrics against hand-computed values, and `rag eval` end to end on the small corpus."""
+"""The eval harness: question files and splits, figures per group, the gate, and `rag eval` end to end
+(extractive, and LLM mode against a real scripted OpenAI-compatible server) on the small corpus."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from conftest import SMALL
-from rag import metrics
-from rag.evaluate import check_thresholds, load_dataset, mentions, summarise
-from rag.errors import CorpusError
+from rag import evaluate
+from rag.errors import ConfigError, CorpusError
+from rag.evaluate import check_thresholds, load_dataset, mentions, read_thresholds, summarise
 
-
-def test_hit_and_recall():
-    ranked = ["a", "b", "c", "d"]
-    assert metrics.hit_at_k(ranked, {"c"}, 2) == 0.0
-    assert metrics.hit_at_k(ranked, {"c"}, 3) == 1.0
-    assert metrics.recall_at_k(ranked, {"a", "d", "z"}, 4) == pytest.approx(2 / 3)
-
-
-def test_duplicates_count_once_at_their_best_rank():
-    # "a" twice: the deduplicated ranking is a, b, c, so "c" is at rank 3, not 4
-    assert metrics.reciprocal_rank(["a", "a", "b", "c"], {"c"}) == pytest.approx(1 / 3)
-    assert metrics.recall_at_k(["a", "a", "b"], {"a", "b"}, 2) == 1.0
-
-
-def test_empty_gold_scores_zero_not_error():
-    assert metrics.recall_at_k(["a"], set(), 5) == 0.0
-    assert metrics.ndcg_at_k(["a"], set(), 10) == 0.0
-    assert metrics.reciprocal_rank([], {"a"}) == 0.0
-
-
-def test_ndcg_by_hand():
-    # gold at ranks 1 and 3 of 2 gold: DCG = 1 + 1/log2(4) = 1.5; IDCG = 1 + 1/log2(3)
-    expected = 1.5 / (1 + 1 / 1.5849625007)
-    assert metrics.ndcg_at_k(["g1", "x", "g2"], {"g1", "g2"}, 10) == pytest.approx(expected)
-
-
-def test_ndcg_ties_in_gold_order_do_not_matter():
-    assert metrics.ndcg_at_k(["g2", "g1"], {"g1", "g2"}, 10) == metrics.ndcg_at_k(["g1", "g2"], {"g1", "g2"}, 10) == 1.0
+THRESHOLDS = Path(__file__).resolve().parent.parent / "eval" / "thresholds.toml"
+RETRIEVAL_ROW = {k: 1.0 for k in evaluate.RETRIEVAL}
 
 
 def test_mentions_normalises_numbers_and_case():
@@ -49,34 +29,23 @@ def test_mentions_normalises_numbers_and_case():
     assert mentions("no numbers here", ["55.2%", "here"]) == 0.5
 
 
-def _row(kind, gold, refused, cited, correct):
-    return {
-        "id": kind, "kind": kind, "question": "", "gold": gold, "correct": correct,
-        "answer": {"refused": refused, "cited": cited, "validity": 1.0 if cited else None, "supported": None,
-                   "precision": (len(set(gold) & set(cited)) / len(cited)) if cited and gold else None,
-                   "recall": (len(set(gold) & set(cited)) / len(gold)) if gold else None, "mentions": 1.0 if gold else None},
-    } | ({m: {k: 1.0 for k in ("hit@5", "hit@10", "recall@5", "recall@10", "mrr", "ndcg@10")} for m in ("bm25", "dense", "hybrid")} if gold else {})
+# ---------------------------------------------------------------- question files
 
 
-def test_refusal_and_litqa_figures():
-    rows = [
-        _row("lookup", ["p1"], False, ["p1"], True),
-        _row("lookup", ["p2"], True, [], False),  # wrongly refused
-        _row("unanswerable", [], True, [], True),
-        _row("unanswerable", [], False, ["p3"], False),  # answered what the corpus does not say
-    ]
-    a = summarise(rows)["answers"]["all"]
-    assert a["refusal_precision"] == 0.5  # 2 refusals, 1 on an unanswerable
-    assert a["refusal_recall"] == 0.5  # 2 unanswerables, 1 refused
-    assert a["accuracy"] == 0.5  # 2 correct of 4
-    assert a["precision"] == 0.5  # 1 correct of the 2 answered
+def _write(path: Path, *records: dict) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
 
 
-def test_thresholds_name_the_failing_figure(tmp_path):
-    summary = {"answers": {"all": {"accuracy": 0.8}}, "retrieval": {"all": {"hybrid": {"ndcg@10": 0.9}}}}
-    floors = tmp_path / "t.toml"
-    floors.write_text('[answers.all]\naccuracy = 0.85\n[retrieval.all]\n"hybrid.ndcg@10" = 0.5\n')
-    assert check_thresholds(summary, floors) == ["answers.all.accuracy = 0.8 is below the threshold 0.85"]
+def test_records_keep_their_split_and_unknown_fields(tmp_path):
+    path = _write(
+        tmp_path / "q.jsonl",
+        {"id": "a", "question": "q?", "split": "dev", "bm25_rank": None, "expect": {"count": 12}},
+        {"id": "b", "question": "r?", "kind": "unanswerable"},
+    )
+    a, b = load_dataset(path)
+    assert (a.split, a.dataset, a.extra) == ("dev", "q.jsonl", {"bm25_rank": None, "expect": {"count": 12}})
+    assert (b.split, b.kind, b.extra) == ("test", "unanswerable", {})  # no split: gated like a test question
 
 
 def test_bad_dataset_line_is_named(tmp_path):
@@ -86,35 +55,98 @@ def test_bad_dataset_line_is_named(tmp_path):
         load_dataset(bad)
 
 
-def test_eval_command_end_to_end(tmp_path, pid_of):
-    questions = [
-        {"id": "e1", "question": "Which paper trains language models with 8-bit floating point formats?", "kind": "lookup",
-         "gold": [pid_of("FP8 Formats Accelerate")], "must_mention": ["FP8"]},
-        {"id": "e2", "question": "What is the capital of Australia?", "kind": "unanswerable", "gold": [], "must_mention": []},
+def test_unknown_split_is_named(tmp_path):
+    path = _write(tmp_path / "q.jsonl", {"id": "a", "question": "q?", "split": "train"})
+    with pytest.raises(CorpusError, match=r"q.jsonl:1: split 'train' is not one of dev, test"):
+        load_dataset(path)
+
+
+def test_a_folder_means_its_jsonl_files_in_sorted_order(tmp_path):
+    _write(tmp_path / "b.jsonl", {"id": "b1", "question": "?"})
+    _write(tmp_path / "a.jsonl", {"id": "a1", "question": "?"}, {"id": "a2", "question": "?", "split": "dev"})
+    (tmp_path / "notes.txt").write_text("not a question file")
+    questions = evaluate.load_datasets([tmp_path])
+    assert [(q.dataset, q.id) for q in questions] == [("a.jsonl", "a1"), ("a.jsonl", "a2"), ("b.jsonl", "b1")]
+    assert [q.id for q in evaluate.select(questions, "dev")] == ["a2"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError, match=r"empty: no \*.jsonl question files"):
+        evaluate.load_datasets([tmp_path / "empty"])
+
+
+def test_a_split_with_no_questions_is_an_error(tmp_path):
+    questions = load_dataset(_write(tmp_path / "q.jsonl", {"id": "a", "question": "q?"}))
+    with pytest.raises(CorpusError, match="no dev questions"):
+        evaluate.select(questions, "dev")
+    with pytest.raises(ConfigError, match="--split 'train'"):
+        evaluate.select(questions, "train")
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _row(kind, gold, refused, cited, correct, split="test", dataset="a.jsonl", style="", validity=None):
+    answer = {
+        "refused": refused, "cited": cited, "validity": validity if validity is not None else (1.0 if cited else None),
+        "supported": 1.0 if cited else None,
+        "precision": (len(set(gold) & set(cited)) / len(cited)) if cited and gold else None,
+        "recall": (len(set(gold) & set(cited)) / len(gold)) if gold else None, "mentions": 1.0 if gold else None,
+    }
+    row = {"id": kind, "dataset": dataset, "split": split, "kind": kind, "style": style, "question": "", "gold": gold,
+           "correct": correct, "answer": answer}
+    return row | ({m: dict(RETRIEVAL_ROW) for m in evaluate.METHODS} if gold else {})
+
+
+def test_refusal_false_refusal_and_litqa_figures():
+    rows = [
+        _row("lookup", ["p1"], False, ["p1"], True),
+        _row("lookup", ["p2"], True, [], False),  # wrongly refused
+        _row("unanswerable", [], True, [], True),
+        _row("unanswerable", [], False, ["p3"], False),  # answered what the corpus does not say
     ]
-    dataset = tmp_path / "mine.jsonl"
-    dataset.write_text("\n".join(json.dumps(q) for q in questions))
-    env = {"RAG_DATA_DIR": str(tmp_path / "index"), "RAG_CORPUS_PATHS": json.dumps([str(SMALL)]), "PATH": "/usr/bin:/bin"}
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "rag.cli", "eval", "--dataset", str(dataset), "--out", str(out)]
-    first = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr
-    result = json.loads((out / "results.json").read_text())
-    by_id = {r["id"]: r for r in result["questions"]}
-    assert by_id["e1"]["hybrid"]["hit@5"] == 1.0
-    assert by_id["e1"]["correct"] and by_id["e2"]["answer"]["refused"]
-    for png in ("retrievers.png", "answers_by_kind.png", "questions.png"):
-        assert (out / png).read_bytes()[:4] == b"\x89PNG"
-    assert "## Retrieval" in (out / "report.md").read_text()
-    again = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and json.loads((out / "results.json").read_text()) == result
+    a = summarise(rows)["test"]["answers"]["all"]
+    assert a["refusal_precision"] == 0.5  # 2 refusals, 1 on an unanswerable
+    assert a["refusal_recall"] == 0.5  # 2 unanswerables, 1 refused
+    assert a["false_refusals"] == 0.5  # 2 answerable, 1 refused
+    assert a["accuracy"] == 0.5  # 2 correct of 4
+    assert a["precision"] == 0.5  # 1 correct of the 2 answered
+
+
+def test_figures_that_do_not_apply_are_blank():
+    rows = [_row("lookup", ["p1"], False, ["p1"], True), _row("unanswerable", [], True, [], True)]
+    s = summarise(rows)["test"]
+    unanswerable = s["answers"]["kind:unanswerable"]
+    for name in ("citation_precision", "citation_recall", "must_mention", "false_refusals", "citation_validity", "precision"):
+        assert unanswerable[name] is None, name
+    assert s["retrieval"]["kind:unanswerable"] is None
+    lookup = s["answers"]["kind:lookup"]
+    assert lookup["refusal_precision"] is None and lookup["refusal_recall"] is None and lookup["false_refusals"] == 0.0
+    splits = summarise(rows)
+    result = {"mode": "extractive", "model": "m", "datasets": {"a.jsonl": 2}, "summary": splits.pop("all"), "splits": splits, "questions": rows}
+    report = evaluate.markdown(result)
+    line = next(ln for ln in report.splitlines() if ln.startswith("| kind:unanswerable |"))
+    assert line == "| kind:unanswerable | 1 | 1.000 | - | - | - | - | - | - | 1.000 | 1.000 | - |"
+
+
+def test_every_figure_per_split_file_kind_and_style():
+    rows = [
+        _row("lookup", ["p1"], False, ["p1"], True, split="dev", dataset="b.jsonl", style="paraphrase"),
+        _row("lookup", ["p2"], False, ["p9"], False, split="test", dataset="a.jsonl", style="lexical"),
+        _row("multi", ["p3"], False, ["p3"], True, split="test", dataset="b.jsonl", style="lexical"),
+    ]
+    s = summarise(rows)
+    assert list(s) == ["dev", "test", "all"]
+    assert list(s["all"]["answers"]) == ["all", "file:a.jsonl", "file:b.jsonl", "kind:lookup", "kind:multi", "style:lexical", "style:paraphrase"]
+    assert s["dev"]["answers"]["all"]["questions"] == 1 and s["test"]["answers"]["all"]["questions"] == 2
+    assert s["test"]["answers"]["all"]["accuracy"] == 0.5
+    assert s["all"]["answers"]["file:b.jsonl"]["accuracy"] == 1.0
+    assert s["all"]["answers"]["kind:lookup"]["citation_precision"] == 0.5
 
 
 def test_judged_metrics_are_reported_apart():
     rows = [_row("lookup", ["p1"], False, ["p1"], True) | {"judge": {"faithfulness": 1.0, "relevancy": 0.0}}]
     summary = summarise(rows)
-    assert summary["judged"]["all"] == {"faithfulness": 1.0, "relevancy": 0.0}
-    assert "faithfulness" not in summary["answers"]["all"]
+    assert summary["test"]["judged"]["all"] == {"faithfulness": 1.0, "relevancy": 0.0}
+    assert "faithfulness" not in summary["test"]["answers"]["all"]
 
 
 def test_judge_runs_llama_index_evaluators_through_our_chat_model():
@@ -137,3 +169,249 @@ def test_judge_runs_llama_index_evaluators_through_our_chat_model():
     assert judge(answer, yes) == {"faithfulness": 1.0, "relevancy": 1.0}
     assert judge(answer, no) == {"faithfulness": 0.0, "relevancy": 0.0}
     assert any("1.43x end-to-end" in p for p in yes.prompts)  # the abstract reached the judge
+
+
+def test_latency_median_and_p95():
+    timings = [{"total": t / 10, **({"first_token": t / 100} if t % 2 else {})} for t in range(1, 21)]
+    assert evaluate.latency(timings) == {"median_s": 1.05, "p95_s": 1.9, "first_token_median_s": 0.1}
+
+
+# ---------------------------------------------------------------- the gate
+
+
+def _limits(tmp_path: Path, text: str) -> list:
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    return read_thresholds(path)
+
+
+def test_thresholds_read_the_test_split_and_name_the_failing_figure(tmp_path):
+    rows = [_row("lookup", ["p1"], False, ["p1"], True, split="test"), _row("lookup", ["p2"], True, [], False, split="dev")]
+    limits = _limits(tmp_path, '[test.answers.all]\naccuracy = 0.9\nfalse_refusals = 0.1\n[test.retrieval.all]\n"hybrid.ndcg@10" = 0.5\n')
+    summary = summarise(rows)
+    assert check_thresholds(summary, limits) == []  # the failing dev question is not gated
+    summary["test"]["answers"]["all"] |= {"accuracy": 0.8, "false_refusals": 0.2}
+    assert check_thresholds(summary, limits) == [
+        "test.answers.all.accuracy = 0.8 is below the threshold 0.9",
+        "test.answers.all.false_refusals = 0.2 is above the ceiling 0.1",
+    ]
+
+
+def test_citation_validity_is_gated_in_llm_mode_only(tmp_path):
+    summary = summarise([_row("lookup", ["p1"], False, ["p1"], True, validity=0.5)])
+    limits = _limits(tmp_path, "[test.answers.all]\ncitation_validity = 0.99\n")
+    assert check_thresholds(summary, limits, "extractive") == []
+    assert check_thresholds(summary, limits, "llm") == ["test.answers.all.citation_validity = 0.5 is below the threshold 0.99"]
+
+
+def test_thresholds_for_a_split_not_run_fail_with_a_reason(tmp_path):
+    summary = summarise([_row("lookup", ["p1"], False, ["p1"], True, split="dev")])
+    limits = _limits(tmp_path, "[test.answers.all]\naccuracy = 0.5\n[dev.answers.all]\nno_such_figure = 0.5\n")
+    assert check_thresholds(summary, limits) == [
+        "dev.answers.all.no_such_figure: no such figure, or it does not apply to these questions",
+        "test.answers.all.accuracy: not measured in this run (no test questions in group 'all')",
+    ]
+
+
+@pytest.mark.parametrize("text", ["[answers.all]\naccuracy = 0.9\n", "[test.answers.all]\naccuracy = 'high'\n", "not = [toml"])
+def test_a_malformed_thresholds_file_is_one_clear_error(tmp_path, text):
+    with pytest.raises(ConfigError, match=r"t.toml: (expected tables such as \[test.answers.all\]|not valid TOML)"):
+        _limits(tmp_path, text)
+
+
+def test_the_project_thresholds_name_only_real_figures():
+    limits = read_thresholds(THRESHOLDS)
+    assert {split for split, *_ in limits} == {"test"}
+    for _, section, _, name, _ in limits:
+        if section == "answers":
+            assert name in evaluate.ANSWERS, name
+        else:
+            method, metric = name.split(".")
+            assert method in evaluate.METHODS and metric in evaluate.RETRIEVAL, name
+    assert {"false_refusals", "citation_validity", "refusal_recall"} <= {name for *_, name, _ in limits}
+
+
+# ---------------------------------------------------------------- `rag eval` end to end
+
+
+def _questions(pid_of) -> list[dict]:
+    return [
+        {"id": "e1", "split": "dev", "question": "Which paper trains language models with 8-bit floating point formats?",
+         "kind": "lookup", "style": "lexical", "gold": [pid_of("FP8 Formats Accelerate")], "must_mention": ["FP8"], "bm25_rank": 1},
+        {"id": "e2", "split": "test", "question": "How is the three-dimensional structure of proteins predicted from amino acid sequences?",
+         "kind": "lookup", "style": "paraphrase", "gold": [pid_of("Protein Tertiary")], "must_mention": ["attention"]},
+        {"id": "e3", "split": "test", "question": "What is the capital of Australia?", "kind": "unanswerable", "gold": [], "must_mention": []},
+        {"id": "e4", "split": "test", "question": "Which papers use federated learning on phones with differential privacy?",
+         "kind": "multi", "style": "lexical", "gold": [pid_of("Differentially Private Federated")], "must_mention": [], "expect": {"count": 1}},
+    ]
+
+
+def _env(tmp_path: Path, index: str = "index", **extra: str) -> dict[str, str]:
+    return {
+        "RAG_DATA_DIR": str(tmp_path / index), "RAG_CORPUS_PATHS": json.dumps([str(SMALL)]), "RAG_EMBED_BACKEND": "hashing",
+        "PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path)), "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "COLUMNS": "80", **extra,
+    }
+
+
+def _rag_eval(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rag.cli", "eval", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def dataset(tmp_path, pid_of) -> Path:
+    return _write(tmp_path / "mine.jsonl", *_questions(pid_of))
+
+
+@pytest.mark.slow  # `rag eval` in subprocesses
+def test_eval_command_end_to_end(tmp_path, dataset):
+    out = tmp_path / "out"
+    floors = tmp_path / "t.toml"
+    floors.write_text("[test.answers.all]\nrefusal_recall = 1.0\nfalse_refusals = 0.0\n[test.retrieval.all]\n\"bm25.hit@10\" = 1.0\n")
+    done = _rag_eval(tmp_path, _env(tmp_path), "--dataset", str(dataset), "--out", str(out), "--check", str(floors))
+    assert done.returncode == 0, done.stderr
+    result = json.loads((out / "results.json").read_text())
+    by_id = {r["id"]: r for r in result["questions"]}
+    assert by_id["e1"]["hybrid"]["hit@5"] == 1.0 and by_id["e1"]["correct"]
+    assert by_id["e3"]["answer"]["refused"] and by_id["e3"]["correct"]
+    assert by_id["e1"]["extra"] == {"bm25_rank": 1} and by_id["e4"]["extra"] == {"expect": {"count": 1}}
+    assert list(result["splits"]) == ["dev", "test"]
+    assert result["splits"]["dev"]["answers"]["all"]["questions"] == 1
+    assert result["summary"]["answers"]["all"]["questions"] == 4  # every question run, as readers of results.json expect
+    assert result["splits"]["test"]["answers"]["kind:unanswerable"]["citation_precision"] is None
+    for png in ("retrievers.png", "answers_by_kind.png", "questions.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    report = (out / "report.md").read_text()
+    assert "## Split: test (the CI gate reads this split)" in report and "## Split: dev" in report
+    timing = json.loads((out / "timing.json").read_text())
+    assert [t["id"] for t in timing["per_question"]] == ["e1", "e2", "e3", "e4"] and timing["latency"]["median_s"] > 0
+    # the terminal tables keep every label whole in 80 columns, and the gate passed on the test split
+    assert "kind:unanswerable" in done.stdout and "…" not in done.stdout
+    assert "All extractive figures meet" in done.stdout
+
+    dev_only = _rag_eval(tmp_path, _env(tmp_path), "--dataset", str(dataset), "--out", str(tmp_path / "dev"), "--split", "dev", "--check", str(floors))
+    assert dev_only.returncode == 1
+    assert "test.answers.all.refusal_recall: not measured in this run" in dev_only.stderr
+    assert "Traceback" not in dev_only.stderr
+
+
+@pytest.mark.slow  # `rag eval` in subprocesses
+def test_results_do_not_depend_on_the_hash_seed(tmp_path, dataset):
+    outputs = []
+    for seed in ("1", "2024"):
+        out = tmp_path / f"out{seed}"
+        done = _rag_eval(tmp_path, _env(tmp_path, f"index{seed}", PYTHONHASHSEED=seed), "--dataset", str(dataset), "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        outputs.append(((out / "results.json").read_text(), (out / "report.md").read_text()))
+    assert outputs[0] == outputs[1]
+    assert '"mode": "extractive"' in outputs[0][0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--compare"], "--compare sets extractive beside the LLM: use it with --mode llm"),
+        (["--mode", "llm"], "--mode llm needs an LLM"),
+        (["--split", "train"], "--split 'train' is not one of dev, test, all"),
+        (["--check", "missing.toml"], "missing.toml: no such thresholds file"),
+        (["--beir", "no-such-folder"], "no-such-folder: no such folder"),
+    ],
+)
+def test_eval_command_mistakes_are_user_errors(dataset, args, message):
+    """Each ends in one UserError line (rag.cli.main prints it) before any index is opened."""
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+    from rag.errors import UserError
+
+    result = CliRunner().invoke(app, ["eval", "--dataset", str(dataset), *args])
+    assert isinstance(result.exception, UserError) and message in str(result.exception)
+    assert not Path("index").exists() and not Path("data").exists()
+
+
+# ---------------------------------------------------------------- LLM mode against a scripted endpoint
+
+
+class ScriptedEndpoint:
+    """A real OpenAI-compatible chat endpoint on 127.0.0.1 that streams one scripted answer per request:
+    the first sentence of source 1, cited [1], then a claim cited [99], a source it was never given."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                endpoint.requests += 1
+                body = "".join(_sse(piece) for piece in _pieces(_reply(request["messages"][-1]["content"]))) + _sse("", "stop")
+                data = (body + "data: [DONE]\n\n").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data)
+                self.close_connection = True
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _reply(prompt: str) -> str:
+    source = re.search(r'<source id="1"[^>]*>\n(.*?)\n</source>', prompt, re.S)
+    first = re.split(r"(?<=\.)\s+", source.group(1))[0] if source else "Nothing was given."
+    return f"{first} [1] The same result was confirmed in a later study [99]."
+
+
+def _pieces(text: str) -> list[str]:
+    return [text[i : i + 20] for i in range(0, len(text), 20)]
+
+
+def _sse(piece: str, finish: str | None = None) -> str:
+    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "scripted",
+             "choices": [{"index": 0, "delta": {"content": piece} if piece else {}, "finish_reason": finish}]}
+    return f"data: {json.dumps(chunk)}\n\n"
+
+
+@pytest.fixture
+def scripted_endpoint() -> Iterator[ScriptedEndpoint]:
+    server = ScriptedEndpoint()
+    yield server
+    server.close()
+
+
+@pytest.mark.slow  # `rag eval` in subprocesses
+def test_llm_mode_compare_and_a_validity_gate_that_can_fail(tmp_path, dataset, scripted_endpoint):
+    out = tmp_path / "out"
+    env = _env(tmp_path, RAG_LLM_BASE_URL=scripted_endpoint.base_url, RAG_LLM_MODEL="scripted", RAG_LLM_TIMEOUT="30")
+    done = _rag_eval(tmp_path, env, "--dataset", str(dataset), "--mode", "llm", "--compare", "--out", str(out), "--check", str(THRESHOLDS))
+    assert scripted_endpoint.requests >= 3  # the answerable questions reached the LLM
+    llm = json.loads((out / "llm" / "results.json").read_text())
+    extractive = json.loads((out / "extractive" / "results.json").read_text())
+    answered = [r for r in llm["questions"] if not r["answer"]["refused"]]
+    assert answered and all(r["answer"]["invalid_markers"] == 1 and r["answer"]["validity"] == 0.5 for r in answered)
+    assert llm["splits"]["test"]["answers"]["all"]["citation_validity"] == 0.5
+    assert extractive["splits"]["test"]["answers"]["all"]["citation_validity"] == 1.0
+    # the gate reads the LLM run, where raw-marker validity is gated and fails
+    assert done.returncode == 1
+    assert "test.answers.all.citation_validity = 0.5 is below the threshold 0.99" in done.stderr
+    compare = (out / "compare.md").read_text()
+    assert "| figure | extractive | llm |" in compare
+    assert "| citation validity (raw markers) | 1.000 | 0.500 |" in compare
+    assert re.search(r"\| median time to first token \(s\) \| [\d.]+ \| [\d.]+ \|", compare)
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    assert "citation validity (raw markers)" in done.stdout
