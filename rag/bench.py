@@ -155,8 +155,12 @@ def measure(names: list[str], runs: int, fn: Callable[[int], dict[str, float]], 
             say(f"run {run + 1}/{runs}: " + ", ".join(f"{n} {got[n]:.3g}" for n in names) + f"  (load {load[0]:.2f})")
     except Exception as e:  # the code under test may raise anything: record it and go on
         say(f"[red]failed[/red]: {escape(one_line(e))}")
-        return {name: Figure(load=load, error=one_line(e)) for name in names}
+        return {name: Figure(load=load, error=one_line(e)) for name in names}  # keep the load: it may explain a timeout
     return {name: Figure(statistics.median(v), [round(x, 6) for x in v], load) for name, v in samples.items()}
+
+
+def failed(names: list[str], error: str) -> dict[str, Figure]:
+    return {name: Figure(error=error) for name in names}
 
 
 def derived(fn: Callable[..., float], *inputs: Figure) -> Figure:
@@ -504,9 +508,12 @@ class Bench:
         started = time.perf_counter()
         shutil.rmtree(self.work, ignore_errors=True)
         self.o.out.mkdir(parents=True, exist_ok=True)
-        result = {"meta": self.meta(), "model": self.model_block(), "sizes": [self.size_block(n) for n in self.o.sizes]}
-        result["meta"].update(load_end=[round(x, 2) for x in os.getloadavg()], elapsed_s=round(time.perf_counter() - started, 1))
+        meta = self.meta()
+        model = self.model_block()
+        sizes = [self.size_block(n, model["figures"]["minilm_load_query_s"]) for n in self.o.sizes]
+        meta.update(load_end=[round(x, 2) for x in os.getloadavg()], elapsed_s=round(time.perf_counter() - started, 1))
         shutil.rmtree(self.work, ignore_errors=True)
+        result = json.loads(json.dumps({"meta": meta, "model": model, "sizes": sizes}, default=asdict))
         (self.o.out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
         plot(result, self.o.out / "bench.png")
         return result
@@ -531,18 +538,21 @@ class Bench:
         }
 
     def model_block(self) -> dict:
-        """MiniLM on a sample of real abstracts: its raw rate, ingest rate, and cold load cost."""
+        """MiniLM on the first abstracts of the default corpus: raw rate, ingest rate, cold load cost."""
         from rag import corpus
         from rag.embed import MiniLMEmbedding
         from rag.index import ingest
 
         say = self.say(f"MiniLM, {self.o.model_sample} abstracts")
         path = self.work / "model-sample.jsonl"
-        papers = corpus.load([DEFAULT_CORPUS]).papers[: self.o.model_sample]
-        write_jsonl(path, ({"title": p.title, "abstract": p.abstract, "date": p.date_raw} for p in papers))
-        embedder = MiniLMEmbedding()
+        try:
+            papers = corpus.load([DEFAULT_CORPUS]).papers[: self.o.model_sample]
+            write_jsonl(path, ({"title": p.title, "abstract": p.abstract, "date": p.date_raw} for p in papers))
+            embedder = MiniLMEmbedding()
+            n, texts = chunk_texts(path, embedder, CHUNK_TOKENS)  # loads the model, so no run pays for it
+        except Exception as e:  # e.g. the model package is missing: the rest of the bench still runs
+            return {"papers": 0, "chunks": 0, "figures": failed(list(MODEL_FIGURES), one_line(e))}
         store = EmbeddedStore(self.work / "model", path, embed_backend="onnx")
-        n, texts = chunk_texts(path, embedder, CHUNK_TOKENS)
 
         def ingest_run(run: int) -> dict[str, float]:
             settings = store.reset(run)
@@ -550,39 +560,48 @@ class Bench:
                 seconds, _ = timed(lambda: ingest([path], settings, embedder, on_progress=progress))
             return {"minilm_ingest_papers_per_s": n / seconds}
 
-        figures = {
-            **measure(["minilm_raw_papers_per_s"], self.o.runs,
-                      lambda _: {"minilm_raw_papers_per_s": n / timed(lambda: embedder.get_text_embedding_batch(texts))[0]}, say),
-            **measure(["minilm_ingest_papers_per_s"], self.o.runs, ingest_run, say),
-            **measure(["minilm_load_query_s"], self.o.runs, lambda _: model_load_query(self.o.out), say),
-        }
-        figures["minilm_ingest_vs_raw"] = derived(lambda a, b: a / b, figures["minilm_ingest_papers_per_s"], figures["minilm_raw_papers_per_s"])
-        self.model_figures = figures
-        return {"papers": n, "chunks": len(texts), "figures": {k: asdict(figures[k]) for k in MODEL_FIGURES}}
+        def raw_run(_: int) -> dict[str, float]:
+            return {"minilm_raw_papers_per_s": n / timed(lambda: embedder.get_text_embedding_batch(texts))[0]}
 
-    def size_block(self, chunks: int) -> dict:
+        f = measure(["minilm_raw_papers_per_s"], 1, raw_run, say)  # once: a pass takes minutes, the ratio is what matters
+        f |= measure(["minilm_ingest_papers_per_s"], 1, ingest_run, say)
+        f |= measure(["minilm_load_query_s"], self.o.runs, lambda _: model_load_query(self.o.out), say)
+        f["minilm_ingest_vs_raw"] = derived(lambda a, b: a / b, f["minilm_ingest_papers_per_s"], f["minilm_raw_papers_per_s"])
+        return {"papers": n, "chunks": len(texts), "figures": {k: f[k] for k in MODEL_FIGURES}}
+
+    def size_block(self, chunks: int, minilm_load: Figure) -> dict:
+        """Build the corpus of about `chunks` chunks, time the raw embedder on it, then every store."""
         from rag import corpus
 
         say = self.say(f"{chunks:,} chunks")
         path = self.o.out / f"corpus-{chunks}.jsonl"
-        sentences, titles = sentence_pool(corpus.load([DEFAULT_CORPUS]).papers)
-        write_jsonl(path, synth_rows(max(1, round(chunks / 2)), SEED, sentences, titles))
-        papers, texts = chunk_texts(path, self.embedder, CHUNK_TOKENS)
-        synth = SynthCorpus(path, papers, texts)
-        say(f"corpus {path.name}: {synth.papers:,} papers, {synth.chunks:,} chunks")
-        raw = measure(["raw_embed_papers_per_s"], self.o.runs,
-                      lambda _: {"raw_embed_papers_per_s": papers / timed(lambda: self.embedder.get_text_embedding_batch(texts))[0]}, say)
+        block: dict[str, Any] = {"target_chunks": chunks, "papers": 0, "chunks": 0, "corpus": path.name}
         stores: list[type[Store]] = [EmbeddedStore] + ([ServerStore] if self.o.server else [])
-        return {
-            "target_chunks": chunks,
+        try:
+            sentences, titles = sentence_pool(corpus.load([DEFAULT_CORPUS]).papers)
+            write_jsonl(path, synth_rows(max(1, round(chunks / 2)), SEED, sentences, titles))
+            synth = SynthCorpus(path, *chunk_texts(path, self.embedder, CHUNK_TOKENS))
+        except Exception as e:  # the corpus is read and chunked by the code under test, which may crash
+            say(f"[red]failed[/red]: {escape(one_line(e))}")
+            return block | {"figures": failed(list(SIZE_FIGURES), one_line(e)),
+                            "stores": {cls.name: failed(list(STORE_FIGURES), one_line(e)) for cls in stores}}
+        say(f"corpus {path.name}: {synth.papers:,} papers, {synth.chunks:,} chunks")
+
+        def raw_run(_: int) -> dict[str, float]:
+            return {"raw_embed_papers_per_s": synth.papers / timed(lambda: self.embedder.get_text_embedding_batch(synth.texts))[0]}
+
+        raw = measure(["raw_embed_papers_per_s"], self.o.runs, raw_run, say)
+        return block | {
             "papers": synth.papers,
             "chunks": synth.chunks,
-            "corpus": path.name,
-            "figures": {k: asdict(v) for k, v in raw.items()},
-            "stores": {cls.name: self.store_block(cls(self.work / str(chunks) / cls.name, path), synth, raw["raw_embed_papers_per_s"]) for cls in stores},
+            "figures": raw,
+            "stores": {
+                cls.name: self.store_block(cls(self.work / str(chunks) / cls.name, path), synth, raw["raw_embed_papers_per_s"], minilm_load)
+                for cls in stores
+            },
         }
 
-    def store_block(self, store: Store, synth: SynthCorpus, raw: Figure) -> dict:
+    def store_block(self, store: Store, synth: SynthCorpus, raw: Figure, minilm_load: Figure) -> dict[str, Figure]:
         """Every per-index figure for one store; the index of the last ingest run serves the later steps."""
         from rag.index import ingest
 
@@ -614,12 +633,12 @@ class Bench:
         try:
             f = measure(["ingest_s", "ingest_papers_per_s"], self.o.runs, ingest_run, say)
             for names, runs, fn in later:  # without an index there is nothing to time
-                f |= measure(names, runs, fn, say) if f["ingest_s"].error is None else {n: Figure(error="not measured: the ingest failed") for n in names}
+                f |= measure(names, runs, fn, say) if f["ingest_s"].error is None else failed(names, "not measured: the ingest failed")
         finally:
             store.close()
         f["ingest_vs_raw"] = derived(lambda a, b: a / b, f["ingest_papers_per_s"], raw)
-        f["cold_search_minilm_s"] = derived(lambda a, b: a + b, f["cold_search_s"], self.model_figures["minilm_load_query_s"])
-        return {k: asdict(f[k]) for k in STORE_FIGURES}
+        f["cold_search_minilm_s"] = derived(lambda a, b: a + b, f["cold_search_s"], minilm_load)
+        return {k: f[k] for k in STORE_FIGURES}
 
 
 def run(options: Options, console: Console) -> dict:
