@@ -100,7 +100,6 @@ class Options:
     server: bool = True
     out: Path = Path("bench-out")
     model_sample: int = MODEL_SAMPLE
-    quick: bool = False
 
 
 def parse_options(
@@ -122,7 +121,7 @@ def parse_options(
     sample = model_sample if model_sample is not None else (QUICK_MODEL_SAMPLE if quick else MODEL_SAMPLE)
     if sample < 1:
         raise ConfigError(f"--model-sample {sample}: give at least 1 abstract")
-    return Options(chunk_sizes, runs, server, out, sample, quick)
+    return Options(chunk_sizes, runs, server, out, sample)
 
 
 # ---------------------------------------------------------------- figures
@@ -139,8 +138,10 @@ class Figure:
 
 
 def one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return redact(f"{type(e).__name__}: {text[-1] if text else ''}".rstrip(": ")[:300])
+    """The last line of an error (where tracebacks put the cause), with its type unless it is ours."""
+    lines = str(e).strip().splitlines()
+    kind = "" if isinstance(e, StepFailed) else f"{type(e).__name__}: "
+    return redact(f"{kind}{lines[-1] if lines else ''}".rstrip(": ")[:300])
 
 
 def measure(names: list[str], runs: int, fn: Callable[[int], dict[str, float]], say: Callable[[str], None]) -> dict[str, Figure]:
@@ -686,8 +687,12 @@ def _failures(result: dict) -> dict[str, dict[str, list[str]]]:
     return out
 
 
+_STYLE = {"embedded": {"marker": "o", "linestyle": "-"}, "server": {"marker": "s", "linestyle": "--", "fillstyle": "none", "markersize": 9}}
+
+
 def plot(result: dict, path: Path) -> None:
-    """Cold start, warm p95, ingest rate and peak memory against corpus size; failed points as red crosses."""
+    """Cold start, warm p95, ingest rate and peak memory against corpus size (embedded: filled circles, solid;
+    server: open squares, dashed); failed points as red crosses on the axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -709,8 +714,7 @@ def plot(result: dict, path: Path) -> None:
                 ok = [(x, y) for x, y in points if y is not None]
                 failed_x += [x for x, y in points if y is None]
                 if ok:
-                    ax.plot(*zip(*ok), marker="o", color=f"C{names.index(name)}", linestyle="-" if store == "embedded" else "--",
-                            label=f"{name} ({store})")
+                    ax.plot(*zip(*ok), color=f"C{names.index(name)}", label=f"{name} ({store})", **_STYLE[store])
         if failed_x:
             ax.plot(failed_x, [0] * len(failed_x), "rx", markersize=10, label="failed (see bench.json)")
         ax.set(title=title, xlabel="chunks", ylabel=unit, xscale="log")
