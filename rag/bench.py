@@ -234,12 +234,17 @@ def write_jsonl(path: Path, rows: Iterator[dict]) -> None:
 
 
 def chunk_texts(path: Path, embedder: Any, max_tokens: int) -> tuple[int, list[str]]:
-    """(papers, embedder input per chunk) of a corpus file, chunked exactly as ingest chunks it."""
+    """(papers, embedder input per chunk) of a corpus file, chunked exactly as ingest chunks it.
+
+    Sorted by length, the embedder's best case (each batch pads little), so the raw rate is a
+    ceiling that ingest can approach but not pass.
+    """
     from rag import corpus
     from rag.chunk import chunk_paper, embed_text
 
     papers = corpus.load([path]).papers
-    return len(papers), [embed_text(p, c.text) for p in papers for c in chunk_paper(p, embedder.count_tokens, max_tokens)]
+    texts = [embed_text(p, c.text) for p in papers for c in chunk_paper(p, embedder.count_tokens, max_tokens)]
+    return len(papers), sorted(texts, key=lambda t: (len(t), t))
 
 
 # ---------------------------------------------------------------- stores
