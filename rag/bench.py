@@ -315,8 +315,10 @@ class ServerStore(Store):
 
     name = "server"
 
-    def __init__(self, root: Path, corpus: Path) -> None:
+    def __init__(self, root: Path, corpus: Path, log: Path) -> None:
         super().__init__(root, corpus)
+        self.log = log  # outside `root`, so it outlives the index when a start fails; one bench's runs only
+        log.unlink(missing_ok=True)
         self.proc: subprocess.Popen | None = None
 
     def reset(self, run: int) -> Settings:
@@ -325,7 +327,7 @@ class ServerStore(Store):
             shutil.rmtree(self.stored, ignore_errors=True)
         self.stored = self.root / f"run{run}"
         port = _free_port()
-        self.proc = _start_chroma(self.stored, port, self.root / "chroma.log")
+        self.proc = _start_chroma(self.stored, port, self.log)
         self.settings = bench_settings(self.corpus, self.root / "record", chroma_host="127.0.0.1", chroma_port=port)
         return self.settings
 
@@ -582,7 +584,10 @@ class Bench:
         say = self.say(f"{chunks:,} chunks")
         path = self.o.out / f"corpus-{chunks}.jsonl"
         block: dict[str, Any] = {"target_chunks": chunks, "papers": 0, "chunks": 0, "corpus": path.name}
-        stores: list[type[Store]] = [EmbeddedStore] + ([ServerStore] if self.o.server else [])
+        root = self.work / str(chunks)
+        stores: list[Store] = [EmbeddedStore(root / "embedded", path)]
+        if self.o.server:
+            stores.append(ServerStore(root / "server", path, self.o.out / f"chroma-{chunks}.log"))
         try:
             sentences, titles = sentence_pool(corpus.load([DEFAULT_CORPUS]).papers)
             write_jsonl(path, synth_rows(max(1, round(chunks / 2)), SEED, sentences, titles))
@@ -590,7 +595,7 @@ class Bench:
         except Exception as e:  # the corpus is read and chunked by the code under test, which may crash
             say(f"[red]failed[/red]: {escape(one_line(e))}")
             return block | {"figures": failed(list(SIZE_FIGURES), one_line(e)),
-                            "stores": {cls.name: failed(list(STORE_FIGURES), one_line(e)) for cls in stores}}
+                            "stores": {store.name: failed(list(STORE_FIGURES), one_line(e)) for store in stores}}
         say(f"corpus {path.name}: {synth.papers:,} papers, {synth.chunks:,} chunks")
 
         def raw_run(_: int) -> dict[str, float]:
@@ -601,10 +606,7 @@ class Bench:
             "papers": synth.papers,
             "chunks": synth.chunks,
             "figures": raw,
-            "stores": {
-                cls.name: self.store_block(cls(self.work / str(chunks) / cls.name, path), synth, raw["raw_embed_papers_per_s"], minilm_load)
-                for cls in stores
-            },
+            "stores": {store.name: self.store_block(store, synth, raw["raw_embed_papers_per_s"], minilm_load) for store in stores},
         }
 
     def store_block(self, store: Store, synth: SynthCorpus, raw: Figure, minilm_load: Figure) -> dict[str, Figure]:
