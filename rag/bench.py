@@ -492,6 +492,8 @@ def load_questions(limit: int = QUERIES) -> list[str]:
 
 
 class Bench:
+    """One benchmark run: the MiniLM sample, then each corpus size against each store, in that order."""
+
     def __init__(self, options: Options, console: Console) -> None:
         from rag.embed import HashingEmbedding
 
