@@ -380,5 +380,24 @@ def llm_serve(
     serve_forever(model, host, port, ctx, threads, verbose, say=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True))
 
 
+@app.command()
+def bench(
+    sizes: Annotated[Optional[str], typer.Option(help="Corpus sizes in chunks, comma-separated (default 10000,100000).")] = None,
+    runs: Annotated[Optional[int], typer.Option(help="Runs per timed step; figures are medians (default 3).")] = None,
+    server: Annotated[bool, typer.Option(help="Also measure against a `chroma run` server on 127.0.0.1.")] = True,
+    model_sample: Annotated[Optional[int], typer.Option(help="Real abstracts embedded with MiniLM for its rates (default 300).")] = None,
+    quick: Annotated[bool, typer.Option(help="A ~500-chunk corpus, 1 run, 20 MiniLM abstracts: proves the harness works.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the corpora, bench.json and bench.png go.")] = Path("bench-out"),
+) -> None:
+    """Measure ingest, cold start and search speed on synthetic corpora of 10k-100k chunks."""
+    from rag import bench as bench_mod
+
+    options = bench_mod.parse_options(sizes, runs, server, out_dir, quick, model_sample)
+    result = bench_mod.run(options, err)
+    for table in bench_mod.tables(result):
+        out.print(table)
+    out.print(f"{out_dir / 'bench.json'}, {out_dir / 'bench.png'}; {result['meta']['elapsed_s']:.0f} s", highlight=False)
+
+
 if __name__ == "__main__":
     main()
