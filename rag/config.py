@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     list_k: int = Field(default=12, ge=1, le=100, description="Papers given to the answerer for a \"which papers\" question.")
     refuse_below: float = Field(default=0.28, ge=0.0, le=1.0, description="Refuse when the best paper's relevance (0-1) is below this.")
 
+    # HTTP API
+    api_key: SecretStr | None = Field(default=None, description="Bearer key `rag serve` requires on every route but /health (unset: no key); never logged.")
+    api_max_question_chars: int = Field(default=4000, ge=1, le=100_000, description="Longest question the HTTP API accepts, in characters.")
+    api_max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000, description="Largest HTTP API request body, in bytes.")
+    api_max_k: int = Field(default=50, ge=1, le=1000, description="Largest `k` (papers per search or answer) the HTTP API accepts.")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
