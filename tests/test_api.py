@@ -189,6 +189,17 @@ def test_concurrent_requests_get_the_serial_answers(base_url, client):
     assert answers == serial * 3 and found == searches * 3
 
 
+def test_conversation_pairs_each_user_message_with_the_reply_after_it():
+    from rag.api import ChatMessage, conversation_of
+
+    messages = [ChatMessage(role=r, content=c) for r, c in [
+        ("system", "be brief"), ("user", "A?"), ("assistant", "a [1]"), ("user", "B?"), ("user", "C?"), ("tool", "t"),
+    ]] + [ChatMessage(role="user", content=[{"type": "text", "text": "D "}, {"type": "text", "text": "then?"}])]
+    question, history = conversation_of(messages)
+    assert question == "D then?"
+    assert [(t.question, t.answer) for t in history.turns] == [("A?", "a [1]"), ("B?", ""), ("C?", "")]
+
+
 # ---------------------------------------------------------------- the other routes
 
 
