@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import socket
 import threading
 import time
 import traceback
@@ -529,6 +530,7 @@ def serve(settings: Settings, host: str, port: int, say: Callable[[str], None]) 
     """Run the API with uvicorn until Ctrl-C."""
     import uvicorn
 
+    _check_free(host, port)
     if not settings.api_key and not _loopback(host):
         say(f"warning: listening on {host} without RAG_API_KEY: anyone who can reach this port can use the API")
     say(f"OpenAI-compatible API on http://{host}:{port}/v1 (any model name; each reply names the answering model)")
@@ -541,6 +543,16 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
     _, defs = models_json_schema([(ChatCompletionChunk, "serialization")], ref_template="#/components/schemas/{model}")
     schema["components"]["schemas"].update(defs["$defs"])
     return schema
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail in one line before uvicorn does so in several."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind((host, port))
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --port or --host") from None
 
 
 def _loopback(host: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -24,8 +25,8 @@ from pydantic import SecretStr
 
 from conftest import free_port
 from rag.answer import Engine
-from rag.api import create_app
-from rag.errors import LLMError
+from rag.api import create_app, serve
+from rag.errors import ConfigError, LLMError
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
@@ -227,6 +228,17 @@ def test_paper_by_id_and_unknown_id(base_url, pid_of):
 
 def test_health_needs_nothing(base_url):
     assert httpx.get(f"{base_url}/health", timeout=10).json() == {"status": "ok"}
+
+
+def test_serve_says_in_one_line_that_the_port_is_taken(api_settings):
+    said: list[str] = []
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"^cannot listen on 127.0.0.1:{port} \(Address already in use\); choose another --port"):
+            serve(api_settings, "127.0.0.1", port, say=said.append)
+    assert said == []
 
 
 # ---------------------------------------------------------------- limits and errors
