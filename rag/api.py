@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.answer import Conversation, Engine, Streamed, Turn
 from rag.config import Settings
-from rag.errors import ConfigError, CorpusError, EmbedError, LLMError, QuestionError, StoreError, UserError, redact
+from rag.errors import ConfigError, EmbedError, LLMError, QuestionError, StoreError, UserError, redact
 from rag.text import sentences
 from rag.types import Answer, Filters, Hit, Paper
 
