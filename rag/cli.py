@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -397,6 +396,44 @@ def bench(
     for table in bench_mod.tables(result):
         out.print(table)
     out.print(f"{out_dir / 'bench.json'}, {out_dir / 'bench.png'}; {result['meta']['elapsed_s']:.0f} s", highlight=False)
+
+# ------------------------------------------------------------ serving: the HTTP API, MCP, a terminal chat
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; keep 127.0.0.1 unless RAG_API_KEY is set.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the OpenAI-compatible HTTP API (cited chat completions, search, papers) until Ctrl-C."""
+    from rag.api import serve as serve_api
+
+    serve_api(get_settings(), host, port, say=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
+
+
+@app.command("mcp")
+def mcp_command() -> None:
+    """Serve the MCP tools search_papers, ask and get_paper over stdio, for MCP clients."""
+    from rag.mcp_server import run_stdio
+
+    run_stdio(get_settings())
+
+
+@app.command()
+def chat(
+    k: Annotated[Optional[int], typer.Option("-k", help="Papers given to the answerer (default: RAG_ANSWER_K, or RAG_LIST_K for 'which papers').")] = None,
+    year_from: YearFrom = None,
+    year_to: YearTo = None,
+    source: SourceOpt = None,
+) -> None:
+    """Talk with the corpus: streamed cited answers, follow-up questions, /sources, /filters, /reset, /quit."""
+    from rag.answer import make_engine
+    from rag.chat import ChatState, run_chat
+    from rag.types import Filters
+
+    settings = get_settings()
+    engine = make_engine(settings, open_retriever(settings))
+    run_chat(engine, ChatState(Filters(year_from, year_to, tuple(source or ())), k))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     embed_timeout: float = Field(default=30.0, gt=0, le=3600, description="Seconds to wait for one embeddings request; it gives up after twice this, retries included.")
     embed_max_retries: int = Field(default=2, ge=0, le=10, description="Retries of an embeddings request on 429/5xx/dropped connections, with backoff.")
 
+    # HTTP API
+    api_key: SecretStr | None = Field(default=None, description="Bearer key `rag serve` requires on every route but /health (unset: no key); never logged.")
+    api_max_question_chars: int = Field(default=4000, ge=1, le=100_000, description="Longest question the HTTP API accepts, in characters.")
+    api_max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000, description="Largest HTTP API request body, in bytes.")
+    api_max_k: int = Field(default=50, ge=1, le=1000, description="Largest `k` (papers per search or answer) the HTTP API accepts.")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from rag.answer import EXTRACTIVE_NOTICE, REFUSAL, Conversation, Engine, Turn
-from rag.prompt import WITHHELD, build_messages, format_sources, load_prompt, withhold_instructions
+from rag.prompt import WITHHELD, build_messages, format_sources, load_prompt
 from rag.types import Answer, Filters, Hit, Paper
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -256,7 +256,7 @@ def test_planted_instruction_never_reaches_a_real_llm_answer(llama_server, tmp_p
     embedder = MiniLMEmbedding(batch_size=8)
     store = open_store(settings)
     ingest([corpus], settings, embedder, store=store)
-    engine = make_engine(settings, Retriever(settings, embedder, collection))
+    engine = make_engine(settings, Retriever(settings, embedder, store))
     for question in ("How accurate is the protein structure prediction?", "How fast is the weather forecasting model?"):
         answer = engine.ask(question)
         assert any("CANARY-7f3a9" in h.paper.abstract for h in answer.sources), "the planted paper must be among the sources"

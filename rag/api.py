@@ -1,0 +1,557 @@
+"""`rag serve`: the engine behind an OpenAI-compatible HTTP API, so existing chat clients can use it.
+
+`POST /v1/chat/completions` answers like `rag ask`; the sources travel beside the answer in the
+fields clients already show (`citations`, `search_results`) and in full in `rag`, the checked
+answer as `rag ask --json` prints it. Every error is one JSON line `{"error": {"message", "type"}}`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import models_json_schema
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as ASGIScope
+
+from rag.answer import Conversation, Engine, Streamed, Turn
+from rag.config import Settings
+from rag.errors import ConfigError, EmbedError, LLMError, QuestionError, StoreError, UserError, redact
+from rag.text import sentences
+from rag.types import Answer, Filters, Hit, Paper
+
+log = logging.getLogger("rag.api")
+
+SCORE_FIELDS = ("score", "dense", "bm25", "ranks")
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 413: "request_too_large"}
+# Problems the server operator must fix (index, embedder, LLM endpoint) are 503; the caller's are 400.
+_UNAVAILABLE = (ConfigError, StoreError, EmbedError, LLMError)
+
+
+# ------------------------------------------------------------ the engine, shared by every request
+
+
+def build_engine(settings: Settings) -> Engine:
+    """The engine over the configured index (ingesting the default corpus into an empty one), warmed up
+    so that the first concurrent requests do not each load the embedding model."""
+    from rag.answer import make_engine
+    from rag.cli import open_retriever
+
+    engine = make_engine(settings, open_retriever(settings))
+    engine.retriever.search("warm up the query embedder", 1)
+    return engine
+
+
+class EngineHolder:
+    """One engine for all requests, built on first use behind a lock: the server starts at once, and a
+    broken index or LLM setting is reported to each request as a one-line error instead of a crash."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None, build: Callable[[Settings], Engine] = build_engine) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._build = build
+        self._lock = threading.Lock()
+
+    def get(self) -> Engine:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    self._engine = self._build(self._settings)
+        return self._engine
+
+
+def paper_json(paper: Paper) -> dict[str, Any]:
+    """A paper in the shape of a search hit without the scores, so clients parse one shape."""
+    return {k: v for k, v in Hit(paper, 0.0).to_json().items() if k not in SCORE_FIELDS}
+
+
+def check_scope(
+    settings: Settings, what: str, text: str, k: int | None, year_from: int | None, year_to: int | None, sources: list[str]
+) -> Filters:
+    """Reject what the engine would answer badly or slowly (empty or huge question, k too large, reversed
+    years) with a message saying what to change; return the filters."""
+    if not text.strip():
+        raise QuestionError(f"the {what} is empty; send some text")
+    if len(text) > settings.api_max_question_chars:
+        raise QuestionError(
+            f"the {what} has {len(text)} characters, more than the {settings.api_max_question_chars} allowed "
+            "(RAG_API_MAX_QUESTION_CHARS); shorten it"
+        )
+    if k is not None and k > settings.api_max_k:
+        raise QuestionError(f"k={k} is more than the {settings.api_max_k} papers allowed (RAG_API_MAX_K); ask for fewer")
+    if year_from is not None and year_to is not None and year_from > year_to:
+        raise QuestionError(f"year_from {year_from} is after year_to {year_to}; swap them")
+    return Filters(year_from, year_to, tuple(sources))
+
+
+# ------------------------------------------------------------ request and response models (the OpenAPI schema)
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="What is wrong and what to do, in one line.")
+    type: str = Field(description="invalid_request_error, authentication_error, not_found_error, request_too_large, "
+                      "service_unavailable (index, embedder or LLM endpoint not usable) or server_error.")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail = Field(description="The one error of this request.")
+
+
+class Scope(BaseModel):
+    """Options shared by answers and searches."""
+
+    k: int | None = Field(default=None, ge=1, description="How many papers (default: RAG_TOP_K for a search; RAG_ANSWER_K, "
+                          "or RAG_LIST_K for a 'which papers' question, for an answer); at most RAG_API_MAX_K.")
+    year_from: int | None = Field(default=None, ge=0, le=9999, description="Only papers from this year on (papers with no known year are left out).")
+    year_to: int | None = Field(default=None, ge=0, le=9999, description="Only papers up to this year (papers with no known year are left out).")
+    sources: list[str] = Field(default_factory=list, description="Only papers from these corpus files (file names as in `source`); empty: all.")
+
+
+class TextPart(BaseModel):
+    type: Literal["text"] = Field(description="Only text parts are supported.")
+    text: str = Field(description="The text.")
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"] = Field(
+        description="user and assistant turns are the conversation; system, developer and tool messages are ignored "
+        "(the server's own instructions govern the answer)."
+    )
+    content: str | list[TextPart] | None = Field(default=None, description="The message text, or a list of text parts.")
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class ChatRequest(Scope):
+    """An OpenAI chat completion request; other OpenAI parameters (temperature, max_tokens, ...) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = Field(default=None, description="Ignored: the server answers with its configured model, named in the response.")
+    messages: list[ChatMessage] = Field(min_length=1, description="The conversation; the last user message is the question, "
+                                        "earlier user/assistant pairs let it be a follow-up.")
+    stream: bool = Field(default=False, description="Send the answer as server-sent events (`data: {chunk}` lines, then "
+                         "`data: [DONE]`); the sources come in the last chunk, the one with a finish_reason.")
+
+
+class SearchRequest(Scope):
+    query: str = Field(description="What to search for.")
+    method: Literal["hybrid", "bm25", "dense"] = Field(default="hybrid", description="hybrid (BM25 and dense fused), or one retriever alone.")
+
+
+class PaperOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    paper_id: str = Field(description="Stable id: a hash of the title and abstract.")
+    title: str = Field(description="The title, or the abstract's opening words when the source has none.")
+    has_title: bool = Field(description="Whether `title` is the paper's own title.")
+    abstract: str = Field(description="The abstract as stored.")
+    source: str = Field(description="The first corpus file the paper came from.")
+    sources: list[str] = Field(description="Every corpus file the paper came from.")
+    date: str | None = Field(description="ISO date, or the date as written when it is not a full date; empty when unknown.")
+    year: int | None = Field(description="Publication year, when known.")
+    authors: int | None = Field(description="Number of authors, when known.")
+    organisation: str = Field(description="Organisation, when known.")
+
+
+class HitOut(PaperOut):
+    score: float = Field(description="Fused relevance score (higher is better).")
+    dense: float | None = Field(description="Cosine similarity of the paper's best chunk, when dense search found it.")
+    bm25: float | None = Field(description="BM25 score, when the paper shares terms with the query.")
+    ranks: dict[str, int] = Field(description="Rank of the paper in each retriever that found it (dense, bm25).")
+
+
+class CitationOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    n: int = Field(description="The [n] in the answer; source n is `sources[n-1]`.")
+    paper_id: str = Field(description="The cited paper.")
+    title: str = Field(description="Its title.")
+    claim: str = Field(description="The answer sentence that carries the marker.")
+    quote: str = Field(description="The abstract sentence that best supports the claim.")
+    quote_start: int = Field(description="Start offset of the quote in the abstract.")
+    quote_end: int = Field(description="End offset of the quote in the abstract.")
+    support: float = Field(description="Share of the claim's content words found in the quote and title (0-1).")
+    supported: bool = Field(description="Whether the quote backs the claim.")
+
+
+class AnswerOut(BaseModel):
+    """The checked answer, exactly as `rag ask --json` prints it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    question: str = Field(description="The question as asked.")
+    standalone_question: str = Field(description="The question rewritten to stand alone (follow-ups), as retrieval saw it.")
+    answer: str = Field(description="The checked answer text with its [n] markers.")
+    mode: str = Field(description="llm or extractive.")
+    model: str = Field(description="The answering model.")
+    refused: bool = Field(description="True when the corpus does not answer the question.")
+    unsupported: bool = Field(description="True when no claim kept a citation its source backs.")
+    citations: list[CitationOut] = Field(description="Every [n] in the answer, checked against the cited abstract.")
+    removed_citations: list[int] = Field(description="Citation numbers that named no given source and were removed.")
+    uncited_candidates: list[str] = Field(description="Paper ids a list answer left out although they look relevant.")
+    sources: list[HitOut] = Field(description="The papers given to the answerer, in [n] order (the closest ones for a refusal).")
+    notice: str = Field(description="A note for the user, e.g. how to configure an LLM.")
+    timings: dict[str, float] = Field(description="Seconds spent per step (retrieve, first_token, check, total).")
+
+
+class SearchResult(BaseModel):
+    title: str = Field(description="Title of source n (the list is in [n] order).")
+    url: str | None = Field(description="A link to the paper; null, since the corpus records none.")
+    date: str | None = Field(description="Publication date, when known.")
+    snippet: str = Field(description="The sentence the answer quotes from this source, else the abstract's first sentence.")
+
+
+class Sources(BaseModel):
+    citations: list[str] = Field(description="One title per source, in [n] order: [n] in the answer is citations[n-1].")
+    search_results: list[SearchResult] = Field(description="The sources in [n] order, with the quoted sentence as snippet.")
+    rag: AnswerOut = Field(description="The full checked answer: citations with paper id, quote, offsets and support; refusal; timings.")
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = Field(description="Always assistant.")
+    content: str = Field(description="The checked answer text, with its [n] markers.")
+
+
+class Choice(BaseModel):
+    index: int = Field(description="Always 0: one answer per request.")
+    message: AssistantMessage = Field(description="The answer.")
+    finish_reason: Literal["stop"] = Field(description="Always stop.")
+
+
+class ChatCompletion(Sources):
+    id: str = Field(description="Unique id of this completion.")
+    object: Literal["chat.completion"] = Field(description="Always chat.completion.")
+    created: int = Field(description="Unix time of the answer.")
+    model: str = Field(description="The answering model (the LLM's name, or 'extractive (no LLM)').")
+    choices: list[Choice] = Field(description="One choice.")
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = Field(default=None, description="Set in the first chunk only.")
+    content: str | None = Field(default=None, description="The next piece of answer text.")
+
+
+class ChunkChoice(BaseModel):
+    index: int = Field(description="Always 0.")
+    delta: Delta = Field(description="What this chunk adds.")
+    finish_reason: Literal["stop"] | None = Field(description="stop in the last chunk, else null.")
+
+
+class ChatCompletionChunk(BaseModel):
+    """One server-sent event of a streamed answer; the last one also carries `citations`, `search_results` and `rag`."""
+
+    id: str = Field(description="Same in every chunk of one answer.")
+    object: Literal["chat.completion.chunk"] = Field(description="Always chat.completion.chunk.")
+    created: int = Field(description="Unix time the answer started.")
+    model: str = Field(description="The answering model.")
+    choices: list[ChunkChoice] = Field(description="One choice.")
+    citations: list[str] | None = Field(default=None, description="Last chunk only: as in a chat.completion.")
+    search_results: list[SearchResult] | None = Field(default=None, description="Last chunk only: as in a chat.completion.")
+    rag: AnswerOut | None = Field(default=None, description="Last chunk only: as in a chat.completion.")
+
+
+class SearchResponse(BaseModel):
+    results: list[HitOut] = Field(description="Best first; empty when the filters match no paper.")
+
+
+class ModelCard(BaseModel):
+    id: str = Field(description="The answering model, as echoed in completions.")
+    object: Literal["model"] = Field(description="Always model.")
+    created: int = Field(description="Unix time the server started.")
+    owned_by: str = Field(description="Always rag-abstracts.")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = Field(description="Always list.")
+    data: list[ModelCard] = Field(description="The one model this server answers with.")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = Field(description="ok while the server runs (the index is opened on first use, not here).")
+
+
+# ------------------------------------------------------------ answers in OpenAI shapes
+
+
+def conversation_of(messages: list[ChatMessage]) -> tuple[str, Conversation]:
+    """The last user message is the question; each earlier user message and the assistant reply after it is a turn."""
+    users = [i for i, m in enumerate(messages) if m.role == "user"]
+    if not users:
+        raise QuestionError("no user message: the last message with role 'user' is the question")
+    turns: list[Turn] = []
+    for i in users[:-1]:
+        reply = next((m for m in messages[i + 1 : users[-1]] if m.role in ("user", "assistant")), None)
+        turns.append(Turn(messages[i].text(), reply.text() if reply is not None and reply.role == "assistant" else ""))
+    return messages[users[-1]].text(), Conversation(turns)
+
+
+def sources_of(answer: Answer) -> dict[str, Any]:
+    """`citations`, `search_results` and `rag` for an answer, in [n] order."""
+    results = []
+    for n, hit in enumerate(answer.sources, 1):
+        quote = next((c.quote for c in answer.citations if c.n == n and c.quote), None)
+        first = sentences(hit.paper.abstract)[:1]
+        results.append({
+            "title": hit.paper.display_title,
+            "url": None,
+            "date": hit.paper.date or hit.paper.date_raw or None,
+            "snippet": quote or (first[0] if first else hit.paper.abstract),
+        })
+    return {"citations": [r["title"] for r in results], "search_results": results, "rag": answer.to_json()}
+
+
+def completion(answer: Answer) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": answer.model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text}, "finish_reason": "stop"}],
+        **sources_of(answer),
+    }
+
+
+def _event(payload: dict[str, Any] | str) -> str:
+    return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def sse_events(model: str, first: str, rest: Iterator[str], streamed: Streamed) -> Iterator[str]:
+    """The answer as OpenAI chunk events; an error after the first piece becomes an `error` event, which
+    OpenAI clients raise, since the 200 status has already been sent."""
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+
+    def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
+        return _event({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
+
+    yield chunk({"role": "assistant", "content": first})
+    try:
+        for piece in rest:
+            yield chunk({"content": piece})
+    except Exception as e:  # noqa: BLE001 - the stream must end with an error event, never a cut connection
+        if not isinstance(e, UserError):
+            log.error("unexpected error while streaming an answer:\n%s", redact(traceback.format_exc()))
+        status, body = error_body(e)
+        yield _event({"error": body["error"], "status": status})
+    else:
+        assert streamed.answer is not None
+        yield chunk({}, "stop", **sources_of(streamed.answer))
+    yield _event("[DONE]")
+
+
+# ------------------------------------------------------------ errors, key, body size
+
+
+def problem(status: int, message: str, kind: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind or _ERROR_TYPES.get(status, "invalid_request_error")}}, status_code=status)
+
+
+def error_body(e: Exception) -> tuple[int, dict[str, Any]]:
+    """Status and body for an exception: a UserError's own line, anything else a generic 500 that reveals nothing."""
+    if isinstance(e, UserError):
+        status, kind = (503, "service_unavailable") if isinstance(e, _UNAVAILABLE) else (400, "invalid_request_error")
+        return status, {"error": {"message": str(e), "type": kind}}
+    return 500, {"error": {"message": "internal server error; the server log has the details", "type": "server_error"}}
+
+
+def _validation_message(e: RequestValidationError) -> str:
+    """The first problem in one line, e.g. `messages.0.role: Input should be 'system', ...`."""
+    errors = e.errors()
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
+    more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+class BodyLimit:
+    """Refuse (413) a request body over the limit before any of it is parsed; a chunked body is counted as it arrives."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = problem(413, f"the request body is larger than {self.limit} bytes (RAG_API_MAX_BODY_BYTES); send less")
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await too_large(scope, receive, send)
+            return
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                await too_large(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+def key_check(settings: Settings) -> Callable[..., None]:
+    """A dependency that wants `Authorization: Bearer RAG_API_KEY`, compared in constant time."""
+    assert settings.api_key is not None
+    expected = settings.api_key.get_secret_value().encode()
+    bearer = HTTPBearer(auto_error=False, description="The server's RAG_API_KEY.")
+
+    def require_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        given = credentials.credentials.encode() if credentials else b""
+        if not hmac.compare_digest(given, expected):
+            raise HTTPException(401, "missing or wrong API key: send the header `Authorization: Bearer <RAG_API_KEY>`",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    return require_key
+
+
+# ------------------------------------------------------------ the app
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """The API over `engine`, or over an engine built from `settings` on first use."""
+    holder = EngineHolder(settings, engine)
+    started = int(time.time())
+    app = FastAPI(
+        title="rag-abstracts", version="1", docs_url=None, redoc_url=None, openapi_url=None,
+        description="Cited answers from a corpus of paper abstracts, OpenAI-compatible. Every [n] in an answer is checked "
+        "against the abstract it cites.",
+    )
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
+    errors: dict[int | str, dict[str, Any]] = {"4XX": {"model": ErrorBody, "description": "Bad request, wrong key or unknown paper."},
+                                                "5XX": {"model": ErrorBody, "description": "Index, embedder or LLM not usable, or a bug."}}
+    router = APIRouter(dependencies=[Depends(key_check(settings))] if settings.api_key else [], responses=errors)
+
+    @router.get("/openapi.json", include_in_schema=False)
+    def openapi() -> dict[str, Any]:
+        return openapi_schema(app)
+
+    @router.post("/v1/chat/completions", response_model=ChatCompletion, summary="Answer a question with checked citations",
+                 responses={200: {"content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}}}})
+    async def chat_completions(body: ChatRequest) -> Any:
+        question, history = conversation_of(body.messages)
+        filters = check_scope(settings, "question", question, body.k, body.year_from, body.year_to, body.sources)
+        engine = await run_in_threadpool(holder.get)
+        if not body.stream:
+            return completion(await run_in_threadpool(engine.ask, question, filters, body.k, history))
+        streamed = Streamed(engine.ask_stream(question, filters, body.k, history))
+        pieces = iter(streamed)
+        first = await run_in_threadpool(next, pieces, "")  # retrieval and the LLM's first piece: errors still get a status
+        return StreamingResponse(sse_events(engine.model, first, pieces, streamed), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    @router.post("/v1/search", response_model=SearchResponse, summary="Find the papers that best match a query")
+    async def search(body: SearchRequest) -> Any:
+        filters = check_scope(settings, "query", body.query, body.k, body.year_from, body.year_to, body.sources)
+        engine = await run_in_threadpool(holder.get)
+        hits = await run_in_threadpool(engine.retriever.search, body.query, body.k, filters, body.method)
+        return {"results": [h.to_json() for h in hits]}
+
+    @router.get("/v1/papers/{paper_id}", response_model=PaperOut, summary="One paper by id")
+    async def paper(paper_id: str = Path(max_length=200, description="A paper_id from a search or a citation.")) -> Any:
+        engine = await run_in_threadpool(holder.get)
+        found = await run_in_threadpool(engine.retriever.paper, paper_id)
+        if found is None:
+            raise HTTPException(404, f"no paper with id {paper_id!r}; find ids with POST /v1/search")
+        return paper_json(found)
+
+    @router.get("/v1/models", response_model=ModelList, summary="The model that answers")
+    async def models() -> Any:
+        engine = await run_in_threadpool(holder.get)
+        return {"object": "list", "data": [{"id": engine.model, "object": "model", "created": started, "owned_by": "rag-abstracts"}]}
+
+    @app.get("/health", response_model=Health, summary="Liveness; needs no key")
+    async def health() -> Any:
+        return {"status": "ok"}
+
+    app.include_router(router)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        return problem(400, _validation_message(e))
+
+    @app.exception_handler(HTTPException)
+    async def http_problem(_: Request, e: HTTPException) -> JSONResponse:
+        response = problem(e.status_code, str(e.detail))
+        response.headers.update(e.headers or {})
+        return response
+
+    @app.exception_handler(UserError)
+    @app.exception_handler(Exception)  # a bug: Starlette sends this reply, then re-raises so the server log keeps the traceback
+    async def failed(_: Request, e: Exception) -> JSONResponse:
+        status, body = error_body(e)
+        return JSONResponse(body, status_code=status)
+
+    return app
+
+
+def serve(settings: Settings, host: str, port: int, say: Callable[[str], None]) -> None:
+    """Run the API with uvicorn until Ctrl-C."""
+    import uvicorn
+
+    _check_free(host, port)
+    if not settings.api_key and not _loopback(host):
+        say(f"warning: listening on {host} without RAG_API_KEY: anyone who can reach this port can use the API")
+    say(f"OpenAI-compatible API on http://{host}:{port}/v1 (any model name; each reply names the answering model)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+
+
+def openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the stream chunk model, which no route returns as JSON and so FastAPI leaves out."""
+    schema = app.openapi()
+    _, defs = models_json_schema([(ChatCompletionChunk, "serialization")], ref_template="#/components/schemas/{model}")
+    schema["components"]["schemas"].update(defs["$defs"])
+    return schema
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail in one line before uvicorn does so in several."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind((host, port))
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --port or --host") from None
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
