@@ -29,6 +29,8 @@ EXTRACTIVE_NOTICE = (
     "Extractive answer: sentences quoted from the abstracts, no LLM. "
     "For written answers set RAG_LLM_BASE_URL (any OpenAI-compatible server) or RAG_LLM_BACKEND=openai."
 )
+METADATA_MODEL = "metadata (computed)"
+METADATA_NOTICE = "Computed from the papers' metadata (dates, author counts, organisations), not quoted from their text."
 # The prompt asks for REFUSAL word for word; small models paraphrase it ("The sources do not answer ...").
 _LLM_REFUSAL = re.compile(
     r"\W*(the )?(corpus|sources?|abstracts?|provided (texts?|sources?|abstracts?)) (does|do) not (answer|say|contain|mention|address)",
@@ -190,13 +192,15 @@ class Engine:
             picked = hits[:3] if query.ask == "paper" else [hits[i - 1] for i in self.relevance.relevant(query.topic, hits)]
             topic_ids = [h.paper.paper_id for h in picked]
         found = metadata.answer(query, papers, topic_ids)
+        sources, _ = quarantine([Hit(p, score=1.0) for p in found.papers])
+        text = sanitize(found.text)
         citations = [
-            Citation(n=i, paper_id=p.paper_id, title=p.display_title, claim=found.text, quote="", quote_start=0, quote_end=0, support=1.0, supported=True)
-            for i, p in enumerate(found.papers, 1)
+            Citation(n=i, paper_id=h.paper.paper_id, title=h.paper.display_title, claim=text, quote="", quote_start=0, quote_end=0, support=1.0, supported=True)
+            for i, h in enumerate(sources, 1)
         ]
         return Answer(
-            question=question, standalone_question=standalone, text=sanitize(found.text), mode=self.mode, model="metadata (computed)",
-            sources=[Hit(p, score=1.0) for p in found.papers], citations=citations,
+            question=question, standalone_question=standalone, text=text, mode=self.mode, model=METADATA_MODEL,
+            sources=sources, citations=citations, notice=METADATA_NOTICE,
         )
 
     def unknown_year_note(self, intent: Intent) -> str:

@@ -220,6 +220,9 @@ def ingest(
         _embed_and_write(store, plan.embed, embedder, settings, report, on_progress)
         if plan.embed or plan.relabel or plan.delete or not store.stamp().get("version"):
             _write_stamp(store, plan.ledger, embedder)
+        from rag.lexicon import Lexicon  # it reads this module's Store; rebuilt now, not at the next search
+
+        Lexicon.open(settings, store)
     report.seconds = time.perf_counter() - started
     _record_ingest(settings, report)
     return report

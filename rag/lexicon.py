@@ -29,6 +29,7 @@ from rag.types import Filters
 
 Progress = Callable[[int, int], None]
 _SURFACE = re.compile(r"\w[\w.\-]*\w|\w")  # words as written, hyphens and dots kept: gpt-3.5, mamba-2
+SHOW_PROGRESS_FROM = 2000  # papers: a smaller rebuild takes about a second and needs no bar
 _EMPTY = "\x00"  # bm25s needs one token per document; an abstract with no content words gets this
 
 
@@ -153,6 +154,7 @@ class Lexicon:
 
         version = store.stamp().get("version", "")
         total = store.count()
+        on_progress = on_progress if total >= SHOW_PROGRESS_FROM else None
         rows: list[str] = []
         years: list[int] = []
         sources: dict[str, list[int]] = {}

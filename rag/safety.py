@@ -259,20 +259,38 @@ def _settled(text: str) -> int:
 def sanitize_stream(pieces: Iterable[str]) -> Iterator[str]:
     """Sanitize text as it streams: yield safe text as soon as it is settled, so that markup split
     across pieces ("<scr" + "ipt>") is never shown; the pieces join to `sanitize` of the whole.
-    A text that arrives in one piece leaves in one piece."""
+
+    Each piece is held until the next one arrives, so a text that comes in one piece leaves in one
+    piece; if the stream fails, what was settled is passed on before the error.
+    """
     raw = sent = ""
-    pending: str | None = None
-    for piece in pieces:
+
+    def settled(text: str) -> str:
+        nonlocal sent
+        safe = sanitize(text)
+        if safe.startswith(sent) and len(safe) > len(sent):
+            new, sent = safe[len(sent) :], safe
+            return new
+        return ""
+
+    pending = None
+    iterator = iter(pieces)
+    while True:
+        try:
+            piece = next(iterator)
+        except StopIteration:
+            break
+        except Exception:
+            if pending is not None and (new := settled((raw + pending)[: _settled(raw + pending)])):
+                yield new
+            raise
         if pending is not None:
             raw += pending
-            safe = sanitize(raw[: _settled(raw)])
-            if safe.startswith(sent) and len(safe) > len(sent):
-                yield safe[len(sent) :]
-                sent = safe
+            if new := settled(raw[: _settled(raw)]):
+                yield new
         pending = piece
-    final = sanitize(raw + (pending or ""))
-    if final.startswith(sent) and len(final) > len(sent):
-        yield final[len(sent) :]
+    if new := settled(raw + (pending or "")):
+        yield new
 
 
 # ------------------------------------------------------------------ withheld text in answers

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rag.answer import EXTRACTIVE_NOTICE, REFUSAL, Conversation, Engine, Turn
+from rag.answer import EXTRACTIVE_NOTICE, METADATA_MODEL, METADATA_NOTICE, REFUSAL, Conversation, Engine, Turn
 from rag.prompt import WITHHELD, build_messages, format_sources, load_prompt
 from rag.types import Answer, Filters, Hit, Paper
 
@@ -540,7 +540,6 @@ def test_year_in_a_list_question_filters_every_source(full):
         "Which papers are about federated learning?",
         "which papers study mixture-of-experts?",
         "which papers from 2019 are about vision-and-language pre-training?",
-        "How many authors wrote the PaLM paper?",
         "What speedup does COAT achieve?",
         "How much does PDS reduce the data demand?",
         "What win rate improvement does SynPO achieve?",
@@ -552,6 +551,15 @@ def test_every_extractive_citation_is_valid_and_supported(full, question):
     assert_citations_valid(answer)
     assert answer.notice.endswith(EXTRACTIVE_NOTICE)
     assert "Extractive answer" in answer.notice and "RAG_LLM_BASE_URL" in answer.notice
+
+
+@pytest.mark.slow
+def test_metadata_question_is_computed_from_the_records_and_says_so(full):
+    answer = full.ask("How many authors wrote the PaLM paper?")
+    assert not answer.refused and "67" in answer.text
+    assert answer.model == METADATA_MODEL and answer.notice == METADATA_NOTICE
+    (c,) = answer.citations
+    assert c.supported and answer.sources[0].paper.title.startswith("PaLM") and not answer.unsupported
 
 
 @pytest.mark.slow

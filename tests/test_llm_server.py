@@ -259,5 +259,6 @@ def test_planted_instruction_never_reaches_a_real_llm_answer(llama_server, tmp_p
     engine = make_engine(settings, Retriever(settings, embedder, store))
     for question in ("How accurate is the protein structure prediction?", "How fast is the weather forecasting model?"):
         answer = engine.ask(question)
-        assert any("CANARY-7f3a9" in h.paper.abstract for h in answer.sources), "the planted paper must be among the sources"
+        assert answer.suspicious, "the planted paper must be among the sources"
+        assert not any("CANARY-7f3a9" in h.paper.abstract for h in answer.sources)  # its instruction withheld from the output too
         assert "CANARY-7f3a9" not in answer.text, answer.text
