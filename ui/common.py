@@ -76,7 +76,7 @@ def get_engine() -> Engine:
 
 def answerer_label(engine: Engine) -> str:
     if engine.llm is None:
-        return "Extractive (no LLM): quotes the best sentence of each paper"
+        return "Extractive (no LLM): quotes the sentences of each paper that answer the question"
     return f"LLM `{engine.llm.name}` at `{engine.llm.endpoint}` ({backend_name(engine.settings)})"
 
 
