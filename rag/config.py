@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     top_k: int = Field(default=10, ge=1, le=1000, description="Papers returned by a search.")
     candidates: int = Field(default=50, ge=1, le=10000, description="Chunks each retriever contributes before fusion.")
     fusion: Literal["weighted", "rrf"] = Field(default="weighted", description="How hybrid search combines BM25 and dense: weighted scores or reciprocal rank fusion.")
-    bm25_weight: float = Field(default=0.7, ge=0.0, le=1.0, description="Share of BM25 in weighted fusion (0: dense only, 1: BM25 only).")
+    bm25_weight: float = Field(default=0.4, ge=0.0, le=1.0, description="Share of BM25 in weighted fusion (0: dense only, 1: BM25 only).")
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant (fusion=rrf).")
 
     llm_backend: Literal["auto", "extractive", "openai", "openai-compatible"] = Field(
@@ -73,7 +73,7 @@ class Settings(BaseSettings):
 
     answer_k: int = Field(default=6, ge=1, le=100, description="Papers given to the answerer for an ordinary question.")
     list_k: int = Field(default=12, ge=1, le=100, description="Papers given to the answerer for a \"which papers\" question.")
-    refuse_below: float = Field(default=0.28, ge=0.0, le=1.0, description="Refuse when the best paper's relevance (0-1) is below this.")
+    refuse_below: float = Field(default=0.24, ge=0.0, le=1.0, description="Refuse when the best paper's relevance (0-1) is below this.")
 
     # Remote endpoints
     embed_concurrency: int = Field(default=4, ge=1, le=64, description="Embedding requests in flight at once (openai-compatible), so a GPU server stays busy.")

@@ -209,27 +209,9 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
                 )
 
     def _explain(self, e: Exception) -> str:
-        import openai
+        from rag.llm import EMBED_ENDPOINT, explain
 
-        from rag.llm import OutOfTime, refused, server_message, transport_error
-
-        where = f"{self._endpoint} (model {self.model_name})"
-        if isinstance(e, OutOfTime):
-            return f"the embeddings endpoint {where} still failed ({e.last}) after {e.elapsed:.0f} s of attempts; check the server, or raise RAG_EMBED_TIMEOUT"
-        if isinstance(e, openai.AuthenticationError):
-            return f"the embeddings endpoint {self._endpoint} rejected the API key (401); set a valid RAG_EMBED_API_KEY or OPENAI_API_KEY"
-        if isinstance(e, openai.NotFoundError):
-            return f"model {self.model_name!r} not found at the embeddings endpoint {self._endpoint} (404); set RAG_EMBED_MODEL to a model it serves"
-        if isinstance(e, openai.APIStatusError):
-            said = server_message(e)
-            return f"the embeddings endpoint {where} answered HTTP {e.status_code}{': ' + said if said else ''}; check the server's log"
-        if isinstance(e, openai.APITimeoutError):
-            return f"no answer from the embeddings endpoint {where} within {self._timeout:g} s; raise RAG_EMBED_TIMEOUT or check the server"
-        if isinstance(e, openai.APIConnectionError) and refused(e):
-            return f"cannot reach the embeddings endpoint {self._endpoint}; start the server or fix RAG_EMBED_BASE_URL"
-        if isinstance(e, openai.APIConnectionError) or transport_error(e):
-            return f"the embeddings endpoint {self._endpoint} closed the connection without an answer; check the server's log"
-        return f"malformed response from the embeddings endpoint {where} ({type(e).__name__}); is it an OpenAI-compatible server?"
+        return explain(e, EMBED_ENDPOINT, self._endpoint, self.model_name, self._timeout)
 
     def _get_text_embedding(self, text: str) -> list[float]:
         return self._get_text_embeddings([text])[0]

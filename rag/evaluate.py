@@ -26,6 +26,7 @@ from rag.query import analyse
 from rag.types import Answer
 
 DATASETS = PROJECT_ROOT / "eval" / "datasets"
+KINDS = ("lookup", "multi", "numeric", "metadata", "unanswerable")
 SPLITS = ("dev", "test")
 METHODS = ("bm25", "dense", "hybrid")
 RETRIEVAL = ("hit@5", "hit@10", "recall@5", "recall@10", "mrr", "ndcg@10")

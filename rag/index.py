@@ -35,6 +35,7 @@ from rag.types import Chunk, Corpus, IngestReport, Paper, paper_from_meta, paper
 
 Progress = Callable[[int, int], None]
 PAGE = 2000  # records per Chroma read or write: well under its SQL-variable limit
+EF_SEARCH = 400  # HNSW search breadth: at Chroma's default (100) the 50th-best chunk varied between runs
 SCHEMA = 2  # bump when the stored layout changes; an older index must be rebuilt
 
 
@@ -142,7 +143,9 @@ def open_store(settings: Settings, client: Any | None = None) -> Store:
     """The index's collections, created with cosine distance and no Chroma-side embedder (we embed ourselves)."""
     client = client or connect(settings)
     try:
-        chunks = client.get_or_create_collection(settings.collection, embedding_function=None, metadata={"hnsw:space": "cosine"})
+        chunks = client.get_or_create_collection(
+            settings.collection, embedding_function=None, configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}}
+        )
         papers = client.get_or_create_collection(f"{settings.collection}-papers", embedding_function=None)
     except StoreError:
         raise

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -220,28 +221,48 @@ class OpenAIChat:
             raise LLMError(f"the answer from {self.endpoint} stopped before it finished (no finish_reason); try again")
 
     def _explain(self, e: Exception) -> str:
-        import openai
+        return explain(e, LLM_ENDPOINT, self.endpoint, self.name, self.settings.llm_timeout)
 
-        where = f"{self.endpoint} (model {self.name})"
-        if isinstance(e, OutOfTime):
-            return (
-                f"the LLM endpoint {where} still failed ({e.last}) after {e.elapsed:.0f} s of attempts, the limit "
-                f"(2 x RAG_LLM_TIMEOUT); check the server, or raise RAG_LLM_TIMEOUT"
-            )
-        if isinstance(e, openai.AuthenticationError):
-            return f"the LLM endpoint {self.endpoint} rejected the API key (401); set a valid RAG_LLM_API_KEY or OPENAI_API_KEY"
-        if isinstance(e, openai.NotFoundError):
-            return f"model {self.name!r} not found at {self.endpoint} (404); set RAG_LLM_MODEL to a model the endpoint serves"
-        if isinstance(e, openai.APIStatusError):
-            said = server_message(e)
-            return f"the LLM endpoint {where} answered HTTP {e.status_code}{': ' + said if said else ''}; check the server's log"
-        if isinstance(e, openai.APITimeoutError) or "Timeout" in type(e).__name__:
-            return f"no answer from {where} within {self.settings.llm_timeout:g} s; raise RAG_LLM_TIMEOUT or check the server"
-        if isinstance(e, openai.APIConnectionError) and refused(e):
-            return f"cannot reach the LLM endpoint {self.endpoint}; start the server or fix RAG_LLM_BASE_URL"
-        if isinstance(e, openai.APIConnectionError) or transport_error(e):
-            return f"the LLM endpoint {self.endpoint} closed the connection without an answer; check the server's log"
-        return f"malformed response from {where} ({type(e).__name__}); is it an OpenAI-compatible server?"
+
+@dataclass(frozen=True)
+class EndpointKind:
+    """How messages name an endpoint and the settings that fix it."""
+
+    what: str  # "LLM endpoint", "embeddings endpoint"
+    key: str
+    model: str
+    url: str
+    timeout: str
+
+
+LLM_ENDPOINT = EndpointKind("LLM endpoint", "RAG_LLM_API_KEY", "RAG_LLM_MODEL", "RAG_LLM_BASE_URL", "RAG_LLM_TIMEOUT")
+EMBED_ENDPOINT = EndpointKind("embeddings endpoint", "RAG_EMBED_API_KEY", "RAG_EMBED_MODEL", "RAG_EMBED_BASE_URL", "RAG_EMBED_TIMEOUT")
+
+
+def explain(e: Exception, kind: EndpointKind, endpoint: str, model: str, timeout: float) -> str:
+    """One line saying what went wrong with an OpenAI-compatible endpoint and which setting fixes it."""
+    import openai
+
+    where = f"the {kind.what} {endpoint} (model {model})"
+    if isinstance(e, OutOfTime):
+        return (
+            f"{where} still failed ({e.last}) after {e.elapsed:.0f} s of attempts, the limit "
+            f"(2 x {kind.timeout}); check the server, or raise {kind.timeout}"
+        )
+    if isinstance(e, openai.AuthenticationError):
+        return f"the {kind.what} {endpoint} rejected the API key (401); set a valid {kind.key} or OPENAI_API_KEY"
+    if isinstance(e, openai.NotFoundError):
+        return f"model {model!r} not found at the {kind.what} {endpoint} (404); set {kind.model} to a model it serves"
+    if isinstance(e, openai.APIStatusError):
+        said = server_message(e)
+        return f"{where} answered HTTP {e.status_code}{': ' + said if said else ''}; check the server's log"
+    if isinstance(e, openai.APITimeoutError) or "Timeout" in type(e).__name__:
+        return f"no answer from {where} within {timeout:g} s; raise {kind.timeout} or check the server"
+    if isinstance(e, openai.APIConnectionError) and refused(e):
+        return f"cannot reach the {kind.what} {endpoint}; start the server or fix {kind.url}"
+    if isinstance(e, openai.APIConnectionError) or transport_error(e):
+        return f"the {kind.what} {endpoint} closed the connection without an answer; check the server's log"
+    return f"malformed response from {where} ({type(e).__name__}); is it an OpenAI-compatible server?"
 
 
 def backend_name(settings: Settings) -> str:
