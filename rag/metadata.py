@@ -14,7 +14,9 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from statistics import mean, median
+from typing import Any
 
+from rag.text import NAME
 from rag.types import Paper
 
 EXAMPLES = 10  # papers a count answer cites
@@ -905,7 +907,12 @@ def _average_answer(query: MetaQuery, known: list[Paper], unknown: list[tuple[Pa
     return MetaAnswer(text=text, value=average, unknown=[p for p, _ in unknown])
 
 
-_NAME = re.compile(r"(?<![\w.-])(?=[\w.-]*(?:\d|[A-Z][\w.-]*[A-Z]|-[A-Z]))[A-Za-z][\w.]*(?:-[\w.]+)*\b")
+# (field, what a gap is called, the value or None, how a value is said), in the order answers state them
+_PAPER_FIELDS: tuple[tuple[str, str, Callable[[Paper], Any], Callable[[Any], str]], ...] = (
+    ("date", "date", lambda p: p.date_raw or None, lambda v: f"is dated {v}"),
+    ("organisation", "organisation", lambda p: p.organisation or None, lambda v: f"is credited to {v}"),
+    ("authors", "number of authors", lambda p: p.authors, lambda v: f"lists {_plural(v, 'author')}"),
+)
 
 
 def _paper_answer(query: MetaQuery, papers: Sequence[Paper], topic_ids: Collection[str] | None) -> MetaAnswer:
@@ -914,24 +921,14 @@ def _paper_answer(query: MetaQuery, papers: Sequence[Paper], topic_ids: Collecti
         return MetaAnswer(text=f'No paper in the corpus matches "{query.topic}".')
     facts, gaps = [], []
     value: dict[str, int | str] = {}
-    if "date" in query.fields:
-        if paper.date_raw:
-            facts.append(f"is dated {paper.date_raw}")
-            value["date"] = paper.date_raw
+    for name, gap, get, say in _PAPER_FIELDS:
+        if name not in query.fields:
+            continue
+        if (found := get(paper)) is None:
+            gaps.append(gap)
         else:
-            gaps.append("date")
-    if "organisation" in query.fields:
-        if paper.organisation:
-            facts.append(f"is credited to {paper.organisation}")
-            value["organisation"] = paper.organisation
-        else:
-            gaps.append("organisation")
-    if "authors" in query.fields:
-        if paper.authors is not None:
-            facts.append(f"lists {_plural(paper.authors, 'author')}")
-            value["authors"] = paper.authors
-        else:
-            gaps.append("number of authors")
+            facts.append(say(found))
+            value[name] = found
     title = _name(paper)
     parts = [f"The corpus does not record {query.unrecorded}."] if query.unrecorded else []
     if facts:
@@ -951,6 +948,6 @@ def _named(topic: str, papers: Sequence[Paper], topic_ids: Collection[str] | Non
     candidates = [by_id[pid] for pid in ordered if pid in by_id][:3]
     if not candidates:
         return None
-    names = _NAME.findall(topic)
+    names = NAME.findall(topic)
     found = [sum(bool(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", f"{p.title} {p.abstract}")) for n in names) for p in candidates]
     return candidates[found.index(max(found))]

@@ -9,15 +9,13 @@ from __future__ import annotations
 import re
 
 from rag.lexicon import Lexicon
-from rag.text import terms
+from rag.text import NAME, terms
 from rag.types import Hit
 
 GENERIC = frozenset(terms(
     "paper papers work works study studies propose proposed report reports method methods approach which what "
     "corpus author authors wrote written listed year published summarise summarize say says describe"
 ))
-# Model names, acronyms, versioned terms: a letter first, then a digit or a second capital somewhere.
-NAME = re.compile(r"(?<![\w.-])(?=[\w.-]*(?:\d|[A-Z][\w.-]*[A-Z]|-[A-Z]))[A-Za-z][\w.]*(?:-[\w.]+)*\b")
 # A proper name followed by a size or version: "Gemini 1.5", "Llama 70B", "GPT 5".
 SIZED = re.compile(r"\b([A-Z][A-Za-z]+(?:-[A-Za-z]+)?)[\s-]+(v?\d+(?:\.\d+)*\s?[BMKT]?)\b")
 LIST_KEEP = 0.7  # a "which papers" answer names every paper at least this relevant relative to the best

@@ -47,7 +47,7 @@ class Retriever:
         vector = np.asarray(self.embedder.get_query_embedding(query), dtype=np.float32) if method != "bm25" else None
         dense = self._dense(vector, filters) if vector is not None else {}
         bm25_all = self.lexicon.scores(query_terms) if method != "dense" else None
-        lexical = self._lexical(bm25_all, allowed) if bm25_all is not None else {}
+        lexical = self.lexicon.top_from(bm25_all, self.settings.candidates, allowed) if bm25_all is not None else {}
         if method == "hybrid":
             self._complete(dense, lexical, vector, bm25_all)
         scored = fuse(dense, lexical, self.lexicon.ceiling(query_terms), method, self.settings)
@@ -62,9 +62,6 @@ class Retriever:
             where=_where(filters), include=["metadatas", "documents", "distances"],
         )
         return _best_chunks(found["ids"][0], found["metadatas"][0], found["documents"][0], [1.0 - d for d in found["distances"][0]])
-
-    def _lexical(self, scores: np.ndarray, allowed: np.ndarray | None) -> dict[str, float]:
-        return self.lexicon.top_from(scores, self.settings.candidates, allowed)
 
     def _complete(self, dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], vector: np.ndarray, bm25_all: np.ndarray) -> None:
         """Exact scores for candidates only one retriever found: cosine of their chunks, BM25 from the array."""

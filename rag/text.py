@@ -26,6 +26,8 @@ def _stemmer_and_stopwords() -> tuple[object, frozenset[str]]:
     return Stemmer.Stemmer("english"), frozenset(STOPWORDS_EN) | frozenset(globals_helper.stopwords)
 
 
+# Model names, acronyms, versioned terms: a letter first, then a digit or a second capital somewhere.
+NAME = re.compile(r"(?<![\w.-])(?=[\w.-]*(?:\d|[A-Z][\w.-]*[A-Z]|-[A-Z]))[A-Za-z][\w.]*(?:-[\w.]+)*\b")
 _WORD = re.compile(r"[a-z0-9]+(?:\.[a-z0-9]+)*")
 
 

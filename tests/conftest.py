@@ -62,12 +62,6 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
 
 
 @pytest.fixture(scope="session")
-def small_dir() -> Path:
-    assert {p.name for p in SMALL.iterdir()} >= {LANG_FILE, SCI_FILE, TXT_FILE}
-    return SMALL
-
-
-@pytest.fixture(scope="session")
 def make_settings():
     """Factory for explicit Settings (usable from session-scoped fixtures too)."""
     return build_settings
