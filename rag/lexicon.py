@@ -24,11 +24,12 @@ import numpy as np
 
 from rag.config import Settings
 from rag.index import Store
-from rag.text import terms
+from rag.text import terms, versioned
 from rag.types import Filters
 
 Progress = Callable[[int, int], None]
 _SURFACE = re.compile(r"\w[\w.\-]*\w|\w")  # words as written, hyphens and dots kept: gpt-3.5, mamba-2
+FORMAT = 2  # bumped when what the cache holds changes, so an older cache is rebuilt
 SHOW_PROGRESS_FROM = 2000  # papers: a smaller rebuild takes about a second and needs no bar
 _EMPTY = "\x00"  # bm25s needs one token per document; an abstract with no content words gets this
 
@@ -135,7 +136,7 @@ class Lexicon:
         """The cache for `store`'s current version: loaded memory-mapped, or rebuilt once when stale."""
         folder = cache_dir(settings)
         version = store.stamp().get("version", "")
-        if version and _stamp(folder) == version:
+        if version and _stamp(folder) == f"{FORMAT}:{version}":
             try:
                 return cls._load(folder)
             except (OSError, ValueError, KeyError):
@@ -168,6 +169,7 @@ class Lexicon:
                 sources.setdefault(name, []).append(i)
             tokens.append(terms(text) or [_EMPTY])
             words.update(_SURFACE.findall(text.lower()))
+            words.update(v.lower() for v in versioned(text))
             if on_progress and (i + 1) % 500 == 0:
                 on_progress(i + 1, total)
         bm25 = bm25s.BM25()
@@ -187,7 +189,7 @@ class Lexicon:
         np.save(tmp / "years.npy", self.years)
         (tmp / "sources.json").write_text(json.dumps(self.sources, sort_keys=True))
         (tmp / "words.txt").write_text(self._words)
-        (tmp / "stamp.json").write_text(json.dumps({"version": version}))
+        (tmp / "stamp.json").write_text(json.dumps({"version": f"{FORMAT}:{version}"}))
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if folder.exists():

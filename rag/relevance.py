@@ -9,26 +9,33 @@ from __future__ import annotations
 import re
 
 from rag.lexicon import Lexicon
-from rag.text import NAME, terms
+from rag.text import NAME, SIZE, terms, versioned
 from rag.types import Hit
 
 GENERIC = frozenset(terms(
     "paper papers work works study studies propose proposed report reports method methods approach which what "
     "corpus author authors wrote written listed year published summarise summarize say says describe"
 ))
-# A proper name followed by a size or version: "Gemini 1.5", "Llama 70B", "GPT 5".
-SIZED = re.compile(r"\b([A-Z][A-Za-z]+(?:-[A-Za-z]+)?)[\s-]+(v?\d+(?:\.\d+)*\s?[BMKT]?)\b")
+# A capitalised word inside a sentence is a name ("Switchboard", "Whisper"); months and days are not.
+_CAPITALISED = re.compile(r"(?<=[\w,;:)] )[A-Z][a-z]+(?:-[A-Za-z]+)*\b")
+_CALENDAR = frozenset(
+    "january february march april may june july august september october november december "
+    "monday tuesday wednesday thursday friday saturday sunday".split()
+)
 LIST_KEEP = 0.7  # a "which papers" answer names every paper at least this relevant relative to the best
 
 
 def variants(name: str) -> list[list[str]]:
     """Forms of a name, each a list of words that must all occur: GPT-2-like -> GPT-2, MLPs -> MLP,
-    UAV-assisted -> UAV + assisted. A version (Mamba-3) is never split off: Mamba is not Mamba-3."""
+    Kolmogorov-Arnold -> Kolmogorov + Arnold, UAV-assisted -> UAV. A version (Mamba-3) is never split
+    off: Mamba is not Mamba-3."""
     base = re.sub(r"-(like|based|style|sized|scale)$", "", name, flags=re.I)
     forms = [[name], [base]] + ([[base[:-1]]] if base.endswith("s") else [])
     parts = base.split("-")
     if len(parts) > 1 and all(p.isalpha() and len(p) > 2 for p in parts):
         forms.append(parts)
+    if len(parts) > 1 and any(p.islower() for p in parts) and (named := [p for p in parts if not p.islower()]):
+        forms.append(named)  # non-Latin -> Latin, UAV-assisted -> UAV: a plain word is no part of the name
     return forms
 
 
@@ -40,14 +47,26 @@ class Relevance:
         self.refuse_below = refuse_below
 
     def unknown_names(self, query: str) -> list[str]:
-        """Names no paper has (FP4, Mamba-3, KTO), and named sizes or versions no paper has together
-        with their name (Llama 70B when the corpus knows Llama only at 7B)."""
-        unknown = [w for w in NAME.findall(query) if not any(all(map(self.lexicon.mentions, f)) for f in variants(w))]
-        for name, size in SIZED.findall(query):
-            together = terms(f"{name} {size}")
-            if len(together) > 1 and not self.lexicon.together(together) and f"{name} {size}" not in unknown:
-                unknown.append(f"{name} {size}")
+        """What the question names that no paper has: names (FP4, Mamba-3, KTO, Switchboard), versions
+        (Llama 4 when the corpus knows Llama 2) and sizes (VibeThinker 70B when it knows VibeThinker
+        at 1.5B only). A family the corpus knows at another version or size is still unknown."""
+        names = [w for w in NAME.findall(query) if not SIZE.fullmatch(w)]
+        names += [w for w in _CAPITALISED.findall(query) if w.lower() not in _CALENDAR and w not in names]
+        unknown = [w for w in names if not self._known(w)]
+        unknown += [" ".join(v.rsplit("-", 1)) for v in versioned(query) if self._known(v.rsplit("-", 1)[0]) and not self.lexicon.mentions(v)]
+        known = [w for w in names if w not in unknown]
+        unknown += [size for size in SIZE.findall(query) if not self._known_size(size, known)]
         return sorted(set(unknown), key=unknown.index)
+
+    def _known(self, name: str) -> bool:
+        return any(all(map(self.lexicon.mentions, form)) for form in variants(name))
+
+    def _known_size(self, size: str, names: list[str]) -> bool:
+        """A size is known with the question's most specific name (the rarest), or alone if it names none."""
+        if not names:
+            return self.lexicon.mentions(size)
+        rarest = max(names, key=lambda n: (max((self.lexicon.idf(t) for t in terms(n)), default=0.0), -names.index(n)))
+        return self.lexicon.together(terms(rarest) + terms(size))
 
     def coverage(self, query: str, hit: Hit) -> float:
         """IDF-weighted share of the question's content terms that the paper contains."""

@@ -36,3 +36,15 @@ def terms(text: str) -> list[str]:
     stemmer, stop = _stemmer_and_stopwords()
     words = [w for w in _WORD.findall(text.lower()) if w not in stop and len(w) > 1]
     return stemmer.stemWords(words)  # type: ignore[attr-defined]
+
+
+# A name and its version written apart ("Llama 2", "Gemini 1.5"); not a year, not a size ("PaLM 540B").
+_VERSIONED = re.compile(r"(?<![\w.-])([A-Z]\w*(?:-[A-Za-z]+)*) (?!(?:19|20)\d\d\b)(v?\d+(?:\.\d+)?)(?![\w.]*\d)(?!\w)")
+# A model size: 70B, 1.5B, 8x7B, 125M, 1T.
+SIZE = re.compile(r"(?<![\w.-])\d+(?:\.\d+)?(?:x\d+)?[BMT]\b")
+
+
+def versioned(text: str) -> list[str]:
+    """Names written with a space before their version, joined as "Llama-2" is written: the lexicon
+    stores them so that "Llama 4" can be told apart from the Llama 2 a corpus knows."""
+    return [f"{name}-{version}" for name, version in _VERSIONED.findall(text)]

@@ -1,0 +1,66 @@
+"""Names, versions and sizes a question mentions that no paper has: the refusal rules that need no similarity."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.lexicon import Lexicon
+from rag.relevance import Relevance
+
+PAPERS = {
+    "a": ("VibeThinker: small reasoning", "We train VibeThinker, a 1.5B parameter model, and compare it with Llama 2 and GPT-4 on math."),
+    "b": ("Big speech", "A 70B speech model reaches a low word error rate on LibriSpeech; Mixtral 8x7B is a baseline."),
+    "c": ("Handwriting", "Synthetic handwriting for Latin and Cyrillic scripts helps post-OCR correction."),
+}
+
+
+class PaperRecords:
+    """The part of a Store that Lexicon.build reads: paper records, their count and the version stamp."""
+
+    def records(self, include_documents: bool = False):
+        for pid, (title, abstract) in sorted(PAPERS.items()):
+            yield pid, {"title": title, "year": -1, "sources": ["x.jsonl"]}, abstract
+
+    def count(self) -> int:
+        return len(PAPERS)
+
+    def stamp(self) -> dict:
+        return {"version": "v1"}
+
+
+@pytest.fixture(scope="module")
+def relevance() -> Relevance:
+    lexicon, _ = Lexicon.build(PaperRecords())
+    return Relevance(lexicon, refuse_below=0.3)
+
+
+@pytest.mark.parametrize(
+    ("question", "unknown"),
+    [
+        ("How much did it cost to train a 70B version of VibeThinker?", ["70B"]),  # 70B exists, not for VibeThinker
+        ("How well does the 1.5B VibeThinker do on math?", []),
+        ("How long a context window does Llama 4 support?", ["Llama 4"]),  # the corpus knows Llama 2 only
+        ("Does VibeThinker beat Llama 2?", []),
+        ("What word error rate does it reach on Switchboard?", ["Switchboard"]),
+        ("What word error rate does the 70B model reach on LibriSpeech in March?", []),  # a month is no name
+        ("How many experts does Mixtral 8x7B use?", []),
+        ("What is a 13B model good for?", ["13B"]),  # a size no paper mentions, with no name to pair it with
+        ("Which method repairs recognition for non-Latin scripts?", []),  # non- is no part of the name
+        ("How does the Gemini 1.5 model compare?", ["Gemini"]),  # an unknown name is reported once, as the name
+    ],
+)
+def test_unknown_names_cover_names_versions_and_sizes(relevance, question, unknown):
+    assert relevance.unknown_names(question) == unknown
+
+
+def test_a_cache_of_an_older_format_is_rebuilt(tmp_path, make_settings):
+    from rag import lexicon as lexicon_mod
+
+    settings = make_settings(data_dir=tmp_path)
+    folder = lexicon_mod.cache_dir(settings)
+    built, version = Lexicon.build(PaperRecords())
+    built._save(folder, version)
+    assert Lexicon.open(settings, PaperRecords()).mentions("llama-2")
+    (folder / "words.txt").write_text("nothing")  # what an older build held, under an older stamp
+    (folder / "stamp.json").write_text('{"version": "v1"}')
+    assert Lexicon.open(settings, PaperRecords()).mentions("llama-2")
