@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from platformdirs import user_data_dir
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from rag.errors import ConfigError
 
@@ -29,9 +31,9 @@ _USER_DATA_SHOWN = f"<user data dir>/{APP_NAME}"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore", populate_by_name=True)
 
-    corpus_paths: list[Path] = Field(
+    corpus_paths: Annotated[list[Path], NoDecode] = Field(
         default=[DEFAULT_CORPUS],
-        description="Files or folders ingested when `rag ingest` is given no path (JSON list in env).",
+        description="Files or folders ingested when `rag ingest` is given no path (one path, a JSON list, or paths joined by `:`).",
     )
     data_dir: Path = Field(
         default=USER_DATA_DIR,
@@ -86,12 +88,27 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000, description="Largest HTTP API request body, in bytes.")
     api_max_k: int = Field(default=50, ge=1, le=1000, description="Largest `k` (papers per search or answer) the HTTP API accepts.")
 
+    @field_validator("corpus_paths", mode="before")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        """RAG_CORPUS_PATHS as a user writes it: one path, a JSON list, or paths joined like $PATH."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"not a JSON list of paths ({e.msg}); write one path, [\"a\", \"b\"] or a:b") from None
+        return [part for part in value.split(os.pathsep) if part.strip()]
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The settings, or one `ConfigError` line naming the bad variable (never a pydantic traceback)."""
     try:
         return Settings()
+    except SettingsError as e:  # a value the environment source could not even parse
+        raise ConfigError(f"{e}; fix it in the environment or .env") from None
     except ValidationError as e:
         first = e.errors()[0]
         name = "RAG_" + str(first["loc"][0]).upper() if first["loc"] else "a setting"

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from rag.config import Settings, settings_rows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,3 +28,26 @@ def test_settings_read_from_env(monkeypatch):
     monkeypatch.setenv("RAG_CHROMA_HOST", "127.0.0.1")
     s = Settings()
     assert s.top_k == 3 and s.chroma_host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("value", "paths"),
+    [("/data/my.jsonl", ["/data/my.jsonl"]), ('["/a.jsonl", "/b"]', ["/a.jsonl", "/b"]), ("/a.jsonl:/b", ["/a.jsonl", "/b"])],
+)
+def test_corpus_paths_from_the_environment_take_the_forms_users_write(monkeypatch, value, paths):
+    monkeypatch.setenv("RAG_CORPUS_PATHS", value)
+    assert [str(p) for p in Settings(_env_file=None).corpus_paths] == paths
+
+
+def test_a_corpus_paths_value_that_cannot_be_parsed_is_one_config_line(monkeypatch):
+    from rag.config import get_settings
+    from rag.errors import ConfigError
+
+    monkeypatch.setenv("RAG_CORPUS_PATHS", "[broken")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match=r"RAG_CORPUS_PATHS: .*not a JSON list of paths") as e:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert "\n" not in str(e.value)
