@@ -16,14 +16,15 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -42,6 +43,8 @@ SCORE_FIELDS = ("score", "dense", "bm25", "ranks")
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 413: "request_too_large"}
 # Problems the server operator must fix (index, embedder, LLM endpoint) are 503; the caller's are 400.
 _UNAVAILABLE = (ConfigError, StoreError, EmbedError, LLMError)
+# Answers run in threads of their own, so answers waiting on a slow LLM never hold the ones searches use.
+ANSWER_THREADS = 40
 
 
 # ------------------------------------------------------------ the engine, shared by every request
@@ -81,23 +84,47 @@ def paper_json(paper: Paper) -> dict[str, Any]:
     return {k: v for k, v in Hit(paper, 0.0).to_json().items() if k not in SCORE_FIELDS}
 
 
-def check_scope(
-    settings: Settings, what: str, text: str, k: int | None, year_from: int | None, year_to: int | None, sources: list[str]
-) -> Filters:
-    """Reject what the engine would answer badly or slowly (empty or huge question, k too large, reversed
-    years) with a message saying what to change; return the filters."""
-    if not text.strip():
-        raise QuestionError(f"the {what} is empty; send some text")
+def check_length(settings: Settings, what: str, text: str) -> None:
+    """Refuse a text so long that searching for it would be slow, saying what to change."""
     if len(text) > settings.api_max_question_chars:
         raise QuestionError(
             f"the {what} has {len(text)} characters, more than the {settings.api_max_question_chars} allowed "
             "(RAG_API_MAX_QUESTION_CHARS); shorten it"
         )
+
+
+def check_scope(
+    settings: Settings, what: str, text: str, k: int | None, year_from: int | None, year_to: int | None, sources: list[str]
+) -> Filters:
+    """Reject a question or query the engine would answer badly or slowly (empty or huge, k too large, reversed
+    years) with a message saying what to change; return the filters."""
+    if not text.strip():
+        raise QuestionError(f"the {what} is empty; send some text")
+    check_length(settings, what, text)
     if k is not None and k > settings.api_max_k:
         raise QuestionError(f"k={k} is more than the {settings.api_max_k} papers allowed (RAG_API_MAX_K); ask for fewer")
     if year_from is not None and year_to is not None and year_from > year_to:
         raise QuestionError(f"year_from {year_from} is after year_to {year_to}; swap them")
     return Filters(year_from, year_to, tuple(sources))
+
+
+def check_history(settings: Settings, history: Conversation) -> None:
+    """Earlier questions are searched along with a follow-up, so each has the question's limit too."""
+    for n, turn in enumerate(history.turns, 1):
+        check_length(settings, f"earlier user message {n}", turn.question)
+
+
+def utf8(text: str) -> str:
+    """Refuse unpaired surrogates: JSON can escape them (`\\ud800`), but they are not text, and the tokenizer
+    and the index cannot encode them."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as e:
+        raise ValueError(f"character {e.start} is an unpaired surrogate ({text[e.start]!r}), not text; send UTF-8 text") from None
+    return text
+
+
+Utf8 = Annotated[str, AfterValidator(utf8)]
 
 
 # ------------------------------------------------------------ request and response models (the OpenAPI schema)
@@ -120,7 +147,7 @@ class Scope(BaseModel):
                           "or RAG_LIST_K for a 'which papers' question, for an answer); at most RAG_API_MAX_K.")
     year_from: int | None = Field(default=None, ge=0, le=9999, description="Only papers from this year on (papers with no known year are left out).")
     year_to: int | None = Field(default=None, ge=0, le=9999, description="Only papers up to this year (papers with no known year are left out).")
-    sources: list[str] = Field(default_factory=list, description="Only papers from these corpus files (file names as in `source`); empty: all.")
+    sources: list[Utf8] = Field(default_factory=list, description="Only papers from these corpus files (file names as in `source`); empty: all.")
 
 
 class TextPart(BaseModel):
@@ -137,10 +164,18 @@ class ChatMessage(BaseModel):
     )
     content: str | list[TextPart] | None = Field(default=None, description="The message text, or a list of text parts.")
 
+    @field_validator("content")
+    @classmethod
+    def _is_text(cls, content: str | list[TextPart] | None) -> str | list[TextPart] | None:
+        utf8(_joined(content))
+        return content
+
     def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
-        return self.content or ""
+        return _joined(self.content)
+
+
+def _joined(content: str | list[TextPart] | None) -> str:
+    return "".join(part.text for part in content) if isinstance(content, list) else content or ""
 
 
 class ChatRequest(Scope):
@@ -156,7 +191,7 @@ class ChatRequest(Scope):
 
 
 class SearchRequest(Scope):
-    query: str = Field(description="What to search for.")
+    query: Utf8 = Field(description="What to search for.")
     method: Literal["hybrid", "bm25", "dense"] = Field(default="hybrid", description="hybrid (BM25 and dense fused), or one retriever alone.")
 
 
@@ -337,9 +372,9 @@ def _event(payload: dict[str, Any] | str) -> str:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-def sse_events(model: str, first: str, rest: Iterator[str], streamed: Streamed) -> Iterator[str]:
-    """The answer as OpenAI chunk events; an error after the first piece becomes an `error` event, which
-    OpenAI clients raise, since the 200 status has already been sent."""
+async def sse_events(model: str, first: str, pull: Callable[[], Awaitable[str | None]], streamed: Streamed) -> AsyncIterator[str]:
+    """The answer as OpenAI chunk events, `pull` giving each piece after `first` (None: done); an error after
+    the first piece becomes an `error` event, which OpenAI clients raise, since the 200 status has already been sent."""
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
 
     def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
@@ -347,7 +382,7 @@ def sse_events(model: str, first: str, rest: Iterator[str], streamed: Streamed) 
 
     yield chunk({"role": "assistant", "content": first})
     try:
-        for piece in rest:
+        while (piece := await pull()) is not None:
             yield chunk({"content": piece})
     except Exception as e:  # noqa: BLE001 - the stream must end with an error event, never a cut connection
         if not isinstance(e, UserError):
@@ -379,6 +414,8 @@ def _validation_message(e: RequestValidationError) -> str:
     """The first problem in one line, e.g. `messages.0.role: Input should be 'system', ...`."""
     errors = e.errors()
     first = errors[0]
+    if first["loc"] == ("body",) and first["type"] == "model_attributes_type":  # JSON but not an object, or not sent as JSON
+        return "the request body must be a JSON object, sent with Content-Type: application/json"
     where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
     more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
     return f"{where}: {first['msg']}{more}"
@@ -447,6 +484,7 @@ def key_check(settings: Settings) -> Callable[..., None]:
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The API over `engine`, or over an engine built from `settings` on first use."""
     holder = EngineHolder(settings, engine)
+    answer_threads = anyio.CapacityLimiter(ANSWER_THREADS)
     started = int(time.time())
     app = FastAPI(
         title="rag-abstracts", version="1", docs_url=None, redoc_url=None, openapi_url=None,
@@ -467,13 +505,18 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def chat_completions(body: ChatRequest) -> Any:
         question, history = conversation_of(body.messages)
         filters = check_scope(settings, "question", question, body.k, body.year_from, body.year_to, body.sources)
+        check_history(settings, history)
         engine = await run_in_threadpool(holder.get)
         if not body.stream:
-            return completion(await run_in_threadpool(engine.ask, question, filters, body.k, history))
+            return completion(await anyio.to_thread.run_sync(engine.ask, question, filters, body.k, history, limiter=answer_threads))
         streamed = Streamed(engine.ask_stream(question, filters, body.k, history))
         pieces = iter(streamed)
-        first = await run_in_threadpool(next, pieces, "")  # retrieval and the LLM's first piece: errors still get a status
-        return StreamingResponse(sse_events(engine.model, first, pieces, streamed), media_type="text/event-stream",
+
+        def pull() -> Awaitable[str | None]:
+            return anyio.to_thread.run_sync(next, pieces, None, limiter=answer_threads)
+
+        first = await pull()  # retrieval and the LLM's first piece: errors still get a status
+        return StreamingResponse(sse_events(engine.model, first or "", pull, streamed), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
     @router.post("/v1/search", response_model=SearchResponse, summary="Find the papers that best match a query")
