@@ -134,6 +134,7 @@ async def load(base: str, name: str, clients: int, questions: list[str], expecte
         "p50_ms": round(1000 * ordered[len(ordered) // 2], 1),
         "p95_ms": round(1000 * ordered[math.ceil(0.95 * len(ordered)) - 1], 1),
         "max_ms": round(1000 * ordered[-1], 1), "failed": failed, "different_from_serial": wrong,
+        "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the machine skews the figures; this says how much
     }
 
 
@@ -183,11 +184,12 @@ def main() -> None:
                 rows.append(row)
                 print(f"{name:18} {clients:3} clients: {row['requests']:4} requests in {row['seconds']:6.1f} s, "
                       f"{row['requests_per_s']:7.1f} req/s, p50 {row['p50_ms']:7.1f} ms, p95 {row['p95_ms']:7.1f} ms, "
-                      f"failed {row['failed']}, different from serial {row['different_from_serial']}")
+                      f"failed {row['failed']}, different from serial {row['different_from_serial']}, "
+                      f"load average {row['load_average_1m']:.1f} on {os.cpu_count()} cores")
     finally:
         server.terminate()
         server.wait(timeout=15)
-    (args.out / "bench_api.json").write_text(json.dumps({"questions": len(questions), "runs": rows}, indent=2))
+    (args.out / "bench_api.json").write_text(json.dumps({"questions": len(questions), "cores": os.cpu_count(), "runs": rows}, indent=2))
     plot(rows, args.out / "bench_api.png")
     print(f"wrote {args.out / 'bench_api.json'} and {args.out / 'bench_api.png'}")
     if any(r["failed"] or r["different_from_serial"] for r in rows):

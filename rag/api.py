@@ -8,6 +8,7 @@ answer as `rag ask --json` prints it. Every error is one JSON line `{"error": {"
 from __future__ import annotations
 
 import hmac
+import html
 import ipaddress
 import json
 import logging
@@ -22,7 +23,7 @@ from typing import Annotated, Any, Literal
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import models_json_schema
@@ -500,6 +501,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def openapi() -> dict[str, Any]:
         return openapi_schema(app)
 
+    @router.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    def docs() -> str:
+        return docs_page(openapi_schema(app))
+
     @router.post("/v1/chat/completions", response_model=ChatCompletion, summary="Answer a question with checked citations",
                  responses={200: {"content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}}}})
     async def chat_completions(body: ChatRequest) -> Any:
@@ -581,6 +586,53 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
     _, defs = models_json_schema([(ChatCompletionChunk, "serialization")], ref_template="#/components/schemas/{model}")
     schema["components"]["schemas"].update(defs["$defs"])
     return schema
+
+
+def docs_page(schema: dict[str, Any]) -> str:
+    """The schema as one HTML page, every route and every field with its type and description; built here, so a
+    browser loads nothing from elsewhere (Swagger UI would fetch its scripts from a CDN)."""
+    routes = "".join(_route_html(method, path, op) for path, ops in schema["paths"].items() for method, op in ops.items())
+    models = "".join(_model_html(name, spec) for name, spec in schema["components"]["schemas"].items())
+    info = schema["info"]
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(info['title'])} API</title><style>"
+            "body{font:15px sans-serif;max-width:70em;margin:auto;padding:1em}td{border-top:1px solid #ddd;padding:.3em;"
+            f"vertical-align:top}}</style></head><body><h1>{_esc(info['title'])} API</h1><p>{_esc(info['description'])} "
+            "The schema itself: <code>/openapi.json</code>.</p><h2>Routes</h2><ul>" + routes + "</ul>" + models + "</body></html>")
+
+
+def _route_html(method: str, path: str, op: dict[str, Any]) -> str:
+    body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+    answers = " or ".join(f"{_type_html(c['schema'])} ({kind})" for kind, c in op["responses"]["200"].get("content", {}).items())
+    params = "".join(f"; <code>{_esc(p['name'])}</code> ({p['in']}): {_esc(p.get('description', ''))}" for p in op.get("parameters", []))
+    return (f"<li><code>{method.upper()} {_esc(path)}</code>: {_esc(op.get('summary', ''))}{params}"
+            + (f"; body {_type_html(body)}" if body else "") + f"; returns {answers}</li>")
+
+
+def _model_html(name: str, spec: dict[str, Any]) -> str:
+    required = set(spec.get("required", ()))
+    rows = "".join(f"<tr><td><code>{_esc(field)}</code></td><td>{_type_html(prop)}</td><td>{'required' * (field in required)}</td>"
+                   f"<td>{_esc(prop.get('description', ''))}</td></tr>" for field, prop in spec.get("properties", {}).items())
+    return f"<h2 id='{_esc(name)}'>{_esc(name)}</h2><p>{_esc(spec.get('description', ''))}</p><table>{rows}</table>"
+
+
+def _type_html(prop: dict[str, Any]) -> str:
+    """A field's JSON Schema type in a few words, models linked to their tables."""
+    if "$ref" in prop:
+        name = _esc(prop["$ref"].rsplit("/", 1)[-1])
+        return f"<a href='#{name}'>{name}</a>"
+    if "anyOf" in prop:
+        return " or ".join(_type_html(option) for option in prop["anyOf"])
+    if "const" in prop or "enum" in prop:
+        return " or ".join(_esc(json.dumps(value)) for value in prop.get("enum", [prop.get("const")]))
+    if prop.get("type") == "array":
+        return f"list of {_type_html(prop.get('items', {}))}"
+    if isinstance(prop.get("additionalProperties"), dict):
+        return f"object of {_type_html(prop['additionalProperties'])}"
+    return _esc(str(prop.get("type", "any")))
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)
 
 
 def _check_free(host: str, port: int) -> None:

@@ -348,6 +348,8 @@ def test_search_wants_utf8_text_in_a_json_object(base_url):
                          ('{"query": "FP8", "sources": ["a\\udfff"]}', "sources.0: Value error, character 1 is an unpaired surrogate")]:
         r = httpx.post(f"{base_url}/v1/search", content=body, headers={"content-type": "application/json"}, timeout=30)
         assert r.status_code == 400 and r.json()["error"]["message"].startswith(needle), r.text
+    r = httpx.post(f"{base_url}/v1/search", content=b'{"query": "FP8 \xff"}', headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
     r = httpx.post(f"{base_url}/v1/search", content='{"query": "FP8"}', headers={"content-type": "text/plain"}, timeout=30)
     assert r.status_code == 400 and "Content-Type: application/json" in r.json()["error"]["message"]
 
@@ -411,7 +413,8 @@ def keyed_url(api_settings, engine) -> Iterator[str]:
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-key-123456"}, {"Authorization": f"Basic {KEY}"},
                                      {"Authorization": f"Bearer {KEY}x"}])
-@pytest.mark.parametrize("route", ["GET /v1/models", "POST /v1/search", "POST /v1/chat/completions", "GET /v1/papers/x", "GET /openapi.json"])
+@pytest.mark.parametrize("route", ["GET /v1/models", "POST /v1/search", "POST /v1/chat/completions", "GET /v1/papers/x", "GET /openapi.json",
+                                   "GET /docs"])
 def test_every_route_but_health_wants_the_key(keyed_url, route, headers):
     method, path = route.split()
     r = httpx.request(method, keyed_url + path, headers=headers, json={"query": "x"} if method == "POST" else None, timeout=30)
@@ -439,6 +442,22 @@ def test_every_schema_field_is_described(base_url):
                     for field, spec in model.get("properties", {}).items() if not spec.get("description")]
     assert undocumented == []
     assert "ChatCompletionChunk" in schema["components"]["schemas"]
+
+
+def test_docs_page_shows_every_route_and_field_and_loads_nothing_from_elsewhere(base_url):
+    from html import escape
+
+    schema = httpx.get(f"{base_url}/openapi.json", timeout=30).json()
+    r = httpx.get(f"{base_url}/docs", timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    page = r.text
+    assert not any(fetch in page for fetch in ("<script", "src=", "href='http", "@import", "url("))
+    for path, ops in schema["paths"].items():
+        assert all(f"<code>{method.upper()} {path}</code>" in page for method in ops)
+    for name, model in schema["components"]["schemas"].items():
+        table = page.split(f"<h2 id='{name}'>", 1)[1].split("<h2", 1)[0]
+        for field, spec in model.get("properties", {}).items():
+            assert f"<code>{field}</code>" in table and escape(spec["description"]) in table, f"{name}.{field}"
 
 
 TAKES_INPUT = ["POST /v1/chat/completions", "POST /v1/search", "GET /v1/papers/{paper_id}"]
