@@ -7,6 +7,7 @@ answer as `rag ask --json` prints it. Every error is one JSON line `{"error": {"
 
 from __future__ import annotations
 
+import copy
 import hmac
 import html
 import ipaddress
@@ -142,12 +143,12 @@ class ErrorBody(BaseModel):
 
 
 class Scope(BaseModel):
-    """Options shared by answers and searches."""
+    """Options shared by answers and searches; numbers are strict, so `true` or "5" is refused, not read as 1 or 5."""
 
-    k: int | None = Field(default=None, ge=1, description="How many papers (default: RAG_TOP_K for a search; RAG_ANSWER_K, "
+    k: int | None = Field(default=None, ge=1, strict=True, description="How many papers (default: RAG_TOP_K for a search; RAG_ANSWER_K, "
                           "or RAG_LIST_K for a 'which papers' question, for an answer); at most RAG_API_MAX_K.")
-    year_from: int | None = Field(default=None, ge=0, le=9999, description="Only papers from this year on (papers with no known year are left out).")
-    year_to: int | None = Field(default=None, ge=0, le=9999, description="Only papers up to this year (papers with no known year are left out).")
+    year_from: int | None = Field(default=None, ge=0, le=9999, strict=True, description="Only papers from this year on (papers with no known year are left out).")
+    year_to: int | None = Field(default=None, ge=0, le=9999, strict=True, description="Only papers up to this year (papers with no known year are left out).")
     sources: list[Utf8] = Field(default_factory=list, description="Only papers from these corpus files (file names as in `source`); empty: all.")
 
 
@@ -499,11 +500,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @router.get("/openapi.json", include_in_schema=False)
     def openapi() -> dict[str, Any]:
-        return openapi_schema(app)
+        return openapi_schema(app, settings)
 
     @router.get("/docs", include_in_schema=False, response_class=HTMLResponse)
     def docs() -> str:
-        return docs_page(openapi_schema(app))
+        return docs_page(openapi_schema(app, settings))
 
     @router.post("/v1/chat/completions", response_model=ChatCompletion, summary="Answer a question with checked citations",
                  responses={200: {"content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}}}})
@@ -580,11 +581,17 @@ def serve(settings: Settings, host: str, port: int, say: Callable[[str], None]) 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
 
 
-def openapi_schema(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema plus the stream chunk model, which no route returns as JSON and so FastAPI leaves out."""
-    schema = app.openapi()
+def openapi_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """FastAPI's schema plus the stream chunk model, which no route returns as JSON and so FastAPI leaves out,
+    and this server's limits, which come from settings and so are not in the models."""
+    schema = copy.deepcopy(app.openapi())  # FastAPI caches its schema; the limits are added to a copy
     _, defs = models_json_schema([(ChatCompletionChunk, "serialization")], ref_template="#/components/schemas/{model}")
-    schema["components"]["schemas"].update(defs["$defs"])
+    models = schema["components"]["schemas"]
+    models.update(defs["$defs"])
+    for request in ("ChatRequest", "SearchRequest"):
+        models[request]["properties"]["k"]["anyOf"][0]["maximum"] = settings.api_max_k
+    models["SearchRequest"]["properties"]["query"].update(maxLength=settings.api_max_question_chars, pattern=r"\S")  # \S: not blank
+    models["ChatRequest"]["properties"]["messages"]["contains"] = {"properties": {"role": {"const": "user"}}, "required": ["role"]}
     return schema
 
 

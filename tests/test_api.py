@@ -303,6 +303,8 @@ def test_serve_says_in_one_line_that_the_port_is_taken(api_settings):
     ({"messages": [{"role": "user", "content": FP8_Q}], "k": 21}, "RAG_API_MAX_K"),
     ({"messages": [{"role": "user", "content": FP8_Q}], "k": 0}, "k: Input should be greater than or equal to 1"),
     ({"messages": [{"role": "user", "content": FP8_Q}], "year_from": 2024, "year_to": 2020}, "swap them"),
+    ({"messages": [{"role": "user", "content": FP8_Q}], "year_to": False}, "year_to: Input should be a valid integer"),
+    ({"messages": [{"role": "user", "content": FP8_Q}], "k": "5"}, "k: Input should be a valid integer"),
     ({"messages": [{"role": "system", "content": FP8_Q}]}, "no user message"),
     ({"messages": [{"role": "user", "content": "   "}]}, "question is empty"),
     ({"messages": []}, "messages: List should have at least 1 item"),
@@ -442,6 +444,13 @@ def test_every_schema_field_is_described(base_url):
                     for field, spec in model.get("properties", {}).items() if not spec.get("description")]
     assert undocumented == []
     assert "ChatCompletionChunk" in schema["components"]["schemas"]
+
+
+def test_schema_states_this_servers_limits(base_url):
+    models = httpx.get(f"{base_url}/openapi.json", timeout=30).json()["components"]["schemas"]
+    assert [models[m]["properties"]["k"]["anyOf"][0]["maximum"] for m in ("ChatRequest", "SearchRequest")] == [LIMITS["api_max_k"]] * 2
+    assert models["SearchRequest"]["properties"]["query"]["maxLength"] == LIMITS["api_max_question_chars"]
+    assert models["ChatRequest"]["properties"]["messages"]["contains"]["properties"]["role"] == {"const": "user"}
 
 
 def test_docs_page_shows_every_route_and_field_and_loads_nothing_from_elsewhere(base_url):
