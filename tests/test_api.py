@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx
@@ -371,10 +371,10 @@ def failing(api_settings, retriever):
         "down": Engine(api_settings, retriever, FailingLLM(LLMError("cannot reach the LLM endpoint http://x; start the server"))),
         "mid": Engine(api_settings, retriever, FailingLLM(LLMError("the answer stopped before it finished; try again"), "FP8 training ")),
         "bug": Engine(api_settings, retriever, FailingLLM(RuntimeError("internal detail at /srv/secret sk-live-abcdefgh12345"))),
+        "bug_mid": Engine(api_settings, retriever, FailingLLM(RuntimeError("internal detail at /srv/secret"), "FP8 training ")),
     }
-    with live(create_app(api_settings, engines["down"])) as down, live(create_app(api_settings, engines["mid"])) as mid, \
-            live(create_app(api_settings, engines["bug"])) as bug:
-        yield {"down": down, "mid": mid, "bug": bug}
+    with ExitStack() as stack:
+        yield {name: stack.enter_context(live(create_app(api_settings, engine))) for name, engine in engines.items()}
 
 
 def test_llm_down_is_503_with_its_one_line_in_both_modes(failing):
@@ -402,6 +402,14 @@ def test_a_bug_is_a_generic_500_that_reveals_nothing(failing):
     assert r.json() == {"error": {"message": "internal server error; the server log has the details", "type": "server_error"}}
     r = httpx.post(f"{failing['bug']}/v1/chat/completions", json={"messages": [{"role": "user", "content": FP8_Q}], "stream": True}, timeout=30)
     assert r.status_code == 500 and "secret" not in r.text and "Traceback" not in r.text
+
+
+def test_a_bug_mid_stream_is_a_generic_error_event(failing):
+    r = httpx.post(f"{failing['bug_mid']}/v1/chat/completions", json={"messages": [{"role": "user", "content": FP8_Q}], "stream": True}, timeout=30)
+    events = [json.loads(line.removeprefix("data: ")) for line in r.text.splitlines() if line.startswith("data: {")]
+    assert r.status_code == 200 and events[0]["choices"][0]["delta"]["content"] == "FP8 training "
+    assert events[-1] == {"error": {"message": "internal server error; the server log has the details", "type": "server_error"}, "status": 500}
+    assert r.text.endswith("data: [DONE]\n\n") and "secret" not in r.text and "Traceback" not in r.text
 
 
 # ---------------------------------------------------------------- the key
