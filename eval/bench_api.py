@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -101,12 +102,12 @@ async def load(base: str, name: str, clients: int, questions: list[str], expecte
     """`clients` workers send requests back to back until `total` are done or time is up."""
     build, fingerprint = ENDPOINTS[name]
     latencies: list[float] = []
-    wrong = failed = 0
-    issued = 0
+    failures: Counter[str] = Counter()  # what went wrong, so a failed request can be looked into
+    wrong = issued = 0
     deadline = time.monotonic() + max_seconds
 
     async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal issued, wrong, failed
+        nonlocal issued, wrong
         while issued < total and time.monotonic() < deadline:
             i = issued % len(questions)
             issued += 1
@@ -114,13 +115,12 @@ async def load(base: str, name: str, clients: int, questions: list[str], expecte
             t = time.perf_counter()
             try:
                 r = await client.post(path, json=body)
-                ok = r.status_code == 200
-                same = ok and fingerprint(r.json()) == expected[i]
-            except httpx.HTTPError:
-                ok = same = False
+                failure = None if r.status_code == 200 else f"HTTP {r.status_code}: {r.text[:200]}"
+                wrong += failure is None and fingerprint(r.json()) != expected[i]
+            except httpx.HTTPError as e:
+                failure = f"{type(e).__name__}: {e}"
             latencies.append(time.perf_counter() - t)
-            failed += not ok
-            wrong += ok and not same
+            failures.update([failure] if failure else [])
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT, limits=limits) as client:
@@ -133,7 +133,8 @@ async def load(base: str, name: str, clients: int, questions: list[str], expecte
         "requests_per_s": round(len(ordered) / seconds, 2),
         "p50_ms": round(1000 * ordered[len(ordered) // 2], 1),
         "p95_ms": round(1000 * ordered[math.ceil(0.95 * len(ordered)) - 1], 1),
-        "max_ms": round(1000 * ordered[-1], 1), "failed": failed, "different_from_serial": wrong,
+        "max_ms": round(1000 * ordered[-1], 1), "failed": failures.total(), "failures": dict(failures), "different_from_serial": wrong,
+        "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the machine skews the figures; this says how much
     }
 
 
@@ -183,11 +184,14 @@ def main() -> None:
                 rows.append(row)
                 print(f"{name:18} {clients:3} clients: {row['requests']:4} requests in {row['seconds']:6.1f} s, "
                       f"{row['requests_per_s']:7.1f} req/s, p50 {row['p50_ms']:7.1f} ms, p95 {row['p95_ms']:7.1f} ms, "
-                      f"failed {row['failed']}, different from serial {row['different_from_serial']}")
+                      f"failed {row['failed']}, different from serial {row['different_from_serial']}, "
+                      f"load average {row['load_average_1m']:.1f} on {os.cpu_count()} cores")
+                for failure, count in row["failures"].items():
+                    print(f"    {count} x {failure}")
     finally:
         server.terminate()
         server.wait(timeout=15)
-    (args.out / "bench_api.json").write_text(json.dumps({"questions": len(questions), "runs": rows}, indent=2))
+    (args.out / "bench_api.json").write_text(json.dumps({"questions": len(questions), "cores": os.cpu_count(), "runs": rows}, indent=2))
     plot(rows, args.out / "bench_api.png")
     print(f"wrote {args.out / 'bench_api.json'} and {args.out / 'bench_api.png'}")
     if any(r["failed"] or r["different_from_serial"] for r in rows):

@@ -7,7 +7,9 @@ answer as `rag ask --json` prints it. Every error is one JSON line `{"error": {"
 
 from __future__ import annotations
 
+import copy
 import hmac
+import html
 import ipaddress
 import json
 import logging
@@ -16,14 +18,15 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Literal
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import models_json_schema
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -42,6 +45,8 @@ SCORE_FIELDS = ("score", "dense", "bm25", "ranks")
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 413: "request_too_large"}
 # Problems the server operator must fix (index, embedder, LLM endpoint) are 503; the caller's are 400.
 _UNAVAILABLE = (ConfigError, StoreError, EmbedError, LLMError)
+# Answers run in threads of their own, so answers waiting on a slow LLM never hold the ones searches use.
+ANSWER_THREADS = 40
 
 
 # ------------------------------------------------------------ the engine, shared by every request
@@ -81,23 +86,47 @@ def paper_json(paper: Paper) -> dict[str, Any]:
     return {k: v for k, v in Hit(paper, 0.0).to_json().items() if k not in SCORE_FIELDS}
 
 
-def check_scope(
-    settings: Settings, what: str, text: str, k: int | None, year_from: int | None, year_to: int | None, sources: list[str]
-) -> Filters:
-    """Reject what the engine would answer badly or slowly (empty or huge question, k too large, reversed
-    years) with a message saying what to change; return the filters."""
-    if not text.strip():
-        raise QuestionError(f"the {what} is empty; send some text")
+def check_length(settings: Settings, what: str, text: str) -> None:
+    """Refuse a text so long that searching for it would be slow, saying what to change."""
     if len(text) > settings.api_max_question_chars:
         raise QuestionError(
             f"the {what} has {len(text)} characters, more than the {settings.api_max_question_chars} allowed "
             "(RAG_API_MAX_QUESTION_CHARS); shorten it"
         )
+
+
+def check_scope(
+    settings: Settings, what: str, text: str, k: int | None, year_from: int | None, year_to: int | None, sources: list[str]
+) -> Filters:
+    """Reject a question or query the engine would answer badly or slowly (empty or huge, k too large, reversed
+    years) with a message saying what to change; return the filters."""
+    if not text.strip():
+        raise QuestionError(f"the {what} is empty; send some text")
+    check_length(settings, what, text)
     if k is not None and k > settings.api_max_k:
         raise QuestionError(f"k={k} is more than the {settings.api_max_k} papers allowed (RAG_API_MAX_K); ask for fewer")
     if year_from is not None and year_to is not None and year_from > year_to:
         raise QuestionError(f"year_from {year_from} is after year_to {year_to}; swap them")
     return Filters(year_from, year_to, tuple(sources))
+
+
+def check_history(settings: Settings, history: Conversation) -> None:
+    """Earlier questions are searched along with a follow-up, so each has the question's limit too."""
+    for n, turn in enumerate(history.turns, 1):
+        check_length(settings, f"earlier user message {n}", turn.question)
+
+
+def utf8(text: str) -> str:
+    """Refuse unpaired surrogates: JSON can escape them (`\\ud800`), but they are not text, and the tokenizer
+    and the index cannot encode them."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as e:
+        raise ValueError(f"character {e.start} is an unpaired surrogate ({text[e.start]!r}), not text; send UTF-8 text") from None
+    return text
+
+
+Utf8 = Annotated[str, AfterValidator(utf8)]
 
 
 # ------------------------------------------------------------ request and response models (the OpenAPI schema)
@@ -114,13 +143,13 @@ class ErrorBody(BaseModel):
 
 
 class Scope(BaseModel):
-    """Options shared by answers and searches."""
+    """Options shared by answers and searches; numbers are strict, so `true` or "5" is refused, not read as 1 or 5."""
 
-    k: int | None = Field(default=None, ge=1, description="How many papers (default: RAG_TOP_K for a search; RAG_ANSWER_K, "
+    k: int | None = Field(default=None, ge=1, strict=True, description="How many papers (default: RAG_TOP_K for a search; RAG_ANSWER_K, "
                           "or RAG_LIST_K for a 'which papers' question, for an answer); at most RAG_API_MAX_K.")
-    year_from: int | None = Field(default=None, ge=0, le=9999, description="Only papers from this year on (papers with no known year are left out).")
-    year_to: int | None = Field(default=None, ge=0, le=9999, description="Only papers up to this year (papers with no known year are left out).")
-    sources: list[str] = Field(default_factory=list, description="Only papers from these corpus files (file names as in `source`); empty: all.")
+    year_from: int | None = Field(default=None, ge=0, le=9999, strict=True, description="Only papers from this year on (papers with no known year are left out).")
+    year_to: int | None = Field(default=None, ge=0, le=9999, strict=True, description="Only papers up to this year (papers with no known year are left out).")
+    sources: list[Utf8] = Field(default_factory=list, description="Only papers from these corpus files (file names as in `source`); empty: all.")
 
 
 class TextPart(BaseModel):
@@ -137,10 +166,18 @@ class ChatMessage(BaseModel):
     )
     content: str | list[TextPart] | None = Field(default=None, description="The message text, or a list of text parts.")
 
+    @field_validator("content")
+    @classmethod
+    def _is_text(cls, content: str | list[TextPart] | None) -> str | list[TextPart] | None:
+        utf8(_joined(content))
+        return content
+
     def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
-        return self.content or ""
+        return _joined(self.content)
+
+
+def _joined(content: str | list[TextPart] | None) -> str:
+    return "".join(part.text for part in content) if isinstance(content, list) else content or ""
 
 
 class ChatRequest(Scope):
@@ -156,7 +193,7 @@ class ChatRequest(Scope):
 
 
 class SearchRequest(Scope):
-    query: str = Field(description="What to search for.")
+    query: Utf8 = Field(description="What to search for.")
     method: Literal["hybrid", "bm25", "dense"] = Field(default="hybrid", description="hybrid (BM25 and dense fused), or one retriever alone.")
 
 
@@ -337,9 +374,9 @@ def _event(payload: dict[str, Any] | str) -> str:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-def sse_events(model: str, first: str, rest: Iterator[str], streamed: Streamed) -> Iterator[str]:
-    """The answer as OpenAI chunk events; an error after the first piece becomes an `error` event, which
-    OpenAI clients raise, since the 200 status has already been sent."""
+async def sse_events(model: str, first: str, pull: Callable[[], Awaitable[str | None]], streamed: Streamed) -> AsyncIterator[str]:
+    """The answer as OpenAI chunk events, `pull` giving each piece after `first` (None: done); an error after
+    the first piece becomes an `error` event, which OpenAI clients raise, since the 200 status has already been sent."""
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
 
     def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
@@ -347,7 +384,7 @@ def sse_events(model: str, first: str, rest: Iterator[str], streamed: Streamed) 
 
     yield chunk({"role": "assistant", "content": first})
     try:
-        for piece in rest:
+        while (piece := await pull()) is not None:
             yield chunk({"content": piece})
     except Exception as e:  # noqa: BLE001 - the stream must end with an error event, never a cut connection
         if not isinstance(e, UserError):
@@ -379,6 +416,8 @@ def _validation_message(e: RequestValidationError) -> str:
     """The first problem in one line, e.g. `messages.0.role: Input should be 'system', ...`."""
     errors = e.errors()
     first = errors[0]
+    if first["loc"] == ("body",) and first["type"] == "model_attributes_type":  # JSON but not an object, or not sent as JSON
+        return "the request body must be a JSON object, sent with Content-Type: application/json"
     where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
     more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
     return f"{where}: {first['msg']}{more}"
@@ -447,6 +486,7 @@ def key_check(settings: Settings) -> Callable[..., None]:
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The API over `engine`, or over an engine built from `settings` on first use."""
     holder = EngineHolder(settings, engine)
+    answer_threads = anyio.CapacityLimiter(ANSWER_THREADS)
     started = int(time.time())
     app = FastAPI(
         title="rag-abstracts", version="1", docs_url=None, redoc_url=None, openapi_url=None,
@@ -460,20 +500,29 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @router.get("/openapi.json", include_in_schema=False)
     def openapi() -> dict[str, Any]:
-        return openapi_schema(app)
+        return openapi_schema(app, settings)
+
+    @router.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    def docs() -> str:
+        return docs_page(openapi_schema(app, settings))
 
     @router.post("/v1/chat/completions", response_model=ChatCompletion, summary="Answer a question with checked citations",
                  responses={200: {"content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}}}})
     async def chat_completions(body: ChatRequest) -> Any:
         question, history = conversation_of(body.messages)
         filters = check_scope(settings, "question", question, body.k, body.year_from, body.year_to, body.sources)
+        check_history(settings, history)
         engine = await run_in_threadpool(holder.get)
         if not body.stream:
-            return completion(await run_in_threadpool(engine.ask, question, filters, body.k, history))
+            return completion(await anyio.to_thread.run_sync(engine.ask, question, filters, body.k, history, limiter=answer_threads))
         streamed = Streamed(engine.ask_stream(question, filters, body.k, history))
         pieces = iter(streamed)
-        first = await run_in_threadpool(next, pieces, "")  # retrieval and the LLM's first piece: errors still get a status
-        return StreamingResponse(sse_events(engine.model, first, pieces, streamed), media_type="text/event-stream",
+
+        def pull() -> Awaitable[str | None]:
+            return anyio.to_thread.run_sync(next, pieces, None, limiter=answer_threads)
+
+        first = await pull()  # retrieval and the LLM's first piece: errors still get a status
+        return StreamingResponse(sse_events(engine.model, first or "", pull, streamed), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
     @router.post("/v1/search", response_model=SearchResponse, summary="Find the papers that best match a query")
@@ -532,12 +581,65 @@ def serve(settings: Settings, host: str, port: int, say: Callable[[str], None]) 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
 
 
-def openapi_schema(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema plus the stream chunk model, which no route returns as JSON and so FastAPI leaves out."""
-    schema = app.openapi()
+def openapi_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """FastAPI's schema plus the stream chunk model, which no route returns as JSON and so FastAPI leaves out,
+    and this server's limits, which come from settings and so are not in the models."""
+    schema = copy.deepcopy(app.openapi())  # FastAPI caches its schema; the limits are added to a copy
     _, defs = models_json_schema([(ChatCompletionChunk, "serialization")], ref_template="#/components/schemas/{model}")
-    schema["components"]["schemas"].update(defs["$defs"])
+    models = schema["components"]["schemas"]
+    models.update(defs["$defs"])
+    for request in ("ChatRequest", "SearchRequest"):
+        models[request]["properties"]["k"]["anyOf"][0]["maximum"] = settings.api_max_k
+    models["SearchRequest"]["properties"]["query"].update(maxLength=settings.api_max_question_chars, pattern=r"\S")  # \S: not blank
+    models["ChatRequest"]["properties"]["messages"]["contains"] = {"properties": {"role": {"const": "user"}}, "required": ["role"]}
     return schema
+
+
+def docs_page(schema: dict[str, Any]) -> str:
+    """The schema as one HTML page, every route and every field with its type and description; built here, so a
+    browser loads nothing from elsewhere (Swagger UI would fetch its scripts from a CDN)."""
+    routes = "".join(_route_html(method, path, op) for path, ops in schema["paths"].items() for method, op in ops.items())
+    models = "".join(_model_html(name, spec) for name, spec in schema["components"]["schemas"].items())
+    info = schema["info"]
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(info['title'])} API</title><style>"
+            "body{font:15px sans-serif;max-width:70em;margin:auto;padding:1em}td{border-top:1px solid #ddd;padding:.3em;"
+            f"vertical-align:top}}</style></head><body><h1>{_esc(info['title'])} API</h1><p>{_esc(info['description'])} "
+            "The schema itself: <code>/openapi.json</code>.</p><h2>Routes</h2><ul>" + routes + "</ul>" + models + "</body></html>")
+
+
+def _route_html(method: str, path: str, op: dict[str, Any]) -> str:
+    body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+    answers = " or ".join(f"{_type_html(c['schema'])} ({kind})" for kind, c in op["responses"]["200"].get("content", {}).items())
+    params = "".join(f"; <code>{_esc(p['name'])}</code> ({p['in']}): {_esc(p.get('description', ''))}" for p in op.get("parameters", []))
+    return (f"<li><code>{method.upper()} {_esc(path)}</code>: {_esc(op.get('summary', ''))}{params}"
+            + (f"; body {_type_html(body)}" if body else "") + f"; returns {answers}</li>")
+
+
+def _model_html(name: str, spec: dict[str, Any]) -> str:
+    required = set(spec.get("required", ()))
+    rows = "".join(f"<tr><td><code>{_esc(field)}</code></td><td>{_type_html(prop)}</td><td>{'required' * (field in required)}</td>"
+                   f"<td>{_esc(prop.get('description', ''))}</td></tr>" for field, prop in spec.get("properties", {}).items())
+    return f"<h2 id='{_esc(name)}'>{_esc(name)}</h2><p>{_esc(spec.get('description', ''))}</p><table>{rows}</table>"
+
+
+def _type_html(prop: dict[str, Any]) -> str:
+    """A field's JSON Schema type in a few words, models linked to their tables."""
+    if "$ref" in prop:
+        name = _esc(prop["$ref"].rsplit("/", 1)[-1])
+        return f"<a href='#{name}'>{name}</a>"
+    if "anyOf" in prop:
+        return " or ".join(_type_html(option) for option in prop["anyOf"])
+    if "const" in prop or "enum" in prop:
+        return " or ".join(_esc(json.dumps(value)) for value in prop.get("enum", [prop.get("const")]))
+    if prop.get("type") == "array":
+        return f"list of {_type_html(prop.get('items', {}))}"
+    if isinstance(prop.get("additionalProperties"), dict):
+        return f"object of {_type_html(prop['additionalProperties'])}"
+    return _esc(str(prop.get("type", "any")))
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)
 
 
 def _check_free(host: str, port: int) -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx
@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from conftest import free_port
 from rag.answer import Engine
-from rag.api import create_app, serve
+from rag.api import ANSWER_THREADS, create_app, serve
 from rag.errors import ConfigError, LLMError
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -35,6 +35,7 @@ SPEECH_Q = "How can speech recognition work for low-resource languages with litt
 FOLLOW_UP = "By how much did it reduce the word error rate?"
 OFF_TOPIC = "What is the best recipe for sourdough bread with rye flour?"
 KEY = "test-api-key-5f3a9c"
+LOAD_CLIENTS = 50
 LIMITS = {"api_max_question_chars": 300, "api_max_body_bytes": 20_000, "api_max_k": 20}
 
 
@@ -66,6 +67,22 @@ class FailingLLM:
     def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
         yield from self.pieces
         raise self.error
+
+
+class WaitingLLM:
+    """A ChatModel whose answers wait until `release` is set; `waiting` counts the answers held."""
+
+    def __init__(self) -> None:
+        self.name, self.endpoint = "waiting-fake", "fake://waiting"
+        self.release = threading.Event()
+        self.waiting = 0
+        self._lock = threading.Lock()
+
+    def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
+        with self._lock:
+            self.waiting += 1
+        self.release.wait(120)
+        yield "FP8 training raised throughput [1]."
 
 
 @pytest.fixture(scope="module")
@@ -180,14 +197,51 @@ def test_filters_that_match_nothing_and_off_topic_questions_are_refused(client):
     assert extra["citations"] == [s["title"] for s in extra["rag"]["sources"]]
 
 
-def test_concurrent_requests_get_the_serial_answers(base_url, client):
-    questions = [FP8_Q, SPEECH_Q, OFF_TOPIC, "Which papers predict protein structure?"]
-    serial = [without_timings(ask(client, q)[1]["rag"]) for q in questions]
-    searches = [httpx.post(f"{base_url}/v1/search", json={"query": q}, timeout=60).json() for q in questions]
-    with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda q: without_timings(ask(client, q)[1]["rag"]), questions * 3))
-        found = list(pool.map(lambda q: httpx.post(f"{base_url}/v1/search", json={"query": q}, timeout=60).json(), questions * 3))
-    assert answers == serial * 3 and found == searches * 3
+@pytest.mark.slow
+def test_fifty_concurrent_clients_get_the_serial_answers(base_url, client):
+    """50 clients start together, each asking one question and then searching for it: every answer and every
+    hit list equals the one the same request got alone."""
+    questions = [FP8_Q, SPEECH_Q, OFF_TOPIC, "Which papers predict protein structure?", FOLLOW_UP]
+
+    def search(q: str) -> dict:
+        return httpx.post(f"{base_url}/v1/search", json={"query": q}, timeout=60).json()
+
+    alone = [(without_timings(ask(client, q)[1]["rag"]), search(q)) for q in questions]
+    start = threading.Barrier(LOAD_CLIENTS)
+
+    def one_client(i: int) -> tuple[dict, dict]:
+        start.wait(timeout=60)
+        q = questions[i % len(questions)]
+        return without_timings(ask(client, q)[1]["rag"]), search(q)
+
+    began = time.monotonic()
+    with ThreadPoolExecutor(LOAD_CLIENTS) as pool:
+        together = list(pool.map(one_client, range(LOAD_CLIENTS)))
+    assert together == [alone[i % len(questions)] for i in range(LOAD_CLIENTS)]
+    assert time.monotonic() - began < 120
+
+
+@pytest.mark.slow
+def test_answers_waiting_on_a_slow_llm_leave_search_free(api_settings, retriever):
+    """More answers than the server has answer threads all wait on the LLM; a search is still served at once."""
+    llm = WaitingLLM()
+    body = {"messages": [{"role": "user", "content": FP8_Q}]}
+    with live(create_app(api_settings, Engine(api_settings, retriever, llm))) as url, ThreadPoolExecutor(ANSWER_THREADS + 5) as pool:
+        try:
+            held = [pool.submit(httpx.post, f"{url}/v1/chat/completions", json={**body, "stream": i % 2 == 0}, timeout=180)
+                    for i in range(ANSWER_THREADS + 5)]
+            deadline = time.monotonic() + 120
+            while llm.waiting < ANSWER_THREADS:
+                assert time.monotonic() < deadline, f"only {llm.waiting} answers reached the LLM"
+                time.sleep(0.1)
+            started = time.monotonic()
+            r = httpx.post(f"{url}/v1/search", json={"query": FP8_Q}, timeout=30)
+            assert r.status_code == 200 and r.json()["results"] and time.monotonic() - started < 10
+            assert not any(f.done() for f in held)
+        finally:
+            llm.release.set()
+        assert [f.result().status_code for f in held] == [200] * len(held)
+        assert all("[1]" in f.result().text for f in held)
 
 
 def test_conversation_pairs_each_user_message_with_the_reply_after_it():
@@ -249,13 +303,22 @@ def test_serve_says_in_one_line_that_the_port_is_taken(api_settings):
     ({"messages": [{"role": "user", "content": FP8_Q}], "k": 21}, "RAG_API_MAX_K"),
     ({"messages": [{"role": "user", "content": FP8_Q}], "k": 0}, "k: Input should be greater than or equal to 1"),
     ({"messages": [{"role": "user", "content": FP8_Q}], "year_from": 2024, "year_to": 2020}, "swap them"),
+    ({"messages": [{"role": "user", "content": FP8_Q}], "year_to": False}, "year_to: Input should be a valid integer"),
+    ({"messages": [{"role": "user", "content": FP8_Q}], "k": "5"}, "k: Input should be a valid integer"),
     ({"messages": [{"role": "system", "content": FP8_Q}]}, "no user message"),
     ({"messages": [{"role": "user", "content": "   "}]}, "question is empty"),
     ({"messages": []}, "messages: List should have at least 1 item"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages.0.content"),
+    ({"messages": [{"role": "user", "content": "FP8 \ud800 training"}]}, "messages.0.content: Value error, character 4 is an unpaired surrogate"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "speech \udc00"}]}, {"role": "user", "content": "and?"}]},
+     "messages.0.content: Value error, character 7 is an unpaired surrogate"),
+    ({"messages": [{"role": "user", "content": "x" * 301}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "and then?"}]},
+     "the earlier user message 1 has 301 characters, more than the 300 allowed (RAG_API_MAX_QUESTION_CHARS)"),
+    ([{"role": "user", "content": FP8_Q}], "the request body must be a JSON object"),
 ])
 def test_bad_requests_are_400_with_one_line_saying_what_is_wrong(base_url, body, needle):
-    r = httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=30)
+    """Bodies go as ASCII JSON, so an unpaired surrogate arrives escaped, as a client's JSON encoder would send it."""
+    r = httpx.post(f"{base_url}/v1/chat/completions", content=json.dumps(body), headers={"content-type": "application/json"}, timeout=30)
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["type"] == "invalid_request_error" and needle in error["message"] and "\n" not in error["message"]
@@ -282,6 +345,25 @@ def test_broken_json_and_oversized_bodies(base_url):
     assert r.status_code == 413
 
 
+def test_search_wants_utf8_text_in_a_json_object(base_url):
+    for body, needle in [('{"query": "FP8 \\ud800"}', "query: Value error, character 4 is an unpaired surrogate"),
+                         ('{"query": "FP8", "sources": ["a\\udfff"]}', "sources.0: Value error, character 1 is an unpaired surrogate")]:
+        r = httpx.post(f"{base_url}/v1/search", content=body, headers={"content-type": "application/json"}, timeout=30)
+        assert r.status_code == 400 and r.json()["error"]["message"].startswith(needle), r.text
+    r = httpx.post(f"{base_url}/v1/search", content=b'{"query": "FP8 \xff"}', headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    r = httpx.post(f"{base_url}/v1/search", content='{"query": "FP8"}', headers={"content-type": "text/plain"}, timeout=30)
+    assert r.status_code == 400 and "Content-Type: application/json" in r.json()["error"]["message"]
+
+
+def test_cors_is_off(base_url):
+    """No route answers a browser's cross-origin preflight, so pages on other sites cannot call the API."""
+    r = httpx.options(f"{base_url}/v1/search", headers={"Origin": "http://elsewhere.example", "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 405 and not any(h.startswith("access-control-") for h in r.headers)
+    r = httpx.post(f"{base_url}/v1/search", json={"query": "FP8"}, headers={"Origin": "http://elsewhere.example"}, timeout=30)
+    assert r.status_code == 200 and not any(h.startswith("access-control-") for h in r.headers)
+
+
 @pytest.fixture(scope="module")
 def failing(api_settings, retriever):
     """Servers whose LLM fails: before any text (LLMError), mid-answer (LLMError), and with a bug (RuntimeError)."""
@@ -289,10 +371,10 @@ def failing(api_settings, retriever):
         "down": Engine(api_settings, retriever, FailingLLM(LLMError("cannot reach the LLM endpoint http://x; start the server"))),
         "mid": Engine(api_settings, retriever, FailingLLM(LLMError("the answer stopped before it finished; try again"), "FP8 training ")),
         "bug": Engine(api_settings, retriever, FailingLLM(RuntimeError("internal detail at /srv/secret sk-live-abcdefgh12345"))),
+        "bug_mid": Engine(api_settings, retriever, FailingLLM(RuntimeError("internal detail at /srv/secret"), "FP8 training ")),
     }
-    with live(create_app(api_settings, engines["down"])) as down, live(create_app(api_settings, engines["mid"])) as mid, \
-            live(create_app(api_settings, engines["bug"])) as bug:
-        yield {"down": down, "mid": mid, "bug": bug}
+    with ExitStack() as stack:
+        yield {name: stack.enter_context(live(create_app(api_settings, engine))) for name, engine in engines.items()}
 
 
 def test_llm_down_is_503_with_its_one_line_in_both_modes(failing):
@@ -322,6 +404,14 @@ def test_a_bug_is_a_generic_500_that_reveals_nothing(failing):
     assert r.status_code == 500 and "secret" not in r.text and "Traceback" not in r.text
 
 
+def test_a_bug_mid_stream_is_a_generic_error_event(failing):
+    r = httpx.post(f"{failing['bug_mid']}/v1/chat/completions", json={"messages": [{"role": "user", "content": FP8_Q}], "stream": True}, timeout=30)
+    events = [json.loads(line.removeprefix("data: ")) for line in r.text.splitlines() if line.startswith("data: {")]
+    assert r.status_code == 200 and events[0]["choices"][0]["delta"]["content"] == "FP8 training "
+    assert events[-1] == {"error": {"message": "internal server error; the server log has the details", "type": "server_error"}, "status": 500}
+    assert r.text.endswith("data: [DONE]\n\n") and "secret" not in r.text and "Traceback" not in r.text
+
+
 # ---------------------------------------------------------------- the key
 
 
@@ -333,7 +423,8 @@ def keyed_url(api_settings, engine) -> Iterator[str]:
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-key-123456"}, {"Authorization": f"Basic {KEY}"},
                                      {"Authorization": f"Bearer {KEY}x"}])
-@pytest.mark.parametrize("route", ["GET /v1/models", "POST /v1/search", "POST /v1/chat/completions", "GET /v1/papers/x", "GET /openapi.json"])
+@pytest.mark.parametrize("route", ["GET /v1/models", "POST /v1/search", "POST /v1/chat/completions", "GET /v1/papers/x", "GET /openapi.json",
+                                   "GET /docs"])
 def test_every_route_but_health_wants_the_key(keyed_url, route, headers):
     method, path = route.split()
     r = httpx.request(method, keyed_url + path, headers=headers, json={"query": "x"} if method == "POST" else None, timeout=30)
@@ -361,6 +452,29 @@ def test_every_schema_field_is_described(base_url):
                     for field, spec in model.get("properties", {}).items() if not spec.get("description")]
     assert undocumented == []
     assert "ChatCompletionChunk" in schema["components"]["schemas"]
+
+
+def test_schema_states_this_servers_limits(base_url):
+    models = httpx.get(f"{base_url}/openapi.json", timeout=30).json()["components"]["schemas"]
+    assert [models[m]["properties"]["k"]["anyOf"][0]["maximum"] for m in ("ChatRequest", "SearchRequest")] == [LIMITS["api_max_k"]] * 2
+    assert models["SearchRequest"]["properties"]["query"]["maxLength"] == LIMITS["api_max_question_chars"]
+    assert models["ChatRequest"]["properties"]["messages"]["contains"]["properties"]["role"] == {"const": "user"}
+
+
+def test_docs_page_shows_every_route_and_field_and_loads_nothing_from_elsewhere(base_url):
+    from html import escape
+
+    schema = httpx.get(f"{base_url}/openapi.json", timeout=30).json()
+    r = httpx.get(f"{base_url}/docs", timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    page = r.text
+    assert not any(fetch in page for fetch in ("<script", "src=", "href='http", "@import", "url("))
+    for path, ops in schema["paths"].items():
+        assert all(f"<code>{method.upper()} {path}</code>" in page for method in ops)
+    for name, model in schema["components"]["schemas"].items():
+        table = page.split(f"<h2 id='{name}'>", 1)[1].split("<h2", 1)[0]
+        for field, spec in model.get("properties", {}).items():
+            assert f"<code>{field}</code>" in table and escape(spec["description"]) in table, f"{name}.{field}"
 
 
 TAKES_INPUT = ["POST /v1/chat/completions", "POST /v1/search", "GET /v1/papers/{paper_id}"]

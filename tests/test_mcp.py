@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -35,16 +36,33 @@ def hashing_index(tmp_path_factory, make_settings):
     return settings
 
 
+def mcp_server(data_dir: Path, cwd: Path) -> StdioServerParameters:
+    """`rag mcp` over the index in data_dir, with the small corpus as the one to ingest into an empty index."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
+    env.update(RAG_DATA_DIR=str(data_dir), RAG_EMBED_BACKEND="hashing", RAG_CORPUS_PATHS=json.dumps([str(SMALL)]),
+               ANONYMIZED_TELEMETRY="False")
+    return StdioServerParameters(command=sys.executable, args=["-m", "rag.cli", "mcp"], env=env, cwd=cwd)
+
+
+def client_of(server: StdioServerParameters, problems: list[Exception]) -> Client:
+    """The SDK's client, keeping every line of the server's stdout it could not read as a message (the SDK
+    only logs those and carries on)."""
+
+    async def note(message: Any) -> None:
+        if isinstance(message, Exception):
+            problems.append(message)
+
+    return Client(server, read_timeout_seconds=120, message_handler=note)
+
+
 @pytest.fixture(scope="module")
 def session(hashing_index, tmp_path_factory) -> dict[str, Any]:
     """One stdio session of `rag mcp`: every call the tests look at, made in order, results by name."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
-    env.update(RAG_DATA_DIR=str(hashing_index.data_dir), RAG_EMBED_BACKEND="hashing", ANONYMIZED_TELEMETRY="False")
-    server = StdioServerParameters(command=sys.executable, args=["-m", "rag.cli", "mcp"], env=env, cwd=tmp_path_factory.mktemp("mcp_cwd"))
+    server = mcp_server(hashing_index.data_dir, tmp_path_factory.mktemp("mcp_cwd"))
 
     async def run() -> dict[str, Any]:
-        got: dict[str, Any] = {}
-        async with Client(server, read_timeout_seconds=120) as client:
+        got: dict[str, Any] = {"unreadable": []}
+        async with client_of(server, got["unreadable"]) as client:
             got["tools"] = (await client.list_tools()).tools
             got["search"] = await client.call_tool("search_papers", {"query": "speech recognition for low-resource languages", "k": 3})
             got["search_years"] = await client.call_tool("search_papers", {"query": "neural networks", "year_from": 2020, "year_to": 2022})
@@ -59,6 +77,10 @@ def session(hashing_index, tmp_path_factory) -> dict[str, Any]:
         return got
 
     return anyio.run(run)
+
+
+def test_stdout_carries_only_protocol_messages(session):
+    assert session["unreadable"] == []
 
 
 def test_tools_are_listed_with_their_parameters(session):
@@ -117,3 +139,16 @@ def test_corpus_stats_resource(session):
     assert [str(r.uri) for r in session["resources"]] == ["corpus://stats"]
     stats = json.loads(session["stats"].contents[0].text)
     assert stats == {"papers": SMALL_PAPERS, "collection": "abstracts", "answering_model": "extractive (no LLM)"}
+
+
+def test_an_empty_index_is_filled_first_without_breaking_the_protocol(tmp_path, pid_of):
+    """Ingest progress goes to stderr: a line on stdout would corrupt the stdio stream the client reads."""
+
+    unreadable: list[Exception] = []
+
+    async def run() -> Any:
+        async with client_of(mcp_server(tmp_path / "index", tmp_path), unreadable) as client:
+            return await client.call_tool("search_papers", {"query": "speech recognition for low-resource languages", "k": 1})
+
+    result = anyio.run(run)
+    assert unreadable == [] and not result.is_error and result.structured_content["results"][0]["paper_id"] == pid_of("Self-Supervised Speech")
