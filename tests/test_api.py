@@ -23,7 +23,7 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
 
-from conftest import free_port
+from conftest import FakeLLM, free_port
 from rag.answer import Engine
 from rag.api import create_app, serve
 from rag.errors import ConfigError, LLMError
@@ -54,18 +54,6 @@ def live(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
-
-class FailingLLM:
-    """A ChatModel that yields `pieces` and then raises `error`."""
-
-    def __init__(self, error: Exception, *pieces: str) -> None:
-        self.name, self.endpoint = "failing-fake", "fake://failing"
-        self.error, self.pieces = error, pieces
-
-    def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
-        yield from self.pieces
-        raise self.error
 
 
 @pytest.fixture(scope="module")
@@ -286,9 +274,9 @@ def test_broken_json_and_oversized_bodies(base_url):
 def failing(api_settings, retriever):
     """Servers whose LLM fails: before any text (LLMError), mid-answer (LLMError), and with a bug (RuntimeError)."""
     engines = {
-        "down": Engine(api_settings, retriever, FailingLLM(LLMError("cannot reach the LLM endpoint http://x; start the server"))),
-        "mid": Engine(api_settings, retriever, FailingLLM(LLMError("the answer stopped before it finished; try again"), "FP8 training ")),
-        "bug": Engine(api_settings, retriever, FailingLLM(RuntimeError("internal detail at /srv/secret sk-live-abcdefgh12345"))),
+        "down": Engine(api_settings, retriever, FakeLLM(then=[LLMError("cannot reach the LLM endpoint http://x; start the server")])),
+        "mid": Engine(api_settings, retriever, FakeLLM(then=["FP8 training ", LLMError("the answer stopped before it finished; try again")])),
+        "bug": Engine(api_settings, retriever, FakeLLM(then=[RuntimeError("internal detail at /srv/secret sk-live-abcdefgh12345")])),
     }
     with live(create_app(api_settings, engines["down"])) as down, live(create_app(api_settings, engines["mid"])) as mid, \
             live(create_app(api_settings, engines["bug"])) as bug:
