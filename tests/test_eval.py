@@ -299,7 +299,6 @@ def test_results_do_not_depend_on_the_hash_seed(tmp_path, dataset):
     [
         (["--compare"], "--compare sets extractive beside the LLM: use it with --mode llm"),
         (["--mode", "llm"], "--mode llm needs an LLM"),
-        (["--split", "train"], "--split 'train' is not one of dev, test, all"),
         (["--check", "missing.toml"], "missing.toml: no such thresholds file"),
         (["--beir", "no-such-folder"], "no-such-folder: no such folder"),
     ],
@@ -313,6 +312,19 @@ def test_eval_command_mistakes_are_user_errors(dataset, args, message):
 
     result = CliRunner().invoke(app, ["eval", "--dataset", str(dataset), *args])
     assert isinstance(result.exception, UserError) and message in str(result.exception)
+    assert not Path("index").exists() and not Path("data").exists()
+
+
+@pytest.mark.parametrize(("option", "value", "choices"), [("--split", "train", "'dev', 'test', 'all'"), ("--mode", "written", "'extractive', 'llm'")])
+def test_eval_choice_options_reject_other_values_before_any_work(dataset, option, value, choices):
+    """--split and --mode are choices: a usage error (exit 2) naming them, before any index is opened."""
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--dataset", str(dataset), option, value])
+    assert result.exit_code == 2, result.output
+    assert f"'{value}' is not one of {choices}" in " ".join(result.output.replace("│", " ").split())
     assert not Path("index").exists() and not Path("data").exists()
 
 
