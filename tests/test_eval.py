@@ -124,6 +124,20 @@ def test_figures_that_do_not_apply_are_blank():
     assert line == "| kind:unanswerable | 1 | 1.000 | - | - | - | - | - | - | 1.000 | 1.000 | - |"
 
 
+def test_answers_by_kind_plot_has_refusal_bars(tmp_path, monkeypatch):
+    """answers_by_kind.png draws refusal precision, recall and false refusals beside the answer metrics."""
+    drawn: list[tuple[list[str], dict]] = []
+    real_bars = evaluate.bars
+    monkeypatch.setattr(evaluate, "bars", lambda ax, labels, series: (drawn.append((labels, series)), real_bars(ax, labels, series)))
+    rows = [_row("lookup", ["p1"], False, ["p1"], True), _row("unanswerable", [], True, [], True)]
+    splits = summarise(rows)
+    evaluate.plot({"mode": "extractive", "summary": splits.pop("all"), "questions": rows}, tmp_path)
+    labels, series = drawn[1]
+    assert labels == ["lookup", "unanswerable"]
+    assert series["refR"] == [None, 1.0] and series["refP"] == [None, 1.0] and series["fRef"] == [0.0, None]
+    assert (tmp_path / "answers_by_kind.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_every_figure_per_split_file_kind_and_style():
     rows = [
         _row("lookup", ["p1"], False, ["p1"], True, split="dev", dataset="b.jsonl", style="paraphrase"),
