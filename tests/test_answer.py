@@ -17,7 +17,6 @@ from rag.types import Answer, Filters, Hit, Paper
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "answer"
-INJECTION_FILE = FIXTURE / "injection.jsonl"  # 6 papers; two carry a planted instruction with the canary
 CANARY = "CANARY-7f3a9"
 PROTEIN = "Geometric Attention Networks for Protein Structure Prediction"  # injection sentence shares no topic word
 WEATHER = "Graph Neural Networks for Medium-Range Weather Forecasting"  # injection sentence stuffed with topic words
