@@ -72,6 +72,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def log_tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:] if log.exists() else ""
+
+
+def wait_for_ui(proc: subprocess.Popen, url: str, log: Path, timeout: float = 60.0) -> None:
+    """Poll Streamlit's health route until it says ok; fail with the log's tail if the process ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"the UI exited with {proc.returncode}:\n{log_tail(log)}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read().decode().strip() == "ok":
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"the UI was not healthy within {timeout:g} s:\n{log_tail(log)}")
+        time.sleep(0.1)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No RAG_* variable from the developer's shell, no `.env` from the repo, no cached settings."""
