@@ -249,13 +249,16 @@ def tiny_corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_index(tmp_path_factory: pytest.TempPathFactory, tiny_corpus_dir: Path, embedder):
-    """The tiny corpus ingested with the real MiniLM embedder into an embedded Chroma index."""
+    """The tiny corpus ingested with the real MiniLM embedder into an embedded Chroma index, searched
+    once so that the embedder and the lexical cache are loaded before any test times a call."""
     from rag.index import ingest, open_store
+    from rag.retrieve import Retriever
 
     settings = build_settings(data_dir=tmp_path_factory.mktemp("tiny_index") / "index", corpus_paths=[tiny_corpus_dir])
     store = open_store(settings)
     report = ingest([tiny_corpus_dir], settings, embedder, store=store)
     assert report.added == len(TINY_PAPERS), report
+    Retriever(settings, embedder, store).search(ON_TOPIC_QUESTION, 1)
     return SimpleNamespace(settings=settings, embedder=embedder, store=store)
 
 

@@ -29,6 +29,13 @@ from rag.retrieve import Retriever
 from rag.types import Answer
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _openai_imported() -> None:
+    """The openai client is imported on the first LLM call; import it before any test times one (on a
+    busy machine the import alone takes seconds)."""
+    import openai  # noqa: F401
+
+
 def run_ask(settings, tiny_index, question: str = ON_TOPIC_QUESTION) -> tuple[list[str], Answer, dict[str, float]]:
     """Drive Engine.ask_stream to the end as the CLI does: (pieces, answer, client-side timings)."""
     engine = make_engine(settings, Retriever(settings, tiny_index.embedder, tiny_index.store))
