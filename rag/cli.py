@@ -27,6 +27,17 @@ class Method(str, Enum):
     dense = "dense"
 
 
+class Mode(str, Enum):
+    extractive = "extractive"
+    llm = "llm"
+
+
+class Split(str, Enum):
+    dev = "dev"
+    test = "test"
+    all = "all"
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Ask questions of a corpus of paper abstracts.")
 corpus_app = typer.Typer(no_args_is_help=True, help="Look at the corpus files.")
 app.add_typer(corpus_app, name="corpus")
@@ -215,8 +226,8 @@ def _print_answer_footer(answer: Any) -> None:
 @app.command("eval")
 def eval_command(
     dataset: Annotated[Optional[list[Path]], typer.Option(help="Question file (JSONL) or folder of them; repeatable (default: every *.jsonl in eval/datasets/).")] = None,
-    split: Annotated[str, typer.Option(help="Run only the dev or the test questions, or all.")] = "all",
-    mode: Annotated[str, typer.Option(help="extractive, or llm (the configured endpoint).")] = "extractive",
+    split: Annotated[Split, typer.Option(help="Run only the dev or the test questions, or all.")] = Split.all,
+    mode_opt: Annotated[Mode, typer.Option("--mode", help="extractive, or llm (the configured endpoint).")] = Mode.extractive,
     compare: Annotated[bool, typer.Option(help="With --mode llm: run extractive on the same questions too and write compare.md.")] = False,
     beir: Annotated[Optional[Path], typer.Option(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv): score the retrievers on it instead.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Where results.json, report.md and the plots go.")] = Path("eval/out"),
@@ -230,13 +241,12 @@ def eval_command(
 
     if beir:
         return _beir_eval(beir, out_dir)
-    if mode not in ("extractive", "llm"):
-        raise ConfigError(f"--mode {mode!r} is not one of extractive, llm")
+    mode = mode_opt.value
     if compare and mode != "llm":
         raise ConfigError("--compare sets extractive beside the LLM: use it with --mode llm")
     limits = evaluate.read_thresholds(check) if check else None
     settings = get_settings()
-    questions = evaluate.select(evaluate.load_datasets(dataset or [evaluate.DATASETS]), split)
+    questions = evaluate.select(evaluate.load_datasets(dataset or [evaluate.DATASETS]), split.value)
     llm = make_chat_model(settings) if mode == "llm" else None
     if mode == "llm" and llm is None:
         raise LLMError("--mode llm needs an LLM: set RAG_LLM_BASE_URL or RAG_LLM_BACKEND=openai")

@@ -14,6 +14,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 
 
 def sentences(text: str) -> list[str]:
+    """The sentences themselves, for callers that need no offsets (a snippet, benchmark queries)."""
     return [text[s:e] for s, e in sentence_spans(text)]
 
 

@@ -23,7 +23,7 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
 
-from conftest import free_port
+from conftest import FakeLLM, free_port
 from rag.answer import Engine
 from rag.api import ANSWER_THREADS, create_app, serve
 from rag.errors import ConfigError, LLMError
@@ -55,18 +55,6 @@ def live(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-
-
-class FailingLLM:
-    """A ChatModel that yields `pieces` and then raises `error`."""
-
-    def __init__(self, error: Exception, *pieces: str) -> None:
-        self.name, self.endpoint = "failing-fake", "fake://failing"
-        self.error, self.pieces = error, pieces
-
-    def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
-        yield from self.pieces
-        raise self.error
 
 
 class WaitingLLM:
@@ -368,10 +356,10 @@ def test_cors_is_off(base_url):
 def failing(api_settings, retriever):
     """Servers whose LLM fails: before any text (LLMError), mid-answer (LLMError), and with a bug (RuntimeError)."""
     engines = {
-        "down": Engine(api_settings, retriever, FailingLLM(LLMError("cannot reach the LLM endpoint http://x; start the server"))),
-        "mid": Engine(api_settings, retriever, FailingLLM(LLMError("the answer stopped before it finished; try again"), "FP8 training ")),
-        "bug": Engine(api_settings, retriever, FailingLLM(RuntimeError("internal detail at /srv/secret sk-live-abcdefgh12345"))),
-        "bug_mid": Engine(api_settings, retriever, FailingLLM(RuntimeError("internal detail at /srv/secret"), "FP8 training ")),
+        "down": Engine(api_settings, retriever, FakeLLM(then=[LLMError("cannot reach the LLM endpoint http://x; start the server")])),
+        "mid": Engine(api_settings, retriever, FakeLLM(then=["FP8 training ", LLMError("the answer stopped before it finished; try again")])),
+        "bug": Engine(api_settings, retriever, FakeLLM(then=[RuntimeError("internal detail at /srv/secret sk-live-abcdefgh12345")])),
+        "bug_mid": Engine(api_settings, retriever, FakeLLM(then=["FP8 training ", RuntimeError("internal detail at /srv/secret")])),
     }
     with ExitStack() as stack:
         yield {name: stack.enter_context(live(create_app(api_settings, engine))) for name, engine in engines.items()}

@@ -4,7 +4,7 @@ Needs Debian's Chromium and the `playwright` Python package (its own browser dow
 work offline, so it drives /usr/bin/chromium):
 
     apt-get update && apt-get install -y chromium chromium-driver
-    /work/venv/bin/pip install playwright        # not `playwright install`
+    .venv/bin/pip install playwright        # not `playwright install`
 
 Screenshots go to test-artifacts/ at the repo root (gitignored).
 """
@@ -18,14 +18,15 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import SMALL, free_port, stop
+from conftest import SMALL, free_port, log_tail, stop, wait_for_ui
+
+pytestmark = pytest.mark.slow  # a Streamlit server and Chromium
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -37,7 +38,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 INSTALL = (
     "install the browser stack with:\n"
     "    apt-get update && apt-get install -y chromium chromium-driver\n"
-    "    /work/venv/bin/pip install playwright\n"
+    "    .venv/bin/pip install playwright\n"
     "(do not run `playwright install`: the tests drive /usr/bin/chromium)"
 )
 
@@ -79,7 +80,7 @@ class Server:
     start_seconds: float
 
     def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+        return log_tail(self.log)
 
 
 def start_server(root: Path, corpus: Path) -> Iterator[Server]:
@@ -95,19 +96,7 @@ def start_server(root: Path, corpus: Path) -> Iterator[Server]:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
     server = Server(f"http://127.0.0.1:{port}", log, 0.0)
     try:
-        deadline = started + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{server.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=2) as r:
-                    if r.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                pass
-            if time.perf_counter() > deadline:
-                pytest.fail(f"streamlit was not healthy within 60 s:\n{server.log_tail()}")
-            time.sleep(0.1)
+        wait_for_ui(proc, server.url, log)
         server.start_seconds = time.perf_counter() - started
         print(f"\n[timing] streamlit start ({corpus.name}): Popen -> healthy in {server.start_seconds:.2f} s")
         yield server

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -104,19 +103,13 @@ def test_eof_ctrl_c_and_quit_end_the_chat_cleanly(engine, capsys, end):
     assert script.lines == end[1:]  # nothing is read after /quit
 
 
-class DownLLM:
-    name, endpoint = "down", "fake://down"
-
-    def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
-        raise LLMError("cannot reach the LLM endpoint http://127.0.0.1:9; start the server or fix RAG_LLM_BASE_URL")
-        yield ""
-
-
-def test_an_engine_error_is_one_line_and_the_next_question_is_read(shared_index, retriever, capsys):
-    engine = Engine(shared_index.settings, retriever, DownLLM())
+def test_an_engine_error_is_one_line_and_the_next_question_is_read(shared_index, retriever, capsys, fake_llm):
+    fake_llm.enqueue([LLMError("cannot reach the LLM endpoint http://127.0.0.1:9; start the server or fix RAG_LLM_BASE_URL")])
+    engine = Engine(shared_index.settings, retriever, fake_llm)
     state, _, err, script = chat(engine, capsys, FP8_Q, "/filters year_to=2020")
     assert err.strip().splitlines() == ["error: cannot reach the LLM endpoint http://127.0.0.1:9; start the server or fix RAG_LLM_BASE_URL"]
     assert state.history.turns == [] and state.filters == Filters(None, 2020)
+    assert len(fake_llm.calls) == 1
 
 
 def test_parse_filters_keeps_clears_and_repeats():

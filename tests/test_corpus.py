@@ -43,7 +43,7 @@ def load_or_fail(paths: list[Path], what: str) -> Corpus:
     try:
         return corpus.load(paths)
     except Exception as e:  # noqa: BLE001 - any exception here is the bug being reported
-        pytest.fail(f"BUG: corpus.load raised {type(e).__name__}({e}) for {what}; a bad input must give a Problem (or still load), never an exception")
+        pytest.fail(f"corpus.load raised {type(e).__name__}({e}) for {what}; a bad input must give a Problem (or still load), never an exception")
 
 
 def listing(*blocks: str) -> str:
@@ -151,7 +151,7 @@ def test_date_without_year_or_upvotes_and_single_author():
 
 
 def test_organisation_with_multi_word_display_name(tmp_path):
-    """BUG: `_organisation` keeps the handle when the display name has two words (odd word count)."""
+    """The handle before a two-word display name ("google Google DeepMind") is dropped, not kept."""
     f = tmp_path / "org.txt"
     f.write_text(listing("Some Title", ABSTRACT, "google Google DeepMind\n·\nJun 18, 2024"))
     (paper,), problems = read_file(f)
@@ -179,7 +179,7 @@ def test_title_with_no_abstract_before_metadata_is_reported():
 
 
 def test_metadata_of_skipped_title_does_not_overwrite_previous_paper():
-    """BUG: the metadata block of a title with no abstract is applied to the paper before it."""
+    """The metadata block of a title with no abstract is dropped with it, never applied to the paper before."""
     (paper,), _ = read_file(EDGE / "orphan_title_meta.txt")
     assert (paper.authors, paper.date_raw) == (3, "Jun 18, 2024"), (
         f"previous paper's own metadata (3 authors, Jun 18, 2024) was overwritten by the skipped "
@@ -188,7 +188,7 @@ def test_metadata_of_skipped_title_does_not_overwrite_previous_paper():
 
 
 def test_title_with_no_abstract_in_plain_listing_does_not_swallow_next_title():
-    """BUG: without a metadata block, the orphan title takes the next *title* as its abstract."""
+    """Without a metadata block, a title with no abstract is skipped, not paired with the next title as its abstract."""
     papers, problems = read_file(EDGE / "orphan_title_listing.txt")
     pairs = [(p.title, p.abstract[:30]) for p in papers]
     assert pairs == [
@@ -262,7 +262,7 @@ def test_csv_fields_and_formats():
 
 
 def test_authors_in_last_first_form_are_counted_once(tmp_path):
-    """BUG: "Last, First; Last, First" (Zotero-style) is split on commas too and counts each name twice."""
+    """"Last, First; Last, First" (Zotero style) counts each author once: a semicolon list is not split on commas."""
     f = tmp_path / "zotero.jsonl"
     f.write_text(json.dumps({"title": "T", "abstract": ABSTRACT, "authors": "Lovelace, Ada; Turing, Alan"}) + "\n")
     (paper,), _ = read_file(f)
@@ -293,7 +293,7 @@ def test_unreadable_file_is_one_problem_and_other_files_still_load(tmp_path, nam
 
 
 def test_file_holding_only_a_bom_is_reported_as_empty(tmp_path):
-    """BUG: a UTF-8 BOM (or other non-ASCII whitespace) alone passes the empty check, then _read_text indexes lines[0]."""
+    """A file holding only a UTF-8 BOM (or other non-ASCII whitespace) is an empty file, reported, not a crash."""
     bad = tmp_path / "bom.txt"
     bad.write_bytes(b"\xef\xbb\xbf\n")
     c = load_or_fail([bad, GOOD / "001_listing.txt"], "a file holding only a UTF-8 BOM")
@@ -328,7 +328,7 @@ def test_ten_megabyte_line_is_one_problem_and_other_files_still_load(tmp_path, n
 
 
 def test_ten_megabyte_csv_row_is_one_problem(tmp_path):
-    """BUG: csv's default field_size_limit (131,072) raises _csv.Error for a field this large, crashing load."""
+    """A field beyond csv's default field_size_limit (131,072) is one problem for its row, not a crash of load."""
     bad = tmp_path / "huge.csv"
     bad.write_text("title,abstract\nHuge," + "x" * TEN_MB + "\n")
     c = load_or_fail([bad, GOOD / "001_listing.txt"], "a CSV with a 10 MB abstract field")
@@ -345,7 +345,7 @@ def test_ten_megabyte_csv_row_is_one_problem(tmp_path):
     ids=["jsonl", "listing"],
 )
 def test_impossible_calendar_date_does_not_crash_load(tmp_path, name, content):
-    """BUG: `date(2024, 2, 30)` raises ValueError out of load(); the paper itself is fine and should load."""
+    """An impossible date ("Feb 30, 2024") leaves the paper undated; it still loads."""
     f = tmp_path / name
     f.write_text(content)
     c = load_or_fail([f], "the date 'Feb 30, 2024'")

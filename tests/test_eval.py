@@ -8,14 +8,11 @@ import os
 import re
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from conftest import SMALL
+from conftest import SMALL, FakeLLM
 from rag import evaluate
 from rag.errors import ConfigError, CorpusError
 from rag.evaluate import check_thresholds, load_dataset, mentions, read_thresholds, summarise
@@ -127,6 +124,20 @@ def test_figures_that_do_not_apply_are_blank():
     assert line == "| kind:unanswerable | 1 | 1.000 | - | - | - | - | - | - | 1.000 | 1.000 | - |"
 
 
+def test_answers_by_kind_plot_has_refusal_bars(tmp_path, monkeypatch):
+    """answers_by_kind.png draws refusal precision, recall and false refusals beside the answer metrics."""
+    drawn: list[tuple[list[str], dict]] = []
+    real_bars = evaluate.bars
+    monkeypatch.setattr(evaluate, "bars", lambda ax, labels, series: (drawn.append((labels, series)), real_bars(ax, labels, series)))
+    rows = [_row("lookup", ["p1"], False, ["p1"], True), _row("unanswerable", [], True, [], True)]
+    splits = summarise(rows)
+    evaluate.plot({"mode": "extractive", "summary": splits.pop("all"), "questions": rows}, tmp_path)
+    labels, series = drawn[1]
+    assert labels == ["lookup", "unanswerable"]
+    assert series["refR"] == [None, 1.0] and series["refP"] == [None, 1.0] and series["fRef"] == [0.0, None]
+    assert (tmp_path / "answers_by_kind.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_every_figure_per_split_file_kind_and_style():
     rows = [
         _row("lookup", ["p1"], False, ["p1"], True, split="dev", dataset="b.jsonl", style="paraphrase"),
@@ -153,22 +164,12 @@ def test_judge_runs_llama_index_evaluators_through_our_chat_model():
     from rag.judge import judge
     from rag.types import Answer, Hit, Paper
 
-    class ScriptedJudge:
-        name, endpoint = "scripted", "local"
-
-        def __init__(self, verdict):
-            self.verdict, self.prompts = verdict, []
-
-        def stream(self, messages):
-            self.prompts.append(messages[0]["content"])
-            yield self.verdict
-
     source = Hit(Paper("p", "COAT", "COAT achieves a 1.43x end-to-end training speedup."), 1.0)
     answer = Answer(question="How fast is COAT?", text="COAT is 1.43x faster [1].", mode="llm", model="s", sources=[source])
-    yes, no = ScriptedJudge("YES"), ScriptedJudge("NO")
+    yes, no = FakeLLM(then="YES"), FakeLLM(then="NO")
     assert judge(answer, yes) == {"faithfulness": 1.0, "relevancy": 1.0}
     assert judge(answer, no) == {"faithfulness": 0.0, "relevancy": 0.0}
-    assert any("1.43x end-to-end" in p for p in yes.prompts)  # the abstract reached the judge
+    assert any("1.43x end-to-end" in m["content"] for call in yes.calls for m in call)  # the abstract reached the judge
 
 
 def test_latency_median_and_p95():
@@ -312,7 +313,6 @@ def test_results_do_not_depend_on_the_hash_seed(tmp_path, dataset):
     [
         (["--compare"], "--compare sets extractive beside the LLM: use it with --mode llm"),
         (["--mode", "llm"], "--mode llm needs an LLM"),
-        (["--split", "train"], "--split 'train' is not one of dev, test, all"),
         (["--check", "missing.toml"], "missing.toml: no such thresholds file"),
         (["--beir", "no-such-folder"], "no-such-folder: no such folder"),
     ],
@@ -329,77 +329,37 @@ def test_eval_command_mistakes_are_user_errors(dataset, args, message):
     assert not Path("index").exists() and not Path("data").exists()
 
 
-# ---------------------------------------------------------------- LLM mode against a scripted endpoint
+@pytest.mark.parametrize(("option", "value", "choices"), [("--split", "train", "'dev', 'test', 'all'"), ("--mode", "written", "'extractive', 'llm'")])
+def test_eval_choice_options_reject_other_values_before_any_work(dataset, option, value, choices):
+    """--split and --mode are choices: a usage error (exit 2) naming them, before any index is opened."""
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    result = CliRunner().invoke(app, ["eval", "--dataset", str(dataset), option, value])
+    assert result.exit_code == 2, result.output
+    assert f"'{value}' is not one of {choices}" in " ".join(result.output.replace("│", " ").split())
+    assert not Path("index").exists() and not Path("data").exists()
 
 
-class ScriptedEndpoint:
-    """A real OpenAI-compatible chat endpoint on 127.0.0.1 that streams one scripted answer per request:
-    the first sentence of source 1, cited [1], then a claim cited [99], a source it was never given."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                endpoint.requests += 1
-                body = "".join(_sse(piece) for piece in _pieces(_reply(request["messages"][-1]["content"]))) + _sse("", "stop")
-                data = (body + "data: [DONE]\n\n").encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(data)
-                self.close_connection = True
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+# ---------------------------------------------------------------- LLM mode against the fake LLM's endpoint
 
 
-def _reply(prompt: str) -> str:
-    source = re.search(r'<source id="1"[^>]*>\n(.*?)\n</source>', prompt, re.S)
+def _first_sentence_then_a_bad_marker(messages: list[dict[str, str]]) -> str:
+    """The first sentence of source 1, cited [1], then a claim cited [99], a source it was never given."""
+    source = re.search(r'<source id="1"[^>]*>\n(.*?)\n</source>', messages[-1]["content"], re.S)
     first = re.split(r"(?<=\.)\s+", source.group(1))[0] if source else "Nothing was given."
     return f"{first} [1] The same result was confirmed in a later study [99]."
 
 
-def _pieces(text: str) -> list[str]:
-    return [text[i : i + 20] for i in range(0, len(text), 20)]
-
-
-def _sse(piece: str, finish: str | None = None) -> str:
-    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "scripted",
-             "choices": [{"index": 0, "delta": {"content": piece} if piece else {}, "finish_reason": finish}]}
-    return f"data: {json.dumps(chunk)}\n\n"
-
-
-@pytest.fixture
-def scripted_endpoint() -> Iterator[ScriptedEndpoint]:
-    server = ScriptedEndpoint()
-    yield server
-    server.close()
-
-
 @pytest.mark.slow  # `rag eval` in subprocesses
-def test_llm_mode_compare_and_a_validity_gate_that_can_fail(tmp_path, dataset, scripted_endpoint):
+def test_llm_mode_compare_and_a_validity_gate_that_can_fail(tmp_path, dataset, fake_llm):
     out = tmp_path / "out"
-    env = _env(tmp_path, RAG_LLM_BASE_URL=scripted_endpoint.base_url, RAG_LLM_MODEL="scripted", RAG_LLM_TIMEOUT="30")
-    done = _rag_eval(tmp_path, env, "--dataset", str(dataset), "--mode", "llm", "--compare", "--out", str(out), "--check", str(THRESHOLDS))
-    assert scripted_endpoint.requests >= 3  # the answerable questions reached the LLM
+    fake_llm.then = _first_sentence_then_a_bad_marker
+    with fake_llm.serve() as endpoint:
+        env = _env(tmp_path, RAG_LLM_BASE_URL=endpoint.base_url, RAG_LLM_MODEL="scripted", RAG_LLM_TIMEOUT="30")
+        done = _rag_eval(tmp_path, env, "--dataset", str(dataset), "--mode", "llm", "--compare", "--out", str(out), "--check", str(THRESHOLDS))
+    assert endpoint.posts >= 3  # the answerable questions reached the LLM
     llm = json.loads((out / "llm" / "results.json").read_text())
     extractive = json.loads((out / "extractive" / "results.json").read_text())
     answered = [r for r in llm["questions"] if not r["answer"]["refused"]]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_for_ui
 
 pytestmark = pytest.mark.slow
 
@@ -176,17 +176,7 @@ def test_ui_serves_and_a_sigterm_stops_the_server(installed: Installed):
             cwd=installed.work, env=installed.env, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"rag ui exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                    if r.read().decode().strip() == "ok":
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"no healthy UI within 60 s:\n{log.read_text(errors='replace')[-3000:]}"
-            time.sleep(0.2)
+        wait_for_ui(proc, f"http://127.0.0.1:{port}", log)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
             assert r.status == 200
 

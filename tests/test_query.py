@@ -55,13 +55,8 @@ def test_source_filter_is_kept_when_the_text_adds_years():
 
 
 def test_from_year_on_a_topic_is_that_year_only():
-    """BUG: "on" is read as "on(wards)", so "papers from 2019 on robotics" means 2019 and later.
-
-    The pattern `(since|from) YEAR on(wards?)?` matches the preposition that introduces the
-    topic; the same question with "about" gives year_from=year_to=2019. Seen end to end on the
-    default corpus: "papers from 2019 on vision-and-language pre-training" returns 2022 and 2024
-    papers.
-    """
+    """"papers from 2019 on robotics" is 2019 only, as with "about": the "on" that introduces a topic
+    is not "onwards"."""
     about = analyse("papers from 2019 about robotics")
     on = analyse("papers from 2019 on robotics")
     assert (about.filters.year_from, about.filters.year_to) == (2019, 2019)
@@ -70,11 +65,8 @@ def test_from_year_on_a_topic_is_that_year_only():
 
 
 def test_a_quantity_is_not_a_year():
-    """BUG: "of 2048" is taken for a publication year, so the question is filtered to 2048.
-
-    On the default corpus this question is refused with "No paper matches the filters."
-    ("trained with a batch size of 2048" fails the same way.)
-    """
+    """A quantity ("a context length of 2048 tokens") is not a publication year: no year filter, and
+    the number stays in the query."""
     intent = analyse("Which papers use a context length of 2048 tokens?")
     assert intent.filters == Filters(), intent
     assert "2048" in intent.query

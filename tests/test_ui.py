@@ -21,6 +21,8 @@ from conftest import LANG_FILE, SCI_FILE, SMALL, SMALL_PAPERS, TXT_FILE, free_po
 from rag.config import DEFAULT_CORPUS, UI_DIR, get_settings
 from rag.types import Paper
 
+pytestmark = pytest.mark.slow  # each test runs the whole app over a real index (about a second, 25 s for the module)
+
 APP = UI_DIR / "app.py"
 UI_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ui"
 FP8_QUESTION = "which papers report FP8 training speedups?"
