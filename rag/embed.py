@@ -1,4 +1,4 @@
-"""Embedders as llama-index `BaseEmbedding`s: the bundled offline MiniLM, or an OpenAI-compatible endpoint."""
+"""Embedders: the bundled offline MiniLM, an OpenAI-compatible endpoint, or word hashing (no model)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from llama_index.core.base.embeddings.base import BaseEmbedding
-from pydantic import PrivateAttr
 
 from rag.config import Settings
 from rag.errors import ConfigError, EmbedError
@@ -24,7 +22,6 @@ HASHING_NAME = "hashing-384"
 HASHING_DIM = 384
 _HASH_WORD = re.compile(r"\w+")
 MAX_WORD_PIECES = 256
-MAX_LLAMA_BATCH = 2048  # llama-index's ceiling on embed_batch_size
 
 
 def _package_dir(name: str) -> Path:
@@ -34,17 +31,45 @@ def _package_dir(name: str) -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
-class MiniLMEmbedding(BaseEmbedding):
+class Embedder:
+    """What ingest and retrieval need of an embedder: vectors for a query and for texts in batches.
+
+    Plain classes, not llama-index's BaseEmbedding: importing llama-index costs a second and a half
+    of every cold `rag search`, and its batching and callbacks add nothing here.
+    """
+
+    def __init__(self, model_name: str, embed_batch_size: int) -> None:
+        self.model_name = model_name
+        self.embed_batch_size = embed_batch_size
+
+    def count_tokens(self, text: str) -> int:
+        raise NotImplementedError
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        raise NotImplementedError
+
+    def get_text_embedding_batch(self, texts: list[str]) -> list[list[float]]:
+        """Vectors for `texts`, in order, `embed_batch_size` at a time."""
+        step = self.embed_batch_size
+        return [vec for start in range(0, len(texts), step) for vec in self._get_text_embeddings(texts[start : start + step])]
+
+    def get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
+    def get_query_embedding(self, query: str) -> list[float]:
+        return self._get_text_embeddings([query])[0]
+
+
+class MiniLMEmbedding(Embedder):
     """all-MiniLM-L6-v2 run by onnxruntime from PyPI-shipped files: no torch, no network.
 
     Mean pooling over the attention mask then L2 normalisation, as sentence-transformers does,
     so the vectors match the reference model (cosine 0.999).
     """
 
-    _parts: Any = PrivateAttr(default=None)
-
-    def __init__(self, batch_size: int = 32, **kwargs: Any) -> None:
-        super().__init__(model_name=MINILM_NAME, embed_batch_size=batch_size, **kwargs)
+    def __init__(self, batch_size: int = 32) -> None:
+        super().__init__(MINILM_NAME, batch_size)
+        self._parts: tuple[Any, Any, Any] | None = None
         self._files()  # fail now, with a clear message, if the model package is missing
 
     @staticmethod
@@ -97,17 +122,8 @@ class MiniLMEmbedding(BaseEmbedding):
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return self._encode(texts)
 
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._encode([text])[0]
 
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self._encode([query])[0]
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
-
-
-class OpenAICompatibleEmbedding(BaseEmbedding):
+class OpenAICompatibleEmbedding(Embedder):
     """Any `/v1/embeddings` endpoint (OpenAI, vLLM, llama.cpp, Ollama, TEI) through the openai client.
 
     Up to `concurrency` requests of `batch_size` texts are in flight at once, so a GPU server is
@@ -115,23 +131,16 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
     inside twice `timeout`), and every failure is one `EmbedError` line without the key.
     """
 
-    _client: Any = PrivateAttr()
-    _endpoint: str = PrivateAttr()
-    _request_size: int = PrivateAttr()
-    _concurrency: int = PrivateAttr()
-    _timeout: float = PrivateAttr()
-    _scrub: Any = PrivateAttr()
-    _dim: int | None = PrivateAttr(default=None)
-    _dim_lock: Any = PrivateAttr(default_factory=threading.Lock)
-
     def __init__(
         self, model: str, base_url: str | None, api_key: str | None, batch_size: int = 32,
         concurrency: int = 4, timeout: float = 30.0, max_retries: int = 2,
     ) -> None:
-        # llama-index hands over `batch_size * concurrency` texts per call; they are split again below.
-        super().__init__(model_name=model, embed_batch_size=min(batch_size * concurrency, MAX_LLAMA_BATCH))
+        # `batch_size * concurrency` texts per call, split again below into concurrent requests.
+        super().__init__(model, batch_size * concurrency)
         from rag.llm import bounded_client, display_url, scrubber
 
+        self._dim: int | None = None
+        self._dim_lock = threading.Lock()
         self._client = bounded_client(base_url, api_key, timeout, max_retries)
         self._endpoint = display_url(base_url or "https://api.openai.com/v1")
         self._request_size = batch_size
@@ -213,17 +222,7 @@ class OpenAICompatibleEmbedding(BaseEmbedding):
 
         return explain(e, EMBED_ENDPOINT, self._endpoint, self.model_name, self._timeout)
 
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._get_text_embeddings([text])[0]
-
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self._get_text_embeddings([query])[0]
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._get_query_embedding(query)
-
-
-class HashingEmbedding(BaseEmbedding):
+class HashingEmbedding(Embedder):
     """Word and word-pair feature hashing into 384 dimensions: no model, deterministic, thousands of texts/s.
 
     It knows no synonyms, so retrieval leans on shared words; it exists for benchmarks and tests at
@@ -231,7 +230,7 @@ class HashingEmbedding(BaseEmbedding):
     """
 
     def __init__(self, batch_size: int = 256) -> None:
-        super().__init__(model_name=HASHING_NAME, embed_batch_size=batch_size)
+        super().__init__(HASHING_NAME, batch_size)
 
     def count_tokens(self, text: str) -> int:
         return len(_HASH_WORD.findall(text)) + 2
@@ -249,17 +248,8 @@ class HashingEmbedding(BaseEmbedding):
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return [self._vector(t) for t in texts]
 
-    def _get_text_embedding(self, text: str) -> list[float]:
-        return self._vector(text)
 
-    def _get_query_embedding(self, query: str) -> list[float]:
-        return self._vector(query)
-
-    async def _aget_query_embedding(self, query: str) -> list[float]:
-        return self._vector(query)
-
-
-def make_embedder(settings: Settings) -> BaseEmbedding:
+def make_embedder(settings: Settings) -> Embedder:
     """The embedder the settings choose; all expose `count_tokens` for chunking."""
     if settings.embed_backend == "onnx":
         return MiniLMEmbedding(batch_size=settings.embed_batch_size)

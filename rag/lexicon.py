@@ -43,11 +43,14 @@ class Lexicon:
         self.years = years
         self.sources = sources
         self._words = words  # "\n".join(sorted surface words), for names inside words (MIMO in mMIMO)
-        self._word_set = frozenset(words.split("\n"))
         self._df = np.diff(np.asarray(bm25.scores["indptr"])) if rows else np.zeros(0)
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    @cached_property
+    def _word_set(self) -> frozenset[str]:
+        return frozenset(self._words.split("\n"))  # built on the first refusal check: a search needs none
 
     # ------------------------------------------------------------ statistics
 

@@ -62,11 +62,13 @@ def build_messages(question: str, hits: list[Hit], is_list: bool) -> list[dict[s
 @lru_cache(maxsize=1)
 def _encoding():
     """tiktoken's cl100k, from the copy llama-index ships (tiktoken alone would download it)."""
-    import llama_index.core
+    import importlib.util
+
     import tiktoken
 
-    cache = os.path.join(os.path.dirname(llama_index.core.__file__), "_static", "tiktoken_cache")
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", cache)
+    spec = importlib.util.find_spec("llama_index.core")  # its folder, without importing all of llama-index
+    if spec and spec.submodule_search_locations:
+        os.environ.setdefault("TIKTOKEN_CACHE_DIR", os.path.join(spec.submodule_search_locations[0], "_static", "tiktoken_cache"))
     return tiktoken.get_encoding("cl100k_base")
 
 

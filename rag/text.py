@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from pathlib import Path
+
+STOPWORDS = Path(__file__).resolve().parent / "resources" / "stopwords-en.txt"
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence, by NLTK's Punkt model as shipped inside llama-index (offline)."""
-    from llama_index.core.utils import globals_helper
+    """(start, end) of each sentence, by NLTK's Punkt sentence tokenizer (what llama-index splits with)."""
+    return list(_punkt().span_tokenize(text))
 
-    return list(globals_helper.punkt_tokenizer.span_tokenize(text))
+
+@lru_cache(maxsize=1)
+def _punkt() -> object:
+    from nltk.tokenize.punkt import PunktSentenceTokenizer
+
+    return PunktSentenceTokenizer()
 
 
 def sentences(text: str) -> list[str]:
@@ -20,11 +28,11 @@ def sentences(text: str) -> list[str]:
 
 @lru_cache(maxsize=1)
 def _stemmer_and_stopwords() -> tuple[object, frozenset[str]]:
+    """PyStemmer's English stemmer and the stop words of bm25s and NLTK, kept as a file: reading NLTK's
+    list means importing NLTK, a second of every cold start."""
     import Stemmer
-    from bm25s.stopwords import STOPWORDS_EN
-    from llama_index.core.utils import globals_helper  # NLTK's English list, shipped offline
 
-    return Stemmer.Stemmer("english"), frozenset(STOPWORDS_EN) | frozenset(globals_helper.stopwords)
+    return Stemmer.Stemmer("english"), frozenset(STOPWORDS.read_text().split())
 
 
 # Model names, acronyms, versioned terms: a letter first, then a digit or a second capital somewhere.

@@ -64,3 +64,17 @@ def test_a_cache_of_an_older_format_is_rebuilt(tmp_path, make_settings):
     (folder / "words.txt").write_text("nothing")  # what an older build held, under an older stamp
     (folder / "stamp.json").write_text('{"version": "v1"}')
     assert Lexicon.open(settings, PaperRecords()).mentions("llama-2")
+
+
+def test_the_shipped_stop_words_are_those_of_bm25s_and_nltk():
+    """The file replaces two imports at start-up; it must hold exactly the words they gave."""
+    from bm25s.stopwords import STOPWORDS_EN
+    from nltk.corpus import stopwords
+
+    from rag.text import STOPWORDS, _punkt
+    from llama_index.core.utils import globals_helper
+
+    globals_helper.stopwords  # makes NLTK's corpus path (shipped inside llama-index) known
+    assert set(STOPWORDS.read_text().split()) == set(STOPWORDS_EN) | set(stopwords.words("english"))
+    text = "We train X. It works, e.g. on Y in Fig. 2. Results are 1.5x faster."
+    assert list(_punkt().span_tokenize(text)) == list(globals_helper.punkt_tokenizer.span_tokenize(text))
