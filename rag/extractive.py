@@ -65,7 +65,8 @@ class ExtractiveAnswerer:
         return hits  # no context window to fit
 
     def stream(self, intent: Intent, hits: list[Hit]) -> Iterator[str]:
-        yield self.answer(intent, hits)
+        """One piece per line (per paper of a list), so a long list shows as it is checked."""
+        yield from self.answer(intent, hits).splitlines(keepends=True)
 
     def answer(self, intent: Intent, hits: list[Hit]) -> str:
         if intent.asks:

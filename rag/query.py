@@ -84,6 +84,8 @@ def check_request(question: str, filters: Filters, k: int | None) -> None:
     """Mistakes in a question or its options, named before any work is done."""
     if not question.strip():
         raise QuestionError("the question is empty; type a question about the papers")
+    if not question.isprintable() and (bad := next((c for c in question if 0xD800 <= ord(c) <= 0xDFFF), None)):
+        raise QuestionError(f"the question holds bytes that are not text (\\u{ord(bad):04x} at character {question.index(bad) + 1}); type it again as UTF-8")
     if len(question) > MAX_QUESTION_CHARS:
         raise QuestionError(f"the question has {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}: shorten it")
     if filters.year_from is not None and filters.year_to is not None and filters.year_from > filters.year_to:

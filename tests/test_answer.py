@@ -534,3 +534,11 @@ def test_an_llm_refusal_in_other_words_is_a_refusal(tiny, reply, fake_llm):
     engine, _ = with_llm(tiny, fake_llm, reply)
     _, answer = run(engine, "How accurate is the protein structure prediction?")
     assert answer.refused and answer.text.startswith(REFUSAL)
+
+
+def test_an_extractive_list_streams_a_piece_per_paper(tiny):
+    """A list answer arrives in as many pieces as it has paper lines, and the pieces make the answer."""
+    pieces, answer = run(extractive(tiny), "which papers are about language models?")
+    assert not answer.refused and len(answer.citations) >= 2
+    assert len(pieces) == answer.text.count("\n") + 1 >= 2
+    assert "".join(pieces) == answer.text and all(piece.strip() for piece in pieces)

@@ -152,3 +152,13 @@ def test_pronoun_or_short_question_needs_history(question):
 )
 def test_standalone_question_needs_no_history(question):
     assert not needs_history(question)
+
+
+def test_a_question_holding_undecodable_bytes_is_one_clear_error():
+    """A shell passes bytes that are not UTF-8 as lone surrogates; the tokenizer would crash on them."""
+    from rag.errors import QuestionError
+    from rag.query import check_request
+
+    with pytest.raises(QuestionError, match=r"not text \(\\udcff at character 5\)"):
+        check_request("fp8 \udcff training", Filters(), None)
+    check_request("FP8 training on H100 — 1.4× faster?", Filters(), None)  # non-ASCII text is fine
