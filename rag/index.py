@@ -277,11 +277,14 @@ def open_store(settings: Settings, client: Any | None = None) -> Store:
     client = client or connect(settings)
     where = _where(settings)
     chunks = guarded(lambda: client.get_or_create_collection(
-        settings.collection, embedding_function=None, configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}}
+        settings.collection, embedding_function=None, metadata={"schema": SCHEMA},
+        configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}},
     ), where)
     papers = guarded(lambda: client.get_or_create_collection(f"{settings.collection}-papers", embedding_function=None), where)
     store = Store(Guarded(chunks, where), Guarded(papers, where), settings.collection)
-    if store.chunks.count() and not store.papers.count():
+    # Chunks and no paper record: an index of the first layout (its chunks carry no schema), or a
+    # first ingest killed before its first records, which the next ingest completes.
+    if not (chunks.metadata or {}).get("schema") and store.chunks.count() and not store.papers.count():
         raise StoreError(
             f"collection {settings.collection!r} was written by an older version of rag; "
             "run `rag ingest --rebuild` (or set RAG_COLLECTION to a new name) to index the corpus again"
@@ -385,7 +388,7 @@ def ingest_lock(settings: Settings) -> Iterator[None]:
 
 
 def _drop(settings: Settings, store: Store) -> Store:
-    client = store.chunks._client
+    client = connect(settings)  # a collection's own `_client` is Chroma's internal API, which cannot create one
     for name in (store.chunks.name, store.papers.name):
         guarded(lambda: client.delete_collection(name), _where(settings))
     return open_store(settings, client)
@@ -542,9 +545,15 @@ def _write_stamp(store: Store, ledger: dict[str, dict], embedder: Any, dimension
     for pid in sorted(ledger):
         digest.update(f"{pid}:{ledger[pid]['t']}:{ledger[pid]['m']}\n".encode())
     stamp = {"version": digest.hexdigest()[:16], "embedder": embedder.model_name, "schema": SCHEMA}
-    if dimension := dimension or store.stamp().get("dimension"):
+    if dimension := dimension or store.stamp().get("dimension") or _stored_dimension(store):
         stamp["dimension"] = dimension
     store.papers.modify(metadata=stamp)
+
+
+def _stored_dimension(store: Store) -> int | None:
+    """The size of the stored vectors: an ingest that only completes an interrupted one embeds nothing itself."""
+    got = store.chunks.get(limit=1, include=["embeddings"])
+    return len(got["embeddings"][0]) if got["ids"] else None
 
 
 def _record_ingest(settings: Settings, report: IngestReport) -> None:
