@@ -18,12 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import rag
+
 from conftest import build_settings
 from rag.embed import HashingEmbedding
 from rag.index import Store, ingest, open_store
 from rag.retrieve import Retriever
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(rag.__file__).resolve().parent.parent  # the checkout whose `rag` is under test
 CORPUS = ROOT / "data" / "corpus"  # 305 papers: three write batches of 128 papers
 QUESTIONS = ["FP8 training speedup", "mixture of experts routing", "speech recognition", "diffusion image generation"]
 

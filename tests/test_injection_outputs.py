@@ -20,12 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+import rag
+
 from conftest import free_port, stop
 from test_endpoints import FakeEndpoint
 from test_injection import CANARY, FORBIDDEN, HOSTILE, ObeyingLLM, decoded, strings
 from test_safety import INJECTIONS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(rag.__file__).resolve().parent.parent  # the checkout whose `rag` is under test
 TOPICS = {  # two ordinary sentences per topic, and the questions that reach its papers
     "quantization": ("We quantize the weights of large language models to 4 bits after training.",
                      "Perplexity rises by less than 0.3 points while memory falls by 3.5x.",
