@@ -5,8 +5,10 @@ LLM endpoint over real HTTP."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -59,9 +61,17 @@ def all_at_once(engine: Engine, questions: list[str]) -> list[dict]:
         return list(pool.map(run, questions, timeout=300))
 
 
+class SlowChat(FakeEndpoint):
+    """The fake endpoint taking half a second per answer, as a real model does, so that concurrent calls overlap there."""
+
+    def respond(self, h: BaseHTTPRequestHandler, mode: str, number: int, body: dict) -> None:
+        time.sleep(0.5)
+        super().respond(h, mode, number, body)
+
+
 @pytest.fixture
 def llm_endpoint() -> Iterator[FakeEndpoint]:
-    server = FakeEndpoint()
+    server = SlowChat()
     yield server
     server.close()
 
