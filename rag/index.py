@@ -53,16 +53,14 @@ def connect(settings: Settings) -> Any:
     if settings.chroma_host:
         return _http_client(settings, chroma_settings)
     path = settings.data_dir / "chroma"
-    try:
+
+    def open_embedded() -> Any:
         path.mkdir(parents=True, exist_ok=True)
         with _quiet_stderr():  # a damaged file makes Chroma's Rust core print a panic report there
             return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-    except Exception as e:  # a damaged or unreadable sqlite file raises several unrelated types
-        raise _store_error(e, str(path)) from None
-    except BaseException as e:
-        if _panicked(e):
-            raise _store_error(e, str(path)) from None
-        raise
+
+    # a damaged or unreadable sqlite file raises several unrelated types: all of them are the index's problem
+    return guarded(open_embedded, str(path), any_error=True)
 
 
 @contextmanager
@@ -192,16 +190,15 @@ class Guarded:
         return call
 
 
-def guarded(call: Callable[[], Any], where: str) -> Any:
-    """Run one Chroma call; its failures (Chroma's, the network's, a Rust panic) become a StoreError."""
+def guarded(call: Callable[[], Any], where: str, any_error: bool = False) -> Any:
+    """Run one Chroma call; its failures (Chroma's, the file system's, the network's, a Rust panic), or with
+    `any_error` every Exception, become a StoreError. Other errors are bugs and keep their traceback."""
     from chromadb.errors import ChromaError
 
     try:
         return call()
-    except (ChromaError, OSError) as e:
-        raise _store_error(e, where) from None
     except Exception as e:
-        if _transport_failure(e) or "Timeout" in type(e).__name__:
+        if any_error or isinstance(e, (ChromaError, OSError)) or _transport_failure(e) or "Timeout" in type(e).__name__:
             raise _store_error(e, where) from None
         raise
     except BaseException as e:
