@@ -259,6 +259,7 @@ def endpoints() -> Iterator[Callable[[int], FakeEndpoint]]:
         e.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("built_dim, asked_dim", [(64, 384), (384, 64)])
 def test_same_model_name_at_another_size_is_refused_with_the_fix(settings, endpoints, tmp_path: Path, built_dim: int, asked_dim: int) -> None:
     """One model name, two servers: the name check passes, the vector size must not."""
@@ -276,6 +277,7 @@ def test_same_model_name_at_another_size_is_refused_with_the_fix(settings, endpo
     assert store.count() == SMALL_PAPERS and store.stamp()["dimension"] == built_dim  # the refused ingest took nothing away
 
 
+@pytest.mark.slow
 def test_edited_paper_is_kept_when_the_new_vectors_are_refused(settings, endpoints, tmp_path: Path) -> None:
     folder = tmp_path / "corpus"
     shutil.copytree(SMALL, folder)
@@ -288,6 +290,7 @@ def test_edited_paper_is_kept_when_the_new_vectors_are_refused(settings, endpoin
     assert store.count() == SMALL_PAPERS and sum(store.chunk_counts().values()) == store.chunks.count()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("built_with, asked_with", [("hashing", "onnx"), ("onnx", "hashing"), ("remote-64", "onnx"), ("onnx", "remote-64")])
 def test_another_embedder_is_refused_by_name(settings, endpoints, embedder, built_with: str, asked_with: str) -> None:
     """Two 384-d embedders (MiniLM, hashing) would mix silently by size alone; a 64-d one differs in both."""
