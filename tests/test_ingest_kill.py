@@ -124,6 +124,7 @@ def repaired_equals_clean(data: Path, clean: dict) -> None:
     assert again.unchanged == len(want["records"])
 
 
+@pytest.mark.slow
 def test_the_runner_counts_every_write(clean: dict) -> None:
     assert clean["writes"] >= 12  # three batches of four writes, then the stamp
     assert len(clean["snapshot"]["records"]) == 305 and len(clean["snapshot"]["chunks"]) > 305  # long abstracts: several chunks
