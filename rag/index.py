@@ -16,6 +16,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
+import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -37,6 +40,8 @@ Progress = Callable[[int, int], None]
 PAGE = 2000  # records per Chroma read or write: well under its SQL-variable limit
 EF_SEARCH = 400  # HNSW search breadth: at Chroma's default (100) the 50th-best chunk varied between runs
 SCHEMA = 2  # bump when the stored layout changes; an older index must be rebuilt
+CHROMA_TIMEOUT = 30.0  # seconds one request to a Chroma server may take before the command gives up
+CHROMA_CONNECT_TIMEOUT = 5.0
 
 
 def connect(settings: Settings) -> Any:
@@ -48,14 +53,42 @@ def connect(settings: Settings) -> Any:
     if settings.chroma_host:
         return _http_client(settings, chroma_settings)
     path = settings.data_dir / "chroma"
-    try:
+
+    def open_embedded() -> Any:
         path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-    except Exception as e:  # a damaged or unreadable sqlite file raises several unrelated types
-        raise StoreError(
-            f"cannot open the index at {path} ({type(e).__name__}: {str(e)[:120]}); check the folder's permissions, "
-            "or move it away and run `rag ingest` to rebuild it"
-        ) from None
+        with _quiet_stderr():  # a damaged file makes Chroma's Rust core print a panic report there
+            return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+    # a damaged or unreadable sqlite file raises several unrelated types: all of them are the index's problem
+    return guarded(open_embedded, str(path), any_error=True)
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Hold back what native code writes to stderr in this block; pass it on unless the block failed."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (an embedding host): nothing to hold back
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not failed:
+                held.seek(0)
+                os.write(2, held.read())
+
+
+def _panicked(e: BaseException) -> bool:
+    """Chroma's Rust core fails on a damaged file with a PanicException, which is not an Exception."""
+    return type(e).__name__ == "PanicException"
 
 
 def _http_client(settings: Settings, chroma_settings: Any) -> Any:
@@ -63,25 +96,122 @@ def _http_client(settings: Settings, chroma_settings: Any) -> Any:
 
     url = f"http://{settings.chroma_host}:{settings.chroma_port}"
     try:
+        _heartbeat(url)  # the client's constructor already sends a request, with no timeout at all
         client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
         _bounded(client)
         client.heartbeat()
     except Exception as e:  # chromadb raises several unrelated types for a dead server
+        timeout = "Timeout" in type(e).__name__
         raise StoreError(
-            f"cannot reach the Chroma server at {url} ({type(e).__name__}); start it with "
+            f"{'no answer from' if timeout else 'cannot reach'} the Chroma server at {url} "
+            f"({f'within {CHROMA_TIMEOUT:g} s' if timeout else type(e).__name__}); start it with "
             f"`chroma run --host {settings.chroma_host} --port {settings.chroma_port} --path DIR` "
-            "or unset RAG_CHROMA_HOST to use the embedded index"
+            "(or resume it, if it is stopped), or unset RAG_CHROMA_HOST to use the embedded index"
         ) from None
     return client
 
 
-def _bounded(client: Any, seconds: float = 30.0) -> None:
+def _timeout() -> Any:
+    import httpx
+
+    return httpx.Timeout(CHROMA_TIMEOUT, connect=min(CHROMA_CONNECT_TIMEOUT, CHROMA_TIMEOUT))
+
+
+def _heartbeat(url: str) -> None:
+    import httpx
+
+    httpx.get(f"{url}/api/v2/heartbeat", timeout=_timeout()).raise_for_status()
+
+
+def _bounded(client: Any) -> None:
     """Give the HTTP client's connection a deadline: a stopped server must not hang a command."""
     import httpx
 
     session = getattr(getattr(client, "_server", None), "_session", None)
     if isinstance(session, httpx.Client):
-        session.timeout = httpx.Timeout(seconds, connect=5.0)
+        session.timeout = _timeout()
+
+
+def _store_error(e: BaseException, where: str) -> StoreError:
+    """One line saying what failed in Chroma and how to get going again."""
+    said = " ".join(str(e).split())[:160]
+    name = type(e).__name__
+    if "Timeout" in name:
+        return StoreError(
+            f"no answer from the Chroma server at {where} within {CHROMA_TIMEOUT:g} s (is it stopped or overloaded?); "
+            "check the server and run this again"
+        )
+    if _transport_failure(e):
+        return StoreError(
+            f"lost the connection to the Chroma server at {where} ({name}); restart it and run this again "
+            "(an interrupted ingest is completed by the next one)"
+        )
+    if "dimension" in said:
+        return StoreError(
+            f"the index holds vectors of another size than the embedder makes ({said}); set RAG_EMBED_BACKEND/RAG_EMBED_MODEL "
+            "back to the embedder it was built with, or run `rag ingest --rebuild` to re-embed everything"
+        )
+    if "readonly" in said.replace("-", "").replace(" ", "") or "Read-only" in said:
+        return StoreError(
+            f"the index at {where} is read-only ({said}); Chroma writes even when it only searches: "
+            "make the folder writable, or copy it to a writable folder and point RAG_DATA_DIR there"
+        )
+    damaged = _panicked(e) or any(sign in said for sign in ("malformed", "not a database", "no such table"))
+    return StoreError(
+        f"the index at {where} {'is damaged' if damaged else 'cannot be used'} ({name}: {said}); "
+        "move the folder away (keep it if you want to inspect it) and run `rag ingest` to rebuild it"
+    )
+
+
+def _transport_failure(e: BaseException) -> bool:
+    import httpx
+
+    return isinstance(e, (httpx.TransportError, ConnectionError))
+
+
+class Guarded:
+    """A Chroma collection whose calls fail as one `StoreError` line: a stopped or vanished server,
+    a damaged index file, vectors of another size. Anything else passes through untouched."""
+
+    CALLS = frozenset({"add", "upsert", "update", "delete", "get", "query", "count", "modify", "peek"})
+
+    def __init__(self, collection: Any, where: str) -> None:
+        self._collection = collection
+        self._where = where
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._collection, name)
+        if name not in self.CALLS:
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return guarded(lambda: value(*args, **kwargs), self._where)
+
+        return call
+
+
+def guarded(call: Callable[[], Any], where: str, any_error: bool = False) -> Any:
+    """Run one Chroma call; its failures (Chroma's, the file system's, the network's, a Rust panic), or with
+    `any_error` every Exception, become a StoreError. Other errors are bugs and keep their traceback."""
+    from chromadb.errors import ChromaError
+
+    try:
+        return call()
+    except Exception as e:
+        if any_error or isinstance(e, (ChromaError, OSError)) or _transport_failure(e) or "Timeout" in type(e).__name__:
+            raise _store_error(e, where) from None
+        raise
+    except BaseException as e:
+        if _panicked(e):
+            raise _store_error(e, where) from None
+        raise
+
+
+def _where(settings: Settings) -> str:
+    """How messages name the index: the server's URL or the embedded folder."""
+    if settings.chroma_host:
+        return f"http://{settings.chroma_host}:{settings.chroma_port}"
+    return str(settings.data_dir / "chroma")
 
 
 @dataclass
@@ -142,20 +272,16 @@ def _pages(collection: Any, include: list[str]) -> Iterator[dict]:
 def open_store(settings: Settings, client: Any | None = None) -> Store:
     """The index's collections, created with cosine distance and no Chroma-side embedder (we embed ourselves)."""
     client = client or connect(settings)
-    try:
-        chunks = client.get_or_create_collection(
-            settings.collection, embedding_function=None, configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}}
-        )
-        papers = client.get_or_create_collection(f"{settings.collection}-papers", embedding_function=None)
-    except StoreError:
-        raise
-    except Exception as e:
-        raise StoreError(
-            f"cannot open collection {settings.collection!r} ({type(e).__name__}: {str(e)[:120]}); "
-            "check RAG_DATA_DIR is writable, or move the index away and run `rag ingest` to rebuild it"
-        ) from None
-    store = Store(chunks, papers, settings.collection)
-    if chunks.count() and not papers.count():
+    where = _where(settings)
+    chunks = guarded(lambda: client.get_or_create_collection(
+        settings.collection, embedding_function=None, metadata={"schema": SCHEMA},
+        configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}},
+    ), where)
+    papers = guarded(lambda: client.get_or_create_collection(f"{settings.collection}-papers", embedding_function=None), where)
+    store = Store(Guarded(chunks, where), Guarded(papers, where), settings.collection)
+    # Chunks and no paper record: an index of the first layout (its chunks carry no schema), or a
+    # first ingest killed before its first records, which the next ingest completes.
+    if not (chunks.metadata or {}).get("schema") and store.chunks.count() and not store.papers.count():
         raise StoreError(
             f"collection {settings.collection!r} was written by an older version of rag; "
             "run `rag ingest --rebuild` (or set RAG_COLLECTION to a new name) to index the corpus again"
@@ -170,6 +296,16 @@ def check_embedder(store: Store, embedder: Any) -> None:
         raise StoreError(
             f"the index was built with embedder {built!r} but the settings choose {embedder.model_name!r}; "
             "set RAG_EMBED_BACKEND/RAG_EMBED_MODEL back, or run `rag ingest --rebuild` to re-embed everything"
+        )
+
+
+def check_dimension(store: Store, embedder: Any, dimension: int) -> None:
+    """Refuse vectors of another size than the stored ones (the same model name may be served at another size)."""
+    built = store.stamp().get("dimension")
+    if built and built != dimension:
+        raise StoreError(
+            f"the index holds {built}-dimensional vectors but embedder {embedder.model_name!r} makes {dimension}-dimensional ones; "
+            "point RAG_EMBED_BASE_URL/RAG_EMBED_MODEL back at the model it was built with, or run `rag ingest --rebuild`"
         )
 
 
@@ -218,11 +354,12 @@ def ingest(
         corpus = corpus_mod.load(paths, stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()})
         report = IngestReport(corpus=corpus)
         plan = _plan(store, stored, corpus, prune, report)
-        _delete_papers(store, plan.delete)
+        # new versions first, deletions last: an ingest that fails half-way (embedder down, wrong size) still holds the old ones
+        dimension = _embed_and_write(store, plan.embed, embedder, settings, report, on_progress)
         _relabel(store, plan.relabel)
-        _embed_and_write(store, plan.embed, embedder, settings, report, on_progress)
+        _delete_papers(store, plan.delete)
         if plan.embed or plan.relabel or plan.delete or not store.stamp().get("version"):
-            _write_stamp(store, plan.ledger, embedder)
+            _write_stamp(store, plan.ledger, embedder, dimension)
         from rag.lexicon import Lexicon  # it reads this module's Store; rebuilt now, not at the next search
 
         Lexicon.open(settings, store)
@@ -248,9 +385,9 @@ def ingest_lock(settings: Settings) -> Iterator[None]:
 
 
 def _drop(settings: Settings, store: Store) -> Store:
-    client = store.chunks._client
+    client = connect(settings)  # a collection's own `_client` is Chroma's internal API, which cannot create one
     for name in (store.chunks.name, store.papers.name):
-        client.delete_collection(name)
+        guarded(lambda: client.delete_collection(name), _where(settings))
     return open_store(settings, client)
 
 
@@ -323,19 +460,24 @@ def _relabel(store: Store, papers: list[tuple[Paper, int]]) -> None:
 
 def _embed_and_write(
     store: Store, papers: list[Paper], embedder: Any, settings: Settings, report: IngestReport, on_progress: Progress | None
-) -> None:
-    """Chunk, embed and write a batch of papers at a time, so memory does not grow with the corpus."""
+) -> int | None:
+    """Chunk, embed and write a batch of papers at a time, so memory does not grow with the corpus;
+    return the vectors' size (None when nothing was embedded)."""
     total = len(papers)
     batch = max(settings.embed_batch_size * 4, 64)
     done = 0
+    dimension = None
     for start in range(0, total, batch):
         part = papers[start : start + batch]
         ids = [p.paper_id for p in part]
-        store.papers.delete(ids=ids)
-        store.chunks.delete(where={"paper_id": {"$in": ids}})
         chunks = {p.paper_id: chunk_paper(p, embedder.count_tokens, settings.chunk_tokens) for p in part}
         flat = [(p, c) for p in part for c in chunks[p.paper_id]]
-        vectors = _embed(embedder, [embed_text(p, c.text) for p, c in flat])
+        vectors = _embed(embedder, [embed_text(p, c.text) for p, c in flat])  # before deleting: a failing embedder costs nothing
+        if len(vectors):
+            dimension = vectors.shape[1]
+            check_dimension(store, embedder, dimension)
+        store.papers.delete(ids=ids)
+        store.chunks.delete(where={"paper_id": {"$in": ids}})
         _add_chunks(store, flat, vectors)
         store.papers.add(
             ids=ids, documents=[p.abstract for p in part],
@@ -345,6 +487,7 @@ def _embed_and_write(
         done += len(part)
         if on_progress:
             on_progress(done, total)
+    return dimension
 
 
 def _embed(embedder: Any, texts: list[str]) -> np.ndarray:
@@ -392,12 +535,22 @@ def _unit(n: int) -> np.ndarray:
     return np.ones((n, 1), dtype=np.float32)
 
 
-def _write_stamp(store: Store, ledger: dict[str, dict], embedder: Any) -> None:
-    """A content version every derived cache compares against: same papers, same stamp."""
+def _write_stamp(store: Store, ledger: dict[str, dict], embedder: Any, dimension: int | None) -> None:
+    """A content version every derived cache compares against (same papers, same stamp), and the
+    embedder's name and vector size, which every later ingest and search must match."""
     digest = hashlib.sha1()
     for pid in sorted(ledger):
         digest.update(f"{pid}:{ledger[pid]['t']}:{ledger[pid]['m']}\n".encode())
-    store.papers.modify(metadata={"version": digest.hexdigest()[:16], "embedder": embedder.model_name, "schema": SCHEMA})
+    stamp = {"version": digest.hexdigest()[:16], "embedder": embedder.model_name, "schema": SCHEMA}
+    if dimension := dimension or store.stamp().get("dimension") or _stored_dimension(store):
+        stamp["dimension"] = dimension
+    store.papers.modify(metadata=stamp)
+
+
+def _stored_dimension(store: Store) -> int | None:
+    """The size of the stored vectors: an ingest that only completes an interrupted one embeds nothing itself."""
+    got = store.chunks.get(limit=1, include=["embeddings"])
+    return len(got["embeddings"][0]) if got["ids"] else None
 
 
 def _record_ingest(settings: Settings, report: IngestReport) -> None:

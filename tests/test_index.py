@@ -437,3 +437,13 @@ def test_collection_name_too_short_is_a_one_line_config_error(monkeypatch):
     monkeypatch.setenv("RAG_COLLECTION", "ab")
     with pytest.raises(ConfigError, match="RAG_COLLECTION"):
         get_settings()
+
+
+def test_rebuild_drops_the_index_and_embeds_everything_again(settings):
+    from rag.embed import HashingEmbedding
+
+    embedder = HashingEmbedding()
+    first = ingest([SMALL], settings, embedder)
+    again = ingest([SMALL], settings, embedder, rebuild=True)
+    assert (again.added, again.unchanged, again.embedded) == (SMALL_PAPERS, 0, first.embedded)
+    assert open_store(settings).count() == SMALL_PAPERS

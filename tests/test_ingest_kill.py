@@ -1,0 +1,162 @@
+"""`rag ingest` SIGKILLed at many points, before and in the middle of each Chroma write, and at
+random moments: the next ingest must leave an index equal to a clean build (same paper records,
+same chunks with the same text, metadata and vectors, same version stamp, same search results),
+and the one after that must find nothing to do.
+
+The killed ingests are real `rag ingest` processes; the kill is a real SIGKILL sent from inside,
+counted by Chroma write calls so that every write boundary is hit.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rag
+
+from conftest import build_settings
+from rag.embed import HashingEmbedding
+from rag.index import Store, ingest, open_store
+from rag.retrieve import Retriever
+
+ROOT = Path(rag.__file__).resolve().parent.parent  # the checkout whose `rag` is under test
+CORPUS = ROOT / "data" / "corpus"  # 305 papers: three write batches of 128 papers
+QUESTIONS = ["FP8 training speedup", "mixture of experts routing", "speech recognition", "diffusion image generation"]
+
+# Counts Chroma write calls and SIGKILLs its own process at call N: `before` it starts, or `during`
+# it (a timer fires a few milliseconds in), or at a wall-clock moment (`at`, seconds after start).
+RUNNER = r"""
+import os, signal, sys, threading, time
+import chromadb.api.models.Collection as collection
+
+point, mode, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+writes = 0
+
+def kill():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def counted(name):
+    real = getattr(collection.Collection, name)
+    def call(self, *args, **kwargs):
+        global writes
+        writes += 1
+        if writes == point and mode == "before":
+            kill()
+        if writes == point and mode == "during":
+            threading.Timer(delay, kill).start()
+        return real(self, *args, **kwargs)
+    setattr(collection.Collection, name, call)
+
+for name in ("add", "upsert", "update", "delete", "modify"):
+    counted(name)
+if mode == "at":
+    threading.Timer(delay, kill).start()
+import atexit
+atexit.register(lambda: print(f"writes={writes}", file=sys.stderr))
+sys.argv = ["rag", "ingest", *sys.argv[4:]]
+from rag.cli import main
+main()
+"""
+
+
+def run_ingest(data_dir: Path, point: int, mode: str, delay: float = 0.0, *options: str) -> subprocess.CompletedProcess:
+    """`rag ingest CORPUS OPTIONS` (hashing embedder), killed where `point`, `mode` and `delay` say."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
+    env.update(PYTHONPATH=str(ROOT), RAG_DATA_DIR=str(data_dir), RAG_EMBED_BACKEND="hashing")
+    return subprocess.run(
+        [sys.executable, "-c", RUNNER, str(point), mode, str(delay), str(CORPUS), *options],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+
+
+def snapshot(store: Store) -> dict:
+    """Everything stored that a search or answer reads, in a form two indexes can be compared by."""
+    records = {pid: (meta, abstract) for pid, meta, abstract in store.records(include_documents=True)}
+    chunks: dict[str, tuple] = {}
+    offset = 0
+    while (got := store.chunks.get(limit=500, offset=offset, include=["documents", "metadatas", "embeddings"]))["ids"]:
+        for cid, doc, meta, vec in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"]):
+            chunks[cid] = (doc, meta, np.round(np.asarray(vec, dtype=np.float64), 5).tobytes())
+        offset += len(got["ids"])
+    stamp = {k: v for k, v in store.stamp().items() if k in ("version", "embedder", "dimension", "schema")}
+    return {"records": records, "chunks": chunks, "stamp": stamp}
+
+
+def answers(settings, store: Store) -> dict[str, list[str]]:
+    retriever = Retriever(settings, HashingEmbedding(), store)
+    return {q: [h.paper.paper_id for h in retriever.search(q, k=5)] for q in QUESTIONS}
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A build that nothing interrupted, and how many Chroma writes it makes."""
+    data = tmp_path_factory.mktemp("clean") / "index"
+    result = run_ingest(data, 0, "count")
+    assert result.returncode == 0, result.stderr[-2000:]
+    writes = int(result.stderr.rsplit("writes=", 1)[1].split()[0])
+    settings = build_settings(data_dir=data, embed_backend="hashing")
+    store = open_store(settings)
+    return {"snapshot": snapshot(store), "answers": answers(settings, store), "writes": writes}
+
+
+def repaired_equals_clean(data: Path, clean: dict) -> None:
+    """One ingest finishes the interrupted one; the index then equals the clean build; another ingest does nothing."""
+    settings = build_settings(data_dir=data, embed_backend="hashing")
+    embedder = HashingEmbedding()
+    ingest([CORPUS], settings, embedder)
+    store = open_store(settings)
+    got = snapshot(store)
+    want = clean["snapshot"]
+    assert set(got["records"]) == set(want["records"]), "paper records differ"
+    assert got["records"] == want["records"], "a paper record differs"
+    assert set(got["chunks"]) == set(want["chunks"]), f"{len(set(want['chunks']) - set(got['chunks']))} chunks missing"
+    assert got["chunks"] == want["chunks"], "a chunk's text, metadata or vector differs"
+    assert got["stamp"] == want["stamp"]
+    assert answers(settings, store) == clean["answers"]
+    again = ingest([CORPUS], settings, embedder)
+    assert (again.embedded, again.added, again.updated, again.deleted, again.repaired) == (0, 0, 0, 0, 0)
+    assert again.unchanged == len(want["records"])
+
+
+@pytest.mark.slow
+def test_the_runner_counts_every_write(clean: dict) -> None:
+    assert clean["writes"] >= 12  # three batches of four writes, then the stamp
+    assert len(clean["snapshot"]["records"]) == 305 and len(clean["snapshot"]["chunks"]) > 305  # long abstracts: several chunks
+
+
+POINTS = [(n, mode) for n in range(1, 14) for mode in ("before", "during")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point, mode", POINTS, ids=[f"{mode}-write-{n}" for n, mode in POINTS])
+def test_kill_at_a_write_then_ingest_equals_a_clean_build(tmp_path: Path, clean: dict, point: int, mode: str) -> None:
+    data = tmp_path / "index"
+    killed = run_ingest(data, point, mode, delay=0.003)
+    assert point > clean["writes"] or killed.returncode == -9, (killed.returncode, killed.stderr[-1500:])
+    repaired_equals_clean(data, clean)
+
+
+@pytest.mark.slow
+def test_kills_at_random_moments_one_after_another_then_ingest_equals_a_clean_build(tmp_path: Path, clean: dict) -> None:
+    """Three ingests killed in a row at random moments of the run, each resuming the last, then one that finishes."""
+    data = tmp_path / "index"
+    rng = random.Random(13)
+    codes = [run_ingest(data, 0, "at", delay=rng.uniform(2.0, 8.0)).returncode for _ in range(3)]
+    assert -9 in codes, codes
+    repaired_equals_clean(data, clean)
+
+
+@pytest.mark.slow
+def test_kill_of_a_rebuild_mid_write_then_ingest_equals_a_clean_build(tmp_path: Path, clean: dict) -> None:
+    """A full index, then `--rebuild`, which drops it and embeds everything again, killed mid-write."""
+    data = tmp_path / "index"
+    assert run_ingest(data, 0, "count").returncode == 0
+    killed = run_ingest(data, 3, "during", 0.003, "--rebuild")  # the drop is not counted: 3 is the first batch's chunk write
+    assert killed.returncode == -9, killed.stderr[-1500:]
+    repaired_equals_clean(data, clean)
