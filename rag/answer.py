@@ -16,11 +16,11 @@ from rag.config import Settings
 from rag.errors import QuestionError
 from rag.extractive import ExtractiveAnswerer
 from rag.llm import ChatModel
-from rag.prompt import WITHHELD, LLMAnswerer, load_prompt, question_fits, withheld_sentences
+from rag.prompt import LLMAnswerer, load_prompt, question_fits
 from rag.query import Intent, analyse, check_request, needs_history
 from rag.relevance import GENERIC, LIST_KEEP, Relevance
 from rag.retrieve import Retriever
-from rag.safety import addresses_assistant, repeats_withheld, sanitize, sanitize_stream
+from rag.safety import inert, repeats_withheld, sanitize, sanitize_stream
 from rag.text import terms
 from rag.types import Answer, Citation, Filters, Hit
 
@@ -102,8 +102,7 @@ class Engine:
             yield answer.text
             return answer
         intent = analyse(standalone, filters)
-        found = self.retriever.search(intent.query, k or (self.settings.list_k if intent.is_list else self.settings.answer_k), intent.filters)
-        hits, withheld = quarantine(found)
+        hits = self.retriever.search(intent.query, k or (self.settings.list_k if intent.is_list else self.settings.answer_k), intent.filters)
         answer = Answer(question=question, standalone_question=standalone, text="", mode=self.mode, model=self.model, sources=hits)
         answer.timings["retrieve"] = time.perf_counter() - t0
         reason = self.refusal(intent, hits)
@@ -112,9 +111,9 @@ class Engine:
             yield answer.text
         else:
             answer.sources = self.answerer.fit(intent, hits)
-            yield from self._generate(answer, intent, t0, withheld)
+            yield from self._generate(answer, intent, t0)
         answer.notice = " ".join(x for x in (self.unknown_year_note(intent), "" if self.llm else EXTRACTIVE_NOTICE) if x)
-        answer.suspicious = [h.paper.paper_id for h in answer.sources if withheld.get(h.paper.paper_id)]
+        answer.suspicious = [h.paper.paper_id for h in answer.sources if h.withheld]
         answer.timings["total"] = time.perf_counter() - t0
         return answer
 
@@ -155,7 +154,7 @@ class Engine:
         answer.refused = True
         answer.sources = answer.sources[:3]
 
-    def _generate(self, answer: Answer, intent: Intent, t0: float, withheld: dict[str, list[str]]) -> Iterator[str]:
+    def _generate(self, answer: Answer, intent: Intent, t0: float) -> Iterator[str]:
         pieces: list[str] = []
         for piece in sanitize_stream(self.answerer.stream(intent, answer.sources)):
             answer.timings.setdefault("first_token", time.perf_counter() - t0)
@@ -166,7 +165,7 @@ class Engine:
         if _LLM_REFUSAL.match(raw):
             self._refuse(answer, intent, "")
             return
-        if repeats_withheld(raw, [sentence for h in answer.sources for sentence in withheld.get(h.paper.paper_id, [])]):
+        if repeats_withheld(raw, [sentence for h in answer.sources for sentence in h.withheld]):
             self._refuse(answer, intent, " The answer repeated text that addresses an AI assistant, so it was withheld.")
             return
         answer.text, answer.citations, answer.removed = cite.check(raw, answer.sources)
@@ -192,7 +191,7 @@ class Engine:
             picked = hits[:3] if query.ask == "paper" else [hits[i - 1] for i in self.relevance.relevant(query.topic, hits)]
             topic_ids = [h.paper.paper_id for h in picked]
         found = metadata.answer(query, papers, topic_ids)
-        sources, _ = quarantine([Hit(p, score=1.0) for p in found.papers])
+        sources = [inert(Hit(p, score=1.0)) for p in found.papers]
         text = sanitize(found.text)
         citations = [
             Citation(n=i, paper_id=h.paper.paper_id, title=h.paper.display_title, claim=text, quote="", quote_start=0, quote_end=0, support=1.0, supported=True)
@@ -216,23 +215,6 @@ class Engine:
             return ""
         titles = "; ".join(h.paper.display_title for h in keep)
         return sanitize(f"{len(keep)} more match but have no known year: {titles}.")
-
-
-def quarantine(hits: list[Hit]) -> tuple[list[Hit], dict[str, list[str]]]:
-    """Retrieved papers made inert before anything reads them: each sentence that addresses an AI is
-    replaced by a marker (and returned, per paper id, so an answer repeating it can be caught), and
-    markup, links and escapes are removed. Evidence, prompts, quotes and JSON all see only this copy."""
-    safe, withheld = [], {}
-    for hit in hits:
-        p = hit.paper
-        spans = withheld_sentences(p.abstract)
-        withheld[p.paper_id] = [p.abstract[s:e] for s, e in spans]
-        abstract = p.abstract
-        for s, e in reversed(spans):
-            abstract = abstract[:s] + WITHHELD + abstract[e:]
-        title = WITHHELD if addresses_assistant(p.title) else sanitize(p.title)
-        safe.append(replace(hit, paper=replace(p, title=title, abstract=sanitize(abstract))))
-    return safe, withheld
 
 
 def metadata_only(intent: Intent) -> bool:

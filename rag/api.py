@@ -36,6 +36,7 @@ from starlette.types import Scope as ASGIScope
 from rag.answer import Conversation, Engine, Streamed, Turn
 from rag.config import Settings
 from rag.errors import ConfigError, EmbedError, LLMError, QuestionError, StoreError, UserError, redact
+from rag.safety import WITHHELD
 from rag.text import sentences
 from rag.types import Answer, Filters, Hit, Paper
 
@@ -83,7 +84,8 @@ class EngineHolder:
 
 def paper_json(paper: Paper) -> dict[str, Any]:
     """A paper in the shape of a search hit without the scores, so clients parse one shape."""
-    return {k: v for k, v in Hit(paper, 0.0).to_json().items() if k not in SCORE_FIELDS}
+    shown = {k: v for k, v in Hit(paper, 0.0).to_json().items() if k not in SCORE_FIELDS}
+    return shown | {"suspicious": WITHHELD in paper.abstract or paper.title == WITHHELD}
 
 
 def check_length(settings: Settings, what: str, text: str) -> None:
@@ -203,13 +205,14 @@ class PaperOut(BaseModel):
     paper_id: str = Field(description="Stable id: a hash of the title and abstract.")
     title: str = Field(description="The title, or the abstract's opening words when the source has none.")
     has_title: bool = Field(description="Whether `title` is the paper's own title.")
-    abstract: str = Field(description="The abstract as stored.")
+    abstract: str = Field(description="The abstract, with markup removed and any sentence addressed to an AI replaced by a marker.")
     source: str = Field(description="The first corpus file the paper came from.")
     sources: list[str] = Field(description="Every corpus file the paper came from.")
     date: str | None = Field(description="ISO date, or the date as written when it is not a full date; empty when unknown.")
     year: int | None = Field(description="Publication year, when known.")
     authors: int | None = Field(description="Number of authors, when known.")
     organisation: str = Field(description="Organisation, when known.")
+    suspicious: bool = Field(description="The abstract held text addressed to an AI; each such sentence is replaced by a marker.")
 
 
 class HitOut(PaperOut):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rag.prompt import WITHHELD
+from rag.safety import WITHHELD
 from rag.text import sentence_spans, terms
 from rag.types import Citation, Hit, Paper
 

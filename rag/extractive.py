@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from rag.lexicon import Lexicon
 from rag.query import Intent
 from rag.relevance import GENERIC, Relevance
-from rag.prompt import WITHHELD
+from rag.safety import WITHHELD
 from rag.text import sentence_spans, terms
 from rag.types import Hit, Paper
 

@@ -9,21 +9,14 @@ from typing import Any
 
 from rag.config import PROMPTS_DIR
 from rag.query import Intent
-from rag.safety import addresses_assistant
-from rag.text import sentence_spans
+from rag.safety import WITHHELD, withheld_sentences
 from rag.types import Hit
 
-WITHHELD = "[A sentence that reads as an instruction to an AI was withheld.]"
 MARGIN = 1.2  # the served model's tokenizer is unknown: count with cl100k and keep 20% spare
 
 
 def load_prompt(name: str) -> str:
     return (PROMPTS_DIR / f"{name}.txt").read_text(encoding="utf-8")
-
-
-def withheld_sentences(abstract: str) -> list[tuple[int, int]]:
-    """Spans of the sentences that address an AI assistant: never shown to a model, never quoted."""
-    return [(s, e) for s, e in sentence_spans(abstract) if addresses_assistant(abstract[s:e])]
 
 
 def withhold_instructions(abstract: str) -> str:

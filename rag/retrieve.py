@@ -15,6 +15,7 @@ import numpy as np
 from rag.config import Settings
 from rag.index import Store, check_embedder, open_store
 from rag.lexicon import Lexicon, Progress
+from rag.safety import inert
 from rag.text import terms
 from rag.types import Chunk, Filters, Hit, Paper
 
@@ -35,10 +36,12 @@ class Retriever:
         return len(self.lexicon)
 
     def paper(self, paper_id: str) -> Paper | None:
-        return self.store.get_papers([paper_id]).get(paper_id)
+        """One paper as outputs may show it (see `safety.inert`)."""
+        found = self.store.get_papers([paper_id]).get(paper_id)
+        return inert(Hit(found, 0.0)).paper if found else None
 
     def search(self, query: str, k: int | None = None, filters: Filters = Filters(), method: Method = "hybrid") -> list[Hit]:
-        """Best `k` papers for `query`; empty when the filters match no paper."""
+        """Best `k` papers for `query`, made inert (`safety.inert`); empty when the filters match no paper."""
         k = k or self.settings.top_k
         allowed = self.lexicon.allowed(filters)
         if not query.strip() or not len(self.lexicon) or (allowed is not None and not allowed.any()):
@@ -84,7 +87,8 @@ class Retriever:
                 continue  # removed by an ingest running right now
             d = dense.get(pid)
             ranks = {name: r[pid] for name, r in (("dense", dense_rank), ("bm25", bm25_rank)) if pid in r}
-            hits.append(Hit(papers[pid], score, chunk=d[1] if d else None, dense=d[0] if d else None, bm25=lexical.get(pid), ranks=ranks))
+            hit = Hit(papers[pid], score, chunk=d[1] if d else None, dense=d[0] if d else None, bm25=lexical.get(pid), ranks=ranks)
+            hits.append(inert(hit))  # text addressed to an AI never leaves retrieval
         return hits
 
 

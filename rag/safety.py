@@ -15,6 +15,10 @@ import binascii
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
+
+from rag.text import sentence_spans
+from rag.types import Hit
 
 # ------------------------------------------------------------------ normalisation
 
@@ -24,6 +28,13 @@ _TAG_CHARS = re.compile("[\U000e0000-\U000e007f]")  # invisible "tag" letters th
 _CONFUSABLES = str.maketrans("аеорсухіјѕԁɡАВЕКМНОРСТХІЈЅοανρτκιΑΒΕΖΗΙΚΜΝΟΡΤΥΧ", "aeopcyxijsdgABEKMHOPCTXIJSoavptkiABEZHIKMNOPTYX")
 _MIXED_WORD = re.compile(r"\w*[A-Za-z]\w*")
 _SPACED_LETTERS = re.compile(r"(?<!\w)(?:[A-Za-z][ ._\-]){3,}[A-Za-z](?!\w)")
+# Letters spaced one apart run several words together ("I g n o r e p r e v i o u s"): the words the
+# cues look for are split out again.
+_CUE_WORDS = re.compile(
+    r"(ignore|disregard|forget|override|bypass|previous|prior|above|earlier|instructions?|prompts?|rules|system"
+    r"|assistant|you|must|reply|respond|answer|output|print|say|now|the|all|and|your)",
+    re.I,
+)
 
 
 def _latinise(word: re.Match) -> str:
@@ -37,7 +48,12 @@ def _normalise(sentence: str) -> str:
     text = _TAG_CHARS.sub(lambda m: chr(ord(m.group(0)) - 0xE0000), text)
     text = _ZERO_WIDTH.sub("", text)
     text = _MIXED_WORD.sub(_latinise, text)
-    return _SPACED_LETTERS.sub(lambda m: re.sub(r"[ ._\-]", "", m.group(0)), text)
+    return _SPACED_LETTERS.sub(_unspace, text)
+
+
+def _unspace(run: re.Match) -> str:
+    letters = re.sub(r"[ ._\-]", "", run.group(0))
+    return " ".join(_CUE_WORDS.sub(r" \1 ", letters).split()) if len(letters) >= 8 else letters
 
 
 # ------------------------------------------------------------------ cues
@@ -316,3 +332,25 @@ def repeats_withheld(answer: str, withheld: list[str]) -> bool:
         if len(wanted & _ngrams(said, n)) >= REPEAT_SHARE * len(wanted):
             return True
     return False
+
+
+WITHHELD = "[A sentence that reads as an instruction to an AI was withheld.]"
+
+
+def withheld_sentences(abstract: str) -> list[tuple[int, int]]:
+    """Spans of the sentences that address an AI assistant: never shown to a model, never quoted."""
+    return [(s, e) for s, e in sentence_spans(abstract) if addresses_assistant(abstract[s:e])]
+
+
+def inert(hit: Hit) -> Hit:
+    """A retrieved paper as every output must see it: each sentence that addresses an AI replaced by
+    a marker (and kept in `hit.withheld`, so an answer repeating one can be caught), markup, links
+    and escapes removed. Search results, answers, prompts, quotes and JSON all get only this copy."""
+    p = hit.paper
+    spans = withheld_sentences(p.abstract)
+    abstract = p.abstract
+    for s, e in reversed(spans):
+        abstract = abstract[:s] + WITHHELD + abstract[e:]
+    withheld = [p.abstract[s:e] for s, e in spans] + ([p.title] if addresses_assistant(p.title) else [])
+    title = WITHHELD if addresses_assistant(p.title) else sanitize(p.title)
+    return replace(hit, paper=replace(p, title=title, abstract=sanitize(abstract)), withheld=tuple(withheld))

@@ -104,6 +104,7 @@ class Hit:
     dense: float | None = None  # cosine similarity of the best chunk, when dense found it
     bm25: float | None = None
     ranks: dict[str, int] = field(default_factory=dict)
+    withheld: tuple[str, ...] = ()  # sentences addressed to an AI, replaced by a marker in `paper` (safety.inert)
 
     def to_json(self) -> dict:
         p = self.paper
@@ -122,6 +123,7 @@ class Hit:
             "dense": None if self.dense is None else round(self.dense, 6),
             "bm25": None if self.bm25 is None else round(self.bm25, 6),
             "ranks": self.ranks,
+            "suspicious": bool(self.withheld),
         }
 
 

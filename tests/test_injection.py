@@ -180,7 +180,9 @@ def test_answers_of_an_obeying_llm_show_nothing_planted(hostile_index, question:
 
 
 def test_questions_reach_the_hostile_papers(hostile_index) -> None:
-    """The dozen questions retrieve every hostile paper at least once: the test above is not vacuous."""
-    hostile_ids = {h.paper.paper_id for q in QUESTIONS for h in hostile_index.retriever.search(q, 6)
-                   if CANARY.search(h.paper.abstract + decoded(h.paper.abstract))}
+    """The dozen questions retrieve every hostile paper at least once: the test above is not vacuous.
+    Search results are already inert, so the canaries are looked for in the papers as stored."""
+    found = {h.paper.paper_id for q in QUESTIONS for h in hostile_index.retriever.search(q, 6)}
+    stored = hostile_index.retriever.store.get_papers(sorted(found))
+    hostile_ids = {pid for pid, p in stored.items() if CANARY.search(p.abstract + decoded(p.abstract))}
     assert len(hostile_ids) == len(CANARIES)

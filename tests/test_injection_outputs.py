@@ -175,3 +175,22 @@ def decoded_json(raw: str) -> str:
     """Every string of every JSON document in `raw` (one body, or SSE `data:` lines), escapes decoded."""
     docs = [line[5:].strip() for line in raw.splitlines() if line.startswith("data:")] or [raw]
     return " ".join(text for d in docs if d and d != "[DONE]" for text in strings(json.loads(d)))
+
+
+@pytest.mark.slow
+def test_search_results_show_nothing_planted(env, api: str) -> None:
+    """Search is an output too (and the MCP tools return it to another assistant): the planted sentences
+    are replaced by a marker and the hit says so."""
+    done = subprocess.run([sys.executable, "-m", "rag.cli", "search", QUESTIONS[0], "--json", "-k", "20"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    hits = json.loads(done.stdout)
+    assert leaks(done.stdout) == [] and leaks(decoded_json(done.stdout)) == []
+    assert any(h["suspicious"] for h in hits), "the planted papers must be among the hits, flagged"
+    for question in QUESTIONS:
+        found = httpx.post(f"{api}/v1/search", json={"query": question, "k": 20}, timeout=120)
+        assert found.status_code == 200 and leaks(found.text) == [] and leaks(decoded_json(found.text)) == []
+        for hit in found.json()["results"][:3]:
+            paper = httpx.get(f"{api}/v1/papers/{hit['paper_id']}", timeout=30)
+            assert paper.status_code == 200 and paper.json()["suspicious"] == hit["suspicious"]
+            assert leaks(paper.text) == [] and leaks(decoded_json(paper.text)) == []
