@@ -16,6 +16,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
+from functools import lru_cache
 
 from rag.text import sentence_spans
 from rag.types import Hit
@@ -347,10 +348,18 @@ def inert(hit: Hit) -> Hit:
     a marker (and kept in `hit.withheld`, so an answer repeating one can be caught), markup, links
     and escapes removed. Search results, answers, prompts, quotes and JSON all get only this copy."""
     p = hit.paper
-    spans = withheld_sentences(p.abstract)
-    abstract = p.abstract
+    title, abstract, withheld = _inert_text(p.title, p.abstract)
+    return replace(hit, paper=replace(p, title=title, abstract=abstract), withheld=withheld)
+
+
+@lru_cache(maxsize=10_000)
+def _inert_text(title: str, abstract: str) -> tuple[str, str, tuple[str, ...]]:
+    """(title, abstract, withheld sentences); cached, since classifying a paper's sentences takes ~10 ms
+    and a server sees the same papers again and again."""
+    spans = withheld_sentences(abstract)
+    safe = abstract
     for s, e in reversed(spans):
-        abstract = abstract[:s] + WITHHELD + abstract[e:]
-    withheld = [p.abstract[s:e] for s, e in spans] + ([p.title] if addresses_assistant(p.title) else [])
-    title = WITHHELD if addresses_assistant(p.title) else sanitize(p.title)
-    return replace(hit, paper=replace(p, title=title, abstract=sanitize(abstract)), withheld=tuple(withheld))
+        safe = safe[:s] + WITHHELD + safe[e:]
+    flagged_title = addresses_assistant(title)
+    withheld = [abstract[s:e] for s, e in spans] + ([title] if flagged_title else [])
+    return (WITHHELD if flagged_title else sanitize(title)), sanitize(safe), tuple(withheld)
