@@ -9,26 +9,22 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from rag import cite, metadata
 from rag.config import Settings
 from rag.errors import QuestionError
-from rag.extractive import ExtractiveAnswerer
+from rag.extractive import EXTRACTIVE_NOTICE, ExtractiveAnswerer  # the notice: part of this module's interface
 from rag.llm import ChatModel
-from rag.prompt import LLMAnswerer, load_prompt, question_fits
+from rag.prompt import LLMAnswerer
 from rag.query import Intent, analyse, check_request, needs_history
 from rag.relevance import GENERIC, LIST_KEEP, Relevance
 from rag.retrieve import Retriever
 from rag.safety import inert, repeats_withheld, sanitize, sanitize_stream
 from rag.text import terms
-from rag.types import Answer, Citation, Filters, Hit
+from rag.types import Answer, Citation, Conversation, Filters, Hit, Turn  # Turn: callers build conversations from here
 
 REFUSAL = "The corpus does not answer this."
-EXTRACTIVE_NOTICE = (
-    "Extractive answer: sentences quoted from the abstracts, no LLM. "
-    "For written answers set RAG_LLM_BASE_URL (any OpenAI-compatible server) or RAG_LLM_BACKEND=openai."
-)
 METADATA_MODEL = "metadata (computed)"
 METADATA_NOTICE = "Computed from the papers' metadata (dates, author counts, organisations), not quoted from their text."
 # The prompt asks for REFUSAL word for word; small models paraphrase it ("The sources do not answer ...").
@@ -49,19 +45,6 @@ class Streamed:
         self.answer = yield from self._stream
 
 
-@dataclass
-class Turn:
-    question: str
-    answer: str
-
-
-@dataclass
-class Conversation:
-    """History kept by the caller (CLI session, UI, API request) for follow-up questions."""
-
-    turns: list[Turn] = field(default_factory=list)
-
-
 class Engine:
     def __init__(self, settings: Settings, retriever: Retriever, llm: ChatModel | None) -> None:
         self.settings = settings
@@ -75,7 +58,7 @@ class Engine:
 
     @property
     def mode(self) -> str:
-        return "llm" if self.llm else "extractive"
+        return self.answerer.mode
 
     @property
     def model(self) -> str:
@@ -112,7 +95,7 @@ class Engine:
         else:
             answer.sources = self.answerer.fit(intent, hits)
             yield from self._generate(answer, intent, t0)
-        answer.notice = " ".join(x for x in (self.unknown_year_note(intent), "" if self.llm else EXTRACTIVE_NOTICE) if x)
+        answer.notice = " ".join(x for x in (self.unknown_year_note(intent), self.answerer.notice) if x)
         answer.suspicious = [h.paper.paper_id for h in answer.sources if h.withheld]
         answer.timings["total"] = time.perf_counter() - t0
         return answer
@@ -122,18 +105,14 @@ class Engine:
     def validate(self, question: str, filters: Filters, k: int | None) -> None:
         """Mistakes in the question or its options, named before any work is done."""
         check_request(question, filters, k)
-        if self.llm and not question_fits(question, self.settings.llm_context, self.settings.llm_max_tokens):
+        if not self.answerer.fits(question):
             raise QuestionError(f"the question does not fit the model's context (RAG_LLM_CONTEXT={self.settings.llm_context}); shorten it")
 
     def condense(self, question: str, history: Conversation | None) -> str:
         """A follow-up question rewritten to stand alone, so retrieval sees its topic."""
         if not history or not history.turns or not needs_history(question):
             return question
-        if not self.llm:
-            return f"{history.turns[-1].question} {question}"
-        lines = "\n".join(f"User: {t.question}\nAssistant: {t.answer[:500]}" for t in history.turns[-3:])
-        text = "".join(self.llm.stream([{"role": "user", "content": load_prompt("condense").format(history=lines, question=question)}])).strip()
-        return sanitize(text.splitlines()[0]).strip() if text else question
+        return self.answerer.condense(question, history.turns)
 
     def refusal(self, intent: Intent, hits: list[Hit]) -> str | None:
         """Why the corpus cannot answer (None: it can). Names no paper mentions are the strongest sign;

@@ -14,9 +14,13 @@ from rag.query import Intent
 from rag.relevance import GENERIC, Relevance
 from rag.safety import WITHHELD
 from rag.text import sentence_spans, terms
-from rag.types import Hit, Paper
+from rag.types import Hit, Paper, Turn
 
 NAME = "extractive (no LLM)"
+EXTRACTIVE_NOTICE = (
+    "Extractive answer: sentences quoted from the abstracts, no LLM. "
+    "For written answers set RAG_LLM_BASE_URL (any OpenAI-compatible server) or RAG_LLM_BACKEND=openai."
+)
 MAX_SENTENCES = 3
 _NUMBER = re.compile(r"(?<![A-Za-z\d-])\d+(?:[.,]\d+)*\s*(?:%|x|×|times)?(?![A-Za-z\d])")
 _FINDING = re.compile(
@@ -56,10 +60,19 @@ class ExtractiveAnswerer:
     """Quotes evidence sentences, one paper per line for lists and summaries."""
 
     name = NAME
+    mode = "extractive"
+    notice = EXTRACTIVE_NOTICE
 
     def __init__(self, lexicon: Lexicon, relevance: Relevance) -> None:
         self.lexicon = lexicon
         self.relevance = relevance
+
+    def fits(self, question: str) -> bool:
+        return True  # no context window
+
+    def condense(self, question: str, turns: list[Turn]) -> str:
+        """A follow-up searched together with the question before it (no model to rewrite it)."""
+        return f"{turns[-1].question} {question}"
 
     def fit(self, intent: Intent, hits: list[Hit]) -> list[Hit]:
         return hits  # no context window to fit

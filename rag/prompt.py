@@ -9,8 +9,8 @@ from typing import Any
 
 from rag.config import PROMPTS_DIR
 from rag.query import Intent
-from rag.safety import WITHHELD, withheld_sentences
-from rag.types import Hit
+from rag.safety import WITHHELD, sanitize, withheld_sentences
+from rag.types import Hit, Turn
 
 MARGIN = 1.2  # the served model's tokenizer is unknown: count with cl100k and keep 20% spare
 
@@ -85,11 +85,23 @@ def question_fits(question: str, context: int, answer_tokens: int) -> bool:
 class LLMAnswerer:
     """Writes the answer with a chat model, from sources fitted to its context."""
 
+    mode = "llm"
+    notice = ""
+
     def __init__(self, chat: Any, context: int, answer_tokens: int) -> None:
         self.chat = chat
         self.name = chat.name
         self.context = context
         self.answer_tokens = answer_tokens
+
+    def fits(self, question: str) -> bool:
+        return question_fits(question, self.context, self.answer_tokens)
+
+    def condense(self, question: str, turns: list[Turn]) -> str:
+        """A follow-up rewritten by the model to stand alone, so retrieval sees its topic."""
+        lines = "\n".join(f"User: {t.question}\nAssistant: {t.answer[:500]}" for t in turns[-3:])
+        text = "".join(self.chat.stream([{"role": "user", "content": load_prompt("condense").format(history=lines, question=question)}])).strip()
+        return sanitize(text.splitlines()[0]).strip() if text else question
 
     def fit(self, intent: Intent, hits: list[Hit]) -> list[Hit]:
         return fit(intent.query, hits, intent.is_list, self.context, self.answer_tokens)

@@ -153,6 +153,19 @@ def paper_to_meta(p: Paper) -> dict:
 
 
 @dataclass
+class Turn:
+    question: str
+    answer: str
+
+
+@dataclass
+class Conversation:
+    """History kept by the caller (CLI session, UI, API request) for follow-up questions."""
+
+    turns: list[Turn] = field(default_factory=list)
+
+
+@dataclass
 class IngestReport:
     """What one ingest run did; `embedded` counts chunks sent to the embedder."""
 
