@@ -214,8 +214,9 @@ def _print_answer_footer(answer: Any) -> None:
         if c.n not in shown:
             shown.add(c.n)
             out.print(f"[bold]\\[{c.n}][/bold] {escape(terminal_safe(c.title))}", highlight=False)
-        flag = "" if c.supported else " (unsupported)"
-        out.print(f"    \"{terminal_safe(c.quote)}\"{flag}", markup=False, highlight=False)
+        if c.quote:  # a computed metadata answer quotes nothing
+            flag = "" if c.supported else " (unsupported)"
+            out.print(f"    \"{terminal_safe(c.quote)}\"{flag}", markup=False, highlight=False)
     if answer.uncited:
         titles = "; ".join(terminal_safe(h.paper.display_title) for h in answer.sources if h.paper.paper_id in answer.uncited)
         out.print(f"[yellow]Also relevant but not in the answer:[/yellow] {escape(titles)}", highlight=False)

@@ -127,3 +127,18 @@ def test_bad_file_among_good_ones_is_skipped(tmp_path, pid_of):
     hits = json.loads(proc.stdout)
     assert hits[0]["paper_id"] == pid_of("Differentially Private Federated")
     assert {h["source"] for h in hits} == {LANG_FILE}
+
+
+def test_the_footer_quotes_what_was_quoted_and_nothing_for_a_computed_answer(capsys):
+    """A metadata answer cites papers without quoting them: no empty quote marks under its source."""
+    from rag import cli
+    from rag.types import Answer, Citation, Hit, Paper
+
+    paper = Paper("p1", "PaLM", "An abstract.")
+    computed = Citation(n=1, paper_id="p1", title="PaLM", claim="c", quote="", quote_start=0, quote_end=0, support=1.0, supported=True)
+    quoted = Citation(n=1, paper_id="p1", title="PaLM", claim="c", quote="An abstract.", quote_start=0, quote_end=12, support=1.0, supported=True)
+    for citation, expected in ((computed, None), (quoted, '"An abstract."')):
+        cli._print_answer_footer(Answer(question="q", text="t [1]", mode="extractive", model="m", citations=[citation], sources=[Hit(paper, 1.0)]))
+        printed = capsys.readouterr().out
+        assert "[1] PaLM" in printed
+        assert ('""' in printed) is False and (expected is None or expected in printed)
