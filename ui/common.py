@@ -19,6 +19,7 @@ from rag.llm import backend_name
 from rag.retrieve import Retriever
 from rag.types import Filters, Hit, Paper
 
+WITHHELD_FLAG = " · :orange[holds text addressed to an AI: withheld, never quoted]"
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:>])")
 _PAGE_DATE = re.compile(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{1,2}")
 
@@ -193,4 +194,6 @@ def paper_card(paper: Paper, anchor: str, label: str = "", flag: str = "", quote
 def source_card(n: int, hit: Hit, anchor: str, quote: tuple[int, int] | None = None, supported: bool | None = None) -> None:
     """Source n of an answer, flagged when a citation of it is or is not backed by the quoted sentence."""
     flag = "" if supported is None else (" · :green[supported]" if supported else " · :red[**unsupported citation**]")
+    if hit.withheld:
+        flag += WITHHELD_FLAG
     paper_card(hit.paper, anchor, f"[{n}] ", flag, quote)

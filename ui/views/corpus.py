@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from common import catalogue, get_engine, index_version, md_escape, paper_card, shown_date, source_label
+from common import WITHHELD_FLAG, catalogue, get_engine, index_version, md_escape, paper_card, shown_date, source_label
+
+from rag.safety import inert
+from rag.types import Hit
 
 st.title("Corpus")
 engine = get_engine()
@@ -36,5 +39,6 @@ picked = st.dataframe(
 rows = picked.selection.rows
 if rows and rows[0] < len(papers):  # a pick from before the search changed the rows may point past them
     paper = papers[rows[0]]
-    paper_card(paper, "paper")
+    shown = inert(Hit(paper, 0.0))  # the card shows what every output shows: planted orders withheld
+    paper_card(shown.paper, "paper", flag=WITHHELD_FLAG if shown.withheld else "")
     st.caption(f"Paper id {md_escape(paper.paper_id)} (what the gold list of an eval question names)")
