@@ -113,7 +113,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
 def test_rag_is_imported_from_the_wheel_with_its_files(installed: Installed):
     code = (
-        "import json, sys, rag, rag.config as c, rag.answer as a\n"
+        "import json, sys, rag, rag.config as c, rag.prompt as a\n"
         "print(json.dumps({'rag': rag.__file__, 'path': sys.path, 'prompt': a.load_prompt('system')[:40],\n"
         "  'dirs': {n: str(getattr(c, n)) for n in ('PROMPTS_DIR', 'UI_DIR', 'DEFAULT_CORPUS', 'DATASETS_DIR')},\n"
         "  'data_dir': str(c.Settings().data_dir)}))"
@@ -201,7 +201,7 @@ def test_an_editable_install_reads_the_checkout(tmp_path: Path):
     _check(subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation", "-e", str(src)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT))
     code = (
-        "import json, rag.config as c, rag.answer as a\n"
+        "import json, rag.config as c, rag.prompt as a\n"
         "print(json.dumps({'root': str(c.PROJECT_ROOT), 'ui': str(c.UI_DIR), 'prompt': a.load_prompt('system')[:40]}))"
     )
     got = json.loads(_check(subprocess.run([python, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)).stdout)
