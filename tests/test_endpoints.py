@@ -16,11 +16,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
+from conftest import LocalServer
 from rag.config import Settings
 from rag.embed import OpenAICompatibleEmbedding, make_embedder
 from rag.errors import EmbedError, LLMError, UserError
@@ -41,7 +42,7 @@ def fake_vector(text: str, dim: int) -> list[float]:
     return [digest[i % len(digest)] / 255.0 for i in range(dim)]
 
 
-class FakeEndpoint:
+class FakeEndpoint(LocalServer):
     """OpenAI-compatible chat (streaming) and embeddings on 127.0.0.1, in one of these modes:
 
     ok, 429 (Retry-After: 1), 500 (its message echoes the key), 401 (echoes the key), hang,
@@ -58,47 +59,29 @@ class FakeEndpoint:
         self.times: list[float] = []
         self.in_flight = self.max_in_flight = 0
         self.release = threading.Event()
-        self._lock = threading.Lock()
-        server = self
+        self._calls = threading.Lock()
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                mode, number = server._next()
-                try:
-                    server.respond(self, mode, number, body)
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: object, client_address: object) -> None:
-                pass  # the client gave up on a hang or trickle: the late write fails, as expected
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+    def respond(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
+        mode, number = self._next()
+        try:
+            self._answer(h, mode, number, json.loads(body or b"{}"))
+        finally:
+            with self._calls:
+                self.in_flight -= 1
 
     @property
     def requests(self) -> int:
         return len(self.times)
 
     def _next(self) -> tuple[str, int]:
-        with self._lock:
+        with self._calls:
             self.times.append(time.monotonic())
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             return (self.script.pop(0) if self.script else self.mode), len(self.times)
 
-    def respond(self, h: BaseHTTPRequestHandler, mode: str, number: int, body: dict) -> None:
+    def _answer(self, h: BaseHTTPRequestHandler, mode: str, number: int, body: dict) -> None:
         chat = h.path.endswith("/chat/completions")
         if mode == "drop":
             h.close_connection = True
@@ -162,8 +145,7 @@ class FakeEndpoint:
 
     def close(self) -> None:
         self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
+        super().close()
 
 
 @pytest.fixture
