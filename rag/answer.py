@@ -14,7 +14,7 @@ from dataclasses import replace
 from rag import cite, metadata
 from rag.config import Settings
 from rag.errors import QuestionError
-from rag.extractive import EXTRACTIVE_NOTICE, ExtractiveAnswerer  # the notice: part of this module's interface
+from rag.extractive import ExtractiveAnswerer
 from rag.llm import ChatModel
 from rag.prompt import LLMAnswerer
 from rag.query import Intent, analyse, check_request, needs_history
@@ -22,7 +22,7 @@ from rag.relevance import GENERIC, LIST_KEEP, Relevance
 from rag.retrieve import Retriever
 from rag.safety import inert, repeats_withheld, sanitize, sanitize_stream
 from rag.text import terms
-from rag.types import Answer, Citation, Conversation, Filters, Hit, Turn  # Turn: callers build conversations from here
+from rag.types import Answer, Citation, Conversation, Filters, Hit
 
 REFUSAL = "The corpus does not answer this."
 METADATA_MODEL = "metadata (computed)"

@@ -33,12 +33,12 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
-from rag.answer import Conversation, Engine, Streamed, Turn
+from rag.answer import Engine, Streamed
 from rag.config import Settings
 from rag.errors import ConfigError, EmbedError, LLMError, QuestionError, StoreError, UserError, redact
 from rag.safety import WITHHELD
 from rag.text import sentences
-from rag.types import Answer, Filters, Hit, Paper
+from rag.types import Answer, Conversation, Filters, Hit, Paper, Turn
 
 log = logging.getLogger("rag.api")
 

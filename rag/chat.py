@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 from rich.markup import escape
 
-from rag.answer import Conversation, Engine, Streamed, Turn
+from rag.answer import Engine, Streamed
 from rag.cli import _print_answer_footer, err, out
 from rag.errors import QuestionError, UserError
-from rag.types import Answer, Filters
+from rag.types import Answer, Conversation, Filters, Turn
 
 HELP = "Commands: /sources, /filters [year_from=Y] [year_to=Y] [source=FILE ...] (KEY= clears), /reset, /quit."
 

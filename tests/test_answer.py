@@ -11,9 +11,10 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import FakeLLM
-from rag.answer import EXTRACTIVE_NOTICE, METADATA_MODEL, METADATA_NOTICE, REFUSAL, Conversation, Engine, Turn
+from rag.answer import METADATA_MODEL, METADATA_NOTICE, REFUSAL, Engine
+from rag.extractive import EXTRACTIVE_NOTICE
 from rag.prompt import WITHHELD, build_messages, format_sources, load_prompt
-from rag.types import Answer, Filters, Hit, Paper
+from rag.types import Answer, Conversation, Filters, Hit, Paper, Turn
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "answer"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from common import get_engine, linked, md_escape, sidebar, source_card
-from rag.answer import Conversation, Streamed, Turn
+from rag.answer import Streamed
 from rag.errors import UserError
-from rag.types import Answer, Filters
+from rag.types import Answer, Conversation, Filters, Turn
 
 EXAMPLES = [
     "which papers report FP8 training speedups?",
