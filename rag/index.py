@@ -96,10 +96,9 @@ def _http_client(settings: Settings, chroma_settings: Any) -> Any:
 
     url = f"http://{settings.chroma_host}:{settings.chroma_port}"
     try:
-        _heartbeat(url)  # the client's constructor already sends a request, with no timeout at all
+        _heartbeat(url)  # bounded, and first: the client's constructor sends a request with no timeout at all
         client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
         _bounded(client)
-        client.heartbeat()
     except Exception as e:  # chromadb raises several unrelated types for a dead server
         timeout = "Timeout" in type(e).__name__
         raise StoreError(
