@@ -64,9 +64,9 @@ def all_at_once(engine: Engine, questions: list[str]) -> list[dict]:
 class SlowChat(FakeEndpoint):
     """The fake endpoint taking half a second per answer, as a real model does, so that concurrent calls overlap there."""
 
-    def respond(self, h: BaseHTTPRequestHandler, mode: str, number: int, body: dict) -> None:
+    def _answer(self, h: BaseHTTPRequestHandler, mode: str, number: int, body: dict) -> None:
         time.sleep(0.5)
-        super().respond(h, mode, number, body)
+        super()._answer(h, mode, number, body)
 
 
 @pytest.fixture

@@ -77,7 +77,7 @@ class ObeyingEndpoint(FakeEndpoint):
         self.llm = ObeyingLLM()
         super().__init__("ok")
 
-    def respond(self, h: BaseHTTPRequestHandler, mode: str, number: int, body: dict) -> None:
+    def _answer(self, h: BaseHTTPRequestHandler, mode: str, number: int, body: dict) -> None:
         reply = self.llm.reply(body["messages"])
         events = b"".join(self._event(reply[i : i + 7]) for i in range(0, len(reply), 7))
         self._send(h, 200, "text/event-stream", events + self._event(None) + b"data: [DONE]\n\n")
