@@ -25,7 +25,7 @@ def chunk_paper(paper: Paper, count_tokens: Callable[[str], int], max_tokens: in
     budget = max_tokens - count_tokens(embed_text(paper, "")) + 2  # title and special tokens once
     runs: list[tuple[int, int]] = []
     used = 0
-    for start, end in sentence_spans(text):
+    for start, end in sentence_spans(text, paper.spans):
         cost = count_tokens(text[start:end]) - 2  # without [CLS]/[SEP]
         if runs and used + cost <= budget - 2:
             runs[-1] = (runs[-1][0], end)

@@ -104,7 +104,7 @@ def best_sentence(claim: str, paper: Paper) -> tuple[float, int, int]:
     names the paper ("- COAT [1]" in a list) cites it: full support, quoting its opening sentence.
     """
     wanted = set(terms(_body(claim, paper)))
-    spans = sentence_spans(paper.abstract) or [(0, len(paper.abstract))]
+    spans = sentence_spans(paper.abstract, paper.spans) or [(0, len(paper.abstract))]
     if not wanted:
         named = bool(set(terms(MARKER.sub(" ", claim))))
         return (1.0 if named else 0.0), spans[0][0], spans[0][1]

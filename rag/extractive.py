@@ -116,7 +116,7 @@ class ExtractiveAnswerer:
         abstract = hit.paper.abstract
         name = method_name(hit.paper).lower()
         scored = []
-        for start, end in sentence_spans(abstract):
+        for start, end in sentence_spans(abstract, hit.paper.spans):
             sentence = abstract[start:end]
             if WITHHELD in sentence:
                 continue  # the engine replaced a sentence addressed to an AI: never quoted

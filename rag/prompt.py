@@ -9,7 +9,7 @@ from typing import Any
 
 from rag.config import PROMPTS_DIR
 from rag.query import Intent
-from rag.safety import WITHHELD, sanitize, withheld_sentences
+from rag.safety import sanitize, withhold
 from rag.types import Hit, Turn
 
 MARGIN = 1.2  # the served model's tokenizer is unknown: count with cl100k and keep 20% spare
@@ -19,29 +19,22 @@ def load_prompt(name: str) -> str:
     return (PROMPTS_DIR / f"{name}.txt").read_text(encoding="utf-8")
 
 
-def withhold_instructions(abstract: str) -> str:
-    """The abstract with every sentence that addresses an AI replaced by a marker.
-
-    The system prompt already says sources are data; this makes sure such text never reaches the
-    model at all. The abstract as stored and shown to the user is unchanged.
-    """
-    for s, e in reversed(withheld_sentences(abstract)):
-        abstract = abstract[:s] + WITHHELD + abstract[e:]
-    return abstract
-
-
 def _inert(text: str) -> str:
     """Angle brackets become look-alikes, so text from a paper can never open or close a tag."""
     return text.replace("<", "‹").replace(">", "›")
 
 
 def format_sources(hits: list[Hit]) -> str:
-    """Number the sources [1]..[k] inside tags that mark them as quoted data, not instructions."""
+    """Number the sources [1]..[k] inside tags that mark them as quoted data, not instructions.
+
+    The system prompt already says sources are data; withholding every sentence that addresses an
+    AI once more (hits come inert already) makes sure such text never reaches the model at all.
+    """
     blocks = []
     for i, hit in enumerate(hits, 1):
         p = hit.paper
         meta = "; ".join(x for x in (p.date_raw, f"{p.authors} authors" if p.authors else "", p.organisation) if x)
-        title, body = _inert(p.display_title).replace('"', "'"), _inert(withhold_instructions(p.abstract))
+        title, body = _inert(p.display_title).replace('"', "'"), _inert(withhold(p.abstract, p.spans)[0])
         blocks.append(f'<source id="{i}" title="{title}" meta="{_inert(meta)}">\n{body}\n</source>')
     return "\n\n".join(blocks)
 

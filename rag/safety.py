@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from functools import lru_cache
 
-from rag.text import sentence_spans
+from rag.text import Spans, sentence_spans
 from rag.types import Hit
 
 # ------------------------------------------------------------------ normalisation
@@ -338,9 +338,25 @@ def repeats_withheld(answer: str, withheld: list[str]) -> bool:
 WITHHELD = "[A sentence that reads as an instruction to an AI was withheld.]"
 
 
-def withheld_sentences(abstract: str) -> list[tuple[int, int]]:
-    """Spans of the sentences that address an AI assistant: never shown to a model, never quoted."""
-    return [(s, e) for s, e in sentence_spans(abstract) if addresses_assistant(abstract[s:e])]
+def withhold(abstract: str, spans: Spans = ()) -> tuple[str, Spans, tuple[str, ...]]:
+    """The abstract with each sentence that addresses an AI assistant replaced by WITHHELD, the
+    sentence spans of that new text, and the sentences taken out (never shown to a model, never quoted)."""
+    parts: list[str] = []
+    moved: list[tuple[int, int]] = []
+    withheld: list[str] = []
+    last = length = 0
+    for s, e in sentence_spans(abstract, spans):
+        sentence = abstract[s:e]
+        if addresses_assistant(sentence):
+            withheld.append(sentence)
+            sentence = WITHHELD
+        parts += [abstract[last:s], sentence]
+        length += s - last
+        moved.append((length, length + len(sentence)))
+        length += len(sentence)
+        last = e
+    parts.append(abstract[last:])
+    return "".join(parts), tuple(moved), tuple(withheld)
 
 
 def inert(hit: Hit) -> Hit:
@@ -348,18 +364,17 @@ def inert(hit: Hit) -> Hit:
     a marker (and kept in `hit.withheld`, so an answer repeating one can be caught), markup, links
     and escapes removed. Search results, answers, prompts, quotes and JSON all get only this copy."""
     p = hit.paper
-    title, abstract, withheld = _inert_text(p.title, p.abstract)
-    return replace(hit, paper=replace(p, title=title, abstract=abstract), withheld=withheld)
+    title, abstract, spans, withheld = _inert_text(p.title, p.abstract, p.spans)
+    return replace(hit, paper=replace(p, title=title, abstract=abstract, spans=spans), withheld=withheld)
 
 
 @lru_cache(maxsize=10_000)
-def _inert_text(title: str, abstract: str) -> tuple[str, str, tuple[str, ...]]:
-    """(title, abstract, withheld sentences); cached, since classifying a paper's sentences takes ~10 ms
-    and a server sees the same papers again and again."""
-    spans = withheld_sentences(abstract)
-    safe = abstract
-    for s, e in reversed(spans):
-        safe = safe[:s] + WITHHELD + safe[e:]
+def _inert_text(title: str, abstract: str, spans: Spans) -> tuple[str, str, Spans, tuple[str, ...]]:
+    """(title, abstract, its sentence spans, withheld sentences); cached, since classifying a paper's
+    sentences takes ~10 ms and a server sees the same papers again and again. The spans survive
+    when sanitizing changed nothing (the usual case); else they are left for a splitter to find."""
+    withheld_text, moved, withheld = withhold(abstract, spans)
+    safe = sanitize(withheld_text)
     flagged_title = addresses_assistant(title)
-    withheld = [abstract[s:e] for s, e in spans] + ([title] if flagged_title else [])
-    return (WITHHELD if flagged_title else sanitize(title)), sanitize(safe), tuple(withheld)
+    withheld += (title,) if flagged_title else ()
+    return (WITHHELD if flagged_title else sanitize(title)), safe, (moved if safe == withheld_text else ()), withheld

@@ -9,9 +9,14 @@ from pathlib import Path
 STOPWORDS = Path(__file__).resolve().parent / "resources" / "stopwords-en.txt"
 
 
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence, by NLTK's Punkt sentence tokenizer (what llama-index splits with)."""
-    return list(_punkt().span_tokenize(text))
+Spans = tuple[tuple[int, int], ...]
+
+
+def sentence_spans(text: str, known: Spans = ()) -> list[tuple[int, int]]:
+    """(start, end) of each sentence: `known` when the caller has them (a paper's, stored at ingest),
+    else by NLTK's Punkt sentence tokenizer (what llama-index splits with). Importing NLTK costs a
+    second, so the query path reads stored spans."""
+    return list(known) if known else list(_punkt().span_tokenize(text))
 
 
 @lru_cache(maxsize=1)

@@ -20,6 +20,7 @@ class Paper:
     sources: list[str] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)  # entry number within each source
     paths: list[str] = field(default_factory=list)  # full paths of the sources, to scope re-ingests
+    spans: tuple[tuple[int, int], ...] = ()  # sentence offsets in `abstract` when known (stored at ingest)
 
     @property
     def display_title(self) -> str:
@@ -141,15 +142,26 @@ def paper_from_meta(meta: dict) -> Paper:
         sources=list(meta.get("sources") or []),
         positions=list(meta.get("positions") or []),
         paths=list(meta.get("paths") or []),
+        spans=decode_spans(meta.get("spans", "")),
     )
 
 
 def paper_to_meta(p: Paper) -> dict:
     """Flatten a Paper for Chroma: no None (-1 stands for unknown) and no empty lists (left out)."""
     d = asdict(p)
+    del d["spans"]  # derived from the abstract: stored with the record (`encode_spans`), never hashed as metadata
     d["year"] = -1 if p.year is None else p.year
     d["authors"] = -1 if p.authors is None else p.authors
     return {k: v for k, v in d.items() if v != []}
+
+
+def encode_spans(spans: tuple[tuple[int, int], ...]) -> str:
+    """Sentence offsets as one string ("0-97 98-210"): one metadata value, not a list row per number."""
+    return " ".join(f"{s}-{e}" for s, e in spans)
+
+
+def decode_spans(text: str) -> tuple[tuple[int, int], ...]:
+    return tuple((int(s), int(e)) for s, e in (pair.split("-") for pair in text.split()))
 
 
 @dataclass

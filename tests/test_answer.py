@@ -13,7 +13,8 @@ import pytest
 from conftest import FakeLLM
 from rag.answer import METADATA_MODEL, METADATA_NOTICE, REFUSAL, Engine
 from rag.extractive import EXTRACTIVE_NOTICE
-from rag.prompt import WITHHELD, build_messages, format_sources, load_prompt
+from rag.prompt import build_messages, format_sources, load_prompt
+from rag.safety import WITHHELD
 from rag.types import Answer, Conversation, Filters, Hit, Paper, Turn
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rag.types import Paper, paper_from_meta, paper_to_meta
+from dataclasses import replace
+
+from rag.text import sentence_spans
+from rag.types import Paper, decode_spans, encode_spans, paper_from_meta, paper_to_meta
 
 names = st.lists(st.text(min_size=1, max_size=20), max_size=3)
 papers = st.builds(
@@ -31,8 +34,14 @@ def test_paper_from_meta_inverts_paper_to_meta(paper: Paper):
     assert paper_from_meta(meta) == paper
 
 
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 10_000)), max_size=30))
+def test_sentence_spans_survive_their_encoding(spans):
+    assert decode_spans(encode_spans(tuple(spans))) == tuple(spans)
+
+
 def test_a_stored_paper_reads_back_whole(shared_index, small_corpus):
-    """Through the real store: every field written at ingest, positions and paths included, is read back."""
+    """Through the real store: every field written at ingest, positions and paths included, is read
+    back, with the abstract's sentence spans the ingest computed (so a search need not split it)."""
     stored = shared_index.store.get_papers(p.paper_id for p in small_corpus.papers)
-    assert stored == {p.paper_id: p for p in small_corpus.papers}
+    assert stored == {p.paper_id: replace(p, spans=tuple(sentence_spans(p.abstract))) for p in small_corpus.papers}
     assert any(p.positions for p in stored.values()) and any(p.year is None for p in stored.values())
