@@ -352,7 +352,7 @@ def sources_of(answer: Answer) -> dict[str, Any]:
     results = []
     for n, hit in enumerate(answer.sources, 1):
         quote = next((c.quote for c in answer.citations if c.n == n and c.quote), None)
-        first = sentences(hit.paper.abstract)[:1]
+        first = sentences(hit.paper.abstract, hit.paper.spans)[:1]
         results.append({
             "title": hit.paper.display_title,
             "url": None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from rag.safety import WITHHELD
-from rag.text import sentence_spans, terms
+from rag.text import plain_sentence_spans, sentence_spans, terms
 from rag.types import Citation, Hit, Paper
 
 MARKER = re.compile(r"\[(\d+(?:\s*[-–,;]\s*\d+)*)\]")
@@ -28,7 +28,7 @@ def claim_spans(text: str) -> list[tuple[int, int]]:
         bullet = BULLET.match(line)
         skip = bullet.end() if bullet else 0
         pending: int | None = None
-        for s, e in sentence_spans(line[skip:]):
+        for s, e in plain_sentence_spans(line[skip:]):
             s, e = s + skip, e + skip
             lead = LEADING_MARKERS.match(line[s:e])
             if lead:

@@ -134,7 +134,7 @@ def open_retriever(settings: Settings) -> Any:
 
     embedder = _embedder(settings)
     store = open_store(settings)
-    if store.count() == 0:
+    if store.empty():
         err.print("The index is empty: ingesting the default corpus first.")
         run_ingest(settings, settings.corpus_paths, embedder, store=store)
     with progress_bar("indexing words") as on_progress:

@@ -229,6 +229,10 @@ class Store:
     def count(self) -> int:
         return self.papers.count()
 
+    def empty(self) -> bool:
+        """No paper stored yet: one row read, where `count()` scans them all (0.4 s at 100k chunks)."""
+        return not _any(self.papers)
+
     def records(self, include_documents: bool = False) -> Iterator[tuple[str, dict, str]]:
         """(paper id, metadata, abstract or "") of every paper record, a page at a time, in id order per page."""
         include = ["metadatas", "documents"] if include_documents else ["metadatas"]

@@ -70,7 +70,7 @@ def run_ingest(paths: list[Path], label: str) -> None:
 def get_engine() -> Engine:
     """The engine, ingesting the default corpus first when the index is empty."""
     settings, _, store = resources()
-    if store.count() == 0:
+    if store.empty():
         run_ingest(settings.corpus_paths, "Building the index from the default corpus")
     return engine_for(index_version())
 
