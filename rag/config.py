@@ -58,7 +58,10 @@ class Settings(BaseSettings):
     top_k: int = Field(default=10, ge=1, le=1000, description="Papers returned by a search.")
     candidates: int = Field(default=50, ge=1, le=10000, description="Chunks each retriever contributes before fusion.")
     fusion: Literal["weighted", "rrf"] = Field(default="weighted", description="How hybrid search combines BM25 and dense: weighted scores or reciprocal rank fusion.")
-    bm25_weight: float = Field(default=0.4, ge=0.0, le=1.0, description="Share of BM25 in weighted fusion (0: dense only, 1: BM25 only).")
+    bm25_weight: float = Field(
+        default=0.3, ge=0.0, le=1.0,
+        description="Least share of BM25 in weighted fusion; it rises toward 1 as the best BM25 paper holds more of the query's words (1: BM25 only).",
+    )
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant (fusion=rrf).")
 
     llm_backend: Literal["auto", "extractive", "openai", "openai-compatible"] = Field(

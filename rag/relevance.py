@@ -18,6 +18,8 @@ GENERIC = frozenset(terms(
 ))
 # A capitalised word inside a sentence is a name ("Switchboard", "Whisper"); months and days are not.
 _CAPITALISED = re.compile(r"(?<=[\w,;:)] )[A-Z][a-z]+(?:-[A-Za-z]+)*\b")
+# Two or more capitalised words in a row inside a sentence are one name ("Monte Carlo", "World Cup").
+_PHRASE = re.compile(r"(?<=[\w,;:)] )[A-Z][\w.-]*(?: [A-Z][\w.-]*)+")
 _CALENDAR = frozenset(
     "january february march april may june july august september october november december "
     "monday tuesday wednesday thursday friday saturday sunday".split()
@@ -56,7 +58,20 @@ class Relevance:
         unknown += [" ".join(v.rsplit("-", 1)) for v in versioned(query) if self._known(v.rsplit("-", 1)[0]) and not self.lexicon.mentions(v)]
         known = [w for w in names if w not in unknown]
         unknown += [size for size in SIZE.findall(query) if not self._known_size(size, known)]
+        unknown += self._unknown_phrases(query, unknown)
         return sorted(set(unknown), key=unknown.index)
+
+    def _unknown_phrases(self, query: str, unknown: list[str]) -> list[str]:
+        """Names of several words (Monte Carlo, Stable Diffusion) that no single paper holds together,
+        though each word occurs somewhere; a phrase with a word already reported is not repeated."""
+        found = []
+        for phrase in _PHRASE.findall(query):
+            words = phrase.split()
+            if any(w in unknown or w.lower() in _CALENDAR for w in words) or any(u in phrase for u in unknown):
+                continue
+            if (stems := terms(phrase)) and len(stems) > 1 and not self.lexicon.together(sorted(set(stems))):
+                found.append(phrase)
+        return found
 
     def _known(self, name: str) -> bool:
         return any(all(map(self.lexicon.mentions, form)) for form in variants(name))

@@ -98,7 +98,10 @@ def fuse(dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], ceili
     `weighted` (default): (1-w) * cosine + w * BM25 / ceiling, where the ceiling is what a paper
     holding every query term would score at most (see `Lexicon.ceiling`). A paraphrase whose words
     the corpus lacks has a low BM25 share and ranks by meaning; a query of rare exact terms ranks
-    by them. `rrf`: reciprocal rank fusion, for comparison.
+    by them. The weight w is RAG_BM25_WEIGHT plus the rest of the way to 1 in proportion to the best
+    paper's share of the ceiling: when some paper holds the query's words, word overlap is the
+    sharper signal; when none does, BM25 is noise that only blurs the dense ranking.
+    `rrf`: reciprocal rank fusion, for comparison.
     """
     if method == "dense":
         score = {pid: c for pid, (c, _) in dense.items()}
@@ -108,7 +111,8 @@ def fuse(dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], ceili
         ranks = (_ranks({p: c for p, (c, _) in dense.items()}), _ranks(lexical))
         score = {pid: sum(1.0 / (settings.rrf_k + r[pid]) for r in ranks if pid in r) for pid in sorted(dense.keys() | lexical.keys())}
     else:
-        w = settings.bm25_weight
+        share = min(1.0, max(lexical.values(), default=0.0) / ceiling) if ceiling else 0.0
+        w = settings.bm25_weight + (1 - settings.bm25_weight) * share
         score = {
             pid: (1 - w) * (dense[pid][0] if pid in dense else 0.0) + w * (lexical.get(pid, 0.0) / ceiling if ceiling else 0.0)
             for pid in sorted(dense.keys() | lexical.keys())

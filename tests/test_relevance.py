@@ -47,6 +47,9 @@ def relevance() -> Relevance:
         ("What is a 13B model good for?", ["13B"]),  # a size no paper mentions, with no name to pair it with
         ("Which method repairs recognition for non-Latin scripts?", []),  # non- is no part of the name
         ("How does the Gemini 1.5 model compare?", ["Gemini"]),  # an unknown name is reported once, as the name
+        ("Does Synthetic Handwriting help post-OCR correction?", []),  # a name of two words one paper holds
+        ("How well does Latin Speech recognition work?", ["Latin Speech"]),  # each word is known, never together
+        ("Is Cyrillic LibriSpeech out in March?", ["Cyrillic LibriSpeech"]),  # names from two papers; a month is none
     ],
 )
 def test_unknown_names_cover_names_versions_and_sizes(relevance, question, unknown):

@@ -189,3 +189,29 @@ def test_empty_index_returns_nothing(make_settings, tmp_path, embedder):
     r = Retriever(s, embedder)
     assert len(r) == 0
     assert r.search("anything at all") == []
+
+
+# ---------------------------------------------------------------- weighted fusion
+
+
+def _fuse(make_settings, tmp_path, dense, lexical, ceiling=10.0, weight=0.3):
+    from rag.retrieve import fuse
+    from rag.types import Chunk
+
+    chunks = {pid: (c, Chunk(f"{pid}#0", pid, "", 0, 0)) for pid, c in dense.items()}
+    return [pid for pid, _ in fuse(chunks, lexical, ceiling, "hybrid", make_settings(data_dir=tmp_path, bm25_weight=weight))]
+
+
+def test_a_query_whose_words_one_paper_holds_leans_on_bm25(make_settings, tmp_path):
+    """The best paper holds 80% of the ceiling: BM25's weight rises from 0.3 to 0.86, so the exact match
+    beats a paper that is only closer in meaning (a fixed 0.3 would rank it second: 0.45 < 0.56)."""
+    assert _fuse(make_settings, tmp_path, {"near": 0.8, "exact": 0.3}, {"exact": 8.0}) == ["exact", "near"]
+
+
+def test_a_query_whose_words_no_paper_holds_ranks_by_meaning(make_settings, tmp_path):
+    """A weak lexical match (10% of the ceiling) keeps BM25 near its base weight: the dense order stands."""
+    assert _fuse(make_settings, tmp_path, {"near": 0.6, "word": 0.45}, {"word": 1.0}) == ["near", "word"]
+
+
+def test_bm25_weight_one_is_bm25_only(make_settings, tmp_path):
+    assert _fuse(make_settings, tmp_path, {"near": 0.9, "word": 0.1}, {"word": 1.0}, weight=1.0) == ["word", "near"]
