@@ -18,7 +18,7 @@ from rag.extractive import ExtractiveAnswerer
 from rag.llm import ChatModel
 from rag.prompt import LLMAnswerer
 from rag.query import Intent, analyse, check_request, needs_history
-from rag.relevance import GENERIC, LIST_KEEP, Relevance
+from rag.relevance import GENERIC, Relevance
 from rag.retrieve import Retriever
 from rag.safety import inert, repeats_withheld, sanitize, sanitize_stream
 from rag.text import terms
@@ -188,8 +188,7 @@ class Engine:
             return ""
         unfiltered = Filters(sources=f.sources)
         hits = [h for h in self.retriever.search(intent.query, self.settings.top_k, unfiltered) if h.paper.year is None]
-        best = self.relevance.best(intent.query, hits)
-        keep = [h for h in hits if self.relevance.score(intent.query, h) >= max(self.settings.refuse_below, LIST_KEEP * best)]
+        keep = [hits[i - 1] for i in self.relevance.relevant(intent.query, hits)]
         if not keep:
             return ""
         titles = "; ".join(h.paper.display_title for h in keep)
