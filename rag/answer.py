@@ -14,7 +14,7 @@ from dataclasses import replace
 from rag import cite, metadata
 from rag.config import Settings
 from rag.errors import QuestionError
-from rag.extractive import ExtractiveAnswerer
+from rag.extractive import ExtractiveAnswerer, asks_for_one
 from rag.llm import ChatModel
 from rag.prompt import LLMAnswerer
 from rag.query import Intent, analyse, check_request, needs_history
@@ -152,7 +152,7 @@ class Engine:
             for c in answer.citations:  # a statement about metadata ("does not record the authors"), not a quote
                 c.supported = True
         answer.unsupported = not any(c.supported for c in answer.citations)
-        if intent.is_list:
+        if intent.is_list and not asks_for_one(intent.query):
             cited = {c.paper_id for c in answer.citations}
             relevant = [answer.sources[i - 1].paper.paper_id for i in self.relevance.relevant(intent.query, answer.sources)]
             answer.uncited = [pid for pid in relevant if pid not in cited]

@@ -28,12 +28,19 @@ _FINDING = re.compile(
     r"state-of-the-art|results? show|we show|we find|demonstrat)\w*",
     re.I,
 )
+# "Which paper argues ...": a list question's words, but one paper is asked for.
+_ONE = re.compile(r"\b(?:which|what) (?:one |single )?(?:paper|work|study|article|publication|method|approach)\b(?! or\b)", re.I)
 _NAME = r"([A-Z][\w\-]*[A-Z0-9][\w\-]*)(?<![A-Z]s)"  # COAT, FedLoGe, DP-LoRA; not a plural like LLMs
 _INTRODUCES = [
     re.compile(r"\b(?:we|this paper|this work) (?:propose|present|introduce|develop|design)s?\s+"
                r"(?:a |an |the )?(?:new |novel )?" + _NAME + r"\b(?=[,:(]| is\b| which\b| that\b)"),
     re.compile(r"(?:^|\. )" + _NAME + r"(?:,| is) an? "),
 ]
+
+
+def asks_for_one(question: str) -> bool:
+    """The question asks which single paper (or method) does something: answered like a lookup, from the best one."""
+    return bool(_ONE.search(question))
 
 
 def method_name(paper: Paper) -> str:
@@ -84,14 +91,15 @@ class ExtractiveAnswerer:
     def answer(self, intent: Intent, hits: list[Hit]) -> str:
         if intent.asks:
             return self._metadata(intent, hits)
+        listed = (intent.is_list or intent.is_summary) and not asks_for_one(intent.query)
         if intent.filters.active() and not set(terms(intent.query)) - GENERIC:
             keep = list(range(1, len(hits) + 1))  # "papers from 2019": the filter is the answer
-        elif intent.is_list or intent.is_summary:
-            keep = self.relevance.relevant(intent.query, hits)
+        elif listed:
+            keep = self.relevance.relevant(intent.query, hits) or [1]
         else:
-            keep = [1]
+            keep = [1]  # a lookup: a second paper would only halve the precision of a right first one
         lines = [self._paper_line(i, hits[i - 1], intent) for i in keep]
-        return "\n".join(f"- {line}" for line in lines) if len(lines) > 1 or intent.is_list else lines[0]
+        return "\n".join(f"- {line}" for line in lines) if len(lines) > 1 or (listed and intent.is_list) else lines[0]
 
     def _paper_line(self, n: int, hit: Hit, intent: Intent) -> str:
         sentences = self.evidence(intent.query, hit, intent.is_numeric)
