@@ -85,7 +85,8 @@ class Engine:
             yield answer.text
             return answer
         intent = analyse(standalone, filters)
-        hits = self.retriever.search(intent.query, k or (self.settings.list_k if intent.is_list else self.settings.answer_k), intent.filters)
+        listed = intent.is_list or intent.is_summary  # a summary covers every relevant paper, as a list does
+        hits = self.retriever.search(intent.query, k or (self.settings.list_k if listed else self.settings.answer_k), intent.filters)
         answer = Answer(question=question, standalone_question=standalone, text="", mode=self.mode, model=self.model, sources=hits)
         answer.timings["retrieve"] = time.perf_counter() - t0
         reason = self.refusal(intent, hits)

@@ -568,3 +568,16 @@ def test_a_which_paper_question_is_answered_from_the_best_paper_alone(tiny):
     assert {c.title for c in answer.citations} == {FP8} and not answer.text.startswith("- ")
     assert answer.uncited == []
 
+
+
+def test_a_summary_is_given_the_list_sources_and_names_each_relevant_paper(tiny):
+    """"Summarise what the corpus says about X" covers every relevant source, as a list does, so it is given list_k papers."""
+    s = tiny.settings.model_copy(update={"answer_k": 2, "list_k": 6})
+    engine = Engine(s, tiny.retriever, None)
+    _, lookup = run(engine, "What do language models of mobile keyboards predict?")
+    _, summary = run(engine, "Summarise what the corpus says about language models")
+    assert len(lookup.sources) == 2 and len(summary.sources) == 6
+    cited = [summary.sources[c.n - 1] for c in summary.citations]
+    named = [summary.sources[i - 1] for i in engine.relevance.relevant(summary.standalone_question, summary.sources)]
+    assert len(named) >= 2 and {h.paper.paper_id for h in cited} == {h.paper.paper_id for h in named}
+    assert all(line.startswith("- ") for line in summary.text.splitlines())
