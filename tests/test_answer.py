@@ -581,3 +581,23 @@ def test_a_summary_is_given_the_list_sources_and_names_each_relevant_paper(tiny)
     named = [summary.sources[i - 1] for i in engine.relevance.relevant(summary.standalone_question, summary.sources)]
     assert len(named) >= 2 and {h.paper.paper_id for h in cited} == {h.paper.paper_id for h in named}
     assert all(line.startswith("- ") for line in summary.text.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("title", "abstract", "name"),
+    [
+        ("COAT: Compressing Optimizer States", "We propose a method.", "COAT"),
+        ("", "We study UAVs. To this end, we propose a Flexible REsource Scheduling (FRES) framework for them.", "FRES"),
+        ("Stabilizing Transformer Training", "As a remedy, we propose sigmaReparam, a simple and efficient solution.", "sigmaReparam"),
+        ("", "In this paper, we propose Kaleidoscope, a flexible co-processor.", "Kaleidoscope"),
+        ("", "We propose Stackelberg response optimization (SRO), adapted from DPO.", "SRO"),
+        ("Modular Vision", "We propose a modular vision model built from Mixture-of-Experts (MoE) layers.", ""),  # MoE does not spell it
+        ("Plain Title", "We propose a simple, fast method.", ""),
+    ],
+)
+def test_a_paper_goes_by_the_name_its_title_or_abstract_gives_it(title, abstract, name):
+    from rag.extractive import label, method_name
+
+    paper = Paper("p", title, abstract)
+    assert method_name(paper) == name
+    assert name in label(paper)
