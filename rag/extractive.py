@@ -22,6 +22,7 @@ EXTRACTIVE_NOTICE = (
     "For written answers set RAG_LLM_BASE_URL (any OpenAI-compatible server) or RAG_LLM_BACKEND=openai."
 )
 MAX_SENTENCES = 3
+NEAR = 0.95  # a lookup cites, besides the best paper, any other at least this close to it (Relevance.relevant); dev-chosen
 _NUMBER = re.compile(r"(?<![A-Za-z\d-])\d+(?:[.,]\d+)*\s*(?:%|x|×|times)?(?![A-Za-z\d])")
 _FINDING = re.compile(
     r"\b(achiev|improv|outperform|reduc|speed|accelerat|surpass|increas|decreas|sav|gain|lower|higher|faster|"
@@ -121,7 +122,7 @@ class ExtractiveAnswerer:
         elif listed:
             keep = self.relevance.relevant(intent.query, hits) or [1]
         else:
-            keep = [1]  # a lookup: a second paper would only halve the precision of a right first one
+            keep = sorted({1, *self.relevance.relevant(intent.query, hits, NEAR)})  # a lookup: one paper, unless another is as close
         lines = [self._paper_line(i, hits[i - 1], intent) for i in keep]
         return "\n".join(f"- {line}" for line in lines) if len(lines) > 1 or (listed and intent.is_list) else lines[0]
 

@@ -89,12 +89,12 @@ class Relevance:
     def best(self, query: str, hits: list[Hit]) -> float:
         return max((self.score(query, h) for h in hits), default=0.0)
 
-    def relevant(self, query: str, hits: list[Hit]) -> list[int]:
+    def relevant(self, query: str, hits: list[Hit], keep: float = LIST_KEEP) -> list[int]:
         """Positions (1-based) of the hits a list answer or a summary should name: those close to the best.
 
-        Closeness is the mean of two shares of the best hit's figure: the retrieval score (meaning and
-        words, as fused) and the coverage of the question's terms, IDF-weighted so the rare ones count
-        most. Either alone keeps too much: cosines of unrelated papers on one field sit close together,
+        Closeness (kept from `keep` up) is the mean of two shares of the best hit's figure: the retrieval
+        score (meaning and words, as fused) and the coverage of the question's terms, IDF-weighted so the
+        rare ones count most. Either alone keeps too much: cosines of unrelated papers on one field sit close together,
         and a paper can hold the words without being about them. A paper below the refusal floor never counts;
         when no paper shares a word with the question, the score decides alone.
         """
@@ -103,13 +103,13 @@ class Relevance:
         top = max(h.score for h in hits)
         covered = [self.coverage(query, h) for h in hits]
         most = max(covered)
-        keep = []
+        kept = []
         for i, (hit, coverage) in enumerate(zip(hits, covered), 1):
             share = hit.score / top if top > 0 else 1.0
             closeness = (share + coverage / most) / 2 if most > 0 else share  # no paper shares a word: the score alone
-            if closeness >= LIST_KEEP and self.score(query, hit) >= self.refuse_below:
-                keep.append(i)
-        return keep
+            if closeness >= keep and self.score(query, hit) >= self.refuse_below:
+                kept.append(i)
+        return kept
 
     def named(self, query: str, hits: list[Hit]) -> int:
         """Position (1-based) of the paper a metadata question is about: among the top three, the one

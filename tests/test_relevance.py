@@ -107,3 +107,16 @@ def test_a_list_whose_question_no_paper_words_is_ranked_by_score_alone(relevance
     hits = [hit("a", 0.5), hit("b", 0.4), hit("c", 0.24, dense=0.35)]  # c: half the best score is the line
     assert relevance.relevant("Which papers study coral bleaching in oceans?", hits) == [1, 2]
     assert relevance.relevant("Which papers study coral bleaching in oceans?", []) == []
+
+
+def test_a_lookup_cites_a_second_paper_only_when_it_is_nearly_as_close(relevance):
+    from rag.extractive import ExtractiveAnswerer
+    from rag.query import Intent
+    from rag.types import Filters
+
+    answerer = ExtractiveAnswerer(relevance.lexicon, relevance)
+    lookup = Intent("How is handwriting for Cyrillic scripts corrected?", Filters(), is_list=False, is_numeric=False)
+    tied = [hit("c", 0.5), hit("c", 0.49), hit("a", 0.45)]  # the same words, a hair lower in score
+    assert "[1]" in answerer.answer(lookup, tied) and "[2]" in answerer.answer(lookup, tied)
+    apart = [hit("c", 0.5), hit("a", 0.49)]  # as close in score, but holding none of the words
+    assert "[2]" not in answerer.answer(lookup, apart) and not answerer.answer(lookup, apart).startswith("- ")
