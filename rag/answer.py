@@ -14,11 +14,11 @@ from dataclasses import replace
 from rag import cite, metadata
 from rag.config import Settings
 from rag.errors import QuestionError
-from rag.extractive import ExtractiveAnswerer
+from rag.extractive import ExtractiveAnswerer, asks_for_one
 from rag.llm import ChatModel
 from rag.prompt import LLMAnswerer
 from rag.query import Intent, analyse, check_request, needs_history
-from rag.relevance import GENERIC, LIST_KEEP, Relevance
+from rag.relevance import GENERIC, Relevance
 from rag.retrieve import Retriever
 from rag.safety import inert, repeats_withheld, sanitize, sanitize_stream
 from rag.text import terms
@@ -85,7 +85,8 @@ class Engine:
             yield answer.text
             return answer
         intent = analyse(standalone, filters)
-        hits = self.retriever.search(intent.query, k or (self.settings.list_k if intent.is_list else self.settings.answer_k), intent.filters)
+        listed = intent.is_list or intent.is_summary  # a summary covers every relevant paper, as a list does
+        hits = self.retriever.search(intent.query, k or (self.settings.list_k if listed else self.settings.answer_k), intent.filters)
         answer = Answer(question=question, standalone_question=standalone, text="", mode=self.mode, model=self.model, sources=hits)
         answer.timings["retrieve"] = time.perf_counter() - t0
         reason = self.refusal(intent, hits)
@@ -152,7 +153,7 @@ class Engine:
             for c in answer.citations:  # a statement about metadata ("does not record the authors"), not a quote
                 c.supported = True
         answer.unsupported = not any(c.supported for c in answer.citations)
-        if intent.is_list:
+        if intent.is_list and not asks_for_one(intent.query):
             cited = {c.paper_id for c in answer.citations}
             relevant = [answer.sources[i - 1].paper.paper_id for i in self.relevance.relevant(intent.query, answer.sources)]
             answer.uncited = [pid for pid in relevant if pid not in cited]
@@ -188,8 +189,7 @@ class Engine:
             return ""
         unfiltered = Filters(sources=f.sources)
         hits = [h for h in self.retriever.search(intent.query, self.settings.top_k, unfiltered) if h.paper.year is None]
-        best = self.relevance.best(intent.query, hits)
-        keep = [h for h in hits if self.relevance.score(intent.query, h) >= max(self.settings.refuse_below, LIST_KEEP * best)]
+        keep = [hits[i - 1] for i in self.relevance.relevant(intent.query, hits)]
         if not keep:
             return ""
         titles = "; ".join(h.paper.display_title for h in keep)

@@ -22,30 +22,62 @@ EXTRACTIVE_NOTICE = (
     "For written answers set RAG_LLM_BASE_URL (any OpenAI-compatible server) or RAG_LLM_BACKEND=openai."
 )
 MAX_SENTENCES = 3
+NEAR = 0.95  # a lookup cites, besides the best paper, any other at least this close to it (Relevance.relevant); dev-chosen
 _NUMBER = re.compile(r"(?<![A-Za-z\d-])\d+(?:[.,]\d+)*\s*(?:%|x|×|times)?(?![A-Za-z\d])")
 _FINDING = re.compile(
     r"\b(achiev|improv|outperform|reduc|speed|accelerat|surpass|increas|decreas|sav|gain|lower|higher|faster|"
     r"state-of-the-art|results? show|we show|we find|demonstrat)\w*",
     re.I,
 )
+# "Which paper argues ...": a list question's words, but one paper is asked for.
+_ONE = re.compile(r"\b(?:which|what) (?:one |single )?(?:paper|work|study|article|publication|method|approach)\b(?! or\b)", re.I)
 _NAME = r"([A-Z][\w\-]*[A-Z0-9][\w\-]*)(?<![A-Z]s)"  # COAT, FedLoGe, DP-LoRA; not a plural like LLMs
+_PROPOSE = r"\b(?:[Ww]e|[Tt]his paper|[Tt]his work) (?:propose|present|introduce|develop|design)s?\s+"
 _INTRODUCES = [
-    re.compile(r"\b(?:we|this paper|this work) (?:propose|present|introduce|develop|design)s?\s+"
-               r"(?:a |an |the )?(?:new |novel )?" + _NAME + r"\b(?=[,:(]| is\b| which\b| that\b)"),
+    re.compile(_PROPOSE + r"(?:a |an |the )?(?:new |novel )?" + _NAME + r"\b(?=[,:(]| is\b| which\b| that\b)"),
     re.compile(r"(?:^|\. )" + _NAME + r"(?:,| is) an? "),
+    # "we propose a Flexible REsource Scheduling (FRES) framework": an acronym of the words before it (see _spelt)
+    re.compile(_PROPOSE + r"(?:a |an |the )?(?:new |novel )?((?:[\w-]+ ){1,5})\(" + _NAME + r"(?: for short)?\)"),
+    # "we propose Kaleidoscope, a flexible ...", "we propose sigmaReparam, a simple ..."
+    re.compile(_PROPOSE + r"(?:the )?([a-z]+[A-Z][\w\-]*|[A-Z][a-z][\w\-]*), an? "),
 ]
 
 
+_SMALL = frozenset({"of", "for", "and", "the", "a", "an", "to", "in", "on", "with", "via", "by"})
+
+
+def asks_for_one(question: str) -> bool:
+    """The question asks which single paper (or method) does something: answered like a lookup, from the best one."""
+    return bool(_ONE.search(question))
+
+
 def method_name(paper: Paper) -> str:
-    """The name the paper goes by: its title's lead ("COAT: ..."), or for an untitled paper the name
-    its abstract introduces ("we propose X, ...", "X is a ...")."""
-    if paper.title:
-        lead = paper.title.split(":")[0].strip()
-        return lead if ":" in paper.title and len(lead.split()) <= 3 else ""
+    """The name the paper goes by: its title's lead ("COAT: ..."), else the name its abstract
+    introduces ("we propose X, ...", "X is a ...", "we propose a ... (X)"), which questions and
+    readers know it by even when the title does not say it."""
+    lead = paper.title.split(":")[0].strip()
+    if ":" in paper.title and len(lead.split()) <= 3:
+        return lead
     for pattern in _INTRODUCES:
-        if m := pattern.search(paper.abstract):
-            return m.group(1).rstrip("-")
+        for m in pattern.finditer(paper.abstract):
+            if pattern.groups == 1:
+                return m.group(1).rstrip("-")
+            if _spelt(m.group(2), m.group(1)):
+                return m.group(2)
     return ""
+
+
+def _spelt(acronym: str, words: str) -> bool:
+    """The acronym spells the words it follows: the initials of its last few words (small words
+    aside) begin it and come in its capitals in order. FRES for Flexible REsource Scheduling, SRO for
+    Stackelberg response optimization; not MoE after "a modular vision model"."""
+    capitals = "".join(c for c in acronym if c.isupper())
+    initials = [w[0].upper() for w in re.split(r"[\s-]+", words) if w and w.lower() not in _SMALL]
+    for start in range(len(initials) - 1):
+        tail, rest = initials[start:], iter(capitals)
+        if tail[0] == capitals[:1] and all(c in rest for c in tail):
+            return True
+    return False
 
 
 def label(paper: Paper) -> str:
@@ -84,14 +116,15 @@ class ExtractiveAnswerer:
     def answer(self, intent: Intent, hits: list[Hit]) -> str:
         if intent.asks:
             return self._metadata(intent, hits)
+        listed = (intent.is_list or intent.is_summary) and not asks_for_one(intent.query)
         if intent.filters.active() and not set(terms(intent.query)) - GENERIC:
             keep = list(range(1, len(hits) + 1))  # "papers from 2019": the filter is the answer
-        elif intent.is_list or intent.is_summary:
-            keep = self.relevance.relevant(intent.query, hits)
+        elif listed:
+            keep = self.relevance.relevant(intent.query, hits) or [1]
         else:
-            keep = [1]
+            keep = sorted({1, *self.relevance.relevant(intent.query, hits, NEAR)})  # a lookup: one paper, unless another is as close
         lines = [self._paper_line(i, hits[i - 1], intent) for i in keep]
-        return "\n".join(f"- {line}" for line in lines) if len(lines) > 1 or intent.is_list else lines[0]
+        return "\n".join(f"- {line}" for line in lines) if len(lines) > 1 or (listed and intent.is_list) else lines[0]
 
     def _paper_line(self, n: int, hit: Hit, intent: Intent) -> str:
         sentences = self.evidence(intent.query, hit, intent.is_numeric)

@@ -24,7 +24,10 @@ _CALENDAR = frozenset(
     "january february march april may june july august september october november december "
     "monday tuesday wednesday thursday friday saturday sunday".split()
 )
-LIST_KEEP = 0.7  # a "which papers" answer names every paper at least this relevant relative to the best
+# A "which papers" answer or a summary names every paper whose relevance relative to the best, the mean of its
+# retrieval score's share of the best one and its rare-term coverage's share of the best one, is at least this.
+# Chosen on the dev split (multi: cited-paper precision 0.42 -> 0.46, gold recall 0.77 -> 0.81).
+LIST_KEEP = 0.5
 
 
 def variants(name: str) -> list[list[str]]:
@@ -101,11 +104,27 @@ class Relevance:
     def best(self, query: str, hits: list[Hit]) -> float:
         return max((self.score(query, h) for h in hits), default=0.0)
 
-    def relevant(self, query: str, hits: list[Hit]) -> list[int]:
-        """Positions (1-based) of the hits a list answer should name: all close to the best one."""
-        scores = [self.score(query, h) for h in hits]
-        floor = max(self.refuse_below, LIST_KEEP * max(scores, default=0.0))
-        return [i for i, s in enumerate(scores, 1) if s >= floor]
+    def relevant(self, query: str, hits: list[Hit], keep: float = LIST_KEEP) -> list[int]:
+        """Positions (1-based) of the hits a list answer or a summary should name: those close to the best.
+
+        Closeness (kept from `keep` up) is the mean of two shares of the best hit's figure: the retrieval
+        score (meaning and words, as fused) and the coverage of the question's terms, IDF-weighted so the
+        rare ones count most. Either alone keeps too much: cosines of unrelated papers on one field sit close together,
+        and a paper can hold the words without being about them. A paper below the refusal floor never counts;
+        when no paper shares a word with the question, the score decides alone.
+        """
+        if not hits:
+            return []
+        top = max(h.score for h in hits)
+        covered = [self.coverage(query, h) for h in hits]
+        most = max(covered)
+        kept = []
+        for i, (hit, coverage) in enumerate(zip(hits, covered), 1):
+            share = hit.score / top if top > 0 else 1.0
+            closeness = (share + coverage / most) / 2 if most > 0 else share  # no paper shares a word: the score alone
+            if closeness >= keep and self.score(query, hit) >= self.refuse_below:
+                kept.append(i)
+        return kept
 
     def named(self, query: str, hits: list[Hit]) -> int:
         """Position (1-based) of the paper a metadata question is about: among the top three, the one

@@ -544,3 +544,61 @@ def test_an_extractive_list_streams_a_piece_per_paper(tiny):
     assert not answer.refused and len(answer.citations) >= 2
     assert len(pieces) == answer.text.count("\n") + 1 >= 2
     assert "".join(pieces) == answer.text and all(piece.strip() for piece in pieces)
+
+
+@pytest.mark.parametrize(
+    ("question", "one"),
+    [
+        ("Which paper trains language models in 8-bit floating point?", True),
+        ("Which work makes an image model forget a class?", True),
+        ("which papers are about language models?", False),
+        ("Which paper or papers study language models?", False),
+        ("What methods compress the KV cache?", False),
+    ],
+)
+def test_a_question_for_one_paper_is_told_from_a_list_question(question, one):
+    from rag.extractive import asks_for_one
+
+    assert asks_for_one(question) is one
+
+
+def test_a_which_paper_question_is_answered_from_the_best_paper_alone(tiny):
+    """"Which paper ..." reads as a list question but asks for one: one paper, no bullet, none reported left out."""
+    _, answer = run(extractive(tiny), "Which paper trains language models in 8-bit floating point?")
+    assert not answer.refused
+    assert {c.title for c in answer.citations} == {FP8} and not answer.text.startswith("- ")
+    assert answer.uncited == []
+
+
+
+def test_a_summary_is_given_the_list_sources_and_names_each_relevant_paper(tiny):
+    """"Summarise what the corpus says about X" covers every relevant source, as a list does, so it is given list_k papers."""
+    s = tiny.settings.model_copy(update={"answer_k": 2, "list_k": 6})
+    engine = Engine(s, tiny.retriever, None)
+    _, lookup = run(engine, "What do language models of mobile keyboards predict?")
+    _, summary = run(engine, "Summarise what the corpus says about language models")
+    assert len(lookup.sources) == 2 and len(summary.sources) == 6
+    cited = [summary.sources[c.n - 1] for c in summary.citations]
+    named = [summary.sources[i - 1] for i in engine.relevance.relevant(summary.standalone_question, summary.sources)]
+    assert len(named) >= 2 and {h.paper.paper_id for h in cited} == {h.paper.paper_id for h in named}
+    assert all(line.startswith("- ") for line in summary.text.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("title", "abstract", "name"),
+    [
+        ("COAT: Compressing Optimizer States", "We propose a method.", "COAT"),
+        ("", "We study UAVs. To this end, we propose a Flexible REsource Scheduling (FRES) framework for them.", "FRES"),
+        ("Stabilizing Transformer Training", "As a remedy, we propose sigmaReparam, a simple and efficient solution.", "sigmaReparam"),
+        ("", "In this paper, we propose Kaleidoscope, a flexible co-processor.", "Kaleidoscope"),
+        ("", "We propose Stackelberg response optimization (SRO), adapted from DPO.", "SRO"),
+        ("Modular Vision", "We propose a modular vision model built from Mixture-of-Experts (MoE) layers.", ""),  # MoE does not spell it
+        ("Plain Title", "We propose a simple, fast method.", ""),
+    ],
+)
+def test_a_paper_goes_by_the_name_its_title_or_abstract_gives_it(title, abstract, name):
+    from rag.extractive import label, method_name
+
+    paper = Paper("p", title, abstract)
+    assert method_name(paper) == name
+    assert name in label(paper)

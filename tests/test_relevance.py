@@ -81,3 +81,45 @@ def test_the_shipped_stop_words_are_those_of_bm25s_and_nltk():
     assert set(STOPWORDS.read_text().split()) == set(STOPWORDS_EN) | set(stopwords.words("english"))
     text = "We train X. It works, e.g. on Y in Fig. 2. Results are 1.5x faster."
     assert list(_punkt().span_tokenize(text)) == list(globals_helper.punkt_tokenizer.span_tokenize(text))
+
+
+# ------------------------------------------------------------ which papers a list answer names
+
+
+def hit(pid: str, score: float, dense: float | None = None) -> "Hit":
+    from rag.types import Hit, Paper
+
+    title, abstract = PAPERS[pid]
+    return Hit(Paper(pid, title, abstract), score, dense=score if dense is None else dense)
+
+
+def test_a_list_names_papers_by_score_and_by_the_question_words_they_hold(relevance):
+    """Close in score but holding none of the question's words: left out; lower in score but holding
+    them all: named. Positions come back in the order of the hits."""
+    hits = [hit("b", 0.5), hit("a", 0.48), hit("c", 0.3)]
+    assert relevance.relevant("Which papers correct handwriting for Cyrillic scripts?", hits) == [1, 3]
+
+
+def test_a_list_never_names_a_paper_below_the_refusal_floor(relevance):
+    hits = [hit("c", 0.5), hit("a", 0.45, dense=0.1)]  # a's share of the best score would pass; its relevance does not
+    assert relevance.coverage("Which papers correct handwriting for Cyrillic scripts?", hits[1]) == 0.0
+    assert relevance.relevant("Which papers correct handwriting for Cyrillic scripts?", hits) == [1]
+
+
+def test_a_list_whose_question_no_paper_words_is_ranked_by_score_alone(relevance):
+    hits = [hit("a", 0.5), hit("b", 0.4), hit("c", 0.24, dense=0.35)]  # c: half the best score is the line
+    assert relevance.relevant("Which papers study coral bleaching in oceans?", hits) == [1, 2]
+    assert relevance.relevant("Which papers study coral bleaching in oceans?", []) == []
+
+
+def test_a_lookup_cites_a_second_paper_only_when_it_is_nearly_as_close(relevance):
+    from rag.extractive import ExtractiveAnswerer
+    from rag.query import Intent
+    from rag.types import Filters
+
+    answerer = ExtractiveAnswerer(relevance.lexicon, relevance)
+    lookup = Intent("How is handwriting for Cyrillic scripts corrected?", Filters(), is_list=False, is_numeric=False)
+    tied = [hit("c", 0.5), hit("c", 0.49), hit("a", 0.45)]  # the same words, a hair lower in score
+    assert "[1]" in answerer.answer(lookup, tied) and "[2]" in answerer.answer(lookup, tied)
+    apart = [hit("c", 0.5), hit("a", 0.49)]  # as close in score, but holding none of the words
+    assert "[2]" not in answerer.answer(lookup, apart) and not answerer.answer(lookup, apart).startswith("- ")
