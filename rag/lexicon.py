@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import tempfile
+from array import array
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -162,7 +163,8 @@ class Lexicon:
         rows: list[str] = []
         years: list[int] = []
         sources: dict[str, list[int]] = {}
-        tokens: list[list[str]] = []
+        vocab: dict[str, int] = {}
+        ids: list[array] = []  # each paper's term ids, 4 bytes a term: strings would take ~13 GB at 1M chunks
         words: set[str] = set()
         for i, (pid, meta, abstract) in enumerate(store.records(include_documents=True)):
             text = f"{meta.get('title', '')}\n{abstract}"
@@ -170,14 +172,14 @@ class Lexicon:
             years.append(int(meta.get("year", -1)))
             for name in meta.get("sources") or []:
                 sources.setdefault(name, []).append(i)
-            tokens.append(terms(text) or [_EMPTY])
+            ids.append(array("I", [vocab.setdefault(t, len(vocab)) for t in terms(text) or [_EMPTY]]))
             words.update(_SURFACE.findall(text.lower()))
             words.update(v.lower() for v in versioned(text))
             if on_progress and (i + 1) % 500 == 0:
                 on_progress(i + 1, total)
         bm25 = bm25s.BM25()
-        if tokens:
-            bm25.index(tokens, show_progress=False)
+        if ids:
+            bm25.index((ids, vocab), show_progress=False)
         if on_progress:
             on_progress(len(rows), total)
         return cls(bm25, rows, np.asarray(years, dtype=np.int32), sources, "\n".join(sorted(words))), version
