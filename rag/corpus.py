@@ -75,7 +75,7 @@ def load(paths: Iterable[Path], stored: Mapping[str, tuple[str, Iterable[str]]] 
     of a different paper stored from another file.
     """
     corpus = Corpus(papers=[])
-    files = _expand(paths)
+    files = expand(paths)
     read_now = {str(f.resolve()) for f in files}
     by_id: dict[str, Paper] = {}
     taken = {pid: content for pid, (content, where) in (stored or {}).items() if not read_now.intersection(where)}
@@ -123,7 +123,7 @@ def _parse(name: str, suffix: str, lines: list[str]) -> tuple[list[Paper], list[
     return _read_text(name, lines)
 
 
-def _expand(paths: Iterable[Path]) -> list[Path]:
+def expand(paths: Iterable[Path]) -> list[Path]:
     """Corpus files under `paths`, each once, sorted by full path so every run reads them in one order."""
     files: dict[str, Path] = {}
     for path in map(Path, paths):
