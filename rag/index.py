@@ -416,7 +416,7 @@ def _drop(settings: Settings, store: Store) -> Store:
 
 
 def _plan(store: Store, stored: dict[str, dict], corpus: Corpus, prune: bool, report: IngestReport) -> Plan:
-    counts = store.chunk_counts()
+    counts = _chunk_counts(store, stored)
     wanted = {p.paper_id: p for p in corpus.papers}
     keep = corpus.unread_paths | corpus.damaged_paths
     plan = Plan([], [], [], {})
@@ -447,6 +447,14 @@ def _plan(store: Store, stored: dict[str, dict], corpus: Corpus, prune: bool, re
     plan.delete += orphans  # chunks whose record was never written: an interrupted ingest
     report.deleted = len(plan.delete) - len(orphans)
     return plan
+
+
+def _chunk_counts(store: Store, stored: dict[str, dict]) -> Counter:
+    """Stored chunks per paper, read only when their total differs from what the records say. A record is
+    written after its chunks and deleted before them, so an interrupted ingest leaves surplus chunks, never
+    missing ones: equal totals mean each record has its chunks and no chunk lacks a record."""
+    recorded = Counter({pid: meta.get("n_chunks", 0) for pid, meta in stored.items()})
+    return recorded if store.chunks.count() == recorded.total() else store.chunk_counts()
 
 
 def _removed(meta: dict, read: set[str], keep: set[str], prune: bool) -> bool:

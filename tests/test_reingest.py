@@ -163,6 +163,19 @@ def test_records_missing_since_the_last_ingest_are_noticed(folder, settings, has
     assert report.corpus is not None and report.added == 1
 
 
+def test_chunk_ids_are_read_only_when_their_total_disagrees_with_the_records(folder, settings, hashing, monkeypatch):
+    ingest([folder], settings, hashing)
+    edit_abstract(folder / LANG_FILE, keep_stat=False)
+    with monkeypatch.context() as mp:
+        mp.setattr(index.Store, "chunk_counts", lambda _store: pytest.fail("chunk ids read though the totals agree"))
+        assert ingest([folder], settings, hashing).added == 1
+    store = open_store(settings)
+    several = next(pid for pid, meta, _ in store.records() if meta["n_chunks"] > 1)
+    store.chunks.delete(ids=[f"{several}:1"])  # damage: a record that lacks a chunk
+    repaired = ingest([folder], settings, hashing)
+    assert (repaired.repaired, repaired.embedded) == (1, store.papers.get(ids=[several])["metadatas"][0]["n_chunks"])
+
+
 def test_the_quick_path_still_rebuilds_a_missing_lexical_cache(folder, settings, hashing, monkeypatch):
     ingest([folder], settings, hashing)
     shutil.rmtree(cache_dir(settings))
