@@ -619,7 +619,7 @@ def _code_hash() -> str:
     """The source of the modules that turn files into records: a new parser or record layout reads the corpus again."""
     digest = hashlib.blake2b(digest_size=8)
     for module in (corpus_mod, types_mod, sys.modules[__name__]):
-        digest.update(Path(module.__file__ or "").read_bytes())
+        digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()
 
 
@@ -629,6 +629,7 @@ def _ingest_key(settings: Settings, embedder: Any) -> dict:
 
 
 def _ingest_record(store: Store, stamp: dict, prints: dict[str, str] | None, key: dict, plan: Plan, corpus: Corpus) -> dict:
+    """What a later ingest of the same files needs to report without reading them, and to check that it may."""
     return {
         "version": stamp["version"], "key": key, "files": prints, "papers": len(corpus.papers),
         "stored": len(plan.ledger), "chunks": store.chunks.count(),
