@@ -101,16 +101,18 @@ def run_ingest(settings: Settings, paths: list[Path], embedder: Any, store: Any 
 
     with progress_bar("embedding papers") as on_progress:
         report = ingest(paths, settings, embedder, store=store, prune=prune, rebuild=rebuild, on_progress=on_progress)
-    _report_problems(report.corpus.problems)
+    problems = report.corpus.problems if report.corpus else []  # no corpus: the files were unchanged, not read
+    _report_problems(problems)
+    papers = report.added + report.updated + report.repaired + report.relabelled + report.unchanged
     repaired = f", {report.repaired} repaired" if report.repaired else ""
     err.print(
-        f"{len(report.corpus.papers)} papers: {report.added} added, {report.updated} changed, "
+        f"{papers} papers: {report.added} added, {report.updated} changed, "
         f"{report.relabelled} relabelled, {report.deleted} deleted, {report.unchanged} unchanged{repaired}; "
         f"{report.embedded} chunks embedded in {report.seconds:.1f} s"
-        + (f"; {len(report.corpus.problems)} problem(s), see above" if report.corpus.problems else ""),
+        + (f"; {len(problems)} problem(s), see above" if problems else ""),
         highlight=False,
     )
-    return SKIPPED_EXIT if report.corpus.problems else 0
+    return SKIPPED_EXIT if problems else 0
 
 
 @app.command()

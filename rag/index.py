@@ -14,6 +14,7 @@ Every read and write is paged: Chroma refuses a single call over ~32k records.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from rag import corpus as corpus_mod
+from rag import types as types_mod
 from rag.chunk import chunk_paper, embed_text
 from rag.config import Settings
 from rag.errors import StoreError
@@ -43,6 +45,7 @@ EF_SEARCH = 400  # HNSW search breadth: at Chroma's default (100) the 50th-best 
 SCHEMA = 2  # bump when the stored layout changes; an older index must be rebuilt
 CHROMA_TIMEOUT = 30.0  # seconds one request to a Chroma server may take before the command gives up
 CHROMA_CONNECT_TIMEOUT = 5.0
+INGEST_KEY = "ingested"  # papers-collection metadata: what the last clean ingest read (JSON; see below)
 
 
 def connect(settings: Settings) -> Any:
@@ -353,6 +356,8 @@ def ingest(
 
     Papers stored from files outside `paths` stay unless `prune`; papers of a file that could
     not be read, or was read with problems, stay too, so a damaged file never empties the index.
+    When the last ingest read these very files and left the index as it still is, nothing is
+    read: the report then has no `corpus`, only the papers counted as unchanged.
     """
     started = time.perf_counter()
     with ingest_lock(settings):
@@ -360,21 +365,41 @@ def ingest(
         if rebuild:
             store = _drop(settings, store)
         check_embedder(store, embedder)
-        stored = {pid: meta for pid, meta, _ in store.records()}
-        corpus = corpus_mod.load(paths, stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()})
-        report = IngestReport(corpus=corpus)
-        plan = _plan(store, stored, corpus, prune, report)
-        # new versions first, deletions last: an ingest that fails half-way (embedder down, wrong size) still holds the old ones
-        dimension = _embed_and_write(store, plan.embed, embedder, settings, report, on_progress)
-        _relabel(store, plan.relabel)
-        _delete_papers(store, plan.delete)
-        if plan.embed or plan.relabel or plan.delete or not store.stamp().get("version"):
-            _write_stamp(store, plan.ledger, embedder, dimension)
-        from rag.lexicon import Lexicon  # it reads this module's Store; rebuilt now, not at the next search
+        files = corpus_mod.expand(paths)
+        prints = _fingerprints(files)  # before parsing: a file edited while it is read differs from its print next time
+        key = _ingest_key(settings, embedder)
+        if record := _unchanged(store, prints, key, prune):
+            report = IngestReport(unchanged=record["papers"])
+        else:
+            report = _sync(store, files, prints, key, embedder, settings, prune, on_progress)
+        from rag.lexicon import refresh  # it reads this module's Store; rebuilt now, not at the next search
 
-        Lexicon.open(settings, store)
+        refresh(settings, store)
     report.seconds = time.perf_counter() - started
-    _record_ingest(settings, report)
+    _record_ingest(settings, report, files)
+    return report
+
+
+def _sync(
+    store: Store, files: list[Path], prints: dict[str, str] | None, key: dict, embedder: Any,
+    settings: Settings, prune: bool, on_progress: Progress | None,
+) -> IngestReport:
+    """Read the files, compare them with the stored records, and write what differs; the stamp last."""
+    stored = {pid: meta for pid, meta, _ in store.records()}
+    corpus = corpus_mod.load(files, stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()})
+    report = IngestReport(corpus=corpus)
+    plan = _plan(store, stored, corpus, prune, report)
+    if plan.embed or plan.relabel or plan.delete:
+        _forget_ingest(store)
+    # new versions first, deletions last: an ingest that fails half-way (embedder down, wrong size) still holds the old ones
+    dimension = _embed_and_write(store, plan.embed, embedder, settings, report, on_progress)
+    _relabel(store, plan.relabel)
+    _delete_papers(store, plan.delete)
+    stamp = _stamp(store, plan.ledger, embedder, dimension)
+    clean = prints is not None and not corpus.problems  # a file with problems is read again, and its problems shown, every time
+    stamp[INGEST_KEY] = json.dumps(_ingest_record(store, stamp, prints, key, plan, corpus)) if clean else ""
+    if stamp != store.stamp():
+        store.papers.modify(metadata=stamp)
     return report
 
 
@@ -402,7 +427,7 @@ def _drop(settings: Settings, store: Store) -> Store:
 
 
 def _plan(store: Store, stored: dict[str, dict], corpus: Corpus, prune: bool, report: IngestReport) -> Plan:
-    counts = store.chunk_counts()
+    counts = _chunk_counts(store, stored)
     wanted = {p.paper_id: p for p in corpus.papers}
     keep = corpus.unread_paths | corpus.damaged_paths
     plan = Plan([], [], [], {})
@@ -433,6 +458,14 @@ def _plan(store: Store, stored: dict[str, dict], corpus: Corpus, prune: bool, re
     plan.delete += orphans  # chunks whose record was never written: an interrupted ingest
     report.deleted = len(plan.delete) - len(orphans)
     return plan
+
+
+def _chunk_counts(store: Store, stored: dict[str, dict]) -> Counter:
+    """Stored chunks per paper, read only when their total differs from what the records say. A record is
+    written after its chunks and deleted before them, so an interrupted ingest leaves surplus chunks, never
+    missing ones: equal totals mean each record has its chunks and no chunk lacks a record."""
+    recorded = Counter({pid: meta.get("n_chunks", 0) for pid, meta in stored.items()})
+    return recorded if store.chunks.count() == recorded.total() else store.chunk_counts()
 
 
 def _removed(meta: dict, read: set[str], keep: set[str], prune: bool) -> bool:
@@ -556,7 +589,7 @@ def _unit(n: int) -> np.ndarray:
     return np.ones((n, 1), dtype=np.float32)
 
 
-def _write_stamp(store: Store, ledger: dict[str, dict], embedder: Any, dimension: int | None) -> None:
+def _stamp(store: Store, ledger: dict[str, dict], embedder: Any, dimension: int | None) -> dict:
     """A content version every derived cache compares against (same papers, same stamp), and the
     embedder's name and vector size, which every later ingest and search must match."""
     digest = hashlib.sha1()
@@ -565,7 +598,7 @@ def _write_stamp(store: Store, ledger: dict[str, dict], embedder: Any, dimension
     stamp = {"version": digest.hexdigest()[:16], "embedder": embedder.model_name, "schema": SCHEMA}
     if dimension := dimension or store.stamp().get("dimension") or _stored_dimension(store):
         stamp["dimension"] = dimension
-    store.papers.modify(metadata=stamp)
+    return stamp
 
 
 def _stored_dimension(store: Store) -> int | None:
@@ -574,13 +607,88 @@ def _stored_dimension(store: Store) -> int | None:
     return len(got["embeddings"][0]) if got["ids"] else None
 
 
-def _record_ingest(settings: Settings, report: IngestReport) -> None:
+# ---------------------------------------------------------------- what the last ingest read
+# The papers collection's metadata also holds, under INGEST_KEY, a record of the last ingest that
+# completed cleanly: the files it read (by content hash), the settings and code that read them, and
+# the version and counts it left. In Chroma, not on disk, so every client of a shared server sees it;
+# cleared before an ingest's first write and set only by its last, so no interrupted run leaves one.
+
+
+def _fingerprint(file: Path) -> str | None:
+    """A hash of the file's bytes (None: unreadable); size and mtime alone would miss an edit that kept both."""
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _fingerprints(files: list[Path]) -> dict[str, str] | None:
+    """Resolved path -> content hash of every file; None when one cannot be read."""
+    prints: dict[str, str] = {}
+    for file in files:
+        if (digest := _fingerprint(file)) is None:
+            return None
+        prints[str(file.resolve())] = digest
+    return prints
+
+
+@functools.cache
+def _code_hash() -> str:
+    """The source of the modules that turn files into records: a new parser or record layout reads the corpus again."""
+    digest = hashlib.blake2b(digest_size=8)
+    for module in (corpus_mod, types_mod, sys.modules[__name__]):
+        digest.update(Path(str(module.__file__)).read_bytes())
+    return digest.hexdigest()
+
+
+def _ingest_key(settings: Settings, embedder: Any) -> dict:
+    """Everything besides the files that decides what an ingest stores."""
+    return {"embedder": embedder.model_name, "chunk_tokens": settings.chunk_tokens, "schema": SCHEMA, "code": _code_hash()}
+
+
+def _ingest_record(store: Store, stamp: dict, prints: dict[str, str] | None, key: dict, plan: Plan, corpus: Corpus) -> dict:
+    """What a later ingest of the same files needs to report without reading them, and to check that it may."""
+    return {
+        "version": stamp["version"], "key": key, "files": prints, "papers": len(corpus.papers),
+        "stored": len(plan.ledger), "chunks": store.chunks.count(),
+        "exclusive": len(plan.ledger) == len(corpus.papers),  # every stored paper is from these files: --prune has nothing to do
+    }
+
+
+def _unchanged(store: Store, prints: dict[str, str] | None, key: dict, prune: bool) -> dict | None:
+    """The last ingest's record when reading the files again cannot change the index: it read these very
+    files, byte for byte, with the same settings and code, and the index is still the one it left."""
+    stamp = store.stamp()
+    try:
+        record = json.loads(stamp.get(INGEST_KEY) or "null")
+    except ValueError:
+        return None
+    if prints is None or not isinstance(record, dict):
+        return None
+    same = record.get("version") == stamp.get("version") and record.get("key") == key and record.get("files") == prints
+    if not same or (prune and not record.get("exclusive")):
+        return None
+    return record if (store.count(), store.chunks.count()) == (record.get("stored"), record.get("chunks")) else None
+
+
+def _forget_ingest(store: Store) -> None:
+    """Before an ingest's first write: its record must not vouch for an index that is about to change."""
+    stamp = store.stamp()
+    if stamp.get(INGEST_KEY):
+        store.papers.modify(metadata={**stamp, INGEST_KEY: ""})  # emptied, not left out: a server may merge metadata
+
+
+def _record_ingest(settings: Settings, report: IngestReport, files: list[Path]) -> None:
     """Remember when the index was last synced (shown by `rag corpus stats` and the UI)."""
     record = {
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "collection": settings.collection,
         "server": f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else None,
-        "files": sorted(report.corpus.per_file) if report.corpus else [],
+        "files": sorted({f.name for f in files}),
     }
     try:
         (settings.data_dir / "last_ingest.json").write_text(json.dumps(record, indent=2))

@@ -213,6 +213,13 @@ class Lexicon:
         return cls(bm25, rows, years, sources, (folder / "words.txt").read_text())
 
 
+def refresh(settings: Settings, store: Store) -> None:
+    """Rebuild the cache unless it holds the store's version already (an ingest need not load it)."""
+    version = store.stamp().get("version", "")
+    if not version or _stamp(cache_dir(settings)) != f"{FORMAT}:{version}":
+        Lexicon.open(settings, store)
+
+
 def cache_dir(settings: Settings) -> Path:
     """One cache per index: embedded, or per Chroma server and collection."""
     where = f"{settings.chroma_host}-{settings.chroma_port}" if settings.chroma_host else "local"

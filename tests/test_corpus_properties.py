@@ -178,3 +178,15 @@ def test_ids_and_problems_do_not_depend_on_the_hash_seed(tmp_path):
     ids = [pid for pid, _ in outputs[0][0] if pid.startswith("user-0001")]
     assert len(ids) == len(set(ids)) == 6  # one keeps the id, five (four clashes + the good file's) are renamed
     assert len([m for m in outputs[0][1] if "is also used by a different paper" in m]) == 5
+
+
+# Text without markup characters (the shortcut's case), spaced and with percent signs, or with any fragment.
+plain_text = st.lists(st.sampled_from([" %", "%", " ", "  ", "\t", "\u00a0", "\x85", "\n", "word", "9"]), max_size=30).map("".join)
+markup_text = st.lists(st.one_of(st.sampled_from(FRAGMENTS + [" %", "[email protected]", "\\'e", "_{x}"]), st.text(max_size=20)), max_size=30).map("".join)
+
+
+@BUDGET
+@given(plain_text | markup_text)
+def test_clean_text_skips_only_steps_that_change_nothing(text: str) -> None:
+    """The shortcut for text without markup characters gives what every cleaning step would."""
+    assert corpus.clean_text(text) == corpus._undo_markup(text)

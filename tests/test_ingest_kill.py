@@ -122,6 +122,7 @@ def repaired_equals_clean(data: Path, clean: dict) -> None:
     again = ingest([CORPUS], settings, embedder)
     assert (again.embedded, again.added, again.updated, again.deleted, again.repaired) == (0, 0, 0, 0, 0)
     assert again.unchanged == len(want["records"])
+    assert again.corpus is None, "the run after a completed one read the corpus again"
 
 
 @pytest.mark.slow
