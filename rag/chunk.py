@@ -8,6 +8,11 @@ from rag.text import sentence_spans
 from rag.types import Chunk, Paper
 
 
+def chunk_id(paper_id: str, i: int) -> str:
+    """Chunk i of a paper: ids follow from the paper's id and its chunk count, so they can be read by id."""
+    return f"{paper_id}:{i}"
+
+
 def embed_text(paper: Paper, chunk_text: str) -> str:
     """What the embedder sees: the title gives every chunk of a paper its topic."""
     return f"{paper.title}\n{chunk_text}" if paper.title else chunk_text
@@ -21,7 +26,7 @@ def chunk_paper(paper: Paper, count_tokens: Callable[[str], int], max_tokens: in
     """
     text = paper.abstract
     if count_tokens(embed_text(paper, text)) <= max_tokens:
-        return [Chunk(f"{paper.paper_id}:0", paper.paper_id, text, 0, len(text))]
+        return [Chunk(chunk_id(paper.paper_id, 0), paper.paper_id, text, 0, len(text))]
     budget = max_tokens - count_tokens(embed_text(paper, "")) + 2  # title and special tokens once
     runs: list[tuple[int, int]] = []
     used = 0
@@ -33,4 +38,4 @@ def chunk_paper(paper: Paper, count_tokens: Callable[[str], int], max_tokens: in
         else:
             runs.append((start, end))
             used = cost
-    return [Chunk(f"{paper.paper_id}:{i}", paper.paper_id, text[s:e], s, e) for i, (s, e) in enumerate(runs)]
+    return [Chunk(chunk_id(paper.paper_id, i), paper.paper_id, text[s:e], s, e) for i, (s, e) in enumerate(runs)]

@@ -33,7 +33,7 @@ import numpy as np
 
 from rag import corpus as corpus_mod
 from rag import types as types_mod
-from rag.chunk import chunk_paper, embed_text
+from rag.chunk import chunk_id, chunk_paper, embed_text
 from rag.config import Settings
 from rag.errors import StoreError
 from rag.text import sentence_spans
@@ -492,7 +492,7 @@ def _relabel(store: Store, papers: list[tuple[Paper, int]]) -> None:
         part = papers[start : start + PAGE]
         _split([p for p, _ in part])
         by_paper = {p.paper_id: p for p, _ in part}
-        got = store.chunks.get(ids=[f"{p.paper_id}:{i}" for p, n in part for i in range(n)], include=["metadatas"])
+        got = store.chunks.get(ids=[chunk_id(p.paper_id, i) for p, n in part for i in range(n)], include=["metadatas"])
         if got["ids"]:
             metas = [{**m, **_filter_fields(by_paper[m["paper_id"]])} for m in got["metadatas"]]
             store.chunks.update(ids=got["ids"], metadatas=metas)

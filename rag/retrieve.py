@@ -68,9 +68,9 @@ class Retriever:
 
     def _complete(self, dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], vector: np.ndarray, bm25_all: np.ndarray) -> None:
         """Exact scores for candidates only one retriever found: cosine of their chunks, BM25 from the array."""
-        missing = sorted(pid for pid in lexical if pid not in dense)
+        missing = self.lexicon.chunk_ids(sorted(pid for pid in lexical if pid not in dense))
         if missing:
-            got = self.store.chunks.get(where={"paper_id": {"$in": missing}}, include=["metadatas", "documents", "embeddings"])
+            got = self.store.chunks.get(ids=missing, include=["metadatas", "documents", "embeddings"])
             cosines = (np.asarray(got["embeddings"], dtype=np.float32) @ vector).tolist() if got["ids"] else []
             dense.update(_best_chunks(got["ids"], got["metadatas"], got["documents"], cosines))
         for pid, score in self.lexicon.score_of(bm25_all, [p for p in dense if p not in lexical]).items():

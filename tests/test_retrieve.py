@@ -215,3 +215,11 @@ def test_a_query_whose_words_no_paper_holds_ranks_by_meaning(make_settings, tmp_
 
 def test_bm25_weight_one_is_bm25_only(make_settings, tmp_path):
     assert _fuse(make_settings, tmp_path, {"near": 0.9, "word": 0.1}, {"word": 1.0}, weight=1.0) == ["word", "near"]
+
+
+def test_lexicon_knows_every_stored_chunk_id(retriever, shared_index):
+    """Hybrid search reads the chunks of BM25-only candidates by id; the ids the lexicon derives must
+    be exactly the stored ones, or those candidates would get no cosine (or a wrong one)."""
+    stored = shared_index.store.chunks.get(include=[])["ids"]
+    derived = retriever.lexicon.chunk_ids(list(retriever.lexicon.rows))
+    assert sorted(derived) == sorted(stored) and len(derived) > len(retriever.lexicon.rows)
