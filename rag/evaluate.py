@@ -136,11 +136,13 @@ def retrieval_row(ranked: list[str], gold: set[str]) -> dict[str, float]:
 
 
 def answer_row(answer: Answer, q: Question) -> dict:
-    """Per-answer figures; None where a figure does not apply (no gold, nothing cited)."""
+    """Per-answer figures, and the answer itself (what a model wrote is what to read when a figure
+    drops); None where a figure does not apply (no gold, nothing cited)."""
     gold = set(q.gold)
     cited = list(dict.fromkeys(c.paper_id for c in answer.citations))
     valid, invalid = len(_MARKER.findall(answer.text)), len(answer.removed)
     return {
+        "text": answer.text,
         "refused": answer.refused,
         "cited": cited,
         "markers": valid + invalid,  # as the answerer wrote them, before invalid ones were removed

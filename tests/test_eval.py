@@ -275,6 +275,7 @@ def test_eval_command_end_to_end(tmp_path, dataset):
     by_id = {r["id"]: r for r in result["questions"]}
     assert by_id["e1"]["hybrid"]["hit@5"] == 1.0 and by_id["e1"]["correct"]
     assert by_id["e3"]["answer"]["refused"] and by_id["e3"]["correct"]
+    assert by_id["e3"]["answer"]["text"].startswith("The corpus does not answer") and "[1]" in by_id["e1"]["answer"]["text"]
     assert by_id["e1"]["extra"] == {"bm25_rank": 1} and by_id["e4"]["extra"] == {"expect": {"count": 1}}
     assert list(result["splits"]) == ["dev", "test"]
     assert result["splits"]["dev"]["answers"]["all"]["questions"] == 1
@@ -364,6 +365,7 @@ def test_llm_mode_compare_and_a_validity_gate_that_can_fail(tmp_path, dataset, f
     extractive = json.loads((out / "extractive" / "results.json").read_text())
     answered = [r for r in llm["questions"] if not r["answer"]["refused"]]
     assert answered and all(r["answer"]["invalid_markers"] == 1 and r["answer"]["validity"] == 0.5 for r in answered)
+    assert all("[1]" in r["answer"]["text"] and "[99]" not in r["answer"]["text"] for r in answered)  # what the model wrote, checked
     assert llm["splits"]["test"]["answers"]["all"]["citation_validity"] == 0.5
     assert extractive["splits"]["test"]["answers"]["all"]["citation_validity"] == 1.0
     # the gate reads the LLM run, where raw-marker validity is gated and fails
