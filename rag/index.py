@@ -289,7 +289,7 @@ def open_store(settings: Settings, client: Any | None = None) -> Store:
     # Chunks and no paper record: an index of the first layout (its chunks carry no schema), or a
     # first ingest killed before its first records, which the next ingest completes.
     schema = (chunks.metadata or {}).get("schema") or store.stamp().get("schema")
-    if not schema and _any(store.chunks) and not _any(store.papers):
+    if not schema and _any(store.chunks) and store.empty():
         raise StoreError(
             f"collection {settings.collection!r} was written by an older version of rag; "
             "run `rag ingest --rebuild` (or set RAG_COLLECTION to a new name) to index the corpus again"

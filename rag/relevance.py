@@ -98,8 +98,7 @@ class Relevance:
     def score(self, query: str, hit: Hit) -> float:
         """0-1: the chunk cosine, lifted by shared rare terms. Meaning alone can carry a question
         (a paraphrase shares no words with its answer); shared words alone cannot."""
-        dense = hit.dense or 0.0
-        return max(dense, (dense + self.coverage(query, hit)) / 2)
+        return _lifted(hit.dense, self.coverage(query, hit))
 
     def best(self, query: str, hits: list[Hit]) -> float:
         return max((self.score(query, h) for h in hits), default=0.0)
@@ -122,7 +121,7 @@ class Relevance:
         for i, (hit, coverage) in enumerate(zip(hits, covered), 1):
             share = hit.score / top if top > 0 else 1.0
             closeness = (share + coverage / most) / 2 if most > 0 else share  # no paper shares a word: the score alone
-            if closeness >= keep and self.score(query, hit) >= self.refuse_below:
+            if closeness >= keep and _lifted(hit.dense, coverage) >= self.refuse_below:
                 kept.append(i)
         return kept
 
@@ -137,3 +136,9 @@ class Relevance:
             for h in hits[:3]
         ]
         return found.index(max(found)) + 1
+
+
+def _lifted(dense: float | None, coverage: float) -> float:
+    """`Relevance.score` from its parts, for callers that have the coverage already."""
+    dense = dense or 0.0
+    return max(dense, (dense + coverage) / 2)

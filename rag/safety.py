@@ -18,8 +18,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from functools import lru_cache
 
-from rag.text import Spans, sentence_spans
-from rag.types import Hit
+from rag.text import sentence_spans
+from rag.types import Hit, Spans
 
 # ------------------------------------------------------------------ normalisation
 

@@ -6,10 +6,9 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+from rag.types import Spans
+
 STOPWORDS = Path(__file__).resolve().parent / "resources" / "stopwords-en.txt"
-
-
-Spans = tuple[tuple[int, int], ...]
 
 
 def sentence_spans(text: str, known: Spans = ()) -> list[tuple[int, int]]:

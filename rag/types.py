@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 
+Spans = tuple[tuple[int, int], ...]  # (start, end) character offsets of sentences
+
+
 @dataclass
 class Paper:
     """One paper of the corpus; `paper_id` is a content hash, so it survives re-ingest."""
@@ -20,7 +23,7 @@ class Paper:
     sources: list[str] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)  # entry number within each source
     paths: list[str] = field(default_factory=list)  # full paths of the sources, to scope re-ingests
-    spans: tuple[tuple[int, int], ...] = ()  # sentence offsets in `abstract` when known (stored at ingest)
+    spans: Spans = ()  # sentence offsets in `abstract` when known (stored at ingest)
 
     @property
     def display_title(self) -> str:
@@ -155,12 +158,12 @@ def paper_to_meta(p: Paper) -> dict:
     return {k: v for k, v in d.items() if v != []}
 
 
-def encode_spans(spans: tuple[tuple[int, int], ...]) -> str:
+def encode_spans(spans: Spans) -> str:
     """Sentence offsets as one string ("0-97 98-210"): one metadata value, not a list row per number."""
     return " ".join(f"{s}-{e}" for s, e in spans)
 
 
-def decode_spans(text: str) -> tuple[tuple[int, int], ...]:
+def decode_spans(text: str) -> Spans:
     return tuple((int(s), int(e)) for s, e in (pair.split("-") for pair in text.split()))
 
 
