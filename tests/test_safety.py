@@ -4,11 +4,16 @@ output sanitising, and the check that an answer does not pass a withheld sentenc
 from __future__ import annotations
 
 import base64
+import itertools
 import random
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from rag import safety
 from rag.safety import WITHHELD as MARKER, addresses_assistant, inert, instruction_score, repeats_withheld, sanitize, sanitize_stream, terminal_safe
 from rag.text import sentence_spans
 from rag.types import Hit, Paper
@@ -176,6 +181,57 @@ def test_the_verdict_does_not_depend_on_case_or_surrounding_space() -> None:
     for sentence in INJECTIONS[:7]:
         assert addresses_assistant(sentence.lower()) and addresses_assistant(sentence.upper())
         assert addresses_assistant(f"  {sentence}\n")
+
+
+# ------------------------------------------------------------------ the fast path gives the same verdicts
+
+# Look-alike spellings that re.IGNORECASE treats as the letters a cue spells (ı, İ, ſ, K), and marks
+# that sit between words: where the skip test could go wrong if it folded case differently from re.
+_TRICKS = ["ı", "İ", "ſ", "\u212a", "\u0345", "\u0307", "ß", "ǰ", ZW, "_", "-", "'", "\n", "  "]
+
+
+def _unskipped_cues(sentence: str) -> list[int]:
+    """Indexes of the cues whose pattern matches but whose gate says it cannot (must be none)."""
+    text = safety._normalise(sentence)
+    present = safety._present(text)
+    return [i for i, ((_, pattern), gate) in enumerate(zip(safety._CUES, safety._GATES)) if pattern.search(text) and not safety._may_match(gate, present)]
+
+
+@pytest.mark.parametrize("sentence", INJECTIONS + BENIGN)
+def test_no_cue_that_matches_is_skipped(sentence: str) -> None:
+    for variant in (sentence, sentence.upper(), sentence.swapcase(), sentence.replace("i", "ı"), sentence.replace("I", "İ").replace("s", "ſ")):
+        assert _unskipped_cues(variant) == [], variant
+
+
+def test_no_cue_that_matches_is_skipped_with_a_trick_before_any_word() -> None:
+    for sentence in INJECTIONS[:30]:
+        starts = [m.start() for m in re.finditer(r"\b\w", sentence)]
+        for trick, at in itertools.product(_TRICKS, starts):
+            variant = sentence[:at] + trick + sentence[at:]
+            assert _unskipped_cues(variant) == [], variant
+
+
+@given(st.lists(st.sampled_from(INJECTIONS + BENIGN), min_size=1, max_size=2), st.randoms(use_true_random=False), st.lists(st.sampled_from(_TRICKS), max_size=6))
+@settings(max_examples=300, deadline=None)
+def test_no_cue_that_matches_is_skipped_however_the_text_is_spelled(sentences: list[str], rng: random.Random, tricks: list[str]) -> None:
+    text = " ".join(sentences)
+    chars = [c.upper() if rng.random() < 0.3 else c for c in text]
+    for trick in tricks:
+        chars.insert(rng.randrange(len(chars) + 1), trick)
+    assert _unskipped_cues("".join(chars)) == []
+
+
+def test_the_gates_skip_most_pattern_runs_on_science() -> None:
+    """Not a timing: the gates must actually rule cues out, or the fast path is only overhead."""
+    sentences = [s for s in BENIGN] + [p.abstract for p in _corpus_sample()]
+    runs = sum(safety._may_match(gate, safety._present(safety._normalise(s))) for s in sentences for gate in safety._GATES)
+    assert runs < 0.35 * len(sentences) * len(safety._GATES)
+
+
+def _corpus_sample() -> list[Paper]:
+    from rag import corpus
+
+    return corpus.load([ROOT / "data" / "corpus"]).papers[:40]
 
 
 # ------------------------------------------------------------------ sanitize
