@@ -103,11 +103,11 @@ def run_ingest(settings: Settings, paths: list[Path], embedder: Any, store: Any 
         report = ingest(paths, settings, embedder, store=store, prune=prune, rebuild=rebuild, on_progress=on_progress)
     problems = report.corpus.problems if report.corpus else []  # no corpus: the files were unchanged, not read
     _report_problems(problems)
-    papers = report.added + report.updated + report.repaired + report.relabelled + report.unchanged
-    repaired = f", {report.repaired} repaired" if report.repaired else ""
+    papers = report.added + report.updated + report.repaired + report.relabelled + report.refreshed + report.unchanged
+    rare = "".join(f", {n} {what}" for n, what in ((report.repaired, "repaired"), (report.refreshed, "refreshed")) if n)
     err.print(
         f"{papers} papers: {report.added} added, {report.updated} changed, "
-        f"{report.relabelled} relabelled, {report.deleted} deleted, {report.unchanged} unchanged{repaired}; "
+        f"{report.relabelled} relabelled, {report.deleted} deleted, {report.unchanged} unchanged{rare}; "
         f"{report.embedded} chunks embedded in {report.seconds:.1f} s"
         + (f"; {len(problems)} problem(s), see above" if problems else ""),
         highlight=False,

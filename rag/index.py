@@ -36,6 +36,7 @@ from rag import types as types_mod
 from rag.chunk import chunk_id, chunk_paper, embed_text
 from rag.config import Settings
 from rag.errors import StoreError
+from rag.safety import CLASSIFIER, clean_mark
 from rag.text import sentence_spans
 from rag.types import Chunk, Corpus, IngestReport, Paper, encode_spans, paper_from_meta, paper_to_meta
 
@@ -339,6 +340,7 @@ class Plan:
 
     embed: list[Paper]
     relabel: list[tuple[Paper, int]]  # with its stored chunk count
+    refresh: list[tuple[Paper, int]]  # unchanged, but the record predates this classifier or stored spans
     delete: list[str]
     ledger: dict[str, dict]  # final (text_hash, meta_hash) of every paper, for the version stamp
 
@@ -389,11 +391,12 @@ def _sync(
     corpus = corpus_mod.load(files, stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()})
     report = IngestReport(corpus=corpus)
     plan = _plan(store, stored, corpus, prune, report)
-    if plan.embed or plan.relabel or plan.delete:
+    if plan.embed or plan.relabel or plan.refresh or plan.delete:
         _forget_ingest(store)
     # new versions first, deletions last: an ingest that fails half-way (embedder down, wrong size) still holds the old ones
     dimension = _embed_and_write(store, plan.embed, embedder, settings, report, on_progress)
     _relabel(store, plan.relabel)
+    _write_records(store, plan.refresh)
     _delete_papers(store, plan.delete)
     stamp = _stamp(store, plan.ledger, embedder, dimension)
     clean = prints is not None and not corpus.problems  # a file with problems is read again, and its problems shown, every time
@@ -430,7 +433,7 @@ def _plan(store: Store, stored: dict[str, dict], corpus: Corpus, prune: bool, re
     counts = _chunk_counts(store, stored)
     wanted = {p.paper_id: p for p in corpus.papers}
     keep = corpus.unread_paths | corpus.damaged_paths
-    plan = Plan([], [], [], {})
+    plan = Plan([], [], [], [], {})
     for pid in sorted(wanted):
         paper, old = wanted[pid], stored.get(pid)
         th, mh = text_hash(paper), meta_hash(paper)
@@ -445,6 +448,9 @@ def _plan(store: Store, stored: dict[str, dict], corpus: Corpus, prune: bool, re
         elif old.get("meta_hash") != mh:
             report.relabelled += 1
             plan.relabel.append((paper, old["n_chunks"]))
+        elif old.get("classified") != CLASSIFIER:
+            report.refreshed += 1
+            plan.refresh.append((paper, old["n_chunks"]))
         else:
             report.unchanged += 1
     for pid in sorted(stored):
@@ -486,16 +492,23 @@ def _delete_papers(store: Store, ids: list[str]) -> None:
 
 
 def _relabel(store: Store, papers: list[tuple[Paper, int]]) -> None:
-    """Same text, new metadata: rewrite the record and the chunks' filter fields, no embedding."""
-    embedder = store.stamp().get("embedder", "")
+    """Same text, new metadata: rewrite the chunks' filter fields and the record, no embedding."""
     for start in range(0, len(papers), PAGE):
         part = papers[start : start + PAGE]
-        _split([p for p, _ in part])
         by_paper = {p.paper_id: p for p, _ in part}
         got = store.chunks.get(ids=[chunk_id(p.paper_id, i) for p, n in part for i in range(n)], include=["metadatas"])
         if got["ids"]:
             metas = [{**m, **_filter_fields(by_paper[m["paper_id"]])} for m in got["metadatas"]]
             store.chunks.update(ids=got["ids"], metadatas=metas)
+    _write_records(store, papers)
+
+
+def _write_records(store: Store, papers: list[tuple[Paper, int]]) -> None:
+    """Write the records of papers whose chunks stay (each with its stored chunk count)."""
+    embedder = store.stamp().get("embedder", "")
+    for start in range(0, len(papers), PAGE):
+        part = papers[start : start + PAGE]
+        _read_sentences([p for p, _ in part])
         store.papers.upsert(
             ids=[p.paper_id for p, _ in part], documents=[p.abstract for p, _ in part],
             metadatas=[_record(p, n, embedder) for p, n in part], embeddings=_unit(len(part)),
@@ -513,7 +526,7 @@ def _embed_and_write(
     dimension = None
     for start in range(0, total, batch):
         part = papers[start : start + batch]
-        _split(part)
+        _read_sentences(part)
         ids = [p.paper_id for p in part]
         chunks = {p.paper_id: chunk_paper(p, embedder.count_tokens, settings.chunk_tokens) for p in part}
         flat = [(p, c) for p in part for c in chunks[p.paper_id]]
@@ -565,11 +578,13 @@ def _filter_fields(paper: Paper) -> dict:
     return fields
 
 
-def _split(papers: list[Paper]) -> None:
-    """Split each abstract into sentences once, at ingest: chunking uses the spans, and the record
-    keeps them, so a search never loads the sentence splitter."""
+def _read_sentences(papers: list[Paper]) -> None:
+    """Split each abstract into sentences and classify them once, at ingest: chunking uses the spans,
+    and the record keeps both, so a search never loads the sentence splitter nor classifies a paper
+    again that was found clean (`safety.clean_mark`)."""
     for p in papers:
         p.spans = p.spans or tuple(sentence_spans(p.abstract))
+        p.clean = clean_mark(p.title, p.abstract, p.spans)
 
 
 def _record(paper: Paper, n_chunks: int, embedder: str = "") -> dict:
@@ -579,6 +594,9 @@ def _record(paper: Paper, n_chunks: int, embedder: str = "") -> dict:
     meta.update(text_hash=text_hash(paper), meta_hash=meta_hash(paper), n_chunks=n_chunks, content=corpus_mod.paper_id(paper.title, paper.abstract))
     if paper.spans:
         meta["spans"] = encode_spans(paper.spans)
+    if paper.clean:
+        meta["clean"] = paper.clean
+    meta["classified"] = CLASSIFIER  # a record from an older classifier (or before spans were stored) is refreshed
     if embedder:
         meta["embedder"] = embedder
     return meta
@@ -647,7 +665,7 @@ def _code_hash() -> str:
 
 def _ingest_key(settings: Settings, embedder: Any) -> dict:
     """Everything besides the files that decides what an ingest stores."""
-    return {"embedder": embedder.model_name, "chunk_tokens": settings.chunk_tokens, "schema": SCHEMA, "code": _code_hash()}
+    return {"embedder": embedder.model_name, "chunk_tokens": settings.chunk_tokens, "schema": SCHEMA, "code": _code_hash(), "classifier": CLASSIFIER}
 
 
 def _ingest_record(store: Store, stamp: dict, prints: dict[str, str] | None, key: dict, plan: Plan, corpus: Corpus) -> dict:

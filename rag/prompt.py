@@ -9,7 +9,7 @@ from typing import Any
 
 from rag.config import PROMPTS_DIR
 from rag.query import Intent
-from rag.safety import sanitize, withhold
+from rag.safety import inert, sanitize
 from rag.types import Hit, Turn
 
 MARGIN = 1.2  # the served model's tokenizer is unknown: count with cl100k and keep 20% spare
@@ -27,14 +27,14 @@ def _inert(text: str) -> str:
 def format_sources(hits: list[Hit]) -> str:
     """Number the sources [1]..[k] inside tags that mark them as quoted data, not instructions.
 
-    The system prompt already says sources are data; withholding every sentence that addresses an
-    AI once more (hits come inert already) makes sure such text never reaches the model at all.
+    The system prompt already says sources are data; making every hit inert once more (retrieval's
+    hits are inert already; others may not be) makes sure text addressed to an AI never reaches the model.
     """
     blocks = []
     for i, hit in enumerate(hits, 1):
-        p = hit.paper
+        p = inert(hit).paper
         meta = "; ".join(x for x in (p.date_raw, f"{p.authors} authors" if p.authors else "", p.organisation) if x)
-        title, body = _inert(p.display_title).replace('"', "'"), _inert(withhold(p.abstract, p.spans)[0])
+        title, body = _inert(p.display_title).replace('"', "'"), _inert(p.abstract)
         blocks.append(f'<source id="{i}" title="{title}" meta="{_inert(meta)}">\n{body}\n</source>')
     return "\n\n".join(blocks)
 

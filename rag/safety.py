@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
+from typing import Any
 from dataclasses import replace
 from functools import lru_cache
+from pathlib import Path
 
 try:
     from re import _parser as _sre  # Python 3.11+
@@ -50,6 +53,8 @@ def _latinise(word: re.Match) -> str:
 
 def _normalise(sentence: str) -> str:
     """One spelling for the tricks that hide words from a pattern: width, invisibles, look-alikes, s p a c i n g."""
+    if sentence.isascii():  # the usual case: none of the Unicode tricks can be in it
+        return _SPACED_LETTERS.sub(_unspace, sentence)
     text = unicodedata.normalize("NFKC", sentence)
     text = _TAG_CHARS.sub(lambda m: chr(ord(m.group(0)) - 0xE0000), text)
     text = _ZERO_WIDTH.sub("", text)
@@ -69,8 +74,8 @@ def _unspace(run: re.Match) -> str:
 _IMP = (
     r"(?:^|(?<=[.!?;:,(\"'“”—\n>\]|*#_])|\b(?:please|kindly|now|then|just|simply|instead|always|immediately)\b"
     r"|\byou\s+(?:must|should|shall|will|need\s+to|have\s+to|are\s+to|are\s+(?:now\s+)?(?:required|instructed|asked|expected)\s+to|can|may)(?:\s+(?:now|also|instead|always|never))?\b"
-    r"|\b(?:i|we)\s+(?:want|need|ask|instruct|command|order|require)\s+you\s+to\b)\s*"
-)
+    r"|\b(?:i|we)\s+(?:want|need|ask|instruct|command|order|require)\s+you\s+to\b)\s*" + r"(?:\b|(?<=_))"
+)  # ends where a word starts (after an underscore too): always so, and said so for `_gate`
 _AI = (
     r"(?:AIs?|A\.I\.|LLMs?|(?:large\s+)?language\s+models?|(?:AI\s+|virtual\s+|chat\s+)?assistants?|chat\s?bots?"
     r"|ChatGPT|GPT[-\w.]*|Claude|Gemini|Copilot|bots?|AI\s+(?:systems?|models?|agents?|reviewers?|readers?|summari[sz]ers?|tools?)"
@@ -169,8 +174,8 @@ _CUES: list[tuple[int, re.Pattern]] = [
 # the verdict is the same as running every pattern (a test holds the two equal).
 
 Clauses = tuple[frozenset[str], ...]
-_WORDS = re.compile(r"\w+")
-_NON_WORDS = re.compile(r"\W+")
+_ALNUM = re.compile(r"[^\W_]+")
+_SEPARATORS = re.compile(r"[\W_]+")
 
 
 def _fold(text: str) -> str:
@@ -184,7 +189,7 @@ def _strength(strings: frozenset[str]) -> tuple[int, int]:
 
 def _required(items: Iterable[tuple], word_start: bool = False) -> Clauses:
     """The clauses every match of the parsed sequence `items` meets (none when nothing is certain).
-    A string that follows `\\b` is kept as " word", to be looked for at the start of a word."""
+    A string that follows `\\b` (or `(?:\\b|(?<=_))`) is kept as " word", looked for at a word start."""
     clauses: list[frozenset[str]] = []
     run, starts = "", False
     for op, av in [*items, (None, None)]:  # the sentinel closes the last run of literals
@@ -194,7 +199,7 @@ def _required(items: Iterable[tuple], word_start: bool = False) -> Clauses:
             continue
         if run:
             run = _fold(run)
-            clauses.append(frozenset({" " + run if starts and _WORDS.fullmatch(run) else run.lstrip()}))
+            clauses.append(frozenset({" " + run if starts and _ALNUM.fullmatch(run) else run.lstrip()}))
         run = ""
         if name in ("SUBPATTERN", "ATOMIC_GROUP"):
             clauses += _required(av[-1] if name == "SUBPATTERN" else av, word_start)
@@ -205,16 +210,28 @@ def _required(items: Iterable[tuple], word_start: bool = False) -> Clauses:
             clauses += _required(av[2], word_start)
         elif name == "ASSERT":  # a lookaround's text is in the sentence too
             clauses += _required(av[1])
-        word_start = name == "AT" and str(av) == "AT_BOUNDARY"
+        word_start = _word_start(name, av)
     return tuple(c for c in clauses if all(c))
 
 
-def _gate(pattern: re.Pattern) -> tuple[Clauses, ...]:
+def _word_start(name: str, av: Any) -> bool:
+    """`\\b`, or a choice of `\\b` and "after an underscore": what follows starts a word of `spaced`."""
+    if name == "BRANCH":
+        return all(len(a) == 1 and (_word_start(str(a[0][0]), a[0][1]) or _after_underscore(str(a[0][0]), a[0][1])) for a in av[1])
+    return name == "AT" and str(av) == "AT_BOUNDARY"
+
+
+def _after_underscore(name: str, av: Any) -> bool:
+    return name == "ASSERT" and av[0] == -1 and list(av[1]) == [(_sre.LITERAL, ord("_"))]
+
+
+def _gate(pattern: re.Pattern) -> tuple[frozenset[str], tuple[Clauses, ...]]:
     """What a match of `pattern` must contain: for each of its top-level alternatives, the clauses
-    that alternative meets."""
+    that alternative meets; and first, the strings of which any match holds one (a quick "no")."""
     parsed = list(_sre.parse(pattern.pattern, pattern.flags))
     alternatives = parsed[0][1][1] if len(parsed) == 1 and str(parsed[0][0]) == "BRANCH" else [parsed]
-    return tuple(_selective(_required(a)) for a in alternatives)
+    gate = tuple(_selective(_required(a)) for a in alternatives)
+    return (frozenset().union(*(clauses[0] for clauses in gate)) if all(gate) else frozenset()), gate
 
 
 def _selective(clauses: Clauses) -> Clauses:
@@ -242,7 +259,7 @@ def _trie(strings: Iterable[str]) -> str:
     return branch(tree)
 
 
-_GATE_STRINGS = sorted({s for gate in _GATES for clauses in gate for clause in clauses for s in clause})
+_GATE_STRINGS = sorted({s for _, gate in _GATES for clauses in gate for clause in clauses for s in clause})
 # Every position's longest gate string, found in one pass (the lookahead lets matches overlap) ...
 _ANYWHERE = re.compile(f"(?=({_trie(s for s in _GATE_STRINGS if s[0] != ' ')}))")
 _AT_WORD_START = re.compile(f"(?=({_trie(s for s in _GATE_STRINGS if s[0] == ' ')}))")
@@ -252,13 +269,17 @@ _INSIDE = {s: frozenset(t for t in _GATE_STRINGS if t in s) for s in _GATE_STRIN
 
 def _present(text: str) -> frozenset[str]:
     """The gate strings `text` holds, found once; then each cue's gate is set arithmetic."""
-    spaced = " " + _fold(_NON_WORDS.sub(" ", text))  # word starts as `\b` sees them, before folding
+    spaced = " " + _fold(_SEPARATORS.sub(" ", text))  # word starts as `\b` sees them, before folding
     longest = set(_ANYWHERE.findall(_fold(text))) | set(_AT_WORD_START.findall(spaced))
     return frozenset().union(*(_INSIDE[s] for s in longest))
 
 
-def _may_match(gate: tuple[Clauses, ...], present: frozenset[str]) -> bool:
-    return any(all(not clause.isdisjoint(present) for clause in clauses) for clauses in gate)
+def _may_match(gate: tuple[frozenset[str], tuple[Clauses, ...]], present: frozenset[str]) -> bool:
+    """False when `pattern.search` cannot find the cue in a sentence holding just the `present` strings."""
+    some, alternatives = gate
+    if some and some.isdisjoint(present):
+        return False
+    return any(all(not clause.isdisjoint(present) for clause in clauses) for clauses in alternatives)
 
 
 _BLOB = re.compile(r"[A-Za-z0-9+/]{20,}={0,2}")
@@ -469,22 +490,48 @@ def withhold(abstract: str, spans: Spans = ()) -> tuple[str, Spans, tuple[str, .
     return "".join(parts), tuple(moved), tuple(withheld)
 
 
+# Which classifier gave a verdict: any change to this file makes the verdicts stored at ingest stale.
+CLASSIFIER = hashlib.blake2b(Path(__file__).read_bytes(), digest_size=8).hexdigest()
+
+
+def clean_mark(title: str, abstract: str, spans: Spans) -> str:
+    """What ingest stores when neither the title nor any sentence of the abstract addresses an AI,
+    so a search need not classify the paper again: a digest of this classifier and of the very text
+    it read (a record whose text changed no longer matches). "" when something was flagged."""
+    if addresses_assistant(title) or any(addresses_assistant(abstract[s:e]) for s, e in sentence_spans(abstract, spans)):
+        return ""
+    return _mark(title, abstract, spans)
+
+
+def _mark(title: str, abstract: str, spans: Spans) -> str:
+    text = "\x1f".join((CLASSIFIER, title, abstract, " ".join(f"{s}-{e}" for s, e in spans)))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
 def inert(hit: Hit) -> Hit:
     """A retrieved paper as every output must see it: each sentence that addresses an AI replaced by
     a marker (and kept in `hit.withheld`, so an answer repeating one can be caught), markup, links
-    and escapes removed. Search results, answers, prompts, quotes and JSON all get only this copy."""
+    and escapes removed. Search results, answers, prompts, quotes and JSON all get only this copy.
+    A paper whose stored `clean` mark matches (see `clean_mark`) is not classified again."""
     p = hit.paper
-    title, abstract, spans, withheld = _inert_text(p.title, p.abstract, p.spans)
-    return replace(hit, paper=replace(p, title=title, abstract=abstract, spans=spans), withheld=withheld)
+    clean = bool(p.clean) and p.clean == _mark(p.title, p.abstract, p.spans)
+    title, abstract, spans, withheld = _inert_text(p.title, p.abstract, p.spans, clean)
+    mark = _mark(title, abstract, spans) if clean else ""
+    return replace(hit, paper=replace(p, title=title, abstract=abstract, spans=spans, clean=mark), withheld=withheld)
+
+
+def forget_verdicts() -> None:
+    """Drop the cached inert copies (benchmarks time the classifying a new paper costs)."""
+    _inert_text.cache_clear()
 
 
 @lru_cache(maxsize=10_000)
-def _inert_text(title: str, abstract: str, spans: Spans) -> tuple[str, str, Spans, tuple[str, ...]]:
+def _inert_text(title: str, abstract: str, spans: Spans, clean: bool) -> tuple[str, str, Spans, tuple[str, ...]]:
     """(title, abstract, its sentence spans, withheld sentences); cached, since classifying a paper's
-    sentences takes ~10 ms and a server sees the same papers again and again. The spans survive
+    sentences takes ~2.5 ms and a server sees the same papers again and again. The spans survive
     when sanitizing changed nothing (the usual case); else they are left for a splitter to find."""
-    withheld_text, moved, withheld = withhold(abstract, spans)
+    withheld_text, moved, withheld = (abstract, spans, ()) if clean else withhold(abstract, spans)
     safe = sanitize(withheld_text)
-    flagged_title = addresses_assistant(title)
+    flagged_title = not clean and addresses_assistant(title)
     withheld += (title,) if flagged_title else ()
     return (WITHHELD if flagged_title else sanitize(title)), safe, (moved if safe == withheld_text else ()), withheld

@@ -24,6 +24,7 @@ class Paper:
     positions: list[int] = field(default_factory=list)  # entry number within each source
     paths: list[str] = field(default_factory=list)  # full paths of the sources, to scope re-ingests
     spans: Spans = ()  # sentence offsets in `abstract` when known (stored at ingest)
+    clean: str = ""  # set at ingest when no sentence addresses an AI (`safety.clean_mark`)
 
     @property
     def display_title(self) -> str:
@@ -146,13 +147,14 @@ def paper_from_meta(meta: dict) -> Paper:
         positions=list(meta.get("positions") or []),
         paths=list(meta.get("paths") or []),
         spans=decode_spans(meta.get("spans", "")),
+        clean=meta.get("clean", ""),
     )
 
 
 def paper_to_meta(p: Paper) -> dict:
     """Flatten a Paper for Chroma: no None (-1 stands for unknown) and no empty lists (left out)."""
     d = asdict(p)
-    del d["spans"]  # derived from the abstract: stored with the record (`encode_spans`), never hashed as metadata
+    del d["spans"], d["clean"]  # derived from the text: stored with the record (`index._record`), never hashed as metadata
     d["year"] = -1 if p.year is None else p.year
     d["authors"] = -1 if p.authors is None else p.authors
     return {k: v for k, v in d.items() if v != []}
@@ -187,6 +189,7 @@ class IngestReport:
     added: int = 0
     updated: int = 0
     relabelled: int = 0  # same text, new metadata: stored again without re-embedding
+    refreshed: int = 0  # unchanged, record rewritten for this version's sentence spans and classifier
     deleted: int = 0
     unchanged: int = 0
     repaired: int = 0  # same text, but chunks were missing (an interrupted ingest): embedded again

@@ -146,6 +146,20 @@ def test_each_hostile_paper_plants_one_canary_in_a_sentence_the_classifier_flags
     assert len(papers) == 20
 
 
+def test_no_hostile_paper_is_stored_as_clean(hostile_index) -> None:
+    """Ingest classifies once and marks the clean papers; a planted one must never carry the mark,
+    or a search would skip classifying it."""
+    store = hostile_index.retriever.store
+    from rag import corpus
+
+    from rag.text import sentence_spans
+
+    stored = store.get_papers(p.paper_id for p in corpus.load([HOSTILE]).papers)
+    planted = {pid for pid, p in stored.items() if addresses_assistant(p.title) or any(addresses_assistant(p.abstract[s:e]) for s, e in sentence_spans(p.abstract))}
+    assert len(stored) == 20 and 0 < len(planted) < 20
+    assert {pid for pid, p in stored.items() if not p.clean} == planted
+
+
 def test_the_obeying_llm_leaks_everything_when_nothing_defends_it() -> None:
     """Given the raw abstracts, the fake repeats the canaries: so a clean engine answer means a defence worked."""
     from rag import corpus

@@ -20,6 +20,7 @@ from rag import corpus as corpus_mod
 from rag.embed import HashingEmbedding
 from rag.index import INGEST_KEY, ingest, open_store
 from rag.lexicon import Lexicon, cache_dir
+from rag.safety import CLASSIFIER
 
 PAPERS = 9  # LANG_FILE (5) and SCI_FILE (4)
 
@@ -174,6 +175,26 @@ def test_chunk_ids_are_read_only_when_their_total_disagrees_with_the_records(fol
     store.chunks.delete(ids=[f"{several}:1"])  # damage: a record that lacks a chunk
     repaired = ingest([folder], settings, hashing)
     assert (repaired.repaired, repaired.embedded) == (1, store.papers.get(ids=[several])["metadatas"][0]["n_chunks"])
+
+
+def test_records_of_an_older_version_get_spans_and_verdicts_without_embedding(folder, settings, hashing, monkeypatch):
+    """An index built by an older classifier, before sentence spans and clean marks were stored: the
+    next ingest rewrites those records only, so searches then neither split nor classify them."""
+    with monkeypatch.context() as mp:
+        mp.setattr(index, "CLASSIFIER", "older")
+        ingest([folder], settings, hashing)
+    store = open_store(settings)
+    got = store.papers.get(include=["metadatas", "documents", "embeddings"])
+    bare = [{k: v for k, v in m.items() if k not in ("spans", "clean")} for m in got["metadatas"]]
+    store.papers.upsert(ids=got["ids"], documents=got["documents"], metadatas=bare, embeddings=got["embeddings"])
+    chunks = store.chunks.get(include=["metadatas"])
+    report = ingest([folder], settings, hashing)
+    assert (report.refreshed, report.embedded, report.unchanged, report.relabelled) == (PAPERS, 0, 0, 0)
+    metas = store.papers.get(include=["metadatas"])["metadatas"]
+    assert all(m["classified"] == CLASSIFIER and m["spans"] and m["clean"] for m in metas)
+    assert store.chunks.get(include=["metadatas"]) == chunks  # the chunks were not touched
+    again = ingest([folder], settings, hashing)
+    assert (again.unchanged, again.refreshed) == (PAPERS, 0)
 
 
 def test_the_quick_path_still_rebuilds_a_missing_lexical_cache(folder, settings, hashing, monkeypatch):

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from dataclasses import replace
 
+from rag.safety import clean_mark
 from rag.text import sentence_spans
 from rag.types import Paper, decode_spans, encode_spans, paper_from_meta, paper_to_meta
 
@@ -41,7 +42,11 @@ def test_sentence_spans_survive_their_encoding(spans):
 
 def test_a_stored_paper_reads_back_whole(shared_index, small_corpus):
     """Through the real store: every field written at ingest, positions and paths included, is read
-    back, with the abstract's sentence spans the ingest computed (so a search need not split it)."""
+    back, with the abstract's sentence spans the ingest computed (so a search need not split it) and
+    its clean mark (so a search need not classify it again)."""
     stored = shared_index.store.get_papers(p.paper_id for p in small_corpus.papers)
-    assert stored == {p.paper_id: replace(p, spans=tuple(sentence_spans(p.abstract))) for p in small_corpus.papers}
+    spans = {p.paper_id: tuple(sentence_spans(p.abstract)) for p in small_corpus.papers}
+    expected = {p.paper_id: replace(p, spans=spans[p.paper_id], clean=clean_mark(p.title, p.abstract, spans[p.paper_id])) for p in small_corpus.papers}
+    assert stored == expected
+    assert all(p.clean for p in stored.values())  # the small corpus is science: nothing flagged
     assert any(p.positions for p in stored.values()) and any(p.year is None for p in stored.values())
