@@ -18,7 +18,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import Any
 from dataclasses import replace
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 try:
@@ -100,69 +100,71 @@ def _cue(pattern: str, flags: int = re.I) -> re.Pattern:
 # (weight, pattern): a sentence is flagged when the weights of the cues it matches reach FLAG_AT.
 # Weight 2 cues are unambiguous on their own; weight 1 cues only count together with another.
 FLAG_AT = 2
-_CUES: list[tuple[int, re.Pattern]] = [
-    # chat templates and role tokens
-    (2, _cue(r"<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\s*\|>"
-             r"|\[/?INST\]|<<\s*/?SYS\s*>>|<\s*/?\s*(?:start_of_turn|end_of_turn)\s*>|###\s*(?:instruction|system|response|human|assistant)s?\s*:"
-             r"|\[\s*(?:system|assistant|admin|developer)(?:\s+(?:message|prompt|note|override))?\s*\]")),
-    (2, _cue(r"^\W{0,3}(?:system|assistant|developer|admin|sysadmin)(?:\s+(?:prompt|message|note|override|instruction))?\s*:\s*\S")),
-    # overriding earlier instructions: an order (2), or a mere mention (1)
-    (2, _cue(_IMP + _OVERRIDE)),
-    (1, _cue(r"\b" + _OVERRIDE)),
-    # the same in other languages
-    (2, _cue(r"\b(?:ignorier(?:e|en\s+Sie)|vergiss|vergessen\s+Sie|missachte)\b[^.!?]{0,40}\b(?:Anweisungen|Instruktionen|Befehle|Regeln|Vorgaben)"
-             r"|\b(?:ignore[zr]?|oublie[zr]?)\b[^.!?]{0,40}\b(?:instructions|consignes|r[èe]gles|directives)\s+(?:pr[ée]c[ée]dentes|ant[ée]rieures|ci-dessus)"
-             r"|\b(?:ignora|ignore|ignorate|olvida|olvide|esque[çc]a|dimentica)\b[^.!?]{0,40}\b(?:instrucciones|instru[çc][õo]es|istruzioni|indicaciones|reglas|regras|regole)"
-             r"|(?:игнорируй|игнорируйте|проигнорируй|забудь|забудьте)[^.!?]{0,40}(?:инструкци|указани|правил)"
-             r"|(?:忽略|无视|忽視|無視|忘记|忘記)[^。！？]{0,20}(?:指令|指示|说明|說明|提示|规则|規則)|(?:指示|命令)[^。]{0,10}無視|(?:지시|명령)[^.]{0,10}무시")),
-    (2, _cue(r"\b(?:du\s+bist\s+jetzt|tu\s+es\s+maintenant|vous\s+[êe]tes\s+maintenant|ahora\s+eres|agora\s+voc[êe]\s+[ée]|ora\s+sei|ты\s+теперь)\b"
-             r"|你现在是|你現在是|あなたは今"
-             r"|\b(?:antworte|antworten\s+Sie)\s+nur|\br[ée]pond(?:s|ez)\s+(?:uniquement|seulement)|\bresponde\s+solo|\bresponda\s+apenas|\brispondi\s+solo"
-             r"|отвечай\s+только|只回答|只回复|仅回答"
-             r"|\b(?:wenn\s+du\s+eine\s+KI\s+bist|si\s+(?:vous\s+[êe]tes|tu\s+es)\s+une?\s+(?:IA|intelligence\s+artificielle|assistant)|si\s+eres\s+una?\s+(?:IA|asistente))"
-             r"|\bесли\s+ты\s+(?:ИИ|нейросеть|языковая\s+модель)|如果你是")),
-    # role play
-    (2, _cue(r"\byou\s+are\s+now\b|\bfrom\s+now\s+on,?\s+you\b|\byou(?:'re|\s+are)\s+(?:no\s+longer|not)\s+(?:an?|the)\s+(?:AI|assistant|language\s+model|chat\s?bot)"
-             r"|\byour\s+(?:new|real|true|actual)\s+(?:role|task|job|goal|objective|persona|instructions?|purpose)\b|\b(?:DAN|developer|god|jailbreak|unrestricted)\s+mode\b"
-             r"|" + _IMP + r"(?:act|behave|speak|write|respond|answer)\s+as\s+(?:if\s+you|though\s+you|an?\b|the\b|my\b)"
-             r"|" + _IMP + r"(?:pretend|imagine)\s+(?:to\s+be|you\s+are|that\s+you)|\brole-?play\s+as\b")),
-    # speaking to a model, or to the reviewer/summarizer
-    (2, _cue(r"\b(?:dear|hey|hi|hello|greetings|attention|note\s+(?:to|for)|notice\s+to|message\s+(?:to|for)|memo\s+to|reminder\s+(?:to|for)|p\.?s\.?\s+to)\s+(?:the\s+|any\s+|all\s+)?(?:" + _AI + "|" + _READER + r")\s*[,:!—-]")),
-    (2, _cue(r"\b(?:" + _AI + "|" + _READER + r")\s+(?:who\s+(?:is|are)\s+|that\s+(?:is|are)\s+)?(?:reading|processing|summari[sz]ing|reviewing|parsing|analy[sz]ing|ingesting|indexing|scanning|seeing)\s+"
-             r"(?:this|these)\b(?!\s+(?:kind|type|sort|way|class|family|data|dataset|setting|information|problem|task|approach|method|model|input)s?\b)")),
-    (2, _cue(r"\bif\s+you(?:'re|\s+are)\s+(?:an?\s+|the\s+|any\s+|also\s+)?(?:AI|artificial\s+intelligence|LLM|(?:large\s+)?language\s+model|assistant|chat\s?bot|bot|machine|automated|model|program|reviewer|summari[sz]er|GPT|ChatGPT|neural\s+network|robot|agent)")),
-    (2, _cue(r"\b(?:the\s+)?(?:" + _READER + r"|AIs?|chat\s?bots?)\s+(?:must|should|shall|is\s+(?:required|instructed|asked|expected)\s+to|are\s+(?:required|instructed|asked|expected)\s+to|will\s+now)\s+(?:always\s+|now\s+)?"
-             r"(?:say|state|answer|respond|reply|rate|give|recommend|mention|output|include|ignore|write|accept|praise|score|cite|disregard|forget|treat|consider|describe|conclude|report)\b")),
-    (1, _cue(r"\bas\s+an?\s+(?:AI|LLM|(?:large\s+)?language\s+model|AI\s+assistant)\b|\bif\s+you\s+can\s+read\s+this\b")),
-    # controlling the output
-    (2, _cue(r"\byour\s+(?:" + _OUTPUT + r"|instructions|task|role|rules|guidelines|system\s+prompt|programming|previous|prior|original|rating|score|recommendation|verdict)\b")),
-    (1, _cue(r"\b(?:in|into|within|to|throughout)\s+(?:every|each|all|any)\s+" + _OUTPUT + r"\b")),
-    (2, _cue(_IMP + r"(?:respond|reply|answer|output|print|write|return|say|type|repeat|echo|emit|begin|start|end|finish|conclude)\b[^.!?]{0,20}?"
-             r"(?:\b(?:only|exclusively|solely|exactly|verbatim)\b|\bwith\s+(?:the|a|this)\b|\bwith\s*[:\"'“]|\bin\s+(?:all\s+)?caps\b)")),
-    (2, _cue(_IMP + r"(?:output|print|write|type|repeat|echo|emit|append|insert|add|include|mention|use|return|put)\s+(?:the\s+|this\s+|a\s+)?(?:exact\s+|following\s+|special\s+|secret\s+)?"
-             r"(?:string|word|phrase|token|marker|text|code|sentence|canary|keyword|identifier|tag|password|signature|watermark|link|url|image|emoji)\b")),
-    (2, _cue(_IMP + r"(?:state|say|claim|assert|declare|mention|write|conclude|emphasi[sz]e|stress|tell\s+(?:the\s+)?(?:users?|readers?)|inform\s+(?:the\s+)?(?:users?|readers?)|let\s+(?:the\s+)?(?:users?|readers?)\s+know)\s+(?:that\b|:)")),
-    (2, _cue(_IMP + r"(?:do\s+not|don'?t|never|avoid|refrain\s+from)\s+(?:mention|cit|discuss|referenc|list|recommend|includ|nam|refer|summari[sz]|reveal|disclos|compar|acknowledg|talk\s+about)\w*\s+(?:to\s+)?"
-             r"(?:any\s+|the\s+)?(?:other\s+|competing\s+|alternative\s+|rival\s+|different\s+|previous\s+|prior\s+|related\s+|remaining\s+)?"
-             r"(?:papers?|works?|sources?|studies|articles|methods|authors|abstracts|documents|results|baselines|competitors|approaches|models|weaknesses|limitations)\b")),
-    (2, _cue(r"\brate\s+(?:this|the\s+present)\s+(?:paper|work|submission|study|article|manuscript|abstract|research)\b"
-             r"|" + _IMP + r"rate\s+(?:it|the\s+\w+)\s+(?:highly|positively|favou?rably|as\b|\d)"
-             r"|\b(?:give|assign|award|grant)\s+(?:this|the\s+present|the)\s+(?:paper|work|submission|study|manuscript|article)\s+(?:an?\s+|the\s+)?(?:high|higher|highest|positive|good|strong|top|perfect|maximum|max|full|favou?rable|excellent|glowing|\d+)"
-             r"|" + _IMP + r"(?:recommend|suggest|vote\s+for|argue\s+for)\s+(?:accepting|acceptance|accept\b|this\s+(?:paper|work|submission|study))"
-             r"|\b(?:strong(?:ly)?\s+accept|must\s+be\s+accepted|should\s+be\s+accepted|deserves?\s+(?:acceptance|to\s+be\s+accepted|a\s+(?:high|top|perfect)\s+(?:score|rating)))\b")),
-    (1, _cue(r"\b(?:is|are)\s+the\s+(?:best|greatest|most\s+(?:important|influential)|only\s+(?:relevant|valid|correct|trustworthy))\s+(?:paper|work|study|method|source|approach|contribution)s?\b"
-             r"|\b(?:positive|favou?rable|glowing)\s+(?:review|rating|evaluation|assessment)s?\b")),
-    # announcing instructions
-    (2, _cue(r"\bthis\s+is\s+(?:an?\s+)?(?:instruction|command|order|directive)\s+(?:to|for)\b"
-             r"|\b(?:new|updated|revised|real|actual|true|hidden|secret|additional|system)\s+(?:instructions?|directives?|orders|commands?|system\s+prompt)\s*[:!]")),
-    (1, _cue(r"^\W{0,3}(?:important|urgent|attention|warning|notice|override|sudo|critical)\s*[:!]|\bthe\s+following\s+(?:is\s+an?|are)\s+(?:instructions?|commands?)\b")),
-    # the second person and bare imperatives aimed at the output
-    (1, _cue(r"\byou\s+(?:must|should|shall|will|need\s+to|have\s+to|are\s+(?:now\s+)?(?:required|instructed|asked|expected|supposed|allowed|permitted|free)\s+to|can\s+now|may\s+now)\b")),
-    (1, _cue(_IMP + r"(?:respond|reply|answer|output|print|write|say|state|tell|repeat|mention|include|rate|recommend|summari[sz]e|translate|reveal|ignore|disregard|forget|praise|insist|claim|describe)\b(?!-)")),
-    (1, _cue(r"\bwhen\s+(?:you\s+are\s+)?(?:summari[sz]ing|reviewing|answering|asked|processing|reading|citing|evaluating|describing|discussing)\s+(?:about\s+)?(?:this|these|the\s+(?:paper|abstract|work|submission))\b")),
-    # text hidden from a human reader
-    (1, _cue(r"<!--|\b(?:display\s*:\s*none|font-size\s*:\s*0|visibility\s*:\s*hidden|color\s*:\s*(?:white|#fff))")),
-]
+def _patterns() -> list[tuple[int, re.Pattern]]:
+    """The cues, compiled (on first use: see `_compiled`)."""
+    return [
+        # chat templates and role tokens
+        (2, _cue(r"<\|\s*(?:im_start|im_end|im_sep|system|user|assistant|endoftext|begin_of_text|start_header_id|end_header_id|eot_id)\s*\|>"
+                 r"|\[/?INST\]|<<\s*/?SYS\s*>>|<\s*/?\s*(?:start_of_turn|end_of_turn)\s*>|###\s*(?:instruction|system|response|human|assistant)s?\s*:"
+                 r"|\[\s*(?:system|assistant|admin|developer)(?:\s+(?:message|prompt|note|override))?\s*\]")),
+        (2, _cue(r"^\W{0,3}(?:system|assistant|developer|admin|sysadmin)(?:\s+(?:prompt|message|note|override|instruction))?\s*:\s*\S")),
+        # overriding earlier instructions: an order (2), or a mere mention (1)
+        (2, _cue(_IMP + _OVERRIDE)),
+        (1, _cue(r"\b" + _OVERRIDE)),
+        # the same in other languages
+        (2, _cue(r"\b(?:ignorier(?:e|en\s+Sie)|vergiss|vergessen\s+Sie|missachte)\b[^.!?]{0,40}\b(?:Anweisungen|Instruktionen|Befehle|Regeln|Vorgaben)"
+                 r"|\b(?:ignore[zr]?|oublie[zr]?)\b[^.!?]{0,40}\b(?:instructions|consignes|r[èe]gles|directives)\s+(?:pr[ée]c[ée]dentes|ant[ée]rieures|ci-dessus)"
+                 r"|\b(?:ignora|ignore|ignorate|olvida|olvide|esque[çc]a|dimentica)\b[^.!?]{0,40}\b(?:instrucciones|instru[çc][õo]es|istruzioni|indicaciones|reglas|regras|regole)"
+                 r"|(?:игнорируй|игнорируйте|проигнорируй|забудь|забудьте)[^.!?]{0,40}(?:инструкци|указани|правил)"
+                 r"|(?:忽略|无视|忽視|無視|忘记|忘記)[^。！？]{0,20}(?:指令|指示|说明|說明|提示|规则|規則)|(?:指示|命令)[^。]{0,10}無視|(?:지시|명령)[^.]{0,10}무시")),
+        (2, _cue(r"\b(?:du\s+bist\s+jetzt|tu\s+es\s+maintenant|vous\s+[êe]tes\s+maintenant|ahora\s+eres|agora\s+voc[êe]\s+[ée]|ora\s+sei|ты\s+теперь)\b"
+                 r"|你现在是|你現在是|あなたは今"
+                 r"|\b(?:antworte|antworten\s+Sie)\s+nur|\br[ée]pond(?:s|ez)\s+(?:uniquement|seulement)|\bresponde\s+solo|\bresponda\s+apenas|\brispondi\s+solo"
+                 r"|отвечай\s+только|只回答|只回复|仅回答"
+                 r"|\b(?:wenn\s+du\s+eine\s+KI\s+bist|si\s+(?:vous\s+[êe]tes|tu\s+es)\s+une?\s+(?:IA|intelligence\s+artificielle|assistant)|si\s+eres\s+una?\s+(?:IA|asistente))"
+                 r"|\bесли\s+ты\s+(?:ИИ|нейросеть|языковая\s+модель)|如果你是")),
+        # role play
+        (2, _cue(r"\byou\s+are\s+now\b|\bfrom\s+now\s+on,?\s+you\b|\byou(?:'re|\s+are)\s+(?:no\s+longer|not)\s+(?:an?|the)\s+(?:AI|assistant|language\s+model|chat\s?bot)"
+                 r"|\byour\s+(?:new|real|true|actual)\s+(?:role|task|job|goal|objective|persona|instructions?|purpose)\b|\b(?:DAN|developer|god|jailbreak|unrestricted)\s+mode\b"
+                 r"|" + _IMP + r"(?:act|behave|speak|write|respond|answer)\s+as\s+(?:if\s+you|though\s+you|an?\b|the\b|my\b)"
+                 r"|" + _IMP + r"(?:pretend|imagine)\s+(?:to\s+be|you\s+are|that\s+you)|\brole-?play\s+as\b")),
+        # speaking to a model, or to the reviewer/summarizer
+        (2, _cue(r"\b(?:dear|hey|hi|hello|greetings|attention|note\s+(?:to|for)|notice\s+to|message\s+(?:to|for)|memo\s+to|reminder\s+(?:to|for)|p\.?s\.?\s+to)\s+(?:the\s+|any\s+|all\s+)?(?:" + _AI + "|" + _READER + r")\s*[,:!—-]")),
+        (2, _cue(r"\b(?:" + _AI + "|" + _READER + r")\s+(?:who\s+(?:is|are)\s+|that\s+(?:is|are)\s+)?(?:reading|processing|summari[sz]ing|reviewing|parsing|analy[sz]ing|ingesting|indexing|scanning|seeing)\s+"
+                 r"(?:this|these)\b(?!\s+(?:kind|type|sort|way|class|family|data|dataset|setting|information|problem|task|approach|method|model|input)s?\b)")),
+        (2, _cue(r"\bif\s+you(?:'re|\s+are)\s+(?:an?\s+|the\s+|any\s+|also\s+)?(?:AI|artificial\s+intelligence|LLM|(?:large\s+)?language\s+model|assistant|chat\s?bot|bot|machine|automated|model|program|reviewer|summari[sz]er|GPT|ChatGPT|neural\s+network|robot|agent)")),
+        (2, _cue(r"\b(?:the\s+)?(?:" + _READER + r"|AIs?|chat\s?bots?)\s+(?:must|should|shall|is\s+(?:required|instructed|asked|expected)\s+to|are\s+(?:required|instructed|asked|expected)\s+to|will\s+now)\s+(?:always\s+|now\s+)?"
+                 r"(?:say|state|answer|respond|reply|rate|give|recommend|mention|output|include|ignore|write|accept|praise|score|cite|disregard|forget|treat|consider|describe|conclude|report)\b")),
+        (1, _cue(r"\bas\s+an?\s+(?:AI|LLM|(?:large\s+)?language\s+model|AI\s+assistant)\b|\bif\s+you\s+can\s+read\s+this\b")),
+        # controlling the output
+        (2, _cue(r"\byour\s+(?:" + _OUTPUT + r"|instructions|task|role|rules|guidelines|system\s+prompt|programming|previous|prior|original|rating|score|recommendation|verdict)\b")),
+        (1, _cue(r"\b(?:in|into|within|to|throughout)\s+(?:every|each|all|any)\s+" + _OUTPUT + r"\b")),
+        (2, _cue(_IMP + r"(?:respond|reply|answer|output|print|write|return|say|type|repeat|echo|emit|begin|start|end|finish|conclude)\b[^.!?]{0,20}?"
+                 r"(?:\b(?:only|exclusively|solely|exactly|verbatim)\b|\bwith\s+(?:the|a|this)\b|\bwith\s*[:\"'“]|\bin\s+(?:all\s+)?caps\b)")),
+        (2, _cue(_IMP + r"(?:output|print|write|type|repeat|echo|emit|append|insert|add|include|mention|use|return|put)\s+(?:the\s+|this\s+|a\s+)?(?:exact\s+|following\s+|special\s+|secret\s+)?"
+                 r"(?:string|word|phrase|token|marker|text|code|sentence|canary|keyword|identifier|tag|password|signature|watermark|link|url|image|emoji)\b")),
+        (2, _cue(_IMP + r"(?:state|say|claim|assert|declare|mention|write|conclude|emphasi[sz]e|stress|tell\s+(?:the\s+)?(?:users?|readers?)|inform\s+(?:the\s+)?(?:users?|readers?)|let\s+(?:the\s+)?(?:users?|readers?)\s+know)\s+(?:that\b|:)")),
+        (2, _cue(_IMP + r"(?:do\s+not|don'?t|never|avoid|refrain\s+from)\s+(?:mention|cit|discuss|referenc|list|recommend|includ|nam|refer|summari[sz]|reveal|disclos|compar|acknowledg|talk\s+about)\w*\s+(?:to\s+)?"
+                 r"(?:any\s+|the\s+)?(?:other\s+|competing\s+|alternative\s+|rival\s+|different\s+|previous\s+|prior\s+|related\s+|remaining\s+)?"
+                 r"(?:papers?|works?|sources?|studies|articles|methods|authors|abstracts|documents|results|baselines|competitors|approaches|models|weaknesses|limitations)\b")),
+        (2, _cue(r"\brate\s+(?:this|the\s+present)\s+(?:paper|work|submission|study|article|manuscript|abstract|research)\b"
+                 r"|" + _IMP + r"rate\s+(?:it|the\s+\w+)\s+(?:highly|positively|favou?rably|as\b|\d)"
+                 r"|\b(?:give|assign|award|grant)\s+(?:this|the\s+present|the)\s+(?:paper|work|submission|study|manuscript|article)\s+(?:an?\s+|the\s+)?(?:high|higher|highest|positive|good|strong|top|perfect|maximum|max|full|favou?rable|excellent|glowing|\d+)"
+                 r"|" + _IMP + r"(?:recommend|suggest|vote\s+for|argue\s+for)\s+(?:accepting|acceptance|accept\b|this\s+(?:paper|work|submission|study))"
+                 r"|\b(?:strong(?:ly)?\s+accept|must\s+be\s+accepted|should\s+be\s+accepted|deserves?\s+(?:acceptance|to\s+be\s+accepted|a\s+(?:high|top|perfect)\s+(?:score|rating)))\b")),
+        (1, _cue(r"\b(?:is|are)\s+the\s+(?:best|greatest|most\s+(?:important|influential)|only\s+(?:relevant|valid|correct|trustworthy))\s+(?:paper|work|study|method|source|approach|contribution)s?\b"
+                 r"|\b(?:positive|favou?rable|glowing)\s+(?:review|rating|evaluation|assessment)s?\b")),
+        # announcing instructions
+        (2, _cue(r"\bthis\s+is\s+(?:an?\s+)?(?:instruction|command|order|directive)\s+(?:to|for)\b"
+                 r"|\b(?:new|updated|revised|real|actual|true|hidden|secret|additional|system)\s+(?:instructions?|directives?|orders|commands?|system\s+prompt)\s*[:!]")),
+        (1, _cue(r"^\W{0,3}(?:important|urgent|attention|warning|notice|override|sudo|critical)\s*[:!]|\bthe\s+following\s+(?:is\s+an?|are)\s+(?:instructions?|commands?)\b")),
+        # the second person and bare imperatives aimed at the output
+        (1, _cue(r"\byou\s+(?:must|should|shall|will|need\s+to|have\s+to|are\s+(?:now\s+)?(?:required|instructed|asked|expected|supposed|allowed|permitted|free)\s+to|can\s+now|may\s+now)\b")),
+        (1, _cue(_IMP + r"(?:respond|reply|answer|output|print|write|say|state|tell|repeat|mention|include|rate|recommend|summari[sz]e|translate|reveal|ignore|disregard|forget|praise|insist|claim|describe)\b(?!-)")),
+        (1, _cue(r"\bwhen\s+(?:you\s+are\s+)?(?:summari[sz]ing|reviewing|answering|asked|processing|reading|citing|evaluating|describing|discussing)\s+(?:about\s+)?(?:this|these|the\s+(?:paper|abstract|work|submission))\b")),
+        # text hidden from a human reader
+        (1, _cue(r"<!--|\b(?:display\s*:\s*none|font-size\s*:\s*0|visibility\s*:\s*hidden|color\s*:\s*(?:white|#fff))")),
+    ]
 
 
 # ------------------------------------------------------------------ a fast path for the usual sentence
@@ -240,9 +242,6 @@ def _selective(clauses: Clauses) -> Clauses:
     return tuple(c for i, c in enumerate(ranked) if i == 0 or _strength(c)[0] >= 4)
 
 
-_GATES = [_gate(pattern) for _, pattern in _CUES]
-
-
 def _trie(strings: Iterable[str]) -> str:
     """A regex matching the longest of `strings` that starts at a position (common prefixes shared)."""
     tree: dict = {}
@@ -259,22 +258,41 @@ def _trie(strings: Iterable[str]) -> str:
     return branch(tree)
 
 
-_GATE_STRINGS = sorted({s for _, gate in _GATES for clauses in gate for clause in clauses for s in clause})
-# Every position's longest gate string, found in one pass (the lookahead lets matches overlap) ...
-_ANYWHERE = re.compile(f"(?=({_trie(s for s in _GATE_STRINGS if s[0] != ' ')}))")
-_AT_WORD_START = re.compile(f"(?=({_trie(s for s in _GATE_STRINGS if s[0] == ' ')}))")
-# ... stands for every gate string inside it.
-_INSIDE = {s: frozenset(t for t in _GATE_STRINGS if t in s) for s in _GATE_STRINGS}
+Gate = tuple[frozenset[str], tuple[Clauses, ...]]
 
 
-def _present(text: str) -> frozenset[str]:
-    """The gate strings `text` holds, found once; then each cue's gate is set arithmetic."""
-    spaced = " " + _fold(_SEPARATORS.sub(" ", text))  # word starts as `\b` sees them, before folding
-    longest = set(_ANYWHERE.findall(_fold(text))) | set(_AT_WORD_START.findall(spaced))
-    return frozenset().union(*(_INSIDE[s] for s in longest))
+class _Compiled:
+    """The cues compiled, each with its gate, and the one pass that finds which gate strings a
+    sentence holds. Built on first use (~90 ms): a search whose papers ingest marked clean never needs it."""
+
+    def __init__(self, cues: list[tuple[int, re.Pattern]]) -> None:
+        self.cues = cues
+        self.gates: list[Gate] = [_gate(pattern) for _, pattern in cues]
+        strings = sorted({s for _, gate in self.gates for clauses in gate for clause in clauses for s in clause})
+        # Every position's longest gate string, found in one pass (the lookahead lets matches overlap) ...
+        self.anywhere = re.compile(f"(?=({_trie(s for s in strings if s[0] != ' ')}))")
+        self.at_word_start = re.compile(f"(?=({_trie(s for s in strings if s[0] == ' ')}))")
+        # ... stands for every gate string inside it.
+        self.inside = {s: frozenset(t for t in strings if t in s) for s in strings}
+
+    def present(self, text: str) -> frozenset[str]:
+        """The gate strings `text` holds, found once; then each cue's gate is set arithmetic."""
+        spaced = " " + _fold(_SEPARATORS.sub(" ", text))  # word starts as `\b` sees them, before folding
+        longest = set(self.anywhere.findall(_fold(text))) | set(self.at_word_start.findall(spaced))
+        return frozenset().union(*(self.inside[s] for s in longest))
+
+    def score(self, text: str) -> int:
+        """Sum of the weights of the cues the normalised `text` matches."""
+        present = self.present(text)
+        return sum(weight for (weight, pattern), gate in zip(self.cues, self.gates) if _may_match(gate, present) and pattern.search(text))
 
 
-def _may_match(gate: tuple[frozenset[str], tuple[Clauses, ...]], present: frozenset[str]) -> bool:
+@cache
+def _compiled() -> _Compiled:
+    return _Compiled(_patterns())
+
+
+def _may_match(gate: Gate, present: frozenset[str]) -> bool:
     """False when `pattern.search` cannot find the cue in a sentence holding just the `present` strings."""
     some, alternatives = gate
     if some and some.isdisjoint(present):
@@ -304,9 +322,7 @@ def instruction_score(sentence: str) -> int:
     """Sum of the weights of the cues `sentence` shows (each counted once); see `addresses_assistant`."""
     raw_hidden = bool(_ZERO_WIDTH.search(sentence) or _TAG_CHARS.search(sentence))
     text = _normalise(sentence)
-    present = _present(text)
-    score = sum(weight for (weight, pattern), gate in zip(_CUES, _GATES) if _may_match(gate, present) and pattern.search(text))
-    score += raw_hidden
+    score = _compiled().score(text) + raw_hidden
     for decoded in _decoded_blobs(text):
         score += 2 if addresses_assistant(decoded) or _DECODE.search(text) else 1
     return score

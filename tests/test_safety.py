@@ -193,9 +193,9 @@ _TRICKS = ["ı", "İ", "ſ", "\u212a", "\u0345", "\u0307", "ß", "ǰ", ZW, "_", 
 
 def _unskipped_cues(sentence: str) -> list[int]:
     """Indexes of the cues whose pattern matches but whose gate says it cannot (must be none)."""
-    text = safety._normalise(sentence)
-    present = safety._present(text)
-    return [i for i, ((_, pattern), gate) in enumerate(zip(safety._CUES, safety._GATES)) if pattern.search(text) and not safety._may_match(gate, present)]
+    text, compiled = safety._normalise(sentence), safety._compiled()
+    present = compiled.present(text)
+    return [i for i, ((_, pattern), gate) in enumerate(zip(compiled.cues, compiled.gates)) if pattern.search(text) and not safety._may_match(gate, present)]
 
 
 @pytest.mark.parametrize("sentence", INJECTIONS + BENIGN)
@@ -224,9 +224,9 @@ def test_no_cue_that_matches_is_skipped_however_the_text_is_spelled(sentences: l
 
 def test_the_gates_skip_most_pattern_runs_on_science() -> None:
     """Not a timing: the gates must actually rule cues out, or the fast path is only overhead."""
-    sentences = [s for s in BENIGN] + [p.abstract for p in _corpus_sample()]
-    runs = sum(safety._may_match(gate, safety._present(safety._normalise(s))) for s in sentences for gate in safety._GATES)
-    assert runs < 0.35 * len(sentences) * len(safety._GATES)
+    sentences, gates = BENIGN + [p.abstract for p in _corpus_sample()], safety._compiled().gates
+    runs = sum(safety._may_match(gate, safety._compiled().present(safety._normalise(s))) for s in sentences for gate in gates)
+    assert runs < 0.35 * len(sentences) * len(gates)
 
 
 def _corpus_sample() -> list[Paper]:
