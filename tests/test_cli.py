@@ -142,3 +142,26 @@ def test_the_footer_quotes_what_was_quoted_and_nothing_for_a_computed_answer(cap
         printed = capsys.readouterr().out
         assert "[1] PaLM" in printed
         assert ('""' in printed) is False and (expected is None or expected in printed)
+
+
+@pytest.mark.parametrize(
+    ("read_only", "wrote", "code", "ends_at_once"),
+    [(True, False, 0, True), (True, True, 0, False), (True, False, 1, False), (False, False, 0, False)],
+    ids=["search", "search-that-ingested-first", "failed-search", "other-command"],
+)
+def test_only_a_read_only_command_that_succeeded_skips_the_teardown(monkeypatch, read_only, wrote, code, ends_at_once):
+    """Skipping the interpreter's teardown is safe only when nothing was written: never after an ingest."""
+    from rag import cli
+
+    ended: list[int] = []
+    monkeypatch.setattr(cli.os, "_exit", ended.append)
+    monkeypatch.setattr(cli, "_run", cli._Run())
+
+    def command() -> None:
+        cli._run.read_only, cli._run.wrote = read_only, wrote
+        sys.exit(code)
+
+    monkeypatch.setattr(cli, "app", command)
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert ended == ([0] if ends_at_once else [])
