@@ -27,6 +27,7 @@ from rag.types import Answer, Citation, Conversation, Filters, Hit
 REFUSAL = "The corpus does not answer this."
 METADATA_MODEL = "metadata (computed)"
 METADATA_NOTICE = "Computed from the papers' metadata (dates, author counts, organisations), not quoted from their text."
+DECLINED_NOTICE = "The model said its sources do not answer this, though they passed the relevance check: shown instead are the sentences that match the question best."
 # The prompt asks for REFUSAL word for word; small models paraphrase it ("The sources do not answer ...").
 _LLM_REFUSAL = re.compile(
     r"\W*(the )?(corpus|sources?|abstracts?|provided (texts?|sources?|abstracts?)) (does|do) not (answer|say|contain|mention|address)",
@@ -51,10 +52,8 @@ class Engine:
         self.retriever = retriever
         self.llm = llm
         self.relevance = Relevance(retriever.lexicon, settings.refuse_below)
-        self.answerer = (
-            LLMAnswerer(llm, settings.llm_context, settings.llm_max_tokens) if llm
-            else ExtractiveAnswerer(retriever.lexicon, self.relevance)
-        )
+        self.quoter = ExtractiveAnswerer(retriever.lexicon, self.relevance)
+        self.answerer = LLMAnswerer(llm, settings.llm_context, settings.llm_max_tokens) if llm else self.quoter
 
     @property
     def mode(self) -> str:
@@ -96,7 +95,7 @@ class Engine:
         else:
             answer.sources = self.answerer.fit(intent, hits)
             yield from self._generate(answer, intent, t0)
-        answer.notice = " ".join(x for x in (self.unknown_year_note(intent), self.answerer.notice) if x)
+        answer.notice = " ".join(x for x in (answer.notice, self.unknown_year_note(intent), self.answerer.notice) if x)
         answer.suspicious = [h.paper.paper_id for h in answer.sources if h.withheld]
         answer.timings["total"] = time.perf_counter() - t0
         return answer
@@ -131,16 +130,17 @@ class Engine:
     def _refuse(self, answer: Answer, intent: Intent, reason: str) -> None:
         closest = "; ".join(h.paper.display_title for h in answer.sources[:3])
         answer.text = sanitize(f"{REFUSAL}{reason}" + (f" Closest papers: {closest}." if closest else ""))
-        answer.refused = True
+        answer.refused, answer.notice, answer.model = True, "", self.model
         answer.sources = answer.sources[:3]
 
     def _generate(self, answer: Answer, intent: Intent, t0: float) -> Iterator[str]:
-        pieces: list[str] = []
-        for piece in sanitize_stream(self.answerer.stream(intent, answer.sources)):
-            answer.timings.setdefault("first_token", time.perf_counter() - t0)
-            pieces.append(piece)
-            yield piece
-        raw = "".join(pieces)
+        raw = yield from self._stream(self.answerer, answer, intent, t0)
+        if _LLM_REFUSAL.match(raw) and self.answerer is not self.quoter and self.settings.llm_quote_when_declined:
+            # Small models decline questions their sources do answer (half of the paraphrases, for a
+            # 1.5B model): relevance already passed, so quote the evidence rather than refuse.
+            answer.notice, answer.model = DECLINED_NOTICE, f"{self.model}, then extractive quotes"
+            yield "\n\n"
+            raw = yield from self._stream(self.quoter, answer, intent, t0)
         t = time.perf_counter()
         if _LLM_REFUSAL.match(raw):
             self._refuse(answer, intent, "")
@@ -158,6 +158,15 @@ class Engine:
             relevant = [answer.sources[i - 1].paper.paper_id for i in self.relevance.relevant(intent.query, answer.sources)]
             answer.uncited = [pid for pid in relevant if pid not in cited]
         answer.timings["check"] = time.perf_counter() - t
+
+    def _stream(self, answerer: ExtractiveAnswerer | LLMAnswerer, answer: Answer, intent: Intent, t0: float) -> Iterator[str]:
+        """Yield `answerer`'s text, made inert, as it comes; return all of it."""
+        pieces: list[str] = []
+        for piece in sanitize_stream(answerer.stream(intent, answer.sources)):
+            answer.timings.setdefault("first_token", time.perf_counter() - t0)
+            pieces.append(piece)
+            yield piece
+        return "".join(pieces)
 
     def metadata_answer(self, question: str, standalone: str, query: metadata.MetaQuery, filters: Filters) -> Answer:
         """Counts, superlatives and dates computed over every paper's metadata (a text search sees only

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import FakeLLM
-from rag.answer import METADATA_MODEL, METADATA_NOTICE, REFUSAL, Engine
+from rag.answer import DECLINED_NOTICE, METADATA_MODEL, METADATA_NOTICE, REFUSAL, Engine
 from rag.extractive import EXTRACTIVE_NOTICE
 from rag.prompt import build_messages, format_sources, load_prompt
 from rag.safety import WITHHELD
@@ -212,9 +212,26 @@ def test_reply_with_a_fabricated_claim_is_unsupported(tiny, fake_llm):
     assert answer.unsupported
 
 
+GRASP_Q = "What loss function does the grasping policy use for its critic network?"
+
+
+def test_an_llm_that_declines_relevant_sources_is_followed_by_their_best_sentences(tiny, fake_llm):
+    """The retrieval check let the question through, so the sources are about it: a model that still
+    says they do not answer (small models often do) is shown with quotes, labelled as such."""
+    engine, llm = with_llm(tiny, fake_llm, "The sources do not answer this question.")
+    pieces, answer = run(engine, GRASP_Q)
+    assert len(llm.calls) == 1 and not answer.refused and answer.mode == "llm"
+    assert "".join(pieces).startswith("The sources do not answer this question.\n\n")
+    assert answer.notice.startswith(DECLINED_NOTICE) and answer.model == "fake-llm, then extractive quotes"
+    assert answer.citations and all(c.supported and c.quote in answer.sources[c.n - 1].paper.abstract for c in answer.citations)
+    assert answer.sources[answer.citations[0].n - 1].paper.display_title == "Learning to Grasp Unseen Objects with Deep Reinforcement Learning"
+    assert answer.text == extractive(tiny).ask(GRASP_Q).text  # the same quotes the extractive engine gives
+
+
 def test_llm_refusal_reply_is_a_refusal_naming_the_closest_papers(tiny, fake_llm):
-    engine, llm = with_llm(tiny, fake_llm, REFUSAL)
-    pieces, answer = run(engine, "What loss function does the grasping policy use for its critic network?")
+    settings = tiny.settings.model_copy(update={"llm_quote_when_declined": False})
+    engine, llm = Engine(settings, tiny.retriever, fake_llm.enqueue(REFUSAL)), fake_llm
+    pieces, answer = run(engine, GRASP_Q)
     assert len(llm.calls) == 1  # the retrieval check let it through; the LLM refused
     assert answer.refused and answer.mode == "llm"
     assert answer.text.startswith(REFUSAL)
@@ -531,11 +548,15 @@ def test_list_answer_quotes_each_cited_abstract_verbatim(full):
         assert c.supported and c.support == 1.0
 
 
+@pytest.mark.parametrize("quote", [False, True], ids=["refuse", "quote-instead"])
 @pytest.mark.parametrize("reply", ["The corpus does not answer this.", "The sources do not answer this question.", "  the abstracts do not mention it"])
-def test_an_llm_refusal_in_other_words_is_a_refusal(tiny, reply, fake_llm):
-    engine, _ = with_llm(tiny, fake_llm, reply)
-    _, answer = run(engine, "How accurate is the protein structure prediction?")
-    assert answer.refused and answer.text.startswith(REFUSAL)
+def test_an_llm_refusal_in_other_words_is_a_refusal(tiny, reply, fake_llm, quote):
+    settings = tiny.settings.model_copy(update={"llm_quote_when_declined": quote})
+    _, answer = run(Engine(settings, tiny.retriever, fake_llm.enqueue(reply)), "How accurate is the protein structure prediction?")
+    if quote:
+        assert not answer.refused and answer.notice.startswith(DECLINED_NOTICE) and answer.citations
+    else:
+        assert answer.refused and answer.text.startswith(REFUSAL) and answer.notice == ""
 
 
 def test_an_extractive_list_streams_a_piece_per_paper(tiny):
