@@ -130,7 +130,7 @@ class Engine:
     def _refuse(self, answer: Answer, intent: Intent, reason: str) -> None:
         closest = "; ".join(h.paper.display_title for h in answer.sources[:3])
         answer.text = sanitize(f"{REFUSAL}{reason}" + (f" Closest papers: {closest}." if closest else ""))
-        answer.refused, answer.notice, answer.model = True, "", self.model
+        answer.refused, answer.notice, answer.model, answer.declined = True, "", self.model, False
         answer.sources = answer.sources[:3]
 
     def _generate(self, answer: Answer, intent: Intent, t0: float) -> Iterator[str]:
@@ -138,7 +138,7 @@ class Engine:
         if _LLM_REFUSAL.match(raw) and self.answerer is not self.quoter and self.settings.llm_quote_when_declined:
             # Small models decline questions their sources do answer (half of the paraphrases, for a
             # 1.5B model): relevance already passed, so quote the evidence rather than refuse.
-            answer.notice, answer.model = DECLINED_NOTICE, f"{self.model}, then extractive quotes"
+            answer.notice, answer.model, answer.declined = DECLINED_NOTICE, f"{self.model}, then extractive quotes", True
             yield "\n\n"
             raw = yield from self._stream(self.quoter, answer, intent, t0)
         t = time.perf_counter()

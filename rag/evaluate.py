@@ -144,6 +144,7 @@ def answer_row(answer: Answer, q: Question) -> dict:
     return {
         "text": answer.text,
         "refused": answer.refused,
+        "declined": answer.declined,
         "cited": cited,
         "markers": valid + invalid,  # as the answerer wrote them, before invalid ones were removed
         "invalid_markers": invalid,
@@ -210,6 +211,8 @@ def answer_summary(group: list[dict]) -> dict:
         "refusal_precision": _share(sum(not r["gold"] for r in refused), len(refused)),
         "refusal_recall": _share(sum(r["answer"]["refused"] for r in unanswerable), len(unanswerable)),
         "false_refusals": _share(sum(r["answer"]["refused"] for r in answerable), len(answerable)),
+        # LLM mode: questions the model declined though relevance passed, answered with quotes instead
+        "declined": _share(sum(r["answer"].get("declined", False) for r in group), len(group)),
     }
 
 
@@ -465,6 +468,7 @@ COMPARED = [  # (label, figure in the answers summary or in the latency figures)
     ("refusal precision", "refusal_precision"),
     ("refusal recall", "refusal_recall"),
     ("false refusals (lower is better)", "false_refusals"),
+    ("LLM declined, quotes shown instead", "declined"),
     ("median latency (s)", "median_s"),
     ("p95 latency (s)", "p95_s"),
     ("median time to first token (s)", "first_token_median_s"),

@@ -230,6 +230,7 @@ class Answer:
     removed: list[int] = field(default_factory=list)  # citation numbers that named no source
     uncited: list[str] = field(default_factory=list)  # relevant candidates a list answer left out
     notice: str = ""  # e.g. how to configure an LLM, papers a year filter left out
+    declined: bool = False  # the LLM said its relevant sources do not answer: best sentences shown instead
     suspicious: list[str] = field(default_factory=list)  # source papers holding text addressed to an AI
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -247,6 +248,7 @@ class Answer:
             "uncited_candidates": self.uncited,
             "sources": [h.to_json() for h in self.sources],
             "notice": self.notice,
+            "declined": self.declined,
             "suspicious_sources": self.suspicious,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }

@@ -220,7 +220,7 @@ def test_an_llm_that_declines_relevant_sources_is_followed_by_their_best_sentenc
     says they do not answer (small models often do) is shown with quotes, labelled as such."""
     engine, llm = with_llm(tiny, fake_llm, "The sources do not answer this question.")
     pieces, answer = run(engine, GRASP_Q)
-    assert len(llm.calls) == 1 and not answer.refused and answer.mode == "llm"
+    assert len(llm.calls) == 1 and not answer.refused and answer.declined and answer.mode == "llm"
     assert "".join(pieces).startswith("The sources do not answer this question.\n\n")
     assert answer.notice.startswith(DECLINED_NOTICE) and answer.model == "fake-llm, then extractive quotes"
     assert answer.citations and all(c.supported and c.quote in answer.sources[c.n - 1].paper.abstract for c in answer.citations)
@@ -556,7 +556,7 @@ def test_an_llm_refusal_in_other_words_is_a_refusal(tiny, reply, fake_llm, quote
     if quote:
         assert not answer.refused and answer.notice.startswith(DECLINED_NOTICE) and answer.citations
     else:
-        assert answer.refused and answer.text.startswith(REFUSAL) and answer.notice == ""
+        assert answer.refused and not answer.declined and answer.text.startswith(REFUSAL) and answer.notice == ""
 
 
 def test_an_extractive_list_streams_a_piece_per_paper(tiny):
