@@ -36,9 +36,8 @@ from starlette.types import Scope as ASGIScope
 from rag.answer import Engine, Streamed
 from rag.config import Settings
 from rag.errors import ConfigError, EmbedError, LLMError, QuestionError, StoreError, UserError, redact
-from rag.safety import WITHHELD
 from rag.text import sentences
-from rag.types import Answer, Conversation, Filters, Hit, Paper, Turn
+from rag.types import Answer, Conversation, Filters, Hit, Turn
 
 log = logging.getLogger("rag.api")
 
@@ -82,10 +81,9 @@ class EngineHolder:
         return self._engine
 
 
-def paper_json(paper: Paper) -> dict[str, Any]:
+def paper_json(hit: Hit) -> dict[str, Any]:
     """A paper in the shape of a search hit without the scores, so clients parse one shape."""
-    shown = {k: v for k, v in Hit(paper, 0.0).to_json().items() if k not in SCORE_FIELDS}
-    return shown | {"suspicious": WITHHELD in paper.abstract or paper.title == WITHHELD}
+    return {k: v for k, v in hit.to_json().items() if k not in SCORE_FIELDS}
 
 
 def check_length(settings: Settings, what: str, text: str) -> None:

@@ -63,10 +63,10 @@ def build_server(holder: EngineHolder, settings: Settings) -> MCPServer:
         """One paper by its paper_id (from search_papers or a citation): title, abstract, date, source file."""
 
         def run() -> dict[str, Any]:
-            paper = holder.get().retriever.paper(paper_id)
-            if paper is None:
+            hit = holder.get().retriever.paper(paper_id)
+            if hit is None:
                 raise ToolError(f"no paper with id {paper_id!r}; find ids with search_papers")
-            return paper_json(paper)
+            return paper_json(hit)
 
         return _reported(run)
 

@@ -17,7 +17,7 @@ from rag.index import Store, check_embedder, open_store
 from rag.lexicon import Lexicon, Progress
 from rag.safety import inert
 from rag.text import terms
-from rag.types import Chunk, Filters, Hit, Paper
+from rag.types import Chunk, Filters, Hit
 
 Method = Literal["hybrid", "bm25", "dense"]
 
@@ -35,10 +35,10 @@ class Retriever:
     def __len__(self) -> int:
         return len(self.lexicon)
 
-    def paper(self, paper_id: str) -> Paper | None:
-        """One paper as outputs may show it (see `safety.inert`)."""
+    def paper(self, paper_id: str) -> Hit | None:
+        """One paper as outputs may show it (see `safety.inert`), as a hit without scores."""
         found = self.store.get_papers([paper_id]).get(paper_id)
-        return inert(Hit(found, 0.0)).paper if found else None
+        return inert(Hit(found, 0.0)) if found else None
 
     def search(self, query: str, k: int | None = None, filters: Filters = Filters(), method: Method = "hybrid") -> list[Hit]:
         """Best `k` papers for `query`, made inert (`safety.inert`); empty when the filters match no paper."""
