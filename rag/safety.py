@@ -27,7 +27,7 @@ except ImportError:  # Python 3.10
     import sre_parse as _sre  # type: ignore[no-redef]
 
 from rag.text import sentence_spans
-from rag.types import Hit, Spans
+from rag.types import Hit, Spans, encode_spans
 
 # ------------------------------------------------------------------ normalisation
 
@@ -520,7 +520,7 @@ def clean_mark(title: str, abstract: str, spans: Spans) -> str:
 
 
 def _mark(title: str, abstract: str, spans: Spans) -> str:
-    text = "\x1f".join((CLASSIFIER, title, abstract, " ".join(f"{s}-{e}" for s, e in spans)))
+    text = "\x1f".join((CLASSIFIER, title, abstract, encode_spans(spans)))
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
