@@ -1,7 +1,9 @@
 """The Chroma index: two collections, written so that a paper is either wholly stored or not at all.
 
-- `<collection>` holds chunks: vector, chunk text, and small metadata (paper id, offsets, year, sources)
-  so Chroma can filter a dense search by year or source file.
+- `<collection>` holds chunks: vector and small metadata (paper id, offsets, year, sources) so Chroma
+  can filter a dense search by year or source file. No text: a chunk is `abstract[start:end]` of its
+  paper's record, and a document would cost Chroma a full-text index entry it never uses (writing
+  them took a third of ingest time).
 - `<collection>-papers` holds one record per paper: the abstract and its metadata, plus a ledger
   (text and metadata hashes, chunk count, embedder). A record is written only after all of its
   chunks, and deleted before they change, so an ingest killed at any point leaves papers that the
@@ -564,8 +566,7 @@ def _add_chunks(store: Store, flat: list[tuple[Paper, Chunk]], vectors: np.ndarr
         part = flat[start : start + PAGE]
         store.chunks.add(
             ids=[c.chunk_id for _, c in part],
-            embeddings=vectors[start : start + PAGE],
-            documents=[c.text for _, c in part],
+            embeddings=vectors[start : start + PAGE],  # no documents: the text is the record's abstract[start:end]
             metadatas=[{"paper_id": p.paper_id, "start": c.start, "end": c.end, **_filter_fields(p)} for p, c in part],
         )
 

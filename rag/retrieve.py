@@ -8,6 +8,7 @@ found, so fusion never has to guess a missing score.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -62,17 +63,17 @@ class Retriever:
         """Paper id -> (best chunk cosine, that chunk), for the nearest chunks."""
         found = self.store.chunks.query(
             query_embeddings=vector[None, :], n_results=self.settings.candidates,
-            where=_where(filters), include=["metadatas", "documents", "distances"],
+            where=_where(filters), include=["metadatas", "distances"],
         )
-        return _best_chunks(found["ids"][0], found["metadatas"][0], found["documents"][0], [1.0 - d for d in found["distances"][0]])
+        return _best_chunks(found["ids"][0], found["metadatas"][0], [1.0 - d for d in found["distances"][0]])
 
     def _complete(self, dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], vector: np.ndarray, bm25_all: np.ndarray) -> None:
         """Exact scores for candidates only one retriever found: cosine of their chunks, BM25 from the array."""
         missing = self.lexicon.chunk_ids(sorted(pid for pid in lexical if pid not in dense))
         if missing:
-            got = self.store.chunks.get(ids=missing, include=["metadatas", "documents", "embeddings"])
+            got = self.store.chunks.get(ids=missing, include=["metadatas", "embeddings"])
             cosines = (np.asarray(got["embeddings"], dtype=np.float32) @ vector).tolist() if got["ids"] else []
-            dense.update(_best_chunks(got["ids"], got["metadatas"], got["documents"], cosines))
+            dense.update(_best_chunks(got["ids"], got["metadatas"], cosines))
         for pid, score in self.lexicon.score_of(bm25_all, [p for p in dense if p not in lexical]).items():
             if score > 0:
                 lexical[pid] = score
@@ -87,7 +88,8 @@ class Retriever:
                 continue  # removed by an ingest running right now
             d = dense.get(pid)
             ranks = {name: r[pid] for name, r in (("dense", dense_rank), ("bm25", bm25_rank)) if pid in r}
-            hit = Hit(papers[pid], score, chunk=d[1] if d else None, dense=d[0] if d else None, bm25=lexical.get(pid), ranks=ranks)
+            chunk = _with_text(d[1], papers[pid].abstract) if d else None
+            hit = Hit(papers[pid], score, chunk=chunk, dense=d[0] if d else None, bm25=lexical.get(pid), ranks=ranks)
             hits.append(inert(hit))  # text addressed to an AI never leaves retrieval
         return hits
 
@@ -124,13 +126,19 @@ def _ranks(scores: dict[str, float]) -> dict[str, int]:
     return {pid: r for r, pid in enumerate(sorted(scores, key=lambda p: (-scores[p], p)), 1)}
 
 
-def _best_chunks(ids: list[str], metas: list[dict], docs: list[str], cosines: list[float]) -> dict[str, tuple[float, Chunk]]:
+def _best_chunks(ids: list[str], metas: list[dict], cosines: list[float]) -> dict[str, tuple[float, Chunk]]:
+    """Paper id -> (cosine, chunk) of each paper's nearest chunk; the text is filled in from the record (`_with_text`)."""
     best: dict[str, tuple[float, Chunk]] = {}
-    for cid, meta, doc, cosine in sorted(zip(ids, metas, docs, cosines), key=lambda row: (-row[3], row[0])):
+    for cid, meta, cosine in sorted(zip(ids, metas, cosines), key=lambda row: (-row[2], row[0])):
         pid = meta["paper_id"]
         if pid not in best:
-            best[pid] = (float(cosine), Chunk(cid, pid, doc, meta.get("start", 0), meta.get("end", len(doc))))
+            best[pid] = (float(cosine), Chunk(cid, pid, "", meta.get("start", 0), meta.get("end", -1)))
     return best
+
+
+def _with_text(chunk: Chunk, abstract: str) -> Chunk:
+    end = chunk.end if chunk.end >= 0 else len(abstract)
+    return replace(chunk, text=abstract[chunk.start : end], end=end)
 
 
 def _where(filters: Filters) -> dict | None:

@@ -38,11 +38,14 @@ class RecordingEmbedder:
 
 
 def stored_chunks(store) -> tuple[list[str], list[str], list[dict]]:
-    """Ids, texts and metadata of every stored chunk (paged, as Chroma needs beyond ~32k records)."""
+    """Ids, texts and metadata of every stored chunk (paged, as Chroma needs beyond ~32k records).
+    A chunk's text is its record's abstract[start:end]: chunks store no document."""
+    abstracts = {pid: abstract for pid, _, abstract in store.records(include_documents=True)}
     ids, docs, metas = [], [], []
     while (got := store.chunks.get(limit=1000, offset=len(ids), include=["documents", "metadatas"]))["ids"]:
+        assert got["documents"] == [None] * len(got["ids"])
         ids += got["ids"]
-        docs += got["documents"]
+        docs += [abstracts[m["paper_id"]][m["start"] : m["end"]] for m in got["metadatas"]]
         metas += got["metadatas"]
     return ids, docs, metas
 
