@@ -55,6 +55,13 @@ class Engine:
         self.quoter = ExtractiveAnswerer(retriever.lexicon, self.relevance)
         self.answerer = LLMAnswerer(llm, settings.llm_context, settings.llm_max_tokens) if llm else self.quoter
 
+    def current(self) -> Engine:
+        """This engine, or when another ingest changed the index since, one over the index as it is now
+        (same embedder and LLM): a long-running server answers from what the shared index holds."""
+        if not self.retriever.stale():
+            return self
+        return Engine(self.settings, self.retriever.reopened(), self.llm)
+
     @property
     def mode(self) -> str:
         return self.answerer.mode

@@ -74,11 +74,9 @@ class EngineHolder:
         self._lock = threading.Lock()
 
     def get(self) -> Engine:
-        if self._engine is None:
-            with self._lock:
-                if self._engine is None:
-                    self._engine = self._build(self._settings)
-        return self._engine
+        with self._lock:
+            self._engine = self._build(self._settings) if self._engine is None else self._engine.current()
+            return self._engine
 
 
 def paper_json(hit: Hit) -> dict[str, Any]:

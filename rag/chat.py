@@ -38,6 +38,7 @@ def run_chat(engine: Engine, state: ChatState, read: Callable[[str], str] = inpu
                 if not command(line, state):
                     return
             else:
+                engine = engine.current()  # an ingest during the chat is seen by the next question
                 ask(engine, line, state)
         except (EOFError, KeyboardInterrupt):
             out.print()

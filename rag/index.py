@@ -227,10 +227,16 @@ class Store:
     chunks: Any
     papers: Any
     name: str
+    client: Any = None  # to read the stamp afresh: a collection object keeps the metadata it was opened with
+    where: str = ""
 
     def stamp(self) -> dict:
-        """What the last ingest wrote: content version, embedder, schema."""
-        return dict(self.papers.metadata or {})
+        """What the last ingest wrote: content version, embedder, schema. Read afresh each time: another
+        process, or another machine on a shared server, may have ingested since this store was opened."""
+        if self.client is None:
+            return dict(self.papers.metadata or {})
+        papers = guarded(lambda: self.client.get_collection(self.papers.name, embedding_function=None), self.where)
+        return dict(papers.metadata or {})
 
     def count(self) -> int:
         return self.papers.count()
@@ -288,7 +294,7 @@ def open_store(settings: Settings, client: Any | None = None) -> Store:
         configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}},
     ), where)
     papers = guarded(lambda: client.get_or_create_collection(f"{settings.collection}-papers", embedding_function=None), where)
-    store = Store(Guarded(chunks, where), Guarded(papers, where), settings.collection)
+    store = Store(Guarded(chunks, where), Guarded(papers, where), settings.collection, client, where)
     # Chunks and no paper record: an index of the first layout (its chunks carry no schema), or a
     # first ingest killed before its first records, which the next ingest completes.
     schema = (chunks.metadata or {}).get("schema") or store.stamp().get("schema")

@@ -39,6 +39,8 @@ _EMPTY = "\x00"  # bm25s needs one token per document; an abstract with no conte
 class Lexicon:
     """BM25 (bm25s) plus the per-paper fields filters need; row i is paper `rows[i]`."""
 
+    version = ""  # the store version it reflects (set by `open`)
+
     def __init__(self, bm25: Any, rows: list[str], years: np.ndarray, chunks: np.ndarray, sources: dict[str, list[int]], words: str) -> None:
         self.bm25 = bm25
         self.rows = rows
@@ -150,12 +152,14 @@ class Lexicon:
         version = store.stamp().get("version", "")
         if version and _stamp(folder) == f"{FORMAT}:{version}":
             try:
-                return cls._load(folder)
+                lexicon = cls._load(folder)
+                lexicon.version = version
+                return lexicon
             except (OSError, ValueError, KeyError):
                 pass  # a damaged cache is rebuilt below
-        lexicon, version = cls.build(store, on_progress)
+        lexicon, lexicon.version = cls.build(store, on_progress)
         try:
-            lexicon._save(folder, version)
+            lexicon._save(folder, lexicon.version)
         except OSError:
             pass  # a read-only data dir: serve from memory this time
         return lexicon

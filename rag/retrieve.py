@@ -36,6 +36,14 @@ class Retriever:
     def __len__(self) -> int:
         return len(self.lexicon)
 
+    def stale(self) -> bool:
+        """An ingest (here or on another machine sharing the server) changed the index since it was opened."""
+        return self.store.stamp().get("version", "") != self.lexicon.version
+
+    def reopened(self) -> Retriever:
+        """A retriever over the index as it is now, keeping the loaded embedder."""
+        return Retriever(self.settings, self.embedder, self.store)
+
     def paper(self, paper_id: str) -> Hit | None:
         """One paper as outputs may show it (see `safety.inert`), as a hit without scores."""
         found = self.store.get_papers([paper_id]).get(paper_id)

@@ -225,3 +225,32 @@ def test_two_clients_of_one_server_share_the_record(chroma_server, make_settings
     assert reads.parses == 2 and again.corpus is not None  # A's ingest, then B's
     assert (again.unchanged, again.deleted) == (PAPERS, 0)  # A's extra papers stay
     assert len(Lexicon.open(b, open_store(b))) == PAPERS + 3
+
+
+@pytest.mark.slow
+def test_a_long_running_server_answers_from_what_another_machine_ingested(chroma_server, make_settings, folder, hashing, tmp_path):
+    """B's API engine, opened before A ingests more, finds A's new papers by their words on the next request."""
+    from rag.answer import Engine
+    from rag.api import EngineHolder
+    from rag.retrieve import Retriever
+
+    host, port = chroma_server
+    collection = f"test_{uuid.uuid4().hex[:8]}"
+    a, b = (
+        make_settings(data_dir=tmp_path / name, chroma_host=host, chroma_port=port, collection=collection)
+        for name in ("machine-a", "machine-b")
+    )
+    ingest([folder], a, hashing)
+    holder = EngineHolder(b, Engine(b, Retriever(b, hashing, open_store(b)), None))
+    before = holder.get()
+    assert holder.get() is before  # nothing changed: the same engine, nothing reopened
+    extra = tmp_path / "extra.txt"
+    shutil.copy(SMALL / "abstracts.txt", extra)
+    new = corpus_mod.load([extra]).papers[0]
+    words = " ".join(new.abstract.split()[:15])
+    assert ingest([folder, extra], a, hashing).added == 3
+    assert new.paper_id not in [h.paper.paper_id for h in before.retriever.search(words, method="bm25")]
+    after = holder.get()
+    assert after is not before and len(after.retriever) == PAPERS + 3
+    assert after.retriever.search(words, method="bm25")[0].paper.paper_id == new.paper_id
+    assert holder.get() is after
