@@ -205,15 +205,20 @@ def test_the_quick_path_still_rebuilds_a_missing_lexical_cache(folder, settings,
     assert len(Lexicon.open(settings, open_store(settings))) == PAPERS and reads.none
 
 
-@pytest.mark.slow
-def test_two_clients_of_one_server_share_the_record(chroma_server, make_settings, folder, hashing, tmp_path, monkeypatch):
-    """B re-ingesting the files A ingested reads nothing; once A ingests more, B reads its files again."""
+def two_machines(chroma_server, make_settings, tmp_path: Path) -> tuple:
+    """Settings of two clients of one Chroma server and collection, each with its own data folder."""
     host, port = chroma_server
     collection = f"test_{uuid.uuid4().hex[:8]}"
-    a, b = (
+    return tuple(
         make_settings(data_dir=tmp_path / name, chroma_host=host, chroma_port=port, collection=collection)
         for name in ("machine-a", "machine-b")
     )
+
+
+@pytest.mark.slow
+def test_two_clients_of_one_server_share_the_record(chroma_server, make_settings, folder, hashing, tmp_path, monkeypatch):
+    """B re-ingesting the files A ingested reads nothing; once A ingests more, B reads its files again."""
+    a, b = two_machines(chroma_server, make_settings, tmp_path)
     ingest([folder], a, hashing)
     reads = Reads(monkeypatch)
     assert ingest([folder], b, hashing).unchanged == PAPERS and reads.parses == 0
@@ -234,12 +239,7 @@ def test_a_long_running_server_answers_from_what_another_machine_ingested(chroma
     from rag.api import EngineHolder
     from rag.retrieve import Retriever
 
-    host, port = chroma_server
-    collection = f"test_{uuid.uuid4().hex[:8]}"
-    a, b = (
-        make_settings(data_dir=tmp_path / name, chroma_host=host, chroma_port=port, collection=collection)
-        for name in ("machine-a", "machine-b")
-    )
+    a, b = two_machines(chroma_server, make_settings, tmp_path)
     ingest([folder], a, hashing)
     holder = EngineHolder(b, Engine(b, Retriever(b, hashing, open_store(b)), None))
     before = holder.get()
