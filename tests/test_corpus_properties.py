@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +191,10 @@ markup_text = st.lists(st.one_of(st.sampled_from(FRAGMENTS + [" %", "[email prot
 def test_clean_text_skips_only_steps_that_change_nothing(text: str) -> None:
     """The shortcut for text without markup characters gives what every cleaning step would."""
     assert corpus.clean_text(text) == corpus._undo_markup(text)
+
+
+@BUDGET
+@given(st.text(alphabet=st.characters(max_codepoint=127)) | st.text())
+def test_paper_ids_do_not_depend_on_the_ascii_fast_path(text: str) -> None:
+    """The ASCII byte-table path of `_normalise` gives what the Unicode regex gives, so ids stay the same."""
+    assert corpus._normalise(text) == re.sub(r"\W+", " ", text.lower()).strip()
