@@ -395,7 +395,7 @@ def _sync(
     settings: Settings, prune: bool, on_progress: Progress | None,
 ) -> IngestReport:
     """Read the files, compare them with the stored records, and write what differs; the stamp last."""
-    stored = {pid: meta for pid, meta, _ in store.records()}
+    stored = {pid: {k: meta[k] for k in _LEDGER if k in meta} for pid, meta, _ in store.records()}
     corpus = corpus_mod.load(files, stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()})
     report = IngestReport(corpus=corpus)
     plan = _plan(store, stored, corpus, prune, report)
@@ -435,6 +435,10 @@ def _drop(settings: Settings, store: Store) -> Store:
     for name in (store.chunks.name, store.papers.name):
         guarded(lambda: client.delete_collection(name), _where(settings))
     return open_store(settings, client)
+
+
+# What planning reads of a record. The rest (title, spans, authors) is not kept: 0.7 KB a record instead of 2.6 KB.
+_LEDGER = ("text_hash", "meta_hash", "n_chunks", "classified", "content", "paths")
 
 
 def _plan(store: Store, stored: dict[str, dict], corpus: Corpus, prune: bool, report: IngestReport) -> Plan:
