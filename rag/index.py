@@ -227,14 +227,12 @@ class Store:
     chunks: Any
     papers: Any
     name: str
-    client: Any = None  # to read the stamp afresh: a collection object keeps the metadata it was opened with
-    where: str = ""
+    client: Any  # to read the stamp afresh: a collection object keeps the metadata it was opened with
+    where: str
 
     def stamp(self) -> dict:
         """What the last ingest wrote: content version, embedder, schema. Read afresh each time: another
         process, or another machine on a shared server, may have ingested since this store was opened."""
-        if self.client is None:
-            return dict(self.papers.metadata or {})
         papers = guarded(lambda: self.client.get_collection(self.papers.name, embedding_function=None), self.where)
         return dict(papers.metadata or {})
 

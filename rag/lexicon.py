@@ -157,9 +157,10 @@ class Lexicon:
                 return lexicon
             except (OSError, ValueError, KeyError):
                 pass  # a damaged cache is rebuilt below
-        lexicon, lexicon.version = cls.build(store, on_progress)
+        lexicon, version = cls.build(store, on_progress)
+        lexicon.version = version
         try:
-            lexicon._save(folder, lexicon.version)
+            lexicon._save(folder, version)
         except OSError:
             pass  # a read-only data dir: serve from memory this time
         return lexicon

@@ -96,7 +96,7 @@ class Retriever:
                 continue  # removed by an ingest running right now
             d = dense.get(pid)
             ranks = {name: r[pid] for name, r in (("dense", dense_rank), ("bm25", bm25_rank)) if pid in r}
-            chunk = _with_text(d[1], papers[pid].abstract) if d else None
+            chunk = replace(d[1], text=papers[pid].abstract[d[1].start : d[1].end]) if d else None
             hit = Hit(papers[pid], score, chunk=chunk, dense=d[0] if d else None, bm25=lexical.get(pid), ranks=ranks)
             hits.append(inert(hit))  # text addressed to an AI never leaves retrieval
         return hits
@@ -135,18 +135,13 @@ def _ranks(scores: dict[str, float]) -> dict[str, int]:
 
 
 def _best_chunks(ids: list[str], metas: list[dict], cosines: list[float]) -> dict[str, tuple[float, Chunk]]:
-    """Paper id -> (cosine, chunk) of each paper's nearest chunk; the text is filled in from the record (`_with_text`)."""
+    """Paper id -> (cosine, chunk) of each paper's nearest chunk; `_hits` fills in the text from the record."""
     best: dict[str, tuple[float, Chunk]] = {}
     for cid, meta, cosine in sorted(zip(ids, metas, cosines), key=lambda row: (-row[2], row[0])):
         pid = meta["paper_id"]
         if pid not in best:
-            best[pid] = (float(cosine), Chunk(cid, pid, "", meta.get("start", 0), meta.get("end", -1)))
+            best[pid] = (float(cosine), Chunk(cid, pid, "", meta["start"], meta["end"]))  # every chunk of this schema has both
     return best
-
-
-def _with_text(chunk: Chunk, abstract: str) -> Chunk:
-    end = chunk.end if chunk.end >= 0 else len(abstract)
-    return replace(chunk, text=abstract[chunk.start : end], end=end)
 
 
 def _where(filters: Filters) -> dict | None:
