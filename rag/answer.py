@@ -92,7 +92,7 @@ class Engine:
             return answer
         intent = analyse(standalone, filters)
         listed = intent.is_list or intent.is_summary  # a summary covers every relevant paper, as a list does
-        hits = self.retriever.search(intent.query, k or (self.settings.list_k if listed else self.settings.answer_k), intent.filters)
+        hits = self.search(intent, k or (self.settings.list_k if listed else self.settings.answer_k))
         answer = Answer(question=question, standalone_question=standalone, text="", mode=self.mode, model=self.model, sources=hits)
         answer.timings["retrieve"] = time.perf_counter() - t0
         reason = self.refusal(intent, hits)
@@ -121,11 +121,20 @@ class Engine:
             return question
         return self.answerer.condense(question, history.turns)
 
+    def search(self, intent: Intent, k: int) -> list[Hit]:
+        """The papers an answer draws on. With a year filter, only those about the topic: a year the
+        topic has no paper in gets a refusal (and `unknown_year_note`), not whatever that year holds."""
+        hits = self.retriever.search(intent.query, k, intent.filters)
+        f = intent.filters
+        if (f.year_from is None and f.year_to is None) or metadata_only(intent) or not hits:
+            return hits
+        return self.relevance.on_topic(intent.query, hits, self.retriever.search(intent.query, 3, Filters(sources=f.sources)))
+
     def refusal(self, intent: Intent, hits: list[Hit]) -> str | None:
         """Why the corpus cannot answer (None: it can). Names no paper mentions are the strongest sign;
         low relevance of every retrieved paper the other."""
         if not hits:
-            return " No paper matches the filters." if intent.filters.active() else ""
+            return " No paper that passes the filters is about this." if intent.filters.active() else ""
         if metadata_only(intent):
             return None  # "papers from 2019": the filter is the answer
         if unknown := self.relevance.unknown_names(intent.query):

@@ -230,6 +230,8 @@ def _print_answer_footer(answer: Any) -> None:
     """After the streamed text: what the citation check found, and the sources."""
     if answer.refused:
         out.print(f"[dim]({answer.mode}, {answer.model})[/dim]")
+        if answer.notice:  # e.g. the papers a year filter left out
+            out.print(f"[dim]{escape(answer.notice)}[/dim]")
         return
     if answer.unsupported:
         out.print("[red]Unsupported: no claim in this answer kept a citation that its source backs.[/red]")
@@ -248,7 +250,7 @@ def _print_answer_footer(answer: Any) -> None:
         titles = "; ".join(terminal_safe(h.paper.display_title) for h in answer.sources if h.paper.paper_id in answer.uncited)
         out.print(f"[yellow]Also relevant but not in the answer:[/yellow] {escape(titles)}", highlight=False)
     if answer.notice:
-        out.print(f"[dim]{answer.notice}[/dim]")
+        out.print(f"[dim]{escape(answer.notice)}[/dim]")
 
 
 @app.command("eval")

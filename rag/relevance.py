@@ -28,6 +28,11 @@ _CALENDAR = frozenset(
 # retrieval score's share of the best one and its rare-term coverage's share of the best one, is at least this.
 # Chosen on the dev split (multi: cited-paper precision 0.42 -> 0.46, gold recall 0.77 -> 0.81).
 LIST_KEEP = 0.5
+# With a year filter, a paper it lets through counts only at this share of the relevance of the best
+# paper of any year: "which 2024 papers are about X" must not list whatever 2024 papers there are when
+# only papers of other (or unknown) years are about X. Dev: gold papers 0.87-0.98; the off-topic
+# papers of filtered years that such a question otherwise lists, 0.28-0.47.
+FILTER_KEEP = 0.6
 
 
 def variants(name: str) -> list[list[str]]:
@@ -124,6 +129,11 @@ class Relevance:
             if closeness >= keep and _lifted(hit.dense, coverage) >= self.refuse_below:
                 kept.append(i)
         return kept
+
+    def on_topic(self, query: str, hits: list[Hit], unfiltered: list[Hit]) -> list[Hit]:
+        """The `hits` (of a filtered search) about as relevant as the best of `unfiltered` (see FILTER_KEEP)."""
+        floor = FILTER_KEEP * self.best(query, unfiltered)
+        return [h for h in hits if self.score(query, h) >= floor]
 
     def named(self, query: str, hits: list[Hit]) -> int:
         """Position (1-based) of the paper a metadata question is about: among the top three, the one

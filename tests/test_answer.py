@@ -275,7 +275,7 @@ def test_filters_matching_no_paper_refuse_with_the_reason(tiny, fake_llm):
     _, answer = run(engine, "How accurate is protein structure prediction?", filters=Filters(year_from=1990, year_to=1995))
     assert llm.calls == []
     assert answer.refused and answer.sources == []
-    assert answer.text == f"{REFUSAL} No paper matches the filters."
+    assert answer.text == f"{REFUSAL} No paper that passes the filters is about this."
 
 
 def test_follow_up_is_condensed_by_the_llm_and_retrieval_uses_the_condensed_question(tiny, monkeypatch, fake_llm):
@@ -415,6 +415,14 @@ def test_extractive_pure_year_question_lists_the_papers_of_that_year(tiny):
     assert FEDERATED in answer.text and {c.n for c in answer.citations} == {1}
 
 
+def test_a_year_filter_keeps_only_the_papers_of_that_year_about_the_topic(tiny):
+    """Two papers are from 2023; only the FP8 one is about FP8 training, so only it is listed."""
+    _, answer = run(extractive(tiny), "Which papers from 2023 are about FP8 training?")
+    assert not answer.refused
+    assert titles(answer.sources) == [FP8]
+    assert {c.title for c in answer.citations} == {FP8}
+
+
 # ---------------------------------------------------------------- extractive answers on the real default corpus
 
 
@@ -506,6 +514,18 @@ def test_year_in_a_list_question_filters_every_source(full):
     assert answer.standalone_question == "which papers from 2019 are about vision-and-language pre-training?"
     cited = {c.title.split(":")[0] for c in answer.citations}
     assert {"UNITER", "LXMERT"} <= cited
+
+
+@pytest.mark.slow
+def test_a_year_no_paper_on_the_topic_has_is_refused_naming_the_papers_without_a_year(full):
+    """The corpus's speculative-decoding papers have no known year: the 2024 papers are not about it, so
+    the answer says so (no 2024 paper cited) and names the papers the year filter left out."""
+    answer = full.ask("Which papers from 2024 are about speculative decoding?")
+    assert answer.refused and answer.citations == [] and answer.sources == []
+    assert answer.text == f"{REFUSAL} No paper that passes the filters is about this."
+    assert "have no known year" in answer.notice
+    assert "Speculative Decoding Reimagined for Multimodal Large Language Models" in answer.notice
+    assert "VOCABTRIM" in answer.notice
 
 
 @pytest.mark.slow

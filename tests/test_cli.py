@@ -144,6 +144,17 @@ def test_the_footer_quotes_what_was_quoted_and_nothing_for_a_computed_answer(cap
         assert ('""' in printed) is False and (expected is None or expected in printed)
 
 
+def test_the_footer_of_a_refusal_shows_its_notice_as_plain_text(capsys):
+    """A refusal's notice names the papers a year filter left out; their titles are untrusted text, so a
+    bracketed title prints as written instead of being read as terminal markup."""
+    from rag import cli
+    from rag.types import Answer
+
+    notice = "1 more match but have no known year: [bold]Speculative Decoding[/bold] Revisited."
+    cli._print_answer_footer(Answer(question="q", text="The corpus does not answer this.", mode="extractive", model="m", refused=True, notice=notice))
+    assert notice in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.parametrize(
     ("read_only", "wrote", "code", "ends_at_once"),
     [(True, False, 0, True), (True, True, 0, False), (True, False, 1, False), (False, False, 0, False)],
