@@ -53,7 +53,9 @@ class Engine:
         self.llm = llm
         self.relevance = Relevance(retriever.lexicon, settings.refuse_below)
         self.quoter = ExtractiveAnswerer(retriever.lexicon, self.relevance)
-        self.answerer = LLMAnswerer(llm, settings.llm_context, settings.llm_max_tokens) if llm else self.quoter
+        n = settings.llm_source_sentences
+        excerpt = (lambda question, hit: self.quoter.excerpt(question, hit, n)) if n else None
+        self.answerer = LLMAnswerer(llm, settings.llm_context, settings.llm_max_tokens, excerpt) if llm else self.quoter
 
     def current(self) -> Engine:
         """This engine, or when another ingest changed the index since, one over the index as it is now

@@ -139,10 +139,37 @@ class ExtractiveAnswerer:
 
     def evidence(self, query: str, hit: Hit, numeric: bool = False) -> list[str]:
         """Up to three sentences of the abstract, in their order: the one that best answers the query,
-        plus findings (numbers, results) and the sentence naming the method when they bear on it.
+        plus findings (numbers, results) and the sentence naming the method when they bear on it."""
+        scored = self._scored(query, hit, numeric)
+        if not scored:
+            return []
+        best = max(scored, key=lambda s: (s[0], -s[1]))
+        chosen = {best[1]: best}
+        for row in sorted(scored, key=lambda s: (-s[0], s[1])):
+            if len(chosen) >= MAX_SENTENCES:
+                break
+            if row[1] not in chosen and row[0] >= 0.5 * best[0] and (row[3] or row[4]):
+                chosen[row[1]] = row
+        return [row[2] for _, row in sorted(chosen.items())]
+
+    def excerpt(self, query: str, hit: Hit, n: int) -> str:
+        """The `n` sentences of the abstract that bear most on the query, in their order, with " … " where
+        sentences are left out: a short source for a small model, whose time to first token grows with
+        the prompt. The whole abstract when it has no more than `n` sentences."""
+        scored = self._scored(query, hit, False)
+        if len(scored) <= n:
+            return hit.paper.abstract
+        kept = sorted(sorted(range(len(scored)), key=lambda i: (-scored[i][0], -scored[i][3], i))[:n])  # no shared word: findings first
+        pieces = [scored[kept[0]][2]]
+        for before, i in zip(kept, kept[1:]):
+            pieces.append((" " if i == before + 1 else " … ") + scored[i][2])
+        return ("… " if kept[0] else "") + "".join(pieces) + (" …" if kept[-1] < len(scored) - 1 else "")
+
+    def _scored(self, query: str, hit: Hit, numeric: bool) -> list[tuple[float, int, str, int, bool]]:
+        """(score, start, sentence, finding, names the method) per quotable sentence, in abstract order.
 
         Scored by the IDF-weighted share of query terms in the sentence or the title (the title says
-        what the paper is about, the sentence what it found).
+        what the paper is about, the sentence what it found), raised for findings (numbers, results).
         """
         wanted = sorted(set(terms(query)) - GENERIC)
         title = set(terms(hit.paper.title))
@@ -158,13 +185,4 @@ class ExtractiveAnswerer:
             finding = bool(_NUMBER.search(sentence)) + bool(_FINDING.search(sentence))
             score *= 1 + (0.2 if numeric else 0.1) * finding
             scored.append((score, start, sentence, finding, bool(name) and name in sentence.lower()))
-        if not scored:
-            return []
-        best = max(scored, key=lambda s: (s[0], -s[1]))
-        chosen = {best[1]: best}
-        for row in sorted(scored, key=lambda s: (-s[0], s[1])):
-            if len(chosen) >= MAX_SENTENCES:
-                break
-            if row[1] not in chosen and row[0] >= 0.5 * best[0] and (row[3] or row[4]):
-                chosen[row[1]] = row
-        return [row[2] for _, row in sorted(chosen.items())]
+        return scored

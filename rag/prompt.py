@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -13,6 +13,7 @@ from rag.safety import inert, sanitize
 from rag.types import Hit, Turn
 
 MARGIN = 1.2  # the served model's tokenizer is unknown: count with cl100k and keep 20% spare
+Excerpt = Callable[[str, Hit], str]  # (question, source) -> the part of its abstract to show (None: all of it)
 
 
 def load_prompt(name: str) -> str:
@@ -24,7 +25,7 @@ def _inert(text: str) -> str:
     return text.replace("<", "‹").replace(">", "›")
 
 
-def format_sources(hits: list[Hit]) -> str:
+def format_sources(hits: list[Hit], question: str = "", excerpt: Excerpt | None = None) -> str:
     """Number the sources [1]..[k] inside tags that mark them as quoted data, not instructions.
 
     The system prompt already says sources are data; making every hit inert once more (retrieval's
@@ -32,16 +33,17 @@ def format_sources(hits: list[Hit]) -> str:
     """
     blocks = []
     for i, hit in enumerate(hits, 1):
-        p = inert(hit).paper
+        safe = inert(hit)
+        p = safe.paper
         meta = "; ".join(x for x in (p.date_raw, f"{p.authors} authors" if p.authors else "", p.organisation) if x)
-        title, body = _inert(p.display_title).replace('"', "'"), _inert(p.abstract)
+        title, body = _inert(p.display_title).replace('"', "'"), _inert(excerpt(question, safe) if excerpt else p.abstract)
         blocks.append(f'<source id="{i}" title="{title}" meta="{_inert(meta)}">\n{body}\n</source>')
     return "\n\n".join(blocks)
 
 
-def build_messages(question: str, hits: list[Hit], is_list: bool) -> list[dict[str, str]]:
+def build_messages(question: str, hits: list[Hit], is_list: bool, excerpt: Excerpt | None = None) -> list[dict[str, str]]:
     instructions = load_prompt("list_instructions" if is_list else "answer_instructions")
-    user = load_prompt("answer").format(sources=format_sources(hits), question=_inert(question), instructions=instructions)
+    user = load_prompt("answer").format(sources=format_sources(hits, question, excerpt), question=_inert(question), instructions=instructions)
     return [{"role": "system", "content": load_prompt("system")}, {"role": "user", "content": user}]
 
 
@@ -62,10 +64,10 @@ def count_tokens(messages: list[dict[str, str]]) -> int:
     return sum(len(_encoding().encode(m["content"], disallowed_special=())) for m in messages)
 
 
-def fit(question: str, hits: list[Hit], is_list: bool, context: int, answer_tokens: int) -> list[Hit]:
+def fit(question: str, hits: list[Hit], is_list: bool, context: int, answer_tokens: int, excerpt: Excerpt | None = None) -> list[Hit]:
     """Drop the lowest-ranked sources until the prompt and the answer fit the model's context."""
     budget = context - answer_tokens
-    while len(hits) > 1 and count_tokens(build_messages(question, hits, is_list)) * MARGIN > budget:
+    while len(hits) > 1 and count_tokens(build_messages(question, hits, is_list, excerpt)) * MARGIN > budget:
         hits = hits[:-1]
     return hits
 
@@ -81,11 +83,12 @@ class LLMAnswerer:
     mode = "llm"
     notice = ""
 
-    def __init__(self, chat: Any, context: int, answer_tokens: int) -> None:
+    def __init__(self, chat: Any, context: int, answer_tokens: int, excerpt: Excerpt | None = None) -> None:
         self.chat = chat
         self.name = chat.name
         self.context = context
         self.answer_tokens = answer_tokens
+        self.excerpt = excerpt
 
     def fits(self, question: str) -> bool:
         return question_fits(question, self.context, self.answer_tokens)
@@ -97,7 +100,7 @@ class LLMAnswerer:
         return sanitize(text.splitlines()[0]).strip() if text else question
 
     def fit(self, intent: Intent, hits: list[Hit]) -> list[Hit]:
-        return fit(intent.query, hits, intent.is_list, self.context, self.answer_tokens)
+        return fit(intent.query, hits, intent.is_list, self.context, self.answer_tokens, self.excerpt)
 
     def stream(self, intent: Intent, hits: list[Hit]) -> Iterator[str]:
-        yield from self.chat.stream(build_messages(intent.query, hits, intent.is_list))
+        yield from self.chat.stream(build_messages(intent.query, hits, intent.is_list, self.excerpt))

@@ -15,6 +15,7 @@ from rag.answer import DECLINED_NOTICE, METADATA_MODEL, METADATA_NOTICE, REFUSAL
 from rag.extractive import EXTRACTIVE_NOTICE
 from rag.prompt import build_messages, format_sources, load_prompt
 from rag.safety import WITHHELD
+from rag.text import sentence_spans
 from rag.types import Answer, Conversation, Filters, Hit, Paper, Turn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,6 +181,36 @@ def test_llm_answer_streams_in_pieces_and_is_checked(tiny, fake_llm):
     assert {"retrieve", "first_token", "check", "total"} <= set(answer.timings)
     assert len(llm.calls) == 1
     assert llm.calls[0][1]["content"].count("<source id=") == len(answer.sources)
+
+
+FP8_SPEEDUP = "On Hopper GPUs the method delivers a 1.4x end-to-end training speedup and reduces activation memory by 40%."
+
+
+def test_an_excerpt_keeps_the_sentences_that_bear_on_the_question_in_their_order(tiny):
+    hit = next(h for h in tiny.retriever.search("FP8 training speedup", 3) if h.paper.title == FP8)
+    abstract = hit.paper.abstract
+    excerpt = extractive(tiny).quoter.excerpt("What speedup does FP8 training give on Hopper GPUs?", hit, 2)
+    inside = [abstract[a:b] for a, b in sentence_spans(abstract, hit.paper.spans) if abstract[a:b] in excerpt]
+    assert len(inside) == 2 and FP8_SPEEDUP in inside
+    assert excerpt.replace(" … ", " ").strip(" …") == " ".join(inside)  # in abstract order, " … " where text is left out
+    assert "…" in excerpt
+    assert extractive(tiny).quoter.excerpt("anything", hit, 10) == abstract  # nothing to leave out
+
+
+def test_an_llm_shown_excerpts_is_checked_against_the_whole_abstract(tiny, fake_llm):
+    """RAG_LLM_SOURCE_SENTENCES=1: the prompt holds one sentence per source; the citation check and
+    its quote offsets still refer to the stored abstract."""
+    settings = tiny.settings.model_copy(update={"llm_source_sentences": 1})
+    reply = "FP8 training delivers a 1.4x end-to-end training speedup on Hopper GPUs [1]."
+    engine = Engine(settings, tiny.retriever, fake_llm.enqueue(reply))
+    _, answer = run(engine, "What speedup does FP8 training give on Hopper GPUs?")
+    user = fake_llm.calls[0][1]["content"]
+    assert FP8_SPEEDUP in user
+    assert "matches the loss curves of BF16 baselines" not in user  # another sentence of the FP8 abstract
+    (c,) = answer.citations
+    assert (c.title, c.supported, c.quote) == (FP8, True, FP8_SPEEDUP)
+    fp8 = next(h for h in answer.sources if h.paper.title == FP8).paper.abstract
+    assert fp8[c.quote_start : c.quote_end] == FP8_SPEEDUP
 
 
 def test_ask_returns_the_same_answer_as_ask_stream(tiny, fake_llm):
