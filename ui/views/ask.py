@@ -22,7 +22,8 @@ def show_answer(answer: Answer, index: int) -> None:
     prefix = f"src-{index}"
     if answer.refused:
         st.info(md_escape(answer.text))
-        st.caption("Closest papers:")
+        if answer.sources:
+            st.caption("Closest papers:")
     else:
         st.markdown(linked(answer.text, prefix))
         if answer.unsupported:
