@@ -94,10 +94,10 @@ class Engine:
             return answer
         intent = analyse(standalone, filters)
         listed = intent.is_list or intent.is_summary  # a summary covers every relevant paper, as a list does
-        hits = self.search(intent, k or (self.settings.list_k if listed else self.settings.answer_k))
+        hits, on_topic = self.search(intent, k or (self.settings.list_k if listed else self.settings.answer_k))
         answer = Answer(question=question, standalone_question=standalone, text="", mode=self.mode, model=self.model, sources=hits)
         answer.timings["retrieve"] = time.perf_counter() - t0
-        reason = self.refusal(intent, hits)
+        reason = self.refusal(intent, hits, on_topic)
         if reason is not None:
             self._refuse(answer, intent, reason)
             yield answer.text
@@ -123,26 +123,31 @@ class Engine:
             return question
         return self.answerer.condense(question, history.turns)
 
-    def search(self, intent: Intent, k: int) -> list[Hit]:
-        """The papers an answer draws on. With a year filter, only those about the topic: a year the
-        topic has no paper in gets a refusal (and `unknown_year_note`), not whatever that year holds."""
+    def search(self, intent: Intent, k: int) -> tuple[list[Hit], bool]:
+        """The papers an answer draws on, and whether they are about its topic. With a year filter,
+        only those about as relevant as the best paper of any year (`Relevance.on_topic`); when none
+        is, all of them (the closest, for a refusal to name) and False: a year the topic has no paper
+        in gets a refusal and `unknown_year_note`, not whatever that year holds."""
         hits = self.retriever.search(intent.query, k, intent.filters)
         f = intent.filters
         if (f.year_from is None and f.year_to is None) or metadata_only(intent) or not hits:
-            return hits
-        return self.relevance.on_topic(intent.query, hits, self.retriever.search(intent.query, 3, Filters(sources=f.sources)))
+            return hits, True
+        kept = self.relevance.on_topic(intent.query, hits, self.retriever.search(intent.query, 3, Filters(sources=f.sources)))
+        return (kept, True) if kept else (hits, False)
 
-    def refusal(self, intent: Intent, hits: list[Hit]) -> str | None:
+    def refusal(self, intent: Intent, hits: list[Hit], on_topic: bool = True) -> str | None:
         """Why the corpus cannot answer (None: it can). Names no paper mentions are the strongest sign;
-        low relevance of every retrieved paper the other."""
+        low relevance of every retrieved paper, or of every paper a year filter lets through, the other."""
         if not hits:
-            return " No paper that passes the filters is about this." if intent.filters.active() else ""
+            return " No paper matches the filters." if intent.filters.active() else ""
         if metadata_only(intent):
             return None  # "papers from 2019": the filter is the answer
         if unknown := self.relevance.unknown_names(intent.query):
             return f" No paper mentions {', '.join(unknown)}."
         if self.relevance.best(intent.query, hits[:3]) < self.settings.refuse_below:
             return ""
+        if not on_topic:
+            return " None of the papers the filters let through is clearly about this."
         return None
 
     def _refuse(self, answer: Answer, intent: Intent, reason: str) -> None:

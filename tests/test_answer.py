@@ -306,7 +306,7 @@ def test_filters_matching_no_paper_refuse_with_the_reason(tiny, fake_llm):
     _, answer = run(engine, "How accurate is protein structure prediction?", filters=Filters(year_from=1990, year_to=1995))
     assert llm.calls == []
     assert answer.refused and answer.sources == []
-    assert answer.text == f"{REFUSAL} No paper that passes the filters is about this."
+    assert answer.text == f"{REFUSAL} No paper matches the filters."
 
 
 def test_follow_up_is_condensed_by_the_llm_and_retrieval_uses_the_condensed_question(tiny, monkeypatch, fake_llm):
@@ -550,10 +550,12 @@ def test_year_in_a_list_question_filters_every_source(full):
 @pytest.mark.slow
 def test_a_year_no_paper_on_the_topic_has_is_refused_naming_the_papers_without_a_year(full):
     """The corpus's speculative-decoding papers have no known year: the 2024 papers are not about it, so
-    the answer says so (no 2024 paper cited) and names the papers the year filter left out."""
+    the answer says so (no 2024 paper cited, the closest named) and names the papers the year filter left out."""
     answer = full.ask("Which papers from 2024 are about speculative decoding?")
-    assert answer.refused and answer.citations == [] and answer.sources == []
-    assert answer.text == f"{REFUSAL} No paper that passes the filters is about this."
+    assert answer.refused and answer.citations == []
+    assert answer.sources and all(h.paper.year == 2024 for h in answer.sources)
+    closest = "; ".join(titles(answer.sources))
+    assert answer.text == f"{REFUSAL} None of the papers the filters let through is clearly about this. Closest papers: {closest}."
     assert "have no known year" in answer.notice
     assert "Speculative Decoding Reimagined for Multimodal Large Language Models" in answer.notice
     assert "VOCABTRIM" in answer.notice

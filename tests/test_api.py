@@ -179,7 +179,7 @@ def test_year_and_source_filters_and_k_come_as_extra_body_fields(client):
 
 def test_filters_that_match_nothing_and_off_topic_questions_are_refused(client):
     r, extra = ask(client, FP8_Q, year_from=1990, year_to=1991)
-    assert extra["rag"]["refused"] and "No paper that passes the filters is about this" in r.choices[0].message.content
+    assert extra["rag"]["refused"] and "No paper matches the filters" in r.choices[0].message.content
     r, extra = ask(client, OFF_TOPIC)
     assert extra["rag"]["refused"] and r.choices[0].message.content.startswith("The corpus does not answer this.")
     assert extra["citations"] == [s["title"] for s in extra["rag"]["sources"]]

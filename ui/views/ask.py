@@ -22,8 +22,7 @@ def show_answer(answer: Answer, index: int) -> None:
     prefix = f"src-{index}"
     if answer.refused:
         st.info(md_escape(answer.text))
-        if answer.sources:
-            st.caption("Closest papers:")
+        st.caption("Closest papers:")
     else:
         st.markdown(linked(answer.text, prefix))
         if answer.unsupported:
