@@ -12,6 +12,8 @@ MARKER = re.compile(r"\[(\d+(?:\s*[-–,;]\s*\d+)*)\]")
 LEADING_MARKERS = re.compile(r"^\s*(?:\[\d+\]\s*)+")
 BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 LABEL = re.compile(r"^\s*([^:\n]{1,200}?):\s")  # "COAT: ..." / "Title: ..." at the start of a claim
+# A list line whose name a small model left out: "- [2]" (markers only) or "- : what it reports [2]".
+UNNAMED = re.compile(r"^(\s*(?:[-*•]|\d+[.)])\s+)(?:(?=\[(\d+)[^\]\n]*\](?:\s*\[\d+\])*\s*$)|:\s*(?=[^\n]*?\[(\d+)))", re.M)
 MAX_RANGE = 50
 SUPPORT_THRESHOLD = 0.4  # share of a claim's content words that the cited sentence (or title) must contain
 
@@ -96,32 +98,52 @@ def _body(claim: str, paper: Paper) -> str:
     return body
 
 
+def name_unnamed(text: str, sources: list[Hit]) -> str:
+    """A list line without the paper's name ("- [2]", "- : a 1.4x speedup [2]") gets the title of the
+    source it cites: the line says which paper fits, and the reader should not have to look it up."""
+
+    def named(m: re.Match) -> str:
+        n = int(m.group(2) or m.group(3))
+        if not 1 <= n <= len(sources):
+            return m.group(0)
+        return f"{m.group(1)}{sources[n - 1].paper.display_title}{' ' if m.group(2) else ': '}"
+
+    return UNNAMED.sub(named, text)
+
+
 def best_sentence(claim: str, paper: Paper) -> tuple[float, int, int]:
     """(support, start, end) of the abstract sentence that best backs `claim`.
 
     Support is the share of the claim's content words (stemmed) found in that sentence or in the
-    paper's metadata: a crude test, but one that a fabricated claim rarely passes. A claim that only
-    names the paper ("- COAT [1]" in a list) cites it: full support, quoting its opening sentence.
+    paper's metadata: a crude test, but one that a fabricated claim rarely passes. A claim of several
+    sentences (a list line that retells the abstract) may be backed sentence by sentence instead. A
+    claim that only names the paper ("- COAT [1]" in a list) cites it: full support, quoting its
+    opening sentence.
     """
-    wanted = set(terms(_body(claim, paper)))
+    body = _body(claim, paper)
+    wanted = set(terms(body))
     spans = sentence_spans(paper.abstract, paper.spans) or [(0, len(paper.abstract))]
     if not wanted:
         named = bool(set(terms(MARKER.sub(" ", claim))))
         return (1.0 if named else 0.0), spans[0][0], spans[0][1]
     context = set(terms(metadata_text(paper)))
+    quotable = [(start, end, set(terms(paper.abstract[start:end])) | context) for start, end in spans if WITHHELD not in paper.abstract[start:end]]
     best = (-1.0, 0, 0)
-    for start, end in spans:
-        if WITHHELD in paper.abstract[start:end]:
-            continue  # a withheld sentence is never a quote
-        got = len(wanted & (set(terms(paper.abstract[start:end])) | context)) / len(wanted)
+    for start, end, words in quotable:  # a withheld sentence is never a quote
+        got = len(wanted & words) / len(wanted)
         if got > best[0]:
             best = (got, start, end)
+    parts = [p for p in (set(terms(body[a:b])) for a, b in plain_sentence_spans(body)) if p]
+    if len(parts) > 1 and quotable:
+        each = sum(max(len(part & words) for _, _, words in quotable) for part in parts) / sum(map(len, parts))
+        best = (max(best[0], each), best[1], best[2])
     return best
 
 
 def check(text: str, sources: list[Hit]) -> tuple[str, list[Citation], list[int]]:
     """Clean `text` of invalid citations and check each remaining [n] against source n."""
     text, removed = strip_invalid(text, len(sources))
+    text = name_unnamed(text, sources)
     citations: list[Citation] = []
     for start, end in claim_spans(text):
         claim = text[start:end].strip()

@@ -249,3 +249,34 @@ def test_list_line_that_only_names_the_paper_cites_it():
     _, citations, _ = check(f"- {GRASP.title} [2]")
     (c,) = citations
     assert c.supported and c.quote, (c.support, c.quote)
+
+
+@pytest.mark.parametrize("line", ["- [2]", "-  [2]", "1. [2]", "- : [2]"])
+def test_list_line_without_the_papers_name_gets_the_title_of_the_source_it_cites(line):
+    """Small models write list lines with the name left out ("- [2]"): the line names a paper by its
+    number, so it counts as citing that paper, and the answer shows the paper's title."""
+    text, citations, _ = check(f"- {COAT.title} [1]\n{line}")
+    named = text.splitlines()[1]
+    assert named.split()[0] == line.split()[0] and GRASP.title in named and named.endswith("[2]"), named
+    assert ns(citations) == [1, 2] and all(c.supported for c in citations)
+
+
+def test_list_line_with_an_empty_name_before_its_claim_gets_the_title():
+    text, (c,), _ = check("- : The policy picks up unseen objects with a 96% success rate [2]")
+    assert text == f"- {GRASP.title}: The policy picks up unseen objects with a 96% success rate [2]"
+    assert (c.n, c.supported) == (2, True)
+
+
+def test_list_line_that_retells_the_abstract_is_backed_sentence_by_sentence():
+    """A small model may paste several sentences of an abstract into one list line: each is backed by
+    its own sentence of the source, though no single sentence holds them all."""
+    line = f"- {COAT.title}: {COAT.abstract} [1]"
+    (c,) = check(line)[1]
+    assert c.supported and c.support == 1.0, c.support
+    assert c.quote in COAT.abstract
+
+
+def test_list_line_of_several_invented_sentences_is_unsupported():
+    line = "- Robotic hands: The gripper learns to juggle eggs. It was trained on kitchen videos from social media. [2]"
+    (c,) = check(line)[1]
+    assert not c.supported, c.support
