@@ -13,6 +13,7 @@ LEADING_MARKERS = re.compile(r"^\s*(?:\[\d+\]\s*)+")
 BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 LABEL = re.compile(r"^\s*([^:\n]{1,200}?):\s")  # "COAT: ..." / "Title: ..." at the start of a claim
 # A list line whose name a small model left out: "- [2]" (markers only) or "- : what it reports [2]".
+NUMBERED = re.compile(r"^(\s*(?:[-*•]|\d+[.)])\s+)\[(\d+)\]\s*:\s*(.*)$", re.M)  # "- [2]: what it reports"
 UNNAMED = re.compile(r"^(\s*(?:[-*•]|\d+[.)])\s+)(?:(?=\[(\d+)[^\]\n]*\](?:\s*\[\d+\])*\s*$)|:\s*(?=[^\n]*?\[(\d+)))", re.M)
 MAX_RANGE = 50
 SUPPORT_THRESHOLD = 0.4  # share of a claim's content words that the cited sentence (or title) must contain
@@ -99,8 +100,15 @@ def _body(claim: str, paper: Paper) -> str:
 
 
 def name_unnamed(text: str, sources: list[Hit]) -> str:
-    """A list line without the paper's name ("- [2]", "- : a 1.4x speedup [2]") gets the title of the
-    source it cites: the line says which paper fits, and the reader should not have to look it up."""
+    """A list line without the paper's name ("- [2]", "- : a 1.4x speedup [2]", "- [2]: a 1.4x
+    speedup") gets the title of the source it cites: the line says which paper fits, and the reader
+    should not have to look it up."""
+
+    def numbered(m: re.Match) -> str:
+        n, rest = int(m.group(2)), m.group(3)
+        if not 1 <= n <= len(sources):
+            return m.group(0)
+        return f"{m.group(1)}{sources[n - 1].paper.display_title}: {rest}" + ("" if MARKER.search(rest) else f" [{n}]")
 
     def named(m: re.Match) -> str:
         n = int(m.group(2) or m.group(3))
@@ -108,7 +116,7 @@ def name_unnamed(text: str, sources: list[Hit]) -> str:
             return m.group(0)
         return f"{m.group(1)}{sources[n - 1].paper.display_title}{' ' if m.group(2) else ': '}"
 
-    return UNNAMED.sub(named, text)
+    return UNNAMED.sub(named, NUMBERED.sub(numbered, text))
 
 
 def best_sentence(claim: str, paper: Paper) -> tuple[float, int, int]:

@@ -267,6 +267,13 @@ def test_list_line_with_an_empty_name_before_its_claim_gets_the_title():
     assert (c.n, c.supported) == (2, True)
 
 
+def test_list_line_named_by_its_number_gets_the_title_and_keeps_its_citation():
+    """ "- [2]: what it reports" uses the marker as the name: the title replaces it, the citation stays."""
+    text, (c,), _ = check("- [2]: The policy picks up unseen objects with a 96% success rate.")
+    assert text == f"- {GRASP.title}: The policy picks up unseen objects with a 96% success rate. [2]"
+    assert (c.n, c.supported) == (2, True)
+
+
 def test_list_line_that_retells_the_abstract_is_backed_sentence_by_sentence():
     """A small model may paste several sentences of an abstract into one list line: each is backed by
     its own sentence of the source, though no single sentence holds them all."""
