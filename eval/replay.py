@@ -49,7 +49,8 @@ def replay(rows: list[dict], questions: dict[tuple[str, str], evaluate.Question]
         if answer.model == METADATA_MODEL or answer.refused:
             out.append(row)  # answered by code or refused before the model: nothing of the model's to check
             continue
-        out.append({**row, "answer": evaluate.answer_row(answer, q), "correct": bool(set(q.gold) & {c.paper_id for c in answer.citations})})
+        checked = evaluate.answer_row(answer, q)
+        out.append({**row, "answer": checked, "correct": evaluate.correct(checked, set(q.gold))})
     return out
 
 

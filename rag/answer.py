@@ -94,7 +94,8 @@ class Engine:
             return answer
         intent = analyse(standalone, filters)
         listed = intent.is_list or intent.is_summary  # a summary covers every relevant paper, as a list does
-        hits, on_topic = self.search(intent, k or (self.settings.list_k if listed else self.settings.answer_k))
+        any_year = self.any_year(intent)
+        hits, on_topic = self.search(intent, k or (self.settings.list_k if listed else self.settings.answer_k), any_year)
         answer = Answer(question=question, standalone_question=standalone, text="", mode=self.mode, model=self.model, sources=hits)
         answer.timings["retrieve"] = time.perf_counter() - t0
         reason = self.refusal(intent, hits, on_topic)
@@ -104,7 +105,7 @@ class Engine:
         else:
             answer.sources = self.answerer.fit(intent, hits)
             yield from self._generate(answer, intent, t0)
-        answer.notice = " ".join(x for x in (answer.notice, self.unknown_year_note(intent), self.answerer.notice) if x)
+        answer.notice = " ".join(x for x in (answer.notice, self.unknown_year_note(intent, any_year), self.answerer.notice) if x)
         answer.suspicious = [h.paper.paper_id for h in answer.sources if h.withheld]
         answer.timings["total"] = time.perf_counter() - t0
         return answer
@@ -123,16 +124,23 @@ class Engine:
             return question
         return self.answerer.condense(question, history.turns)
 
-    def search(self, intent: Intent, k: int) -> tuple[list[Hit], bool]:
-        """The papers an answer draws on, and whether they are about its topic. With a year filter,
-        only those about as relevant as the best paper of any year (`Relevance.on_topic`); when none
-        is, all of them (the closest, for a refusal to name) and False: a year the topic has no paper
-        in gets a refusal and `unknown_year_note`, not whatever that year holds."""
-        hits = self.retriever.search(intent.query, k, intent.filters)
+    def any_year(self, intent: Intent) -> list[Hit] | None:
+        """With a year filter on a topic, the best papers for the topic with the years left out (what
+        `search` and `unknown_year_note` compare against); None without one."""
         f = intent.filters
-        if (f.year_from is None and f.year_to is None) or metadata_only(intent) or not hits:
+        if f.year_from is None and f.year_to is None or metadata_only(intent):
+            return None
+        return self.retriever.search(intent.query, self.settings.top_k, Filters(sources=f.sources))
+
+    def search(self, intent: Intent, k: int, any_year: list[Hit] | None = None) -> tuple[list[Hit], bool]:
+        """The papers an answer draws on, and whether they are about its topic. With a year filter,
+        only those about as relevant as the best of `any_year` (`Relevance.on_topic`); when none is,
+        all of them (the closest, for a refusal to name) and False: a year the topic has no paper in
+        gets a refusal and `unknown_year_note`, not whatever that year holds."""
+        hits = self.retriever.search(intent.query, k, intent.filters)
+        if any_year is None or not hits:
             return hits, True
-        kept = self.relevance.on_topic(intent.query, hits, self.retriever.search(intent.query, 3, Filters(sources=f.sources)))
+        kept = self.relevance.on_topic(intent.query, hits, any_year[:3])
         return (kept, True) if kept else (hits, False)
 
     def refusal(self, intent: Intent, hits: list[Hit], on_topic: bool = True) -> str | None:
@@ -214,13 +222,11 @@ class Engine:
             sources=sources, citations=citations, notice=METADATA_NOTICE,
         )
 
-    def unknown_year_note(self, intent: Intent) -> str:
+    def unknown_year_note(self, intent: Intent, any_year: list[Hit] | None) -> str:
         """A year filter fails closed on papers with no known year; say which of them match the topic."""
-        f = intent.filters
-        if f.year_from is None and f.year_to is None or metadata_only(intent):
+        if any_year is None:
             return ""
-        unfiltered = Filters(sources=f.sources)
-        hits = [h for h in self.retriever.search(intent.query, self.settings.top_k, unfiltered) if h.paper.year is None]
+        hits = [h for h in any_year if h.paper.year is None]
         keep = [hits[i - 1] for i in self.relevance.relevant(intent.query, hits)]
         if not keep:
             return ""

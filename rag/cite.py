@@ -12,9 +12,9 @@ MARKER = re.compile(r"\[(\d+(?:\s*[-–,;]\s*\d+)*)\]")
 LEADING_MARKERS = re.compile(r"^\s*(?:\[\d+\]\s*)+")
 BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 LABEL = re.compile(r"^\s*([^:\n]{1,200}?):\s")  # "COAT: ..." / "Title: ..." at the start of a claim
-# A list line whose name a small model left out: "- [2]" (markers only) or "- : what it reports [2]".
-NUMBERED = re.compile(r"^(\s*(?:[-*•]|\d+[.)])\s+)\[(\d+)\]\s*:\s*(.*)$", re.M)  # "- [2]: what it reports"
-UNNAMED = re.compile(r"^(\s*(?:[-*•]|\d+[.)])\s+)(?:(?=\[(\d+)[^\]\n]*\](?:\s*\[\d+\])*\s*$)|:\s*(?=[^\n]*?\[(\d+)))", re.M)
+# After a list bullet, a line whose paper's name a small model left out: "[2]: what it reports",
+# ": what it reports [2]", or markers only ("[2]").
+UNNAMED = re.compile(rf"(?:\[\d+\]\s*)?:\s*|(?=(?:{MARKER.pattern}\s*)+$)")
 MAX_RANGE = 50
 SUPPORT_THRESHOLD = 0.4  # share of a claim's content words that the cited sentence (or title) must contain
 
@@ -99,24 +99,26 @@ def _body(claim: str, paper: Paper) -> str:
     return body
 
 
-def name_unnamed(text: str, sources: list[Hit]) -> str:
+def _name_unnamed(text: str, sources: list[Hit]) -> str:
     """A list line without the paper's name ("- [2]", "- : a 1.4x speedup [2]", "- [2]: a 1.4x
-    speedup") gets the title of the source it cites: the line says which paper fits, and the reader
-    should not have to look it up."""
-
-    def numbered(m: re.Match) -> str:
-        n, rest = int(m.group(2)), m.group(3)
-        if not 1 <= n <= len(sources):
-            return m.group(0)
-        return f"{m.group(1)}{sources[n - 1].paper.display_title}: {rest}" + ("" if MARKER.search(rest) else f" [{n}]")
-
-    def named(m: re.Match) -> str:
-        n = int(m.group(2) or m.group(3))
-        if not 1 <= n <= len(sources):
-            return m.group(0)
-        return f"{m.group(1)}{sources[n - 1].paper.display_title}{' ' if m.group(2) else ': '}"
-
-    return UNNAMED.sub(named, NUMBERED.sub(numbered, text))
+    speedup") gets the title of the source its first marker names, and keeps a citation: the line
+    says which paper fits, and the reader should not have to look it up. Markers are valid here
+    (`strip_invalid` ran first)."""
+    lines = []
+    for line in text.splitlines(keepends=True):
+        content = line.rstrip("\r\n")
+        bullet = BULLET.match(content)
+        unnamed = UNNAMED.match(content, bullet.end()) if bullet else None
+        first = MARKER.search(content, bullet.end()) if unnamed else None
+        if first is None:
+            lines.append(line)
+            continue
+        n = _numbers(first.group(1))[0]
+        body = content[unnamed.end():]
+        cited = body if MARKER.search(body) else f"{body} [{n}]"
+        title = sources[n - 1].paper.display_title
+        lines.append(f"{content[:bullet.end()]}{title}{': ' if unnamed.group() else ' '}{cited}{line[len(content):]}")
+    return "".join(lines)
 
 
 def best_sentence(claim: str, paper: Paper) -> tuple[float, int, int]:
@@ -151,7 +153,7 @@ def best_sentence(claim: str, paper: Paper) -> tuple[float, int, int]:
 def check(text: str, sources: list[Hit]) -> tuple[str, list[Citation], list[int]]:
     """Clean `text` of invalid citations and check each remaining [n] against source n."""
     text, removed = strip_invalid(text, len(sources))
-    text = name_unnamed(text, sources)
+    text = _name_unnamed(text, sources)
     citations: list[Citation] = []
     for start, end in claim_spans(text):
         claim = text[start:end].strip()

@@ -156,6 +156,11 @@ def answer_row(answer: Answer, q: Question) -> dict:
     }
 
 
+def correct(answer: dict, gold: set[str]) -> bool:
+    """LitQA-style: a gold paper cited, or an unanswerable question refused (`answer` is `answer_row`'s)."""
+    return answer["refused"] if not gold else (not answer["refused"] and bool(gold & set(answer["cited"])))
+
+
 def evaluate_question(engine: Engine, q: Question, judged: bool = False) -> tuple[dict, dict]:
     """The question's deterministic row for results.json, and its timings for timing.json."""
     intent = analyse(q.question)
@@ -170,8 +175,7 @@ def evaluate_question(engine: Engine, q: Question, judged: bool = False) -> tupl
             row[method] = retrieval_row(ranked, gold)
     answer = engine.ask(q.question)
     row["answer"] = answer_row(answer, q)
-    cited = set(row["answer"]["cited"])
-    row["correct"] = answer.refused if not gold else (not answer.refused and bool(gold & cited))
+    row["correct"] = correct(row["answer"], gold)
     if judged and engine.llm:
         from rag.judge import judge
 
