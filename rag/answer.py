@@ -11,9 +11,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 
-from rag import cite, metadata
+from rag import cite, evidence, metadata
 from rag.config import Settings
-from rag.errors import QuestionError
+from rag.errors import LLMError, QuestionError
+from rag.evidence import LLMJudge, OfflineJudge, Progress
 from rag.extractive import ExtractiveAnswerer, asks_for_one
 from rag.llm import ChatModel
 from rag.prompt import LLMAnswerer
@@ -27,6 +28,8 @@ from rag.types import Answer, Citation, Conversation, Filters, Hit
 REFUSAL = "The corpus does not answer this."
 METADATA_MODEL = "metadata (computed)"
 METADATA_NOTICE = "Computed from the papers' metadata (dates, author counts, organisations), not quoted from their text."
+LLM_DOWN_NOTICE = "The LLM could not be used ({why}), so this answer quotes the abstracts instead (extractive)."
+LIST_BY_CODE = "{model} judged each paper; the list quotes each relevant one"
 DECLINED_NOTICE = "The model said its sources do not answer this, though they passed the relevance check: shown instead are the sentences that match the question best."
 # The prompt asks for REFUSAL word for word; small models paraphrase it ("The sources do not answer ...").
 _LLM_REFUSAL = re.compile(
@@ -56,6 +59,8 @@ class Engine:
         n = settings.llm_source_sentences
         excerpt = (lambda question, hit: self.quoter.excerpt(question, hit, n)) if n else None
         self.answerer = LLMAnswerer(llm, settings.llm_context, settings.llm_max_tokens, excerpt) if llm else self.quoter
+        self.offline = OfflineJudge(self.relevance, self.quoter)
+        self.judge = LLMJudge(llm, self.offline, settings.llm_concurrency) if llm else self.offline
 
     def current(self) -> Engine:
         """This engine, or when another ingest changed the index since, one over the index as it is now
@@ -72,18 +77,22 @@ class Engine:
     def model(self) -> str:
         return self.answerer.name
 
-    def ask(self, question: str, filters: Filters = Filters(), k: int | None = None, history: Conversation | None = None) -> Answer:
-        streamed = Streamed(self.ask_stream(question, filters, k, history))
+    def ask(
+        self, question: str, filters: Filters = Filters(), k: int | None = None, history: Conversation | None = None,
+        on_progress: Progress | None = None,
+    ) -> Answer:
+        streamed = Streamed(self.ask_stream(question, filters, k, history, on_progress))
         for _ in streamed:
             pass
         assert streamed.answer is not None
         return streamed.answer
 
     def ask_stream(
-        self, question: str, filters: Filters = Filters(), k: int | None = None, history: Conversation | None = None
+        self, question: str, filters: Filters = Filters(), k: int | None = None, history: Conversation | None = None,
+        on_progress: Progress | None = None,
     ) -> Iterator[str]:
         """Yield answer text as it is produced (inert: no HTML, links or control characters);
-        the checked `Answer` is the generator's return value."""
+        the checked `Answer` is the generator's return value. `on_progress` hears of each paper read."""
         t0 = time.perf_counter()
         self.validate(question, filters, k)
         standalone = self.condense(question, history)
@@ -99,13 +108,17 @@ class Engine:
         answer = Answer(question=question, standalone_question=standalone, text="", mode=self.mode, model=self.model, sources=hits)
         answer.timings["retrieve"] = time.perf_counter() - t0
         reason = self.refusal(intent, hits, on_topic)
+        if reason is None:
+            answer.sources = evidence.read(self.judge, intent, hits, on_progress)
+            answer.timings["judge"] = time.perf_counter() - t0 - answer.timings["retrieve"]
+            if not metadata_only(intent) and not any(h.relevant for h in answer.sources):
+                reason = ""
         if reason is not None:
             self._refuse(answer, intent, reason)
             yield answer.text
         else:
-            answer.sources = self.answerer.fit(intent, hits)
             yield from self._generate(answer, intent, t0)
-        answer.notice = " ".join(x for x in (answer.notice, self.unknown_year_note(intent, any_year), self.answerer.notice) if x)
+        answer.notice = " ".join(x for x in (answer.notice, self.unknown_year_note(intent, any_year)) if x)
         answer.suspicious = [h.paper.paper_id for h in answer.sources if h.withheld]
         answer.timings["total"] = time.perf_counter() - t0
         return answer
@@ -164,11 +177,34 @@ class Engine:
         answer.refused, answer.notice, answer.model, answer.declined = True, "", self.model, False
         answer.sources = answer.sources[:3]
 
+    def writer(self, intent: Intent) -> tuple[ExtractiveAnswerer | LLMAnswerer, str]:
+        """Who writes this answer, and why not the LLM when it is configured but does not write. A list is
+        written by code from the judgements (a small model stops after the first paper); an LLM that could
+        not be reached while judging is not asked again."""
+        if self.answerer is self.quoter:
+            return self.quoter, self.quoter.notice
+        if isinstance(self.judge, LLMJudge) and self.judge.unreachable:
+            return self.quoter, LLM_DOWN_NOTICE.format(why=self.judge.unreachable)
+        if intent.is_list and not asks_for_one(intent.query):
+            return self.quoter, ""
+        return self.answerer, ""
+
     def _generate(self, answer: Answer, intent: Intent, t0: float) -> Iterator[str]:
-        raw = yield from self._stream(self.answerer, answer, intent, t0)
-        if _LLM_REFUSAL.match(raw) and self.answerer is not self.quoter and self.settings.llm_quote_when_declined:
+        writer, answer.notice = self.writer(intent)
+        if writer is self.quoter and self.answerer is not self.quoter:
+            answer.mode, answer.model = "extractive", self.quoter.name if answer.notice else LIST_BY_CODE.format(model=self.model)
+        if writer is not self.quoter:
+            answer.sources = writer.fit(intent, [h for h in answer.sources if h.relevant])
+        try:
+            raw = yield from self._stream(writer, answer, intent, t0)
+        except LLMError as e:
+            if "first_token" in answer.timings:
+                raise  # part of the answer was shown: it cannot be taken back
+            answer.mode, answer.model, answer.notice = "extractive", self.quoter.name, LLM_DOWN_NOTICE.format(why=e)
+            writer, raw = self.quoter, (yield from self._stream(self.quoter, answer, intent, t0))
+        if _LLM_REFUSAL.match(raw) and writer is not self.quoter and self.settings.llm_quote_when_declined:
             # Small models decline questions their sources do answer (half of the paraphrases, for a
-            # 1.5B model): relevance already passed, so quote the evidence rather than refuse.
+            # 1.5B model): the evidence step already judged them relevant, so quote the evidence rather than refuse.
             answer.notice, answer.model, answer.declined = DECLINED_NOTICE, f"{self.model}, then extractive quotes", True
             yield "\n\n"
             raw = yield from self._stream(self.quoter, answer, intent, t0)
@@ -184,10 +220,9 @@ class Engine:
             for c in answer.citations:  # a statement about metadata ("does not record the authors"), not a quote
                 c.supported = True
         answer.unsupported = not any(c.supported for c in answer.citations)
-        if intent.is_list and not asks_for_one(intent.query):
+        if (intent.is_list or intent.is_summary) and not asks_for_one(intent.query):
             cited = {c.paper_id for c in answer.citations}
-            relevant = [answer.sources[i - 1].paper.paper_id for i in self.relevance.relevant(intent.query, answer.sources)]
-            answer.uncited = [pid for pid in relevant if pid not in cited]
+            answer.uncited = [h.paper.paper_id for h in answer.sources if h.relevant and h.paper.paper_id not in cited]
         answer.timings["check"] = time.perf_counter() - t
 
     def _stream(self, answerer: ExtractiveAnswerer | LLMAnswerer, answer: Answer, intent: Intent, t0: float) -> Iterator[str]:
@@ -208,7 +243,7 @@ class Engine:
         topic_ids = None
         if query.topic:
             hits = self.retriever.search(query.topic, self.settings.candidates, Filters(sources=filters.sources))
-            picked = hits[:3] if query.ask == "paper" else [hits[i - 1] for i in self.relevance.relevant(query.topic, hits)]
+            picked = hits[:3] if query.ask == "paper" else [hits[i - 1] for i in sorted(self.offline.relevant(query.topic, hits))]
             topic_ids = [h.paper.paper_id for h in picked]
         found = metadata.answer(query, papers, topic_ids)
         sources = [inert(Hit(p, score=1.0)) for p in found.papers]
@@ -227,7 +262,7 @@ class Engine:
         if any_year is None:
             return ""
         hits = [h for h in any_year if h.paper.year is None]
-        keep = [hits[i - 1] for i in self.relevance.relevant(intent.query, hits)]
+        keep = [hits[i - 1] for i in sorted(self.offline.relevant(intent.query, hits))]
         if not keep:
             return ""
         titles = "; ".join(h.paper.display_title for h in keep)

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=512, ge=1, le=32768, description="Longest answer, in tokens.")
     llm_context: int = Field(default=8192, ge=512, description="The model's context window in tokens; sources that would overflow it are dropped.")
     llm_source_sentences: int = Field(default=0, ge=0, le=100, description="Sentences of each abstract an LLM is shown, those that bear most on the question (0: the whole abstract); fewer means a shorter prompt, which a small local model reads faster.")
+    llm_concurrency: int = Field(default=4, ge=1, le=64, description="Papers the LLM judges at once (one short yes/no request each); a local server serves as many as it has parallel slots.")
     llm_quote_when_declined: bool = Field(default=True, description="When the LLM says its sources do not answer though they passed the relevance check, show the sentences that match best (extractive) instead of a refusal.")
 
     answer_k: int = Field(default=6, ge=1, le=100, description="Papers given to the answerer for an ordinary question.")

@@ -114,21 +114,23 @@ class ExtractiveAnswerer:
         yield from self.answer(intent, hits).splitlines(keepends=True)
 
     def answer(self, intent: Intent, hits: list[Hit]) -> str:
+        """Written from the evidence step's judgements: a list or summary names every paper judged relevant
+        (they come first, strongest first), a lookup the best one unless another is as close."""
         if intent.asks:
             return self._metadata(intent, hits)
         listed = (intent.is_list or intent.is_summary) and not asks_for_one(intent.query)
         if intent.filters.active() and not set(terms(intent.query)) - GENERIC:
-            keep = list(range(1, len(hits) + 1))  # "papers from 2019": the filter is the answer
+            keep = [i for i, h in enumerate(hits, 1) if h.quotes()] or [1]  # "papers from 2019": the filter is the answer
         elif listed:
-            keep = self.relevance.relevant(intent.query, hits) or [1]
+            keep = [i for i, h in enumerate(hits, 1) if h.relevant and h.quotes()] or [1]
         else:
-            keep = sorted({1, *self.relevance.relevant(intent.query, hits, NEAR)})  # a lookup: one paper, unless another is as close
-        lines = [self._paper_line(i, hits[i - 1], intent) for i in keep]
+            near = self.relevance.relevant(intent.query, hits, NEAR)  # a lookup: one paper, unless another is as close
+            keep = sorted({1, *(i for i in near if hits[i - 1].relevant and hits[i - 1].quotes())})
+        lines = [self._paper_line(i, hits[i - 1]) for i in keep]
         return "\n".join(f"- {line}" for line in lines) if len(lines) > 1 or (listed and intent.is_list) else lines[0]
 
-    def _paper_line(self, n: int, hit: Hit, intent: Intent) -> str:
-        sentences = self.evidence(intent.query, hit, intent.is_numeric)
-        return f"{label(hit.paper)}: " + " ".join(f"{s} [{n}]" for s in sentences)
+    def _paper_line(self, n: int, hit: Hit) -> str:
+        return f"{label(hit.paper)}: " + " ".join(f"{s} [{n}]" for s in hit.quotes())
 
     def _metadata(self, intent: Intent, hits: list[Hit]) -> str:
         n = self.relevance.named(intent.query, hits)
@@ -137,12 +139,12 @@ class ExtractiveAnswerer:
             return f"{p.display_title} lists {p.authors} authors [{n}]." if p.authors else f"The corpus does not record the authors of {p.display_title} [{n}]."
         return f"{p.display_title} is dated {p.date_raw} [{n}]." if p.date_raw else f"The corpus does not record the date of {p.display_title} [{n}]."
 
-    def evidence(self, query: str, hit: Hit, numeric: bool = False) -> list[str]:
-        """Up to three sentences of the abstract, in their order: the one that best answers the query,
-        plus findings (numbers, results) and the sentence naming the method when they bear on it."""
+    def evidence_spans(self, query: str, hit: Hit, numeric: bool = False) -> tuple[tuple[int, int], ...]:
+        """Offsets of up to three sentences of the abstract, in their order: the one that best answers the
+        query, plus findings (numbers, results) and the sentence naming the method when they bear on it."""
         scored = self._scored(query, hit, numeric)
         if not scored:
-            return []
+            return ()
         best = max(scored, key=lambda s: (s[0], -s[1]))
         chosen = {best[1]: best}
         for row in sorted(scored, key=lambda s: (-s[0], s[1])):
@@ -150,7 +152,7 @@ class ExtractiveAnswerer:
                 break
             if row[1] not in chosen and row[0] >= 0.5 * best[0] and (row[3] or row[4]):
                 chosen[row[1]] = row
-        return [row[2] for _, row in sorted(chosen.items())]
+        return tuple((start, start + len(row[2])) for start, row in sorted(chosen.items()))
 
     def excerpt(self, query: str, hit: Hit, n: int) -> str:
         """The `n` sentences of the abstract that bear most on the query, in their order, with " … " where

@@ -9,6 +9,7 @@ missing model or a refused connection fail at once.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -31,6 +32,8 @@ class ChatModel(Protocol):
     endpoint: str
 
     def stream(self, messages: list[dict[str, str]]) -> Iterator[str]: ...
+
+    def yes_probability(self, messages: list[dict[str, str]]) -> float | None: ...
 
 
 # ------------------------------------------------------------------ a client with a total time budget
@@ -200,6 +203,21 @@ class OpenAIChat:
             except Exception as e:  # noqa: BLE001 - mapped to one line below
                 raise LLMError(self._scrub(self._explain(e))) from None
 
+    def yes_probability(self, messages: list[dict[str, str]]) -> float | None:
+        """P("yes") of a one-token yes/no reply, from the first token's top logprobs; None when the endpoint
+        returns no logprobs or neither word is among them."""
+        with self._client.budget(self.budget):
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.name, messages=messages, max_tokens=1, temperature=0.0,  # type: ignore[arg-type]
+                    logprobs=True, top_logprobs=10,
+                )
+            except Exception as e:  # noqa: BLE001 - mapped to one line below
+                raise LLMError(self._scrub(self._explain(e))) from None
+        if not getattr(response, "choices", None):
+            raise LLMError(f"malformed response from {self.endpoint} (model {self.name}): no choices; is it an OpenAI-compatible server?")
+        return yes_share(response)
+
     def _pieces(self, response: Iterator[Any], clock: Clock) -> Iterator[str]:
         finished = parsed = False
         for chunk in response:
@@ -222,6 +240,21 @@ class OpenAIChat:
 
     def _explain(self, e: Exception) -> str:
         return explain(e, LLM_ENDPOINT, self.endpoint, self.name, self.settings.llm_timeout)
+
+
+def yes_share(response: Any) -> float | None:
+    """P(yes) / (P(yes) + P(no)) over the first generated token's alternatives ("Yes", " yes", "NO", ...)."""
+    try:
+        top = response.choices[0].logprobs.content[0].top_logprobs
+    except (AttributeError, IndexError, TypeError):
+        return None
+    mass = {"yes": 0.0, "no": 0.0}
+    for alternative in top or []:
+        word = str(getattr(alternative, "token", "")).strip().lower()
+        if word in mass:
+            mass[word] += math.exp(float(alternative.logprob))
+    total = mass["yes"] + mass["no"]
+    return mass["yes"] / total if total > 0 else None
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,15 @@ def build_messages(question: str, hits: list[Hit], is_list: bool, excerpt: Excer
     return [{"role": "system", "content": load_prompt("system")}, {"role": "user", "content": user}]
 
 
+def judge_messages(question: str, hit: Hit) -> list[dict[str, str]]:
+    """One paper put to a yes/no judge. The question comes before the paper, so a server that caches
+    prompts reuses the shared prefix for every paper of an answer."""
+    p = inert(hit).paper
+    title = _inert(p.display_title).replace('"', "'")
+    user = load_prompt("judge").format(question=_inert(question), title=title, abstract=_inert(p.abstract))
+    return [{"role": "system", "content": load_prompt("judge_system")}, {"role": "user", "content": user}]
+
+
 @lru_cache(maxsize=1)
 def _encoding():
     """tiktoken's cl100k, from the copy llama-index ships (tiktoken alone would download it)."""

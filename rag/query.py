@@ -25,7 +25,10 @@ _RANGE = [
 ]
 _LIST = re.compile(
     r"\b(which|what|list|name|find|show)\b(?: all| the| any| other)*"
-    r" (papers?|works?|studies|articles|publications|approaches|methods)\b|\bpapers (?:that|which|about|on)\b",
+    r" (papers?|works?|studies|articles|publications|approaches|methods|techniques|ways)\b|\bpapers (?:that|which|about|on)\b"
+    # "is there work on X", "what work exists on X", "how do I X": every paper that does X, not one lookup
+    r"|\bis there (?:any )?(?:work|research|literature)\b|\bwhat (?:work|research) (?:exists|is there)\b"
+    r"|^\W*how (?:do|can|could|should|would) (?:i|we|one|you)\b",
     re.I,
 )
 _SUMMARY = re.compile(

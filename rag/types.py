@@ -99,9 +99,24 @@ class Chunk:
     end: int
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """One candidate paper read against the question (the evidence step): is it about the question, how
+    strongly (orders a list), and the sentences of its abstract that answer it. Everything after retrieval
+    (refusal, which papers a list holds, what is quoted) reads this, never the retrieval scores again."""
+
+    relevant: bool
+    strength: float  # 0-1: the LLM's probability of "yes", or the paper's share of the best retrieval score
+    spans: Spans = ()  # (start, end) of the answering sentences in the abstract, in their order
+    by: str = "offline"  # "offline", "llm", or "offline (llm failed)" when that paper's request failed
+
+    def to_json(self) -> dict:
+        return {"relevant": self.relevant, "strength": round(self.strength, 6), "spans": [list(s) for s in self.spans], "by": self.by}
+
+
 @dataclass
 class Hit:
-    """One retrieved paper (its best chunk), with the scores that ranked it."""
+    """One retrieved paper (its best chunk), with the scores that ranked it and, once read, its judgement."""
 
     paper: Paper
     score: float
@@ -110,6 +125,15 @@ class Hit:
     bm25: float | None = None
     ranks: dict[str, int] = field(default_factory=dict)
     withheld: tuple[str, ...] = ()  # sentences addressed to an AI, replaced by a marker in `paper` (safety.inert)
+    judgement: Judgement | None = None  # set by the evidence step (rag/evidence.py)
+
+    @property
+    def relevant(self) -> bool:
+        return self.judgement is not None and self.judgement.relevant
+
+    def quotes(self) -> list[str]:
+        """The abstract sentences the evidence step found to answer the question."""
+        return [self.paper.abstract[s:e] for s, e in self.judgement.spans] if self.judgement else []
 
     def to_json(self) -> dict:
         p = self.paper
@@ -129,6 +153,7 @@ class Hit:
             "bm25": None if self.bm25 is None else round(self.bm25, 6),
             "ranks": self.ranks,
             "suspicious": bool(self.withheld),
+            "judgement": self.judgement.to_json() if self.judgement else None,
         }
 
 

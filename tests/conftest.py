@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import socket
 import subprocess
@@ -319,6 +320,7 @@ class LocalServer:
 
 Piece = str | BaseException
 Reply = str | list[Piece] | Callable[[list[dict[str, str]]], str]
+Verdict = Callable[[list[dict[str, str]]], "float | None | BaseException"]
 
 
 class FakeLLM:
@@ -328,16 +330,30 @@ class FakeLLM:
     when its turn comes (an endpoint failing before or during an answer), or a function of the
     messages returning a text. `then` answers every call once the queue is empty; without it such a
     call fails the test, so a test also learns when the engine calls the LLM more often than it should.
+
+    Yes/no judge requests (`yes_probability`) are answered by `verdict(messages)`: a probability, None
+    (an endpoint without logprobs), or an exception to raise; they are recorded in `judged`, not `calls`.
     """
 
     name = "fake-llm"
     endpoint = "fake://llm"
 
-    def __init__(self, *replies: Reply, pieces: int = 4, then: Reply | None = None) -> None:
+    def __init__(self, *replies: Reply, pieces: int = 4, then: Reply | None = None, verdict: Verdict | None = None) -> None:
         self.queue: list[Reply] = list(replies)
         self.pieces = pieces
         self.then = then
+        self.verdict: Verdict = verdict or (lambda messages: None)
         self.calls: list[list[dict[str, str]]] = []
+        self.judged: list[list[dict[str, str]]] = []
+        self._lock = threading.Lock()
+
+    def yes_probability(self, messages: list[dict[str, str]]) -> float | None:
+        with self._lock:
+            self.judged.append([dict(m) for m in messages])
+        found = self.verdict(messages)
+        if isinstance(found, BaseException):
+            raise found
+        return found
 
     def enqueue(self, *replies: Reply) -> FakeLLM:
         self.queue.extend(replies)
@@ -376,9 +392,23 @@ class _ScriptServer(LocalServer):
         super().__init__()
 
     def respond(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
-        pieces = list(self.llm.stream(json.loads(body)["messages"]))
+        request = json.loads(body)
+        if not request.get("stream"):  # a yes/no judge request: one token with its logprobs
+            self.send(h, 200, "application/json", json.dumps(_verdict_completion(self.llm.yes_probability(request["messages"]))).encode())
+            return
+        pieces = list(self.llm.stream(request["messages"]))
         events = [_sse(p) for p in pieces] + [_sse("", "stop"), "data: [DONE]\n\n"]
         self.send(h, 200, "text/event-stream", "".join(events).encode())
+
+
+def _verdict_completion(p: float | None) -> dict:
+    """A chat completion of one token, "yes" or "no", with top logprobs giving P(yes) = p (none when p is None)."""
+    word = "yes" if p is None or p >= 0.5 else "no"
+    choice: dict = {"index": 0, "message": {"role": "assistant", "content": word}, "finish_reason": "length"}
+    if p is not None:
+        top = [{"token": w, "logprob": math.log(max(q, 1e-9)), "bytes": None} for w, q in (("yes", p), ("no", 1 - p))]
+        choice["logprobs"] = {"content": [{"token": word, "logprob": top[0 if word == "yes" else 1]["logprob"], "bytes": None, "top_logprobs": top}]}
+    return {"id": "c", "object": "chat.completion", "created": 0, "model": "fake-llm", "choices": [choice]}
 
 
 def _sse(piece: str, finish: str | None = None) -> str:

@@ -5,12 +5,14 @@ once per session)."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from conftest import FakeLLM
+from rag.errors import LLMError
 from rag.answer import DECLINED_NOTICE, METADATA_MODEL, METADATA_NOTICE, REFUSAL, Engine
 from rag.extractive import EXTRACTIVE_NOTICE
 from rag.prompt import build_messages, format_sources, load_prompt
@@ -352,26 +354,78 @@ def test_extractive_follow_up_prepends_the_previous_question(tiny):
     assert "CASP14" in answer.text
 
 
-def test_list_answer_checks_each_line_and_reports_relevant_papers_left_out(tiny, fake_llm):
+def verdicts(yes: dict[str, float], fail: set[str] = frozenset(), jitter: bool = False):
+    """A judge script: P(yes) by a title fragment found in the judge prompt (0.1 for any other paper), an
+    LLMError for titles in `fail`; with `jitter` the requests finish in a shuffled order."""
+    import random
+
+    rng = random.Random(0)
+
+    def verdict(messages):
+        prompt = messages[-1]["content"]
+        if jitter:
+            time.sleep(rng.random() * 0.05)
+        if any(f in prompt for f in fail):
+            return LLMError("no answer from the LLM endpoint fake://llm within 1 s; raise RAG_LLM_TIMEOUT")
+        return next((p for fragment, p in yes.items() if fragment in prompt), 0.1)
+
+    return verdict
+
+
+def test_an_llm_list_names_exactly_the_papers_the_llm_judged_relevant_written_by_code(tiny, fake_llm):
     question = "which papers are about language models?"
-    order = titles(tiny.retriever.search(question, 12))
-    speech = 1 + next(i for i, t in enumerate(order) if t.startswith("Self-Supervised Pretraining"))
-    federated = 1 + order.index(FEDERATED)
-    reply = (
-        f"- Self-Supervised Pretraining for Low-Resource Speech Recognition: pretrains a speech encoder on unlabelled recordings [{speech}]\n"
-        f"- Federated Learning of Next-Word Prediction on Mobile Keyboards: a recurrent language model trained across phones [{federated}]"
-    )
-    engine, llm = with_llm(tiny, fake_llm, reply)
+    fake_llm.verdict = verdicts({FEDERATED: 0.92, FP8: 0.9}, jitter=True)
+    engine = Engine(tiny.settings.model_copy(update={"llm_concurrency": 4}), tiny.retriever, fake_llm)
     _, answer = run(engine, question)
-    user = llm.calls[0][1]["content"]
-    assert load_prompt("list_instructions").strip() in user
-    assert len(answer.sources) == 6  # list_k (12) capped by the corpus size
-    assert [c.n for c in answer.citations] == [speech, federated]
-    assert [c.claim for c in answer.citations] == [line[2:] for line in reply.splitlines()]
-    assert [c.supported for c in answer.citations] == [True, True]
-    relevant = {answer.sources[i - 1].paper.paper_id for i in engine.relevance.relevant(answer.standalone_question, answer.sources)}
+    assert len(fake_llm.judged) == len(answer.sources) == 6 and fake_llm.calls == []  # one request a paper, no writing call
+    assert [c.title for c in answer.citations if c.n == 1][0] == FEDERATED  # strongest first
+    assert {c.title for c in answer.citations} == {FEDERATED, FP8}
+    assert sorted({c.n for c in answer.citations}) == [1, 2]  # numbered without gaps
+    assert all(c.supported for c in answer.citations) and answer.mode == "extractive"
+    assert [h.judgement.by for h in answer.sources] == ["llm"] * 6
+    again = Engine(tiny.settings.model_copy(update={"llm_concurrency": 1}), tiny.retriever, FakeLLM(verdict=fake_llm.verdict))
+    assert again.ask(question).text == answer.text  # the same whatever order the verdicts arrive in
+
+
+def test_a_paper_whose_request_fails_gets_the_offline_judgement_and_the_answer_goes_on(tiny, fake_llm):
+    question = "which papers are about language models?"
+    offline = extractive(tiny).ask(question)
+    fake_llm.verdict = verdicts({FEDERATED: 0.92, FP8: 0.9}, fail={FP8})
+    engine = Engine(tiny.settings.model_copy(update={"llm_concurrency": 1}), tiny.retriever, fake_llm)
+    answer = engine.ask(question)
+    assert not answer.refused and answer.citations and "could not be used" not in answer.notice
+    by = {h.paper.display_title: h.judgement.by for h in answer.sources}
+    assert by[FP8] == "offline (llm failed)"
+    assert all(v == "offline (llm failed)" for v in by.values()) or by[FEDERATED] == "llm"
+    assert {h.paper.paper_id for h in answer.sources if h.relevant} <= {h.paper.paper_id for h in offline.sources if h.relevant} | {
+        h.paper.paper_id for h in answer.sources if h.judgement.by == "llm" and h.relevant}
+
+
+@pytest.mark.parametrize("bad", [1.7, -0.2, None])
+def test_a_malformed_or_missing_verdict_never_cites_a_paper_the_offline_judge_rejects(tiny, fake_llm, bad):
+    question = "which papers are about language models?"
+    offline = extractive(tiny).ask(question)
+    fake_llm.verdict = lambda messages: bad
+    answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask(question)
+    assert {c.paper_id for c in answer.citations} == {c.paper_id for c in offline.citations}
+
+
+def test_a_paper_judged_irrelevant_is_never_cited(tiny, fake_llm):
+    fake_llm.verdict = verdicts({FEDERATED: 0.95})
+    answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask("which papers are about language models?")
     cited = {c.paper_id for c in answer.citations}
-    assert answer.uncited and set(answer.uncited) == relevant - cited
+    assert cited and all(h.relevant for h in answer.sources if h.paper.paper_id in cited)
+    assert not any(h.paper.paper_id in cited for h in answer.sources if not h.relevant)
+
+
+def test_an_unreachable_llm_gives_the_extractive_answer_with_a_notice(tiny, fake_llm):
+    question = "How much faster is FP8 training?"
+    fake_llm.verdict = lambda messages: LLMError("cannot reach the LLM endpoint fake://llm; start the server or fix RAG_LLM_BASE_URL")
+    answer = Engine(tiny.settings.model_copy(update={"llm_concurrency": 1}), tiny.retriever, fake_llm).ask(question)
+    assert answer.mode == "extractive" and answer.citations and not answer.refused
+    assert answer.notice.startswith("The LLM could not be used (cannot reach the LLM endpoint fake://llm")
+    assert len(fake_llm.judged) == 1 and fake_llm.calls == []  # one failure is enough: nothing more is sent
+    assert answer.text == extractive(tiny).ask(question).text
 
 
 # ---------------------------------------------------------------- prompt injection

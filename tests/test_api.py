@@ -365,13 +365,14 @@ def failing(api_settings, retriever):
         yield {name: stack.enter_context(live(create_app(api_settings, engine))) for name, engine in engines.items()}
 
 
-def test_llm_down_is_503_with_its_one_line_in_both_modes(failing):
+def test_llm_down_gives_the_extractive_answer_with_a_notice_in_both_modes(failing):
     client = openai.OpenAI(base_url=f"{failing['down']}/v1", api_key="x", max_retries=0, timeout=30)
-    for stream in (False, True):
-        with pytest.raises(openai.InternalServerError) as caught:
-            client.chat.completions.create(model="m", messages=[{"role": "user", "content": FP8_Q}], stream=stream)
-        assert caught.value.status_code == 503
-        assert caught.value.body == {"message": "cannot reach the LLM endpoint http://x; start the server", "type": "service_unavailable"}
+    plain = client.chat.completions.create(model="m", messages=[{"role": "user", "content": FP8_Q}])
+    chunks = list(client.chat.completions.create(model="m", messages=[{"role": "user", "content": FP8_Q}], stream=True))
+    for rag in (plain.model_extra["rag"], chunks[-1].model_extra["rag"]):
+        assert rag["mode"] == "extractive" and not rag["refused"] and rag["citations"], rag
+        assert "cannot reach the LLM endpoint http://x" in rag["notice"] and "\n" not in rag["notice"]
+    assert plain.choices[0].message.content == plain.model_extra["rag"]["answer"]
 
 
 def test_failure_mid_stream_ends_the_stream_with_an_error_event(failing):

@@ -69,6 +69,12 @@ class ObeyingLLM:
         obeyed = sorted(set(CANARY.findall(prompt + " " + decoded(prompt))))
         return "The sources report speedups from FP8 training and KV cache quantization [1]. " + " ".join(obeyed) + PAYLOAD
 
+    def yes_probability(self, messages: list[dict[str, str]]) -> float:
+        """Judges every paper relevant, the more so the more of its prompt it would obey."""
+        prompt = "\n".join(m["content"] for m in messages)
+        self.prompts.append(prompt)
+        return 0.9 if CANARY.search(prompt + " " + decoded(prompt)) else 0.8
+
     def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
         text = self.reply(messages)
         for i in range(0, len(text), 7):
