@@ -269,12 +269,13 @@ def check_conversation(rec: Record, papers: dict[str, Paper]) -> list[str]:
             problems.append(f"{rec.where}: missing belongs only on it conversations, as true")
         elif d["must_mention"]:
             problems.append(f"{rec.where}: a missing figure cannot be mentioned; empty must_mention")
-    sources = [p for g in gold for p in (papers[g],)]
-    kind = "metadata" if follow == "filter" else "text"
+    # a filter keeps papers by their metadata, so a year may be a fact to mention; other facts are in the text
+    as_kind = {"kind": "metadata" if follow == "filter" else "text"}
+    where = "text or metadata" if follow == "filter" else "title or abstract"
     problems += [
-        f"{rec.where}: must_mention {fact!r} appears in no gold paper's {'text or metadata' if kind == 'metadata' else 'title or abstract'}"
+        f"{rec.where}: must_mention {fact!r} appears in no gold paper's {where}"
         for fact in d["must_mention"]
-        if isinstance(fact, str) and not mentioned(fact, sources, {"kind": kind})
+        if isinstance(fact, str) and not mentioned(fact, [papers[g] for g in gold], as_kind)
     ]
     return problems
 
