@@ -3,6 +3,9 @@
     python eval/check_dataset.py            # validate every eval/datasets/*.jsonl, print the table
     python eval/check_dataset.py --write    # also store each question's bm25_rank, fill in missing splits
 
+A file whose records carry `turns` is a conversation file (conversations.jsonl): its records are
+validated as conversations (below) and take no part in the BM25 table or in --write.
+
 A "paraphrase" question that BM25 answers from shared key words does not test what it claims to,
 and figures tuned on such questions look better than they are. So every answerable question
 carries `bm25_rank`: the best rank of its gold papers when BM25 alone (the product's settings:
@@ -33,6 +36,8 @@ STYLES = ("lexical", "paraphrase")
 SPLITS = ("dev", "test")
 REQUIRED = ("id", "question", "kind", "style", "gold", "must_mention", "split")
 EXPECT_KEYS = ("count", "authors", "year", "date", "organisation")
+CONV_REQUIRED = ("id", "turns", "follow", "style", "gold", "gold_previous", "must_mention", "split")
+FOLLOWS = ("filter", "narrow", "it", "yesno", "new_topic")
 TOP = 3  # a question "misses" when no gold paper is in BM25's top 3
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -197,6 +202,96 @@ def check_ranks(records: list[Record], ranks: dict[int, int | None]) -> list[str
     ]
 
 
+# ---------------------------------------------------------------- conversations
+
+
+def is_conversation_file(records: list[Record]) -> bool:
+    """A file of multi-turn conversations: its records carry `turns` instead of `question`."""
+    return any("turns" in r.data for r in records)
+
+
+def check_conversation(rec: Record, papers: dict[str, Paper]) -> list[str]:
+    """Problems with one conversation: fields and types, follow/style/split values, gold ids, and the
+    rules each follow-up type sets on gold, gold_previous, expect, expect_none and missing."""
+    d = rec.data
+    missing = [f for f in CONV_REQUIRED if f not in d]
+    if missing:
+        return [f"{rec.where}: missing field(s) {', '.join(missing)}"]
+    problems = []
+    if not isinstance(d["id"], str) or not d["id"]:
+        problems.append(f"{rec.where}: id must be a non-empty string")
+    turns = d["turns"]
+    if not isinstance(turns, list) or not 2 <= len(turns) <= 3 or not all(isinstance(t, str) and t.strip() for t in turns):
+        problems.append(f"{rec.where}: turns must be a list of 2 or 3 non-empty question strings")
+    for field, allowed in (("follow", FOLLOWS), ("style", STYLES), ("split", SPLITS)):
+        if d[field] not in allowed:
+            problems.append(f"{rec.where}: {field} {d[field]!r} is not one of {', '.join(allowed)}")
+    lists = ("gold", "gold_previous", "must_mention")
+    if not all(isinstance(d[f], list) for f in lists):
+        return problems + [f"{rec.where}: {', '.join(lists)} must be lists"]
+    if not all(isinstance(f, str) and f for f in d["must_mention"]):
+        problems.append(f"{rec.where}: must_mention must hold non-empty strings")
+    for field in ("gold", "gold_previous"):
+        if not all(isinstance(g, str) for g in d[field]):
+            problems.append(f"{rec.where}: {field} must hold paper id strings")
+            continue
+        if len(set(d[field])) != len(d[field]):
+            problems.append(f"{rec.where}: {field} lists a paper twice")
+        unknown = [g for g in d[field] if g not in papers]
+        if unknown:
+            problems.append(f"{rec.where}: {field} id(s) {', '.join(unknown)} are not in the corpus")
+    if problems:
+        return problems
+    follow, gold, previous = d["follow"], d["gold"], d["gold_previous"]
+    if not previous:
+        problems.append(f"{rec.where}: gold_previous is empty; the earlier turns must be answerable")
+    expect_none = d.get("expect_none", False)
+    if expect_none not in (True, False):
+        problems.append(f"{rec.where}: expect_none must be true or absent")
+    elif expect_none != (not gold):
+        problems.append(f"{rec.where}: gold must be empty exactly when expect_none is true")
+    elif expect_none and follow not in ("filter", "narrow"):
+        problems.append(f"{rec.where}: expect_none belongs only on filter and narrow conversations")
+    if expect_none and d["must_mention"]:
+        problems.append(f"{rec.where}: an expect_none answer names no paper; empty must_mention")
+    if follow in ("filter", "narrow") and not set(gold) <= set(previous):
+        problems.append(f"{rec.where}: a {follow} answer keeps some of the previous papers; gold must be a subset of gold_previous")
+    if follow in ("it", "yesno") and (len(gold) != 1 or gold != previous):
+        problems.append(f"{rec.where}: an {follow} turn is about the one previous paper; gold and gold_previous must be that same single paper")
+    if follow == "new_topic" and set(gold) & set(previous):
+        problems.append(f"{rec.where}: a new_topic answer starts afresh; gold shares papers with gold_previous")
+    if "expect" in d and follow != "yesno":
+        problems.append(f"{rec.where}: expect belongs only on yesno conversations")
+    if follow == "yesno" and d.get("expect") not in ("yes", "no"):
+        problems.append(f"{rec.where}: a yesno conversation needs expect \"yes\" or \"no\"")
+    if "missing" in d:
+        if d["missing"] is not True or follow != "it":
+            problems.append(f"{rec.where}: missing belongs only on it conversations, as true")
+        elif d["must_mention"]:
+            problems.append(f"{rec.where}: a missing figure cannot be mentioned; empty must_mention")
+    # a filter keeps papers by their metadata, so a year may be a fact to mention; other facts are in the text
+    as_kind = {"kind": "metadata" if follow == "filter" else "text"}
+    where = "text or metadata" if follow == "filter" else "title or abstract"
+    problems += [
+        f"{rec.where}: must_mention {fact!r} appears in no gold paper's {where}"
+        for fact in d["must_mention"]
+        if isinstance(fact, str) and not mentioned(fact, [papers[g] for g in gold], as_kind)
+    ]
+    return problems
+
+
+def conversation_table(records: list[Record]) -> list[str]:
+    """One row per follow-up type and a total: conversations, dev/test, three-turn, expect_none, missing."""
+    head = ["follow", "conversations", "dev", "test", "three-turn", "expect_none", "missing"]
+    rows = [head, ["---"] * len(head)]
+    for follow in (*FOLLOWS, "all"):
+        group = [r for r in records if follow in ("all", r.data["follow"])]
+        splits = Counter(r.data["split"] for r in group)
+        rows.append([follow, len(group), splits["dev"], splits["test"], sum(len(r.data["turns"]) == 3 for r in group),
+                     sum(bool(r.data.get("expect_none")) for r in group), sum(bool(r.data.get("missing")) for r in group)])
+    return ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+
+
 # ---------------------------------------------------------------- splits and writing
 
 
@@ -260,16 +355,20 @@ def run(paths: list[Path], corpus_path: Path, write: bool) -> int:
     if not corpus.papers:
         raise CorpusError(f"{corpus_path}: no papers found; give the corpus the questions were written for")
     papers = {p.paper_id: p for p in corpus.papers}
-    per_file, problems = {}, []
+    per_file, conv_files, problems = {}, {}, []
     for path in paths:
-        per_file[path], found = read_records(path)
+        found_records, found = read_records(path)
+        (conv_files if is_conversation_file(found_records) else per_file)[path] = found_records
         problems += found
     records = [r for recs in per_file.values() for r in recs]
+    conversations = [r for recs in conv_files.values() for r in recs]
     if write:
         assign_splits(records)
-    problems += check_ids(records)
+    problems += check_ids(records + conversations)
     for rec in records:
         problems += check_record(rec, papers)
+    for rec in conversations:
+        problems += check_conversation(rec, papers)
     lexical = Lexical(corpus.papers)
     rankings = {id(r): lexical.ranking(str(r.data.get("question", ""))) for r in records}
     ranks = {id(r): best_rank(rankings[id(r)], r.gold) if r.gold else None for r in records}
@@ -282,9 +381,14 @@ def run(paths: list[Path], corpus_path: Path, write: bool) -> int:
         problems += check_ranks(records, ranks)
     valid = [r for r in records if all(f in r.data for f in REQUIRED) and r.data["kind"] in KINDS and r.data["style"] in STYLES]
     print("\n".join(table(valid, rankings)))
+    if conv_files:
+        valid_conv = [r for r in conversations if not check_conversation(r, papers)]
+        print()
+        print("\n".join(conversation_table(valid_conv)))
     for line in problems:
         print(line, file=sys.stderr)
-    print(f"{len(records)} questions in {len(paths)} file(s), {len(problems)} problem(s)", file=sys.stderr)
+    counts = f"{len(records)} questions" + (f" and {len(conversations)} conversations" if conv_files else "")
+    print(f"{counts} in {len(paths)} file(s), {len(problems)} problem(s)", file=sys.stderr)
     return 1 if problems else 0
 
 
