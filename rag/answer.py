@@ -16,9 +16,10 @@ from rag.config import Settings
 from rag.errors import LLMError, QuestionError
 from rag.evidence import LLMJudge, OfflineJudge, Progress
 from rag.extractive import ExtractiveAnswerer, asks_for_one
+from rag.followup import FollowUps
 from rag.llm import ChatModel
 from rag.prompt import LLMAnswerer
-from rag.query import Intent, analyse, check_request, needs_history
+from rag.query import Intent, analyse, check_request, needs_history, refers_back
 from rag.relevance import GENERIC, Relevance
 from rag.retrieve import Retriever
 from rag.safety import inert, repeats_withheld, sanitize, sanitize_stream
@@ -61,6 +62,7 @@ class Engine:
         self.answerer = LLMAnswerer(llm, settings.llm_context, settings.llm_max_tokens, excerpt) if llm else self.quoter
         self.offline = OfflineJudge(self.relevance, self.quoter)
         self.judge = LLMJudge(llm, self.offline, settings.llm_concurrency) if llm else self.offline
+        self.followups = FollowUps(retriever, self.offline)
 
     def current(self) -> Engine:
         """This engine, or when another ingest changed the index since, one over the index as it is now
@@ -95,6 +97,12 @@ class Engine:
         the checked `Answer` is the generator's return value. `on_progress` hears of each paper read."""
         t0 = time.perf_counter()
         self.validate(question, filters, k)
+        back, previous = self.back_reference(question, history)
+        if back:
+            answer = self.follow_up(question, back, previous, filters, history)
+            answer.timings["total"] = time.perf_counter() - t0
+            yield from answer.text.splitlines(keepends=True)
+            return answer
         standalone = self.condense(question, history)
         if (meta_query := metadata.parse(standalone)) is not None:
             answer = self.metadata_answer(question, standalone, meta_query, filters)
@@ -130,6 +138,24 @@ class Engine:
         check_request(question, filters, k)
         if not self.answerer.fits(question):
             raise QuestionError(f"the question does not fit the model's context (RAG_LLM_CONTEXT={self.settings.llm_context}); shorten it")
+
+    def back_reference(self, question: str, history: Conversation | None) -> tuple[str | None, list[Hit]]:
+        """Whether the question points back at the previous answer's papers ("those", "it"), and those papers."""
+        back = refers_back(question) if history and history.turns else None
+        previous = self.followups.papers_of(history.turns[-1]) if back and history else []
+        return (back, previous) if previous else (None, [])
+
+    def follow_up(self, question: str, back: str, previous: list[Hit], filters: Filters, history: Conversation | None) -> Answer:
+        """An answer over the previous answer's papers (see rag/followup.py), checked like any other."""
+        earlier = history.turns[-1].question if history and history.turns else ""
+        found = self.followups.answer(question, back, previous, filters, earlier)
+        text, citations, removed = cite.check(sanitize(found.text), found.sources)
+        answer = Answer(
+            question=question, standalone_question=f"{earlier} {question}".strip(), text=text, mode="extractive", model=self.quoter.name,
+            sources=found.sources, citations=citations, removed=removed,
+        )
+        answer.unsupported = not found.computed and not any(c.supported for c in citations)
+        return answer
 
     def condense(self, question: str, history: Conversation | None) -> str:
         """A follow-up question rewritten to stand alone, so retrieval sees its topic."""

@@ -55,7 +55,7 @@ def ask(engine: Engine, question: str, state: ChatState) -> None:
     out.print()
     assert streamed.answer is not None
     _print_answer_footer(streamed.answer)
-    state.history.turns.append(Turn(question, streamed.answer.text))
+    state.history.turns.append(Turn.of(question, streamed.answer))
     state.last = streamed.answer
 
 

@@ -277,6 +277,7 @@ def eval_command(
     limits = evaluate.read_thresholds(check) if check else None
     settings = get_settings()
     questions = evaluate.select(evaluate.load_datasets(dataset or [evaluate.DATASETS]), split.value)
+    chats = evaluate.load_chats(dataset or [evaluate.DATASETS], split.value)
     llm = make_chat_model(settings) if mode == "llm" else None
     if mode == "llm" and llm is None:
         raise LLMError("--mode llm needs an LLM: set RAG_LLM_BASE_URL or RAG_LLM_BACKEND=openai")
@@ -285,11 +286,13 @@ def eval_command(
     for name, model in ({"extractive": None, "llm": llm} if compare else {mode: llm}).items():
         with progress_bar(f"{name} questions") as on_progress:
             engine = Engine(settings, retriever, model)
-            runs[name] = evaluate.timed_run(engine, questions, out_dir / name if compare else out_dir, on_progress, judged=judge and model is not None)
+            runs[name] = evaluate.timed_run(
+                engine, questions, out_dir / name if compare else out_dir, on_progress, judged=judge and model is not None, chats=chats
+            )
     result, timing = runs[mode]
     _print_summary(evaluate.by_split(result))
     report = out_dir / mode / "report.md" if compare else out_dir / "report.md"
-    out.print(f"{len(questions)} questions in {timing['seconds']:.1f} s; report: {report}", highlight=False)
+    out.print(f"{len(questions)} questions and {len(chats)} conversations in {timing['seconds']:.1f} s; report: {report}", highlight=False)
     if compare:
         _print_comparison(evaluate.write_comparison(runs, out_dir), list(runs))
         out.print(f"Side by side: {out_dir / 'compare.md'}", highlight=False)
@@ -317,6 +320,7 @@ def _cell(value: object) -> str:
 
 def _print_summary(splits: dict) -> None:
     from rag.evaluate import ANSWERS
+    from rag.evaluate_chat import FIGURES
 
     metrics = ("hit@5", "recall@10", "mrr", "ndcg@10")
     table = _table("Retrieval (answerable questions)", "split", "retriever", "hit@5", "recall@10", "MRR", "nDCG@10", labels=list(splits))
@@ -329,6 +333,11 @@ def _print_summary(splits: dict) -> None:
         for group, f in s["answers"].items():
             table.add_row(group, *(_cell(f[name]) for name in ANSWERS))
         out.print(table)
+        if "conversations" in s:
+            table = _table(f"Conversations, {split} split (last turn)", "group", *FIGURES, labels=list(s["conversations"]))
+            for group, f in s["conversations"].items():
+                table.add_row(group, *(_cell(f[name]) for name in FIGURES))
+            out.print(table)
     out.print("\n".join(f"{short}: {escape(meaning)}" for short, meaning in ANSWERS.values()), style="dim", highlight=False)
 
 

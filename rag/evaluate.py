@@ -18,7 +18,7 @@ from pathlib import Path
 from statistics import mean, median
 from typing import Any
 
-from rag import metrics
+from rag import evaluate_chat, metrics
 from rag.answer import Engine
 from rag.config import PROJECT_ROOT
 from rag.errors import ConfigError, CorpusError
@@ -89,15 +89,26 @@ def load_dataset(path: Path) -> list[Question]:
     return questions
 
 
-def load_datasets(paths: Iterable[Path]) -> list[Question]:
-    """Questions of every file given; a folder stands for its `*.jsonl` files in sorted order."""
+def question_files(paths: Iterable[Path]) -> list[Path]:
+    """Every file given; a folder stands for its `*.jsonl` files in sorted order."""
     files: list[Path] = []
     for path in paths:
         found = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
         if not found:
             raise CorpusError(f"{path}: no *.jsonl question files in this folder; give --dataset FILE")
         files += found
-    return [q for f in files for q in load_dataset(f)]
+    return files
+
+
+def load_datasets(paths: Iterable[Path]) -> list[Question]:
+    """Single questions of every file given (conversation files are read by `load_chats`)."""
+    return [q for f in question_files(paths) if not (f.is_file() and evaluate_chat.is_chat_file(f)) for q in load_dataset(f)]
+
+
+def load_chats(paths: Iterable[Path], split: str = "all") -> list[evaluate_chat.Chat]:
+    """Conversations of every file given, of one split ("all": every one)."""
+    chats = [c for f in question_files(paths) if f.is_file() and evaluate_chat.is_chat_file(f) for c in evaluate_chat.load_chats(f)]
+    return [c for c in chats if split in ("all", c.split)]
 
 
 def select(questions: list[Question], split: str) -> list[Question]:
@@ -257,7 +268,10 @@ def summarise(rows: list[dict]) -> dict:
     return {name: summarise_split(group) for name, group in splits.items() if group}
 
 
-def run(engine: Engine, questions: list[Question], on_progress: Progress | None = None, judged: bool = False) -> tuple[dict, list[dict]]:
+def run(
+    engine: Engine, questions: list[Question], on_progress: Progress | None = None, judged: bool = False,
+    chats: list[evaluate_chat.Chat] | None = None,
+) -> tuple[dict, list[dict]]:
     """The result (deterministic) and the per-question timings."""
     rows, timings = [], []
     for i, q in enumerate(questions, 1):
@@ -270,6 +284,13 @@ def run(engine: Engine, questions: list[Question], on_progress: Progress | None 
     splits = summarise(rows)
     # "summary" covers every question run (the layout readers of results.json know); "splits" adds dev and test.
     result = {"mode": engine.mode, "model": engine.model, "datasets": datasets, "summary": splits.pop("all"), "splits": splits, "questions": rows}
+    if chats:
+        talks = evaluate_chat.run(engine, chats)
+        result["conversations"] = talks
+        result["summary"]["conversations"] = evaluate_chat.summary(talks)
+        for name in splits:
+            if chosen := [t for t in talks if t["split"] == name]:
+                splits[name]["conversations"] = evaluate_chat.summary(chosen)
     return result, timings
 
 
@@ -306,7 +327,7 @@ def read_thresholds(path: Path) -> list[tuple[str, str, str, str, float]]:
             for section, by_group in sorted(sections.items()):
                 for group, figures in sorted(by_group.items()):
                     for name, limit in sorted(figures.items()):
-                        if section not in ("answers", "retrieval") or isinstance(limit, bool) or not isinstance(limit, (int, float)):
+                        if section not in ("answers", "retrieval", "conversations") or isinstance(limit, bool) or not isinstance(limit, (int, float)):
                             raise TypeError
                         limits.append((split, section, group, name, float(limit)))
     except (TypeError, AttributeError):
@@ -333,7 +354,7 @@ def check_thresholds(splits: dict, limits: list[tuple[str, str, str, str, float]
             failures.append(f"{where}: not measured in this run (no {split} questions in group {group!r})")
             continue
         method, _, metric = name.partition(".")
-        value = node.get(name) if section == "answers" else (node.get(method) or {}).get(metric)
+        value = (node.get(method) or {}).get(metric) if section == "retrieval" else node.get(name)
         if value is None:
             failures.append(f"{where}: no such figure, or it does not apply to these questions")
         elif name in LOWER_IS_BETTER and value > limit:
@@ -379,6 +400,10 @@ def markdown(result: dict) -> str:
         lines += ["", "### Answers", "", "| group | " + " | ".join(shorts) + " |", "|---|" + "---|" * len(shorts)]
         for group, figures in s["answers"].items():
             lines.append(f"| {group} | " + " | ".join(fmt(figures[n]) for n in ANSWERS) + " |")
+        if "conversations" in s:
+            lines += ["", "### Conversations (the last turn of each)", "", "| group | " + " | ".join(evaluate_chat.FIGURES) + " |",
+                      "|---|" + "---|" * len(evaluate_chat.FIGURES)]
+            lines += [f"| {g} | " + " | ".join(fmt(f[n]) for n in evaluate_chat.FIGURES) + " |" for g, f in s["conversations"].items()]
         if "judged" in s:
             lines += ["", "### LLM-judged (llama-index Faithfulness / Relevancy; not used by the CI gate)", "",
                       "| group | faithfulness | relevancy |", "|---|---|---|"]
@@ -453,11 +478,12 @@ def plot(result: dict, out: Path) -> None:
 
 
 def timed_run(
-    engine: Engine, questions: list[Question], out: Path, on_progress: Progress | None = None, judged: bool = False
+    engine: Engine, questions: list[Question], out: Path, on_progress: Progress | None = None, judged: bool = False,
+    chats: list[evaluate_chat.Chat] | None = None,
 ) -> tuple[dict, dict]:
     """Run and write the report to `out`; the result and its timing."""
     started = time.perf_counter()
-    result, timings = run(engine, questions, on_progress, judged)
+    result, timings = run(engine, questions, on_progress, judged, chats)
     return result, write_report(result, out, time.perf_counter() - started, timings)
 
 

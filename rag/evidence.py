@@ -69,7 +69,7 @@ class OfflineJudge:
         """Positions (1-based) of the papers about the question (see the module docstring)."""
         floor = set(self.relevance.relevant(query, hits))  # closeness to the best, and above the refusal floor
         keys = self.key_terms(query)
-        held = [self._held(keys, h) for h in hits]
+        held = [self.held(keys, h) for h in hits]
         best = max(held, default=0.0)
         if best < ANCHORED:
             return floor
@@ -85,7 +85,7 @@ class OfflineJudge:
         rare = [t for t in wanted if self.relevance.lexicon.idf(t) >= KEY_IDF]
         return rare or wanted
 
-    def _held(self, keys: list[str], hit: Hit) -> float:
+    def held(self, keys: list[str], hit: Hit) -> float:
         total = sum(self.relevance.lexicon.idf(t) for t in keys)
         if not total:
             return 0.0

@@ -78,6 +78,38 @@ _FOLLOW_UP = re.compile(
 )
 
 
+# Words that point back at the previous answer's papers: several ("which of those") or one ("it", "the second one").
+_BACK_MANY = re.compile(
+    r"\b(?:those|these|them|they|the above|of the (?:above|listed|previous) (?:papers|ones)|which of (?:them|these|those))\b", re.I
+)
+_BACK_ONE = re.compile(
+    r"\b(?:it|its|itself|(?:this|that|the same) (?:paper|method|work|model|approach|one)|"
+    r"the (?:first|second|third|fourth|fifth|last|top) (?:one|paper|method)?)\b(?! (?:possible|true|known|likely|feasible)\b)",
+    re.I,
+)
+_ORDINALS = {"first": 1, "top": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1}
+_ORDINAL = re.compile(r"\bthe (first|second|third|fourth|fifth|last|top)\b", re.I)
+_YES_NO = re.compile(r"^\W*(?:does|do|did|is|are|was|were|can|could|has|have|will|would|should)\b", re.I)
+BACK_WORDS = re.compile(_BACK_MANY.pattern + "|" + _BACK_ONE.pattern + r"|\b(?:of|among|from)\b(?= (?:them|those|these)\b)", re.I)
+
+
+def refers_back(question: str) -> str | None:
+    """"many" when the question points at the previous answer's papers, "one" at one of them, else None."""
+    if _BACK_MANY.search(question):
+        return "many"
+    return "one" if _BACK_ONE.search(question) else None
+
+
+def ordinal(question: str) -> int | None:
+    """1 for "the first one", 2 for "the second", -1 for "the last"; None when none is named."""
+    m = _ORDINAL.search(question)
+    return _ORDINALS[m.group(1).lower()] if m else None
+
+
+def is_yes_no(question: str) -> bool:
+    return bool(_YES_NO.match(question))
+
+
 def needs_history(question: str) -> bool:
     """A short question leaning on pronouns probably continues the conversation."""
     return bool(_FOLLOW_UP.search(question)) or len(question.split()) <= 4

@@ -198,6 +198,11 @@ def decode_spans(text: str) -> Spans:
 class Turn:
     question: str
     answer: str
+    papers: tuple[str, ...] = ()  # ids of the papers the answer cited, in [n] order: what "those" and "it" mean next
+
+    @classmethod
+    def of(cls, question: str, answer: Answer) -> Turn:
+        return cls(question, answer.text, tuple(dict.fromkeys(c.paper_id for c in answer.citations)))
 
 
 @dataclass

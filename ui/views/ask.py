@@ -41,7 +41,7 @@ def show_answer(answer: Answer, index: int) -> None:
 
 def ask(question: str, filters: Filters, k: int | None) -> None:
     engine = get_engine()
-    history = Conversation([Turn(m["question"], m["answer"].text) for m in st.session_state.messages])
+    history = Conversation([Turn.of(m["question"], m["answer"]) for m in st.session_state.messages])
     with st.chat_message("user"):
         st.markdown(md_escape(question))
     with st.chat_message("assistant"):

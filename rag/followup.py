@@ -1,0 +1,143 @@
+"""Follow-ups that point back at the previous answer: "which of those is from 2024?", "does it need retraining?".
+
+Such a question works on the papers the previous answer cited, not on a new search: a year filter is
+applied to them, a narrowing question keeps those that hold its terms, and a question about "it" is
+answered from that one paper's evidence (yes or no from its sentences, or what figure the abstract
+lacks). The previous answer's papers come with the turn (`Turn.papers`); a client that sends only the
+text (the HTTP API's messages) has them recovered from the titles the answer names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from rag.evidence import KEY_SHARE, OfflineJudge
+from rag.extractive import _NUMBER, label
+from rag.query import BACK_WORDS, Intent, analyse, is_yes_no, ordinal
+from rag.retrieve import Retriever
+from rag.safety import WITHHELD
+from rag.text import sentence_spans
+from rag.types import Filters, Hit, Judgement, Paper, Turn
+
+# A list line or lookup of an extractive answer opens with the paper's label: "- COAT: Compressing ...: <quote> [1]".
+_LINE_LABEL = re.compile(r"^(?:- )?(.+?): .*\[\d+\]", re.M)
+_NO_YEAR = re.compile(r"\b(?:no|without|unknown|missing)\b(?: \w+){0,2} (?:year|date)s?\b|\bundated\b", re.I)
+_KNOWN_YEAR = re.compile(r"\b(?:has|have|with|a)\b(?: a)? known (?:publication )?(?:year|date)s?\b", re.I)
+_NEGATION = re.compile(r"\b(?:no|not|without|never|neither|nor|free of)\b|-free\b|\bfree\b", re.I)
+
+
+@dataclass
+class FollowUp:
+    """What a follow-up answer says (with [n] into `sources`) and the papers it may cite."""
+
+    text: str
+    sources: list[Hit]
+    computed: bool = False  # the text states a fact about metadata or an absence, not a quote
+
+
+class FollowUps:
+    def __init__(self, retriever: Retriever, judge: OfflineJudge) -> None:
+        self.retriever = retriever
+        self.judge = judge
+
+    def papers_of(self, turn: Turn) -> list[Hit]:
+        """The previous answer's papers, in its [n] order."""
+        ids = list(turn.papers) or self._named(turn.answer)
+        found = [self.retriever.paper(pid) for pid in ids]
+        return [h for h in found if h is not None]
+
+    def _named(self, answer: str) -> list[str]:
+        """Ids of the papers an answer's lines open with (their labels), for clients that send only text."""
+        ids: list[str] = []
+        for name in _LINE_LABEL.findall(answer):
+            for hit in self.retriever.search(name, 3, method="bm25"):
+                if name in (label(hit.paper), hit.paper.display_title) and hit.paper.paper_id not in ids:
+                    ids.append(hit.paper.paper_id)
+                    break
+        return ids
+
+    def answer(self, question: str, back: str, previous: list[Hit], filters: Filters, earlier: str) -> FollowUp:
+        intent = analyse(question, filters)
+        if _NO_YEAR.search(question):
+            return self._filtered(previous, lambda p: p.year is None, earlier)
+        if _KNOWN_YEAR.search(question):
+            return self._filtered(previous, lambda p: p.year is not None, earlier)
+        if intent.filters.active():
+            return self._filtered(previous, intent.filters.allows, earlier)
+        if back == "many":
+            return self._narrowed(intent, previous)
+        one = _pick(previous, ordinal(question))
+        if one is None:
+            return FollowUp(f"The previous answer names {len(previous)} papers, not that many.", [], computed=True)
+        return self._about(intent, one)
+
+    def _filtered(self, previous: list[Hit], allows: Callable[[Paper], bool], earlier: str) -> FollowUp:
+        """The previous papers that pass a year or source filter; the others said in one line."""
+        kept = [h for h in previous if allows(h.paper)]
+        sources = self._quoted(earlier, kept) + [h for h in previous if h not in kept]
+        rest = "; ".join(f"{h.paper.display_title} {_year_of(h)}" for h in previous if h not in kept)
+        if not kept:
+            return FollowUp(f"None of them. {rest}." if rest else "None of them.", sources, computed=True)
+        lines = [_line(i, h) for i, h in enumerate(sources[: len(kept)], 1)]
+        return FollowUp("\n".join(lines) + (f"\nNot the others: {rest}." if rest else ""), sources)
+
+    def _narrowed(self, intent: Intent, previous: list[Hit]) -> FollowUp:
+        """The previous papers that hold most of the question's own key terms (the words pointing back aside)."""
+        query = BACK_WORDS.sub(" ", intent.query)
+        keys = self.judge.key_terms(query)
+        kept = [h for h in previous if keys and self.judge.held(keys, h) >= KEY_SHARE]
+        sources = self._quoted(query, kept) + [h for h in previous if h not in kept]
+        if not kept:
+            names = "; ".join(h.paper.display_title for h in previous)
+            return FollowUp(f"None of them: no abstract of {names} says so.", sources, computed=True)
+        return FollowUp("\n".join(_line(i, h) for i, h in enumerate(sources[: len(kept)], 1)), sources)
+
+    def _about(self, intent: Intent, hit: Hit) -> FollowUp:
+        """One paper's answer: yes or no from its sentences, or its evidence and what figure it lacks."""
+        query = BACK_WORDS.sub(" ", intent.query)
+        [hit] = self._quoted(query, [hit])
+        quotes = " ".join(f"{s} [1]" for s in hit.quotes())
+        name = label(hit.paper)
+        if is_yes_no(intent.query):
+            verdict, sentence = self._yes_no(query, hit)
+            if verdict is None:
+                return FollowUp(f"The abstract of {name} does not say. Closest: {quotes}", [hit], computed=True)
+            return FollowUp(f"{verdict}. {name}: {sentence} [1]", [hit])
+        if intent.is_numeric and not any(_NUMBER.search(q) for q in hit.quotes()):
+            return FollowUp(f"The abstract of {name} gives no figure for this. Closest: {quotes}", [hit], computed=True)
+        return FollowUp(f"{name}: {quotes}", [hit])
+
+    def _yes_no(self, query: str, hit: Hit) -> tuple[str | None, str]:
+        """("Yes", its sentence) when a sentence of the abstract holds the question's key terms plainly,
+        ("No", ...) when it negates them ("training-free", "without retraining"), (None, "") when none holds them."""
+        keys = {k.removeprefix("re") for k in self.judge.key_terms(query)}
+        abstract = hit.paper.abstract
+        for start, end in sentence_spans(abstract, hit.paper.spans):
+            sentence = abstract[start:end]
+            words = re.findall(r"[\w-]+", sentence.lower())
+            held = [i for i, w in enumerate(words) if any(k in w for k in keys)]
+            if held and WITHHELD not in sentence:
+                near = " ".join(words[max(0, held[0] - 3): held[0] + 2])
+                return ("No" if _NEGATION.search(near) else "Yes"), sentence
+        return None, ""
+
+    def _quoted(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """The hits with the sentences that answer `query` as their evidence."""
+        quoter = self.judge.quoter
+        return [replace(h, judgement=Judgement(True, 1.0, quoter.evidence_spans(query, h), "offline")) for h in hits]
+
+
+def _pick(previous: list[Hit], n: int | None) -> Hit | None:
+    """The paper "it" or "the second one" means: the one named by its place, else the first."""
+    i = 0 if n is None else n - 1 if n > 0 else len(previous) + n
+    return previous[i] if 0 <= i < len(previous) else None
+
+
+def _line(n: int, hit: Hit) -> str:
+    return f"- {label(hit.paper)}: " + " ".join(f"{s} [{n}]" for s in hit.quotes())
+
+
+def _year_of(hit: Hit) -> str:
+    return f"is from {hit.paper.year}" if hit.paper.year is not None else "has no known year"
