@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from rag import ids
+
 
 Spans = tuple[tuple[int, int], ...]  # (start, end) character offsets of sentences
 
@@ -25,6 +27,17 @@ class Paper:
     paths: list[str] = field(default_factory=list)  # full paths of the sources, to scope re-ingests
     spans: Spans = ()  # sentence offsets in `abstract` when known (stored at ingest)
     clean: str = ""  # set at ingest when no sentence addresses an AI (`safety.clean_mark`)
+    doi: str = ""  # identifiers, validated and normalised at ingest (`rag.ids`)
+    arxiv_id: str = ""
+    pmid: str = ""
+    url: str = ""  # as the source file gives it: shown, but a link only when it names an identifier
+    venue: str = ""
+    categories: list[str] = field(default_factory=list)
+
+    @property
+    def link(self) -> str | None:
+        """doi.org, arXiv or PubMed link from a validated identifier; None when the paper has none."""
+        return ids.link(self.doi, self.arxiv_id, self.pmid, self.url)
 
     @property
     def display_title(self) -> str:
@@ -124,6 +137,7 @@ class Hit:
             "year": p.year,
             "authors": p.authors,
             "organisation": p.organisation,
+            **identifiers(p),
             "score": round(self.score, 6),
             "dense": None if self.dense is None else round(self.dense, 6),
             "bm25": None if self.bm25 is None else round(self.bm25, 6),
@@ -148,6 +162,12 @@ def paper_from_meta(meta: dict) -> Paper:
         paths=list(meta.get("paths") or []),
         spans=decode_spans(meta.get("spans", "")),
         clean=meta.get("clean", ""),
+        doi=meta.get("doi", ""),
+        arxiv_id=meta.get("arxiv_id", ""),
+        pmid=meta.get("pmid", ""),
+        url=meta.get("url", ""),
+        venue=meta.get("venue", ""),
+        categories=list(meta.get("categories") or []),
     )
 
 
@@ -157,7 +177,24 @@ def paper_to_meta(p: Paper) -> dict:
     del d["spans"], d["clean"]  # derived from the text: stored with the record (`index._record`), never hashed as metadata
     d["year"] = -1 if p.year is None else p.year
     d["authors"] = -1 if p.authors is None else p.authors
-    return {k: v for k, v in d.items() if v != []}
+    return {k: v for k, v in d.items() if v != [] and not (k in OPTIONAL_META and v == "")}
+
+
+# Left out of a record when empty, so papers without them keep the record (and metadata hash) they had before.
+OPTIONAL_META = ("doi", "arxiv_id", "pmid", "url", "venue")
+
+
+def identifiers(p: Paper) -> dict:
+    """The identifier fields and the link, as every JSON output shows them."""
+    return {
+        "doi": p.doi or None,
+        "arxiv_id": p.arxiv_id or None,
+        "pmid": p.pmid or None,
+        "url": p.link,
+        "source_url": p.url or None,
+        "venue": p.venue or None,
+        "categories": p.categories,
+    }
 
 
 def encode_spans(spans: Spans) -> str:
