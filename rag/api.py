@@ -208,6 +208,13 @@ class PaperOut(BaseModel):
     year: int | None = Field(description="Publication year, when known.")
     authors: int | None = Field(description="Number of authors, when known.")
     organisation: str = Field(description="Organisation, when known.")
+    doi: str | None = Field(default=None, description="DOI, bare and lower case, when the source gives a valid one.")
+    arxiv_id: str | None = Field(default=None, description="arXiv id, when known.")
+    pmid: str | None = Field(default=None, description="PubMed id, when known.")
+    url: str | None = Field(default=None, description="doi.org, arXiv or PubMed link from an identifier; else null.")
+    source_url: str | None = Field(default=None, description="The URL the source file gives: shown, never linked.")
+    venue: str | None = Field(default=None, description="Journal or conference, when known.")
+    categories: list[str] = Field(default=[], description="Subject categories (e.g. arXiv's cs.CL), when known.")
     suspicious: bool = Field(description="The abstract held text addressed to an AI; each such sentence is replaced by a marker.")
 
 
@@ -249,19 +256,21 @@ class AnswerOut(BaseModel):
     uncited_candidates: list[str] = Field(description="Paper ids a list answer left out although they look relevant.")
     sources: list[HitOut] = Field(description="The papers given to the answerer, in [n] order (the closest ones for a refusal).")
     notice: str = Field(description="A note for the user, e.g. how to configure an LLM.")
+    bibtex: str = Field(default="", description="The cited papers as BibTeX entries, in [n] order.")
     timings: dict[str, float] = Field(description="Seconds spent per step (retrieve, first_token, check, total).")
 
 
 class SearchResult(BaseModel):
     title: str = Field(description="Title of source n (the list is in [n] order).")
-    url: str | None = Field(description="A link to the paper; null, since the corpus records none.")
+    url: str | None = Field(description="doi.org, arXiv or PubMed link from the paper's identifier; else null.")
     date: str | None = Field(description="Publication date, when known.")
     snippet: str = Field(description="The sentence the answer quotes from this source, else the abstract's first sentence.")
 
 
 class Sources(BaseModel):
-    citations: list[str] = Field(description="One title per source, in [n] order: [n] in the answer is citations[n-1].")
-    search_results: list[SearchResult] = Field(description="The sources in [n] order, with the quoted sentence as snippet.")
+    citations: list[str] = Field(description="The papers the answer cites, in [n] order: each link, else title.")
+    search_results: list[SearchResult] = Field(description="Every source in [n] order ([n] is search_results[n-1]), "
+                                               "with the quoted sentence as snippet.")
     rag: AnswerOut = Field(description="The full checked answer: citations with paper id, quote, offsets and support; refusal; timings.")
 
 
@@ -351,11 +360,12 @@ def sources_of(answer: Answer) -> dict[str, Any]:
         first = sentences(hit.paper.abstract, hit.paper.spans)[:1]
         results.append({
             "title": hit.paper.display_title,
-            "url": None,
+            "url": hit.paper.link,
             "date": hit.paper.date or hit.paper.date_raw or None,
             "snippet": quote or (first[0] if first else hit.paper.abstract),
         })
-    return {"citations": [r["title"] for r in results], "search_results": results, "rag": answer.to_json()}
+    citations = [paper.link or paper.display_title for _, paper in answer.cited()]
+    return {"citations": citations, "search_results": results, "rag": answer.to_json()}
 
 
 def completion(answer: Answer) -> dict[str, Any]:

@@ -206,6 +206,8 @@ def ask(
     year_to: YearTo = None,
     source: SourceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of streaming text.")] = False,
+    as_markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown with a reference list.")] = False,
+    bib: Annotated[Optional[Path], typer.Option("--bib", help="Also write the cited papers as BibTeX here.")] = None,
 ) -> None:
     """Answer a question with citations [n] checked against the cited abstracts."""
     _run.read_only = True
@@ -216,14 +218,30 @@ def ask(
     engine = make_engine(settings, open_retriever(settings))
     streamed = Streamed(engine.ask_stream(question, Filters(year_from, year_to, tuple(source or ())), k))
     for piece in streamed:
-        if not as_json:
+        if not (as_json or as_markdown):
             out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     answer = streamed.answer
+    if bib:
+        _write_bib(bib, answer)
     if as_json:
         print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
-        return
-    out.print()
-    _print_answer_footer(answer)
+    elif as_markdown:
+        from rag.references import markdown
+
+        print(terminal_safe(markdown(answer)), end="")
+    else:
+        out.print()
+        _print_answer_footer(answer)
+
+
+def _write_bib(path: Path, answer: Any) -> None:
+    """The cited papers as BibTeX; a file that cannot be written is one line on stderr, after the answer."""
+    from rag.references import bibtex
+
+    try:
+        path.write_text(bibtex([p for _, p in answer.cited()]), encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write {path} ({e.strerror}); give a writable --bib path") from None
 
 
 def _print_answer_footer(answer: Any) -> None:
@@ -242,7 +260,9 @@ def _print_answer_footer(answer: Any) -> None:
     for c in answer.citations:
         if c.n not in shown:
             shown.add(c.n)
-            out.print(f"[bold]\\[{c.n}][/bold] {escape(terminal_safe(c.title))}", highlight=False)
+            link = answer.sources[c.n - 1].paper.link if 1 <= c.n <= len(answer.sources) else None
+            title = f"[bold]\\[{c.n}][/bold] {escape(terminal_safe(c.title))}"
+            out.print(title + (f" {escape(link)}" if link else ""), highlight=False)
         if c.quote:  # a computed metadata answer quotes nothing
             flag = "" if c.supported else " (unsupported)"
             out.print(f"    \"{terminal_safe(c.quote)}\"{flag}", markup=False, highlight=False)

@@ -451,7 +451,11 @@ def _entry_paper(name: str, position: int, entry: formats.Entry, problems: list[
     return paper
 
 
-_ID_CHECKS = (("doi", ids.doi, "a DOI (10.NNNN/...)"), ("arxiv_id", ids.arxiv_id, "an arXiv id"), ("pmid", ids.pmid, "a PubMed id"))
+_ID_CHECKS = (
+    ("doi", ids.doi, "a DOI (10.NNNN/...)"),
+    ("arxiv_id", ids.arxiv_id, "an arXiv id"),
+    ("pmid", ids.pmid, "a PubMed id"),
+)
 
 
 def _apply_ids(name: str, paper: Paper, row: Mapping, lineno: int | None, problems: list[Problem]) -> None:
@@ -547,7 +551,9 @@ def _make_paper(name: str, position: int, title: str, abstract: str, lineno: int
     return Paper(paper_id=paper_id(title, abstract), title=title, abstract=abstract, sources=[name], positions=[position])
 
 
-def _add(by_id: dict[str, Paper], taken: Mapping[str, str], paper: Paper, problems: list[Problem], known: dict[str, str]) -> bool:
+def _add(
+    by_id: dict[str, Paper], taken: Mapping[str, str], paper: Paper, problems: list[Problem], known: dict[str, str]
+) -> bool:
     """Store `paper`, or fold it into the same paper seen before (True: it was a duplicate).
 
     The same paper is the same text, or a shared DOI or arXiv id (`known`: identity key -> id), since
@@ -611,7 +617,7 @@ def _fold(first: Paper, paper: Paper) -> None:
     first.sources += paper.sources
     first.positions += paper.positions
     first.paths += paper.paths
-    for attr in ("date_raw", "date", "year", "authors", "organisation", "doi", "arxiv_id", "pmid", "url", "venue", "categories"):
+    for attr in ("date_raw", "date", "year", "authors", "organisation", *formats.IDENTITY_FIELDS):
         if not getattr(first, attr) and getattr(paper, attr):
             setattr(first, attr, getattr(paper, attr))
 

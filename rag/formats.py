@@ -20,6 +20,7 @@ from bibtexparser.middlewares import LatexDecodingMiddleware, SeparateCoAuthors
 from rag.types import Problem
 
 SUFFIXES = (".bib", ".ris", ".nbib")
+IDENTITY_FIELDS = ("doi", "arxiv_id", "pmid", "url", "venue", "categories")  # what these formats add to a paper
 _MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
 
 # bibtexparser logs each malformed block; those blocks are reported as Problems instead.
@@ -54,7 +55,8 @@ def read(name: str, suffix: str, lines: list[str]) -> tuple[list[Entry], list[Pr
 
 
 def _ymd(year: object, month: object = None, day: object = None) -> str:
-    """ISO date from parts of any type (a month may be a name); the year alone when the rest is missing or impossible."""
+    """ISO date from parts of any type (a month may be a name); the year alone when the rest is missing or
+    impossible."""
     y = str(year or "").strip()
     if not re.fullmatch(r"[0-9]{4}", y):
         return ""
@@ -98,7 +100,8 @@ def _bib_entry(entry: bibtexparser.model.Entry, strings: dict[str, str]) -> Entr
     f = {fld.key.lower(): fld.value for fld in entry.fields}
     text = {k: _concat(str(v), strings) for k, v in f.items() if isinstance(v, (str, int))}
     authors = f.get("author")
-    eprint = text.get("eprint", "") if text.get("archiveprefix", text.get("eprinttype", "arxiv")).lower() == "arxiv" else ""
+    archive = text.get("archiveprefix", text.get("eprinttype", "arxiv"))
+    eprint = text.get("eprint", "") if archive.lower() == "arxiv" else ""
     return Entry(
         label=f"entry {entry.key!r}",
         line=entry.start_line + 1,
@@ -190,8 +193,10 @@ def read_nbib(name: str, lines: list[str]) -> tuple[list[Entry], list[Problem]]:
             stray.append(n)
         else:
             last = None  # a blank line ends a record
-    problems = [Problem(name, f"{len(stray)} line(s) are not MEDLINE 'TAG - value' lines; ignored", stray[0])] if stray else []
-    return [_nbib_entry(tags, n) for n, tags in records], problems
+    entries = [_nbib_entry(tags, n) for n, tags in records]
+    if not stray:
+        return entries, []
+    return entries, [Problem(name, f"{len(stray)} line(s) are not MEDLINE 'TAG - value' lines; ignored", stray[0])]
 
 
 def _nbib_entry(tags: dict[str, list[str]], line: int) -> Entry:
@@ -305,7 +310,7 @@ def _uninvert(index: object) -> str:
     """OpenAlex's {word: [positions]} back to text in position order; missing positions are simply skipped."""
     if not isinstance(index, dict):
         return ""
-    at = {p: w for w, ps in index.items() if isinstance(ps, list) for p in ps if isinstance(p, int) and not isinstance(p, bool)}
+    at = {p: w for w, ps in index.items() if isinstance(ps, list) for p in ps if type(p) is int}
     return " ".join(at[p] for p in sorted(at))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from rag import ids
+from rag import ids, references
 
 
 Spans = tuple[tuple[int, int], ...]  # (start, end) character offsets of sentences
@@ -271,6 +271,11 @@ class Answer:
     suspicious: list[str] = field(default_factory=list)  # source papers holding text addressed to an AI
     timings: dict[str, float] = field(default_factory=dict)
 
+    def cited(self) -> list[tuple[int, Paper]]:
+        """The sources the answer cites, each once, in [n] order (a citation to no source is left out)."""
+        ns = sorted({c.n for c in self.citations if 1 <= c.n <= len(self.sources)})
+        return [(n, self.sources[n - 1].paper) for n in ns]
+
     def to_json(self) -> dict:
         return {
             "question": self.question,
@@ -287,5 +292,6 @@ class Answer:
             "notice": self.notice,
             "declined": self.declined,
             "suspicious_sources": self.suspicious,
+            "bibtex": references.bibtex([p for _, p in self.cited()]),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }

@@ -174,6 +174,8 @@ def paper_caption(paper: Paper) -> str:
         parts.append(f"{paper.authors} authors")
     if paper.organisation:
         parts.append(paper.organisation)
+    if paper.venue:
+        parts.append(paper.venue)
     return " · ".join(parts)
 
 
@@ -182,6 +184,8 @@ def paper_card(paper: Paper, anchor: str, label: str = "", flag: str = "", quote
     with st.container(border=True):
         st.subheader(label + md_escape(paper.display_title), anchor=anchor)  # a citation link's target
         st.caption(md_escape(paper_caption(paper)) + flag)
+        if link := paper.link:  # built from a validated identifier, never from the paper's text
+            st.link_button(md_escape(link.split("://", 1)[1]), link)
         text = paper.abstract
         if quote and quote[1] > quote[0]:
             s, e = quote
