@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -94,7 +94,8 @@ def check_length(settings: Settings, what: str, text: str) -> None:
 
 
 def check_scope(
-    settings: Settings, what: str, text: str, k: int | None, year_from: int | None, year_to: int | None, sources: list[str]
+    settings: Settings, what: str, text: str, k: int | None, year_from: int | None, year_to: int | None,
+    sources: list[str], categories: Iterable[str] = (), venues: Iterable[str] = (),
 ) -> Filters:
     """Reject a question or query the engine would answer badly or slowly (empty or huge, k too large, reversed
     years) with a message saying what to change; return the filters."""
@@ -105,7 +106,7 @@ def check_scope(
         raise QuestionError(f"k={k} is more than the {settings.api_max_k} papers allowed (RAG_API_MAX_K); ask for fewer")
     if year_from is not None and year_to is not None and year_from > year_to:
         raise QuestionError(f"year_from {year_from} is after year_to {year_to}; swap them")
-    return Filters(year_from, year_to, tuple(sources))
+    return Filters(year_from, year_to, tuple(sources), tuple(categories), tuple(venues))
 
 
 def check_history(settings: Settings, history: Conversation) -> None:
@@ -148,6 +149,10 @@ class Scope(BaseModel):
     year_from: int | None = Field(default=None, ge=0, le=9999, strict=True, description="Only papers from this year on (papers with no known year are left out).")
     year_to: int | None = Field(default=None, ge=0, le=9999, strict=True, description="Only papers up to this year (papers with no known year are left out).")
     sources: list[Utf8] = Field(default_factory=list, description="Only papers from these corpus files (file names as in `source`); empty: all.")
+    categories: list[Utf8] = Field(default_factory=list, description="Only papers in one of these categories "
+                                   "(e.g. cs.CL); papers with none are left out.")
+    venues: list[Utf8] = Field(default_factory=list, description="Only papers from one of these venues (the whole "
+                               "name, any case); papers with none are left out.")
 
 
 class TextPart(BaseModel):
@@ -519,7 +524,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                  responses={200: {"content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}}}})
     async def chat_completions(body: ChatRequest) -> Any:
         question, history = conversation_of(body.messages)
-        filters = check_scope(settings, "question", question, body.k, body.year_from, body.year_to, body.sources)
+        filters = check_scope(settings, "question", question, body.k, body.year_from, body.year_to, body.sources,
+                              body.categories, body.venues)
         check_history(settings, history)
         engine = await run_in_threadpool(holder.get)
         if not body.stream:
@@ -536,7 +542,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @router.post("/v1/search", response_model=SearchResponse, summary="Find the papers that best match a query")
     async def search(body: SearchRequest) -> Any:
-        filters = check_scope(settings, "query", body.query, body.k, body.year_from, body.year_to, body.sources)
+        filters = check_scope(settings, "query", body.query, body.k, body.year_from, body.year_to, body.sources,
+                              body.categories, body.venues)
         engine = await run_in_threadpool(holder.get)
         hits = await run_in_threadpool(engine.retriever.search, body.query, body.k, filters, body.method)
         return {"results": [h.to_json() for h in hits]}

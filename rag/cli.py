@@ -51,6 +51,8 @@ PathsArg = Annotated[Optional[list[Path]], typer.Argument(help="Corpus files or 
 YearFrom = Annotated[Optional[int], typer.Option("--year-from", help="Only papers from this year on.")]
 YearTo = Annotated[Optional[int], typer.Option("--year-to", help="Only papers up to this year.")]
 SourceOpt = Annotated[Optional[list[str]], typer.Option("--source", help="Only papers from this corpus file (repeatable).")]
+CategoryOpt = Annotated[Optional[list[str]], typer.Option("--category", help="Only papers in this category (repeatable).")]
+VenueOpt = Annotated[Optional[list[str]], typer.Option("--venue", help="Only papers from this venue (repeatable).")]
 
 
 @dataclass
@@ -173,6 +175,8 @@ def search(
     year_from: YearFrom = None,
     year_to: YearTo = None,
     source: SourceOpt = None,
+    category: CategoryOpt = None,
+    venue: VenueOpt = None,
     method: Annotated[Method, typer.Option(help="Which retriever: both fused, or one alone for comparison.")] = Method.hybrid,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, best first.")] = False,
 ) -> None:
@@ -181,7 +185,7 @@ def search(
     from rag.query import check_request
     from rag.types import Filters
 
-    filters = Filters(year_from, year_to, tuple(source or ()))
+    filters = Filters(year_from, year_to, tuple(source or ()), tuple(category or ()), tuple(venue or ()))
     check_request(question, filters, k)
     retriever = open_retriever(get_settings())
     hits = retriever.search(question, k, filters, method=method.value)
@@ -189,7 +193,7 @@ def search(
         print(json.dumps([h.to_json() for h in hits], indent=2, ensure_ascii=False))
         return
     if not hits:
-        out.print("No papers match." + (" The filters exclude every paper." if (year_from or year_to or source) else ""))
+        out.print("No papers match." + (" The filters exclude every paper." if filters.active() else ""))
         return
     table = Table("#", "score", "date", "source", "title")
     for i, hit in enumerate(hits, 1):
@@ -205,6 +209,8 @@ def ask(
     year_from: YearFrom = None,
     year_to: YearTo = None,
     source: SourceOpt = None,
+    category: CategoryOpt = None,
+    venue: VenueOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of streaming text.")] = False,
     as_markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown with a reference list.")] = False,
     bib: Annotated[Optional[Path], typer.Option("--bib", help="Also write the cited papers as BibTeX here.")] = None,
@@ -216,7 +222,8 @@ def ask(
 
     settings = get_settings()
     engine = make_engine(settings, open_retriever(settings))
-    streamed = Streamed(engine.ask_stream(question, Filters(year_from, year_to, tuple(source or ())), k))
+    filters = Filters(year_from, year_to, tuple(source or ()), tuple(category or ()), tuple(venue or ()))
+    streamed = Streamed(engine.ask_stream(question, filters, k))
     for piece in streamed:
         if not (as_json or as_markdown):
             out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)

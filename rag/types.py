@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 from rag import ids, references
@@ -55,14 +56,25 @@ class Paper:
 
 @dataclass(frozen=True)
 class Filters:
-    """Metadata filters. A paper with an unknown year never passes a year filter (fail closed)."""
+    """Metadata filters. A paper with an unknown year, category or venue never passes that filter (fail closed)."""
 
     year_from: int | None = None
     year_to: int | None = None
     sources: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()  # any of them (arXiv-style, exact)
+    venues: tuple[str, ...] = ()  # any of them (the whole name, any case)
 
     def active(self) -> bool:
-        return self.year_from is not None or self.year_to is not None or bool(self.sources)
+        return self.year_from is not None or self.year_to is not None or bool(self.sources) or self.labelled()
+
+    def labelled(self) -> bool:
+        """A category or venue filter: these are read from the paper records, not from the lexical index."""
+        return bool(self.categories or self.venues)
+
+    def allows_labels(self, categories: Iterable[str], venue: str) -> bool:
+        if self.categories and not set(self.categories) & set(categories):
+            return False
+        return not self.venues or venue.casefold() in {v.casefold() for v in self.venues}
 
     def allows(self, paper: Paper) -> bool:
         if self.year_from is not None or self.year_to is not None:
@@ -72,6 +84,8 @@ class Filters:
                 return False
             if self.year_to is not None and paper.year > self.year_to:
                 return False
+        if not self.allows_labels(paper.categories, paper.venue):
+            return False
         return not self.sources or bool(set(self.sources) & set(paper.sources))
 
 

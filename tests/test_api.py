@@ -261,6 +261,12 @@ def test_search_returns_hits_as_rag_search_json(base_url, retriever):
     assert r.json() == {"results": expected} and expected
 
 
+def test_category_and_venue_filters_leave_out_papers_without_them(base_url):
+    for field, value in (("categories", ["cs.LG"]), ("venues", ["Nature"])):  # the small corpus records neither
+        r = httpx.post(f"{base_url}/v1/search", json={"query": "protein structure", field: value}, timeout=60)
+        assert r.status_code == 200 and r.json() == {"results": []}
+
+
 def test_paper_by_id_and_unknown_id(base_url, pid_of):
     pid = pid_of("FP8 Formats Accelerate")
     r = httpx.get(f"{base_url}/v1/papers/{pid}", timeout=30)

@@ -46,7 +46,8 @@ def test_bibtex_escapes_awkward_titles_and_keeps_identifiers_verbatim():
     title = "Öl {unbalanced 50% & $x_1$ #tag ~ \\end under_score"
     paper = Paper(paper_id="p1", title=title, abstract="a", year=2020, doi="10.1000/a_b(1)", venue="J. of {X} & Y")
     (entry,) = parse_back(bibtex([paper]))
-    assert (entry["title"], entry["journal"], entry["doi"], entry["key"]) == (title, "J. of {X} & Y", "10.1000/a_b(1)", "ol2020")
+    assert (entry["title"], entry["journal"]) == (title, "J. of {X} & Y")
+    assert (entry["doi"], entry["key"]) == ("10.1000/a_b(1)", "ol2020")
 
 
 def test_cite_keys_are_stable_and_get_a_hash_only_when_shared():
@@ -105,7 +106,8 @@ def _rag(data: Path, *args: str) -> subprocess.CompletedProcess:
 def test_question_about_a_fixture_paper_cites_it_with_its_link(formats_index: Path):
     bib = formats_index.parent / "cited.bib"
     text = _rag(formats_index, "ask", MOSS_Q, "--bib", str(bib)).stdout
-    assert "[1]" in text and f"Respiration of glacier moss under repeated freeze-thaw cycles {MOSS_LINK}" in " ".join(text.split())
+    footer = f"[1] Respiration of glacier moss under repeated freeze-thaw cycles {MOSS_LINK}"
+    assert footer in " ".join(text.split())
     entries = parse_back(bib.read_text())
     moss = next(e for e in entries if e.get("eprint") == "2104.05678")
     assert (moss["year"], moss["url"], moss["journal"]) == ("2021", MOSS_LINK, "Journal of Fictional Computing")
@@ -121,7 +123,8 @@ def test_question_about_a_fixture_paper_cites_it_with_its_link(formats_index: Pa
 def test_search_json_and_api_sources_carry_identifiers(formats_index: Path):
     hits = json.loads(_rag(formats_index, "search", "--json", "coral larvae settle on textured tiles").stdout)
     coral = next(h for h in hits if h["title"].startswith("Coral Larvae"))
-    assert (coral["url"], coral["doi"], coral["pmid"]) == ("https://doi.org/10.5555/coral.2024.2", "10.5555/coral.2024.2", "38000001")
+    assert (coral["url"], coral["doi"]) == ("https://doi.org/10.5555/coral.2024.2", "10.5555/coral.2024.2")
+    assert coral["pmid"] == "38000001"
     assert (coral["venue"], coral["source_url"]) == ("Invented Marine Letters", "https://example.org/coral")
 
 

@@ -96,7 +96,8 @@ def test_arxiv_snapshot_lines():
 def test_openalex_abstract_rebuilt_in_position_order_across_gaps():
     papers, problems = read("openalex.jsonl")
     coral = papers["Coral Larvae Settle Faster on Textured Ceramic Tiles"]
-    assert coral.abstract == "Coral larvae settled faster on textured tiles than smooth on textured ones, and more tiles survived."
+    expected = "Coral larvae settled faster on textured tiles than smooth on textured ones, and more tiles survived."
+    assert coral.abstract == expected  # positions 15-19 are missing
     assert (coral.doi, coral.pmid, coral.date, coral.authors) == ("10.5555/coral.2024.2", "38000001", "2024-02-29", 2)
     assert (coral.venue, coral.url) == ("Invented Marine Letters", "https://example.org/coral")
     assert problems == ["openalex.jsonl:2: OpenAlex work https://openalex.org/W1000000002 has no abstract; skipped"]
@@ -114,12 +115,14 @@ def test_semantic_scholar_lines():
 def test_plain_jsonl_and_csv_read_identifier_columns(tmp_path):
     (tmp_path / "a.csv").write_text(
         "title,doi,arxiv_id,venue,categories,url,abstract\n"
-        "Quiet Fans,DOI:10.5555/FANS.1,,Fan Letters,cs.SD;eess.AS,javascript:alert(1),Fans get quieter with notched blades.\n"
+        "Quiet Fans,DOI:10.5555/FANS.1,,Fan Letters,cs.SD;eess.AS,javascript:alert(1),"
+        "Fans get quieter with notched blades.\n"
         "Loud Fans,10.5/bad,hep-th/9901001v2,,,,Fans get louder without them.\n"
     )
     papers, problems = corpus.read_file(tmp_path / "a.csv")
     quiet, loud = papers
-    assert (quiet.doi, quiet.venue, quiet.categories, quiet.url) == ("10.5555/fans.1", "Fan Letters", ["cs.SD", "eess.AS"], "")
+    assert (quiet.doi, quiet.venue, quiet.url) == ("10.5555/fans.1", "Fan Letters", "")
+    assert quiet.categories == ["cs.SD", "eess.AS"]
     assert (loud.doi, loud.arxiv_id, loud.link) == ("", "hep-th/9901001v2", "https://arxiv.org/abs/hep-th/9901001v2")
     assert [str(p) for p in problems] == ["a.csv:3: doi '10.5/bad' is not a DOI (10.NNNN/...); read without it"]
 
@@ -161,3 +164,27 @@ def test_identifiers_survive_storage():
 ])
 def test_links_only_from_valid_identifiers(doi, arxiv, pmid, url, link):
     assert ids.link(doi, arxiv, pmid, url) == link
+
+
+def test_category_and_venue_filters_fail_closed(tmp_path, make_settings):
+    from rag.embed import HashingEmbedding
+    from rag.index import ingest, open_store
+    from rag.retrieve import Retriever
+    from rag.types import Filters
+
+    settings = make_settings(data_dir=tmp_path / "index", corpus_paths=[FORMATS], embed_backend="hashing")
+    embedder, store = HashingEmbedding(), open_store(settings)
+    ingest([FORMATS], settings, embedder, store=store)
+    retriever = Retriever(settings, embedder, store)
+
+    def titles(**filters: tuple[str, ...]) -> list[str]:
+        hits = retriever.search("moss coral bread bees telegraph fishing nets", 20, Filters(**filters))
+        return sorted(h.paper.title[:20] for h in hits)
+
+    assert len(titles()) == 11
+    assert titles(categories=("q-bio.PE",)) == ["Respiration of glaci"]
+    assert titles(categories=("cs.DS", "Computer Science")) == ["Compressing Telegrap", "Predicting Bread Sta"]
+    assert titles(venues=("INVENTED MARINE LETTERS",)) == ["Coral Larvae Settle "]
+    assert titles(venues=("Invented Marine",)) == []  # the whole name, not a part
+    assert titles(categories=("q-bio.PE",), venues=("Invented Marine Letters",)) == []
+    assert titles(categories=("cs.DS",), year_from=2020) == []
