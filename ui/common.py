@@ -107,7 +107,7 @@ def sidebar(engine: Engine) -> tuple[Filters, int | None]:
         if st.button("Re-ingest the corpus"):
             run_ingest(engine.settings.corpus_paths, "Re-ingesting")
             st.rerun()
-        upload = st.file_uploader("Add a corpus file", type=["jsonl", "csv", "txt"], key="upload")
+        upload = st.file_uploader("Add a corpus file", type=["jsonl", "json", "csv", "txt", "bib", "ris", "nbib"], key="upload")
         if upload is not None and st.button("Ingest this file"):
             target = engine.settings.data_dir / "uploads" / Path(upload.name).name
             target.parent.mkdir(parents=True, exist_ok=True)
