@@ -617,7 +617,7 @@ def _fold(first: Paper, paper: Paper) -> None:
     first.sources += paper.sources
     first.positions += paper.positions
     first.paths += paper.paths
-    for attr in ("date_raw", "date", "year", "authors", "organisation", *formats.IDENTITY_FIELDS):
+    for attr in ("date_raw", "date", "year", "authors", "organisation", *formats.METADATA_FIELDS):
         if not getattr(first, attr) and getattr(paper, attr):
             setattr(first, attr, getattr(paper, attr))
 

@@ -16,11 +16,12 @@ from datetime import date
 import bibtexparser
 import rispy
 from bibtexparser.middlewares import LatexDecodingMiddleware, SeparateCoAuthors
+from bibtexparser.model import DuplicateBlockKeyBlock, ParsingFailedBlock
 
 from rag.types import Problem
 
 SUFFIXES = (".bib", ".ris", ".nbib")
-IDENTITY_FIELDS = ("doi", "arxiv_id", "pmid", "url", "venue", "categories")  # what these formats add to a paper
+METADATA_FIELDS = ("doi", "arxiv_id", "pmid", "url", "venue", "categories")  # what these formats add to a paper
 _MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
 
 # bibtexparser logs each malformed block; those blocks are reported as Problems instead.
@@ -88,12 +89,16 @@ def read_bib(name: str, text: str) -> tuple[list[Entry], list[Problem]]:
         library = bibtexparser.parse_string(text, append_middleware=[_LatexText(), SeparateCoAuthors()])
     except Exception as e:  # bibtexparser raises only on its own internal errors; one file must not stop an ingest
         return [], [Problem(name, f"BibTeX could not be parsed ({type(e).__name__}); check the file's braces")]
-    problems = [
-        Problem(name, "malformed BibTeX entry (unbalanced braces or quotes?); skipped", block.start_line + 1)
-        for block in library.failed_blocks
-    ]
+    problems = [_bib_failure(name, block) for block in library.failed_blocks]
     strings = {key.lower(): str(s.value) for key, s in library.strings_dict.items()}
     return [_bib_entry(e, strings) for e in library.entries], problems
+
+
+def _bib_failure(name: str, block: ParsingFailedBlock) -> Problem:
+    line = (block.start_line or 0) + 1
+    if isinstance(block, DuplicateBlockKeyBlock):
+        return Problem(name, f"key {block.key!r} is used earlier in the file; skipped: give this entry its own key", line)
+    return Problem(name, "malformed BibTeX entry (unbalanced braces or quotes?); skipped", line)
 
 
 def _bib_entry(entry: bibtexparser.model.Entry, strings: dict[str, str]) -> Entry:

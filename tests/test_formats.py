@@ -56,6 +56,14 @@ def test_ris_multiline_fields_and_alternative_tags():
     assert problems == ["refs.ris:24: record 3 has no abstract; skipped"]
 
 
+def test_bibtex_duplicate_key_is_reported(tmp_path):
+    bib = tmp_path / "dup.bib"
+    bib.write_text("@misc{same, title={One}, abstract={First text.}}\n\n@misc{same, title={Two}, abstract={Second.}}\n")
+    papers, problems = corpus.read_file(bib)
+    assert [p.title for p in papers] == ["One"]
+    assert [str(p) for p in problems] == ["dup.bib:3: key 'same' is used earlier in the file; skipped: give this entry its own key"]
+
+
 def test_ris_record_without_end_tag_is_reported(tmp_path):
     ris = tmp_path / "open.ris"
     ris.write_text("TY  - JOUR\nTI  - Closed\nAB  - Has an end.\nER  - \n\nTY  - JOUR\nTI  - Open\nAB  - Never ends.\n")
