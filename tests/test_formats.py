@@ -61,7 +61,8 @@ def test_bibtex_duplicate_key_is_reported(tmp_path):
     bib.write_text("@misc{same, title={One}, abstract={First text.}}\n\n@misc{same, title={Two}, abstract={Second.}}\n")
     papers, problems = corpus.read_file(bib)
     assert [p.title for p in papers] == ["One"]
-    assert [str(p) for p in problems] == ["dup.bib:3: key 'same' is used earlier in the file; skipped: give this entry its own key"]
+    message = "dup.bib:3: key 'same' is used earlier in the file; skipped: give the entry its own key"
+    assert [str(p) for p in problems] == [message]
 
 
 def test_ris_record_without_end_tag_is_reported(tmp_path):
