@@ -97,7 +97,8 @@ def read_bib(name: str, text: str) -> tuple[list[Entry], list[Problem]]:
 def _bib_failure(name: str, block: ParsingFailedBlock) -> Problem:
     line = (block.start_line or 0) + 1
     if isinstance(block, DuplicateBlockKeyBlock):
-        return Problem(name, f"key {block.key!r} is used earlier in the file; skipped: give the entry its own key", line)
+        message = f"key {block.key!r} is used earlier in the file; skipped: give the entry its own key"
+        return Problem(name, message, line)
     return Problem(name, "malformed BibTeX entry (unbalanced braces or quotes?); skipped", line)
 
 
