@@ -17,14 +17,19 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rag import formats, ids
+from rag import ids
 from rag.errors import CorpusError
 from rag.types import Corpus, Paper, Problem
 
+if TYPE_CHECKING:
+    from rag.formats import Entry
+
 MAX_ENTRY_CHARS = 100_000
 MAX_ID_CHARS = 200
-TEXT_SUFFIXES = {".txt", ".jsonl", ".json", ".csv", *formats.SUFFIXES}
+BIBLIOGRAPHY_SUFFIXES = {".bib", ".ris", ".nbib"}  # `rag.formats`, imported only when needed (bibtexparser: 50 ms)
+TEXT_SUFFIXES = {".txt", ".jsonl", ".json", ".csv", *BIBLIOGRAPHY_SUFFIXES}
 csv.field_size_limit(2**31 - 1)  # an oversized field becomes a Problem below, not a csv.Error
 
 _BOILERPLATE = {
@@ -124,7 +129,9 @@ def _parse(name: str, suffix: str, lines: list[str]) -> tuple[list[Paper], list[
         return _read_jsonl(name, lines)
     if suffix == ".csv":
         return _read_csv(name, lines)
-    if suffix in formats.SUFFIXES:
+    if suffix in BIBLIOGRAPHY_SUFFIXES:
+        from rag import formats
+
         entries, problems = formats.read(name, suffix, lines)
         papers = [p for p in (_entry_paper(name, n, e, problems) for n, e in enumerate(entries, 1)) if p]
         return papers, sorted(problems, key=lambda p: p.line or 0)
@@ -317,6 +324,8 @@ def _parse_json(text: str) -> tuple[object, str | None]:
 
 
 def _read_rows(name: str, rows: list[tuple[int, object]]) -> tuple[list[Paper], list[Problem]]:
+    from rag import formats
+
     papers: list[Paper] = []
     problems: list[Problem] = []
     for lineno, row in rows:
@@ -436,7 +445,7 @@ def _row_paper(name: str, position: int, row: dict, lineno: int, problems: list[
     return paper
 
 
-def _entry_paper(name: str, position: int, entry: formats.Entry, problems: list[Problem]) -> Paper | None:
+def _entry_paper(name: str, position: int, entry: Entry, problems: list[Problem]) -> Paper | None:
     """A paper from a bibliography or metadata record; one without an abstract is reported and skipped."""
     if not entry.abstract.strip():
         problems.append(Problem(name, f"{entry.label} has no abstract; skipped", entry.line))
@@ -612,12 +621,15 @@ def _candidate_ids(wanted: str, content: str) -> Iterator[str]:
         yield f"{wanted}~{content}~{n}"
 
 
+_LABELS = ("doi", "arxiv_id", "pmid", "url", "venue", "categories")
+
+
 def _fold(first: Paper, paper: Paper) -> None:
     """Add a second sighting's sources to the first, and metadata the first lacks."""
     first.sources += paper.sources
     first.positions += paper.positions
     first.paths += paper.paths
-    for attr in ("date_raw", "date", "year", "authors", "organisation", *formats.METADATA_FIELDS):
+    for attr in ("date_raw", "date", "year", "authors", "organisation", *_LABELS):
         if not getattr(first, attr) and getattr(paper, attr):
             setattr(first, attr, getattr(paper, attr))
 

@@ -20,8 +20,6 @@ from bibtexparser.model import DuplicateBlockKeyBlock, ParsingFailedBlock
 
 from rag.types import Problem
 
-SUFFIXES = (".bib", ".ris", ".nbib")
-METADATA_FIELDS = ("doi", "arxiv_id", "pmid", "url", "venue", "categories")  # what these formats add to a paper
 _MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
 
 # bibtexparser logs each malformed block; those blocks are reported as Problems instead.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from rag import ids, references
+from rag import ids
 
 
 Spans = tuple[tuple[int, int], ...]  # (start, end) character offsets of sentences
@@ -291,6 +291,8 @@ class Answer:
         return [(n, self.sources[n - 1].paper) for n in ns]
 
     def to_json(self) -> dict:
+        from rag import references  # bibtexparser takes 50 ms to import: only answers printed as JSON need it
+
         return {
             "question": self.question,
             "standalone_question": self.standalone_question,
