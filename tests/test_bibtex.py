@@ -77,6 +77,17 @@ def _citation(n: int, paper: Paper) -> Citation:
     return Citation(n, paper.paper_id, paper.title, "claim", "", 0, 0, 1.0, True)
 
 
+def test_bib_to_an_unwritable_path_is_a_one_line_error(tmp_path):
+    from rag.cli import _write_bib
+    from rag.errors import UserError
+
+    answer = Answer(question="q", text="t", mode="extractive", model="m")
+    with pytest.raises(UserError, match=r"^cannot write .*x\.bib \(No such file or directory\); give a writable --bib path$"):
+        _write_bib(tmp_path / "missing" / "x.bib", answer)
+    _write_bib(tmp_path / "empty.bib", answer)  # an answer that cites nothing: an empty file
+    assert (tmp_path / "empty.bib").read_text() == ""
+
+
 @pytest.fixture(scope="module")
 def formats_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The format fixtures ingested with the hashing embedder (no model to load)."""
