@@ -82,7 +82,8 @@ def test_bib_to_an_unwritable_path_is_a_one_line_error(tmp_path):
     from rag.errors import UserError
 
     answer = Answer(question="q", text="t", mode="extractive", model="m")
-    with pytest.raises(UserError, match=r"^cannot write .*x\.bib \(No such file or directory\); give a writable --bib path$"):
+    message = r"^cannot write .*x\.bib \(No such file or directory\); give a writable --bib path$"
+    with pytest.raises(UserError, match=message):
         _write_bib(tmp_path / "missing" / "x.bib", answer)
     _write_bib(tmp_path / "empty.bib", answer)  # an answer that cites nothing: an empty file
     assert (tmp_path / "empty.bib").read_text() == ""
