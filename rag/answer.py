@@ -266,6 +266,7 @@ class Engine:
         if query.period is None and (filters.year_from is not None or filters.year_to is not None):
             query = replace(query, period=metadata.Period.years(filters.year_from, filters.year_to))
         papers = [p for p in self.retriever.store.all_papers() if not filters.sources or set(filters.sources) & set(p.sources)]
+        papers = [p for p in papers if filters.allows_labels(p.categories, p.venue)]
         topic_ids = None
         if query.topic:
             hits = self.retriever.search(query.topic, self.settings.candidates, Filters(sources=filters.sources))

@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -94,7 +94,8 @@ def check_length(settings: Settings, what: str, text: str) -> None:
 
 
 def check_scope(
-    settings: Settings, what: str, text: str, k: int | None, year_from: int | None, year_to: int | None, sources: list[str]
+    settings: Settings, what: str, text: str, k: int | None, year_from: int | None, year_to: int | None,
+    sources: list[str], categories: Iterable[str] = (), venues: Iterable[str] = (),
 ) -> Filters:
     """Reject a question or query the engine would answer badly or slowly (empty or huge, k too large, reversed
     years) with a message saying what to change; return the filters."""
@@ -105,7 +106,7 @@ def check_scope(
         raise QuestionError(f"k={k} is more than the {settings.api_max_k} papers allowed (RAG_API_MAX_K); ask for fewer")
     if year_from is not None and year_to is not None and year_from > year_to:
         raise QuestionError(f"year_from {year_from} is after year_to {year_to}; swap them")
-    return Filters(year_from, year_to, tuple(sources))
+    return Filters(year_from, year_to, tuple(sources), tuple(categories), tuple(venues))
 
 
 def check_history(settings: Settings, history: Conversation) -> None:
@@ -148,6 +149,10 @@ class Scope(BaseModel):
     year_from: int | None = Field(default=None, ge=0, le=9999, strict=True, description="Only papers from this year on (papers with no known year are left out).")
     year_to: int | None = Field(default=None, ge=0, le=9999, strict=True, description="Only papers up to this year (papers with no known year are left out).")
     sources: list[Utf8] = Field(default_factory=list, description="Only papers from these corpus files (file names as in `source`); empty: all.")
+    categories: list[Utf8] = Field(default_factory=list, description="Only papers in one of these categories "
+                                   "(e.g. cs.CL); papers with none are left out.")
+    venues: list[Utf8] = Field(default_factory=list, description="Only papers from one of these venues (the whole "
+                               "name, any case); papers with none are left out.")
 
 
 class TextPart(BaseModel):
@@ -208,6 +213,13 @@ class PaperOut(BaseModel):
     year: int | None = Field(description="Publication year, when known.")
     authors: int | None = Field(description="Number of authors, when known.")
     organisation: str = Field(description="Organisation, when known.")
+    doi: str | None = Field(default=None, description="DOI, bare and lower case, when the source gives a valid one.")
+    arxiv_id: str | None = Field(default=None, description="arXiv id, when known.")
+    pmid: str | None = Field(default=None, description="PubMed id, when known.")
+    url: str | None = Field(default=None, description="doi.org, arXiv or PubMed link from an identifier; else null.")
+    source_url: str | None = Field(default=None, description="The URL the source file gives: shown, never linked.")
+    venue: str | None = Field(default=None, description="Journal or conference, when known.")
+    categories: list[str] = Field(default=[], description="Subject categories (e.g. arXiv's cs.CL), when known.")
     suspicious: bool = Field(description="The abstract held text addressed to an AI; each such sentence is replaced by a marker.")
 
 
@@ -249,19 +261,21 @@ class AnswerOut(BaseModel):
     uncited_candidates: list[str] = Field(description="Paper ids a list answer left out although they look relevant.")
     sources: list[HitOut] = Field(description="The papers given to the answerer, in [n] order (the closest ones for a refusal).")
     notice: str = Field(description="A note for the user, e.g. how to configure an LLM.")
+    bibtex: str = Field(default="", description="The cited papers as BibTeX entries, in [n] order.")
     timings: dict[str, float] = Field(description="Seconds spent per step (retrieve, first_token, check, total).")
 
 
 class SearchResult(BaseModel):
     title: str = Field(description="Title of source n (the list is in [n] order).")
-    url: str | None = Field(description="A link to the paper; null, since the corpus records none.")
+    url: str | None = Field(description="doi.org, arXiv or PubMed link from the paper's identifier; else null.")
     date: str | None = Field(description="Publication date, when known.")
     snippet: str = Field(description="The sentence the answer quotes from this source, else the abstract's first sentence.")
 
 
 class Sources(BaseModel):
-    citations: list[str] = Field(description="One title per source, in [n] order: [n] in the answer is citations[n-1].")
-    search_results: list[SearchResult] = Field(description="The sources in [n] order, with the quoted sentence as snippet.")
+    citations: list[str] = Field(description="The papers the answer cites, in [n] order: each link, else title.")
+    search_results: list[SearchResult] = Field(description="Every source in [n] order ([n] is search_results[n-1]), "
+                                               "with the quoted sentence as snippet.")
     rag: AnswerOut = Field(description="The full checked answer: citations with paper id, quote, offsets and support; refusal; timings.")
 
 
@@ -351,11 +365,12 @@ def sources_of(answer: Answer) -> dict[str, Any]:
         first = sentences(hit.paper.abstract, hit.paper.spans)[:1]
         results.append({
             "title": hit.paper.display_title,
-            "url": None,
+            "url": hit.paper.link,
             "date": hit.paper.date or hit.paper.date_raw or None,
             "snippet": quote or (first[0] if first else hit.paper.abstract),
         })
-    return {"citations": [r["title"] for r in results], "search_results": results, "rag": answer.to_json()}
+    citations = [paper.link or paper.display_title for _, paper in answer.cited()]
+    return {"citations": citations, "search_results": results, "rag": answer.to_json()}
 
 
 def completion(answer: Answer) -> dict[str, Any]:
@@ -509,7 +524,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                  responses={200: {"content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}}}})
     async def chat_completions(body: ChatRequest) -> Any:
         question, history = conversation_of(body.messages)
-        filters = check_scope(settings, "question", question, body.k, body.year_from, body.year_to, body.sources)
+        filters = check_scope(settings, "question", question, body.k, body.year_from, body.year_to, body.sources,
+                              body.categories, body.venues)
         check_history(settings, history)
         engine = await run_in_threadpool(holder.get)
         if not body.stream:
@@ -526,7 +542,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @router.post("/v1/search", response_model=SearchResponse, summary="Find the papers that best match a query")
     async def search(body: SearchRequest) -> Any:
-        filters = check_scope(settings, "query", body.query, body.k, body.year_from, body.year_to, body.sources)
+        filters = check_scope(settings, "query", body.query, body.k, body.year_from, body.year_to, body.sources,
+                              body.categories, body.venues)
         engine = await run_in_threadpool(holder.get)
         hits = await run_in_threadpool(engine.retriever.search, body.query, body.k, filters, body.method)
         return {"results": [h.to_json() for h in hits]}

@@ -51,6 +51,8 @@ PathsArg = Annotated[Optional[list[Path]], typer.Argument(help="Corpus files or 
 YearFrom = Annotated[Optional[int], typer.Option("--year-from", help="Only papers from this year on.")]
 YearTo = Annotated[Optional[int], typer.Option("--year-to", help="Only papers up to this year.")]
 SourceOpt = Annotated[Optional[list[str]], typer.Option("--source", help="Only papers from this corpus file (repeatable).")]
+CategoryOpt = Annotated[Optional[list[str]], typer.Option("--category", help="Only papers in this category (repeatable).")]
+VenueOpt = Annotated[Optional[list[str]], typer.Option("--venue", help="Only papers from this venue (repeatable).")]
 
 
 @dataclass
@@ -173,6 +175,8 @@ def search(
     year_from: YearFrom = None,
     year_to: YearTo = None,
     source: SourceOpt = None,
+    category: CategoryOpt = None,
+    venue: VenueOpt = None,
     method: Annotated[Method, typer.Option(help="Which retriever: both fused, or one alone for comparison.")] = Method.hybrid,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, best first.")] = False,
 ) -> None:
@@ -181,7 +185,7 @@ def search(
     from rag.query import check_request
     from rag.types import Filters
 
-    filters = Filters(year_from, year_to, tuple(source or ()))
+    filters = Filters(year_from, year_to, tuple(source or ()), tuple(category or ()), tuple(venue or ()))
     check_request(question, filters, k)
     retriever = open_retriever(get_settings())
     hits = retriever.search(question, k, filters, method=method.value)
@@ -189,7 +193,7 @@ def search(
         print(json.dumps([h.to_json() for h in hits], indent=2, ensure_ascii=False))
         return
     if not hits:
-        out.print("No papers match." + (" The filters exclude every paper." if (year_from or year_to or source) else ""))
+        out.print("No papers match." + (" The filters exclude every paper." if filters.active() else ""))
         return
     table = Table("#", "score", "date", "source", "title")
     for i, hit in enumerate(hits, 1):
@@ -205,7 +209,11 @@ def ask(
     year_from: YearFrom = None,
     year_to: YearTo = None,
     source: SourceOpt = None,
+    category: CategoryOpt = None,
+    venue: VenueOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of streaming text.")] = False,
+    as_markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown with a reference list.")] = False,
+    bib: Annotated[Optional[Path], typer.Option("--bib", help="Also write the cited papers as BibTeX here.")] = None,
 ) -> None:
     """Answer a question with citations [n] checked against the cited abstracts."""
     _run.read_only = True
@@ -214,16 +222,33 @@ def ask(
 
     settings = get_settings()
     engine = make_engine(settings, open_retriever(settings))
-    streamed = Streamed(engine.ask_stream(question, Filters(year_from, year_to, tuple(source or ())), k))
+    filters = Filters(year_from, year_to, tuple(source or ()), tuple(category or ()), tuple(venue or ()))
+    streamed = Streamed(engine.ask_stream(question, filters, k))
     for piece in streamed:
-        if not as_json:
+        if not (as_json or as_markdown):
             out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     answer = streamed.answer
+    if bib:
+        _write_bib(bib, answer)
     if as_json:
         print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
-        return
-    out.print()
-    _print_answer_footer(answer)
+    elif as_markdown:
+        from rag.references import markdown
+
+        print(terminal_safe(markdown(answer)), end="")
+    else:
+        out.print()
+        _print_answer_footer(answer)
+
+
+def _write_bib(path: Path, answer: Any) -> None:
+    """The cited papers as BibTeX; a file that cannot be written is one line on stderr, after the answer."""
+    from rag.references import bibtex
+
+    try:
+        path.write_text(bibtex([p for _, p in answer.cited()]), encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write {path} ({e.strerror}); give a writable --bib path") from None
 
 
 def _print_answer_footer(answer: Any) -> None:
@@ -242,7 +267,9 @@ def _print_answer_footer(answer: Any) -> None:
     for c in answer.citations:
         if c.n not in shown:
             shown.add(c.n)
-            out.print(f"[bold]\\[{c.n}][/bold] {escape(terminal_safe(c.title))}", highlight=False)
+            link = answer.sources[c.n - 1].paper.link if 1 <= c.n <= len(answer.sources) else None
+            title = f"[bold]\\[{c.n}][/bold] {escape(terminal_safe(c.title))}"
+            out.print(title + (f" {escape(link)}" if link else ""), highlight=False)
         if c.quote:  # a computed metadata answer quotes nothing
             flag = "" if c.supported else " (unsupported)"
             out.print(f"    \"{terminal_safe(c.quote)}\"{flag}", markup=False, highlight=False)

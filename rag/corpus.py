@@ -1,4 +1,5 @@
-"""Read abstract files (three scraped text layouts, JSONL/JSON, CSV) into deduplicated `Paper` records.
+"""Read abstract files (three scraped text layouts, JSONL/JSON, CSV, and the bibliography formats of
+`rag.formats`) into deduplicated `Paper` records.
 
 Nothing here raises for a bad file: each problem becomes a `Problem` line and the rest is read,
 because one broken file, line or byte must not keep a user's other papers out of the index.
@@ -16,13 +17,19 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from rag import ids
 from rag.errors import CorpusError
 from rag.types import Corpus, Paper, Problem
 
+if TYPE_CHECKING:
+    from rag.formats import Entry
+
 MAX_ENTRY_CHARS = 100_000
 MAX_ID_CHARS = 200
-TEXT_SUFFIXES = {".txt", ".jsonl", ".json", ".csv"}
+BIBLIOGRAPHY_SUFFIXES = {".bib", ".ris", ".nbib"}  # `rag.formats`, imported only when needed (bibtexparser: 50 ms)
+TEXT_SUFFIXES = {".txt", ".jsonl", ".json", ".csv", *BIBLIOGRAPHY_SUFFIXES}
 csv.field_size_limit(2**31 - 1)  # an oversized field becomes a Problem below, not a csv.Error
 
 _BOILERPLATE = {
@@ -78,6 +85,7 @@ def load(paths: Iterable[Path], stored: Mapping[str, tuple[str, Iterable[str]]] 
     files = expand(paths)
     read_now = {str(f.resolve()) for f in files}
     by_id: dict[str, Paper] = {}
+    known: dict[str, str] = {}  # "doi:..." / "arxiv:..." -> id of the paper that has it
     taken = {pid: content for pid, (content, where) in (stored or {}).items() if not read_now.intersection(where)}
     for file in files:
         papers, problems = read_file(file)
@@ -89,7 +97,7 @@ def load(paths: Iterable[Path], stored: Mapping[str, tuple[str, Iterable[str]]] 
             corpus.damaged_paths.add(path)
         for paper in papers:
             paper.paths = [path]
-            corpus.merged += _add(by_id, taken, paper, corpus.problems)
+            corpus.merged += _add(by_id, taken, paper, corpus.problems, known)
     corpus.papers = list(by_id.values())
     return corpus
 
@@ -121,6 +129,12 @@ def _parse(name: str, suffix: str, lines: list[str]) -> tuple[list[Paper], list[
         return _read_jsonl(name, lines)
     if suffix == ".csv":
         return _read_csv(name, lines)
+    if suffix in BIBLIOGRAPHY_SUFFIXES:
+        from rag import formats
+
+        entries, problems = formats.read(name, suffix, lines)
+        papers = [p for p in (_entry_paper(name, n, e, problems) for n, e in enumerate(entries, 1)) if p]
+        return papers, sorted(problems, key=lambda p: p.line or 0)
     return _read_text(name, lines)
 
 
@@ -131,7 +145,7 @@ def expand(paths: Iterable[Path]) -> list[Path]:
         if path.is_dir():
             found = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES]
             if not found:
-                raise CorpusError(f"{path}: no .txt, .jsonl or .csv files in this folder")
+                raise CorpusError(f"{path}: no .txt, .jsonl, .json, .csv, .bib, .ris or .nbib files in this folder")
         elif path.is_file():
             found = [path]
         else:
@@ -310,6 +324,8 @@ def _parse_json(text: str) -> tuple[object, str | None]:
 
 
 def _read_rows(name: str, rows: list[tuple[int, object]]) -> tuple[list[Paper], list[Problem]]:
+    from rag import formats
+
     papers: list[Paper] = []
     problems: list[Problem] = []
     for lineno, row in rows:
@@ -317,7 +333,11 @@ def _read_rows(name: str, rows: list[tuple[int, object]]) -> tuple[list[Paper], 
             problems.append(Problem(name, "expected a JSON object with 'title' and 'abstract'; skipped", lineno))
             continue
         fields = {str(k).strip().lstrip("\ufeff").lower(): v for k, v in row.items()}
-        paper = _row_paper(name, len(papers) + 1, fields, lineno, problems)
+        entry = formats.row_entry(fields, len(papers) + 1, lineno)  # CSL-JSON, arXiv, OpenAlex, Semantic Scholar
+        if entry:
+            paper = _entry_paper(name, len(papers) + 1, entry, problems)
+        else:
+            paper = _row_paper(name, len(papers) + 1, fields, lineno, problems)
         if paper:
             papers.append(paper)
     return papers, problems
@@ -421,7 +441,48 @@ def _row_paper(name: str, position: int, row: dict, lineno: int, problems: list[
     if date_raw := (_scalar(row.get("date")) or "").strip():
         _apply_free_date(paper, date_raw)
     _apply_authors(paper, row.get("authors"))
+    _apply_ids(name, paper, row, lineno, problems)
     return paper
+
+
+def _entry_paper(name: str, position: int, entry: Entry, problems: list[Problem]) -> Paper | None:
+    """A paper from a bibliography or metadata record; one without an abstract is reported and skipped."""
+    if not entry.abstract.strip():
+        problems.append(Problem(name, f"{entry.label} has no abstract; skipped", entry.line))
+        return None
+    paper = _make_paper(name, position, entry.title, entry.abstract, entry.line or 0, problems)
+    if paper is None:
+        return None
+    if entry.date:
+        _apply_free_date(paper, entry.date)
+    paper.authors = entry.authors
+    _apply_ids(name, paper, vars(entry), entry.line, problems)
+    return paper
+
+
+_ID_CHECKS = (
+    ("doi", ids.doi, "a DOI (10.NNNN/...)"),
+    ("arxiv_id", ids.arxiv_id, "an arXiv id"),
+    ("pmid", ids.pmid, "a PubMed id"),
+)
+
+
+def _apply_ids(name: str, paper: Paper, row: Mapping, lineno: int | None, problems: list[Problem]) -> None:
+    """Identifiers (validated and normalised: a bad one is reported and left out), venue, categories and URL."""
+    for key, check, what in _ID_CHECKS:
+        raw = (_scalar(row.get(key)) or "").strip()
+        if raw and not (value := check(raw)):
+            problems.append(Problem(name, f"{key} {raw[:60]!r} is not {what}; read without it", lineno))
+        elif raw:
+            setattr(paper, key, value)
+    url = (_scalar(row.get("url")) or "").strip()
+    paper.url = url if re.fullmatch(r"https?://[^\s\x00-\x1f\x7f]{1,500}", url) else ""
+    paper.venue = clean_text(_scalar(row.get("venue")) or "")[:300]
+    categories = row.get("categories")
+    if isinstance(categories, str):
+        categories = re.split(r"[;,\s]+", categories)
+    if isinstance(categories, list):
+        paper.categories = list(dict.fromkeys(c.strip() for c in categories if isinstance(c, str) and c.strip()))
 
 
 def _scalar(value: object) -> str | None:
@@ -499,8 +560,34 @@ def _make_paper(name: str, position: int, title: str, abstract: str, lineno: int
     return Paper(paper_id=paper_id(title, abstract), title=title, abstract=abstract, sources=[name], positions=[position])
 
 
-def _add(by_id: dict[str, Paper], taken: Mapping[str, str], paper: Paper, problems: list[Problem]) -> bool:
+def _add(
+    by_id: dict[str, Paper], taken: Mapping[str, str], paper: Paper, problems: list[Problem], known: dict[str, str]
+) -> bool:
     """Store `paper`, or fold it into the same paper seen before (True: it was a duplicate).
+
+    The same paper is the same text, or a shared DOI or arXiv id (`known`: identity key -> id), since
+    a bibliography and a metadata dump rarely carry exactly the same title and abstract.
+    """
+    slot = next((known[key] for key in _identity(paper) if key in known), None) or _slot(by_id, taken, paper, problems)
+    duplicate = slot in by_id
+    if duplicate:
+        _fold(by_id[slot], paper)
+    else:
+        paper.paper_id = slot
+        by_id[slot] = paper
+    for key in _identity(by_id[slot]):
+        known.setdefault(key, slot)
+    return duplicate
+
+
+def _identity(paper: Paper) -> list[str]:
+    """Keys that name one paper whatever its text: the DOI, the arXiv id without its version."""
+    keys = [f"doi:{paper.doi}"] if paper.doi else []
+    return keys + ([f"arxiv:{ids.arxiv_base(paper.arxiv_id)}"] if paper.arxiv_id else [])
+
+
+def _slot(by_id: dict[str, Paper], taken: Mapping[str, str], paper: Paper, problems: list[Problem]) -> str:
+    """The id to store `paper` under, by its content.
 
     Ids from users are not trusted to be unique: a different paper under an id already taken
     (here or in `taken`, id -> content hash) is stored as `<id>~<content hash>`, so no paper
@@ -518,12 +605,7 @@ def _add(by_id: dict[str, Paper], taken: Mapping[str, str], paper: Paper, proble
         other = by_id[wanted].source if wanted in by_id else "the index"
         message = f"entry {paper.positions[0]}: id {wanted!r} is also used by a different paper (in {other}); this one is stored as {slot!r}"
         problems.append(Problem(paper.source, message))
-    if slot in by_id:
-        _fold(by_id[slot], paper)
-        return True
-    paper.paper_id = slot
-    by_id[slot] = paper
-    return False
+    return slot
 
 
 def _content(paper: Paper) -> str:
@@ -539,12 +621,15 @@ def _candidate_ids(wanted: str, content: str) -> Iterator[str]:
         yield f"{wanted}~{content}~{n}"
 
 
+_LABELS = ("doi", "arxiv_id", "pmid", "url", "venue", "categories")
+
+
 def _fold(first: Paper, paper: Paper) -> None:
     """Add a second sighting's sources to the first, and metadata the first lacks."""
     first.sources += paper.sources
     first.positions += paper.positions
     first.paths += paper.paths
-    for attr in ("date_raw", "date", "year", "authors", "organisation"):
+    for attr in ("date_raw", "date", "year", "authors", "organisation", *_LABELS):
         if not getattr(first, attr) and getattr(paper, attr):
             setattr(first, attr, getattr(paper, attr))
 

@@ -60,7 +60,8 @@ def build_server(holder: EngineHolder, settings: Settings) -> MCPServer:
 
     @server.tool()
     def get_paper(paper_id: Annotated[str, Field(description="A paper_id from search_papers or a citation.")]) -> dict[str, Any]:
-        """One paper by its paper_id (from search_papers or a citation): title, abstract, date, source file."""
+        """One paper by its paper_id (from search_papers or a citation): title, abstract, date, source file,
+        identifiers (doi, arxiv_id, pmid) and `url`, a doi.org, arXiv or PubMed link (null when it has none)."""
 
         def run() -> dict[str, Any]:
             hit = holder.get().retriever.paper(paper_id)

@@ -52,12 +52,12 @@ class Retriever:
     def search(self, query: str, k: int | None = None, filters: Filters = Filters(), method: Method = "hybrid") -> list[Hit]:
         """Best `k` papers for `query`, made inert (`safety.inert`); empty when the filters match no paper."""
         k = k or self.settings.top_k
-        allowed = self.lexicon.allowed(filters)
+        allowed, labelled = self._allowed(filters)
         if not query.strip() or not len(self.lexicon) or (allowed is not None and not allowed.any()):
             return []
         query_terms = sorted(set(terms(query)))
         vector = np.asarray(self.embedder.get_query_embedding(query), dtype=np.float32) if method != "bm25" else None
-        dense = self._dense(vector, filters) if vector is not None else {}
+        dense = self._dense(vector, filters, labelled) if vector is not None else {}
         bm25_all = self.lexicon.scores(query_terms) if method != "dense" else None
         lexical = self.lexicon.top_from(bm25_all, self.settings.candidates, allowed) if bm25_all is not None else {}
         if method == "hybrid":
@@ -65,13 +65,25 @@ class Retriever:
         scored = fuse(dense, lexical, self.lexicon.ceiling(query_terms), method, self.settings)
         return self._hits(scored[:k], dense, lexical)
 
+    def _allowed(self, filters: Filters) -> tuple[np.ndarray | None, list[str] | None]:
+        """The lexical row mask, and the ids a category or venue filter lets through (None: no such filter).
+
+        Those labels are read from the paper records at each filtered search (one pass over the metadata),
+        so no cache has to know them.
+        """
+        allowed = self.lexicon.allowed(filters)
+        if not filters.labelled():
+            return allowed, None
+        ids = sorted(pid for pid, meta, _ in self.store.records() if _labels_pass(filters, meta))
+        return allowed & np.isin(np.asarray(self.lexicon.rows), ids), ids
+
     # ------------------------------------------------------------ the two retrievers
 
-    def _dense(self, vector: np.ndarray, filters: Filters) -> dict[str, tuple[float, Chunk]]:
+    def _dense(self, vector: np.ndarray, filters: Filters, ids: list[str] | None) -> dict[str, tuple[float, Chunk]]:
         """Paper id -> (best chunk cosine, that chunk), for the nearest chunks."""
         found = self.store.chunks.query(
             query_embeddings=vector[None, :], n_results=self.settings.candidates,
-            where=_where(filters), include=["metadatas", "distances"],
+            where=_where(filters, ids), include=["metadatas", "distances"],
         )
         return _best_chunks(found["ids"][0], found["metadatas"][0], [1.0 - d for d in found["distances"][0]])
 
@@ -144,9 +156,14 @@ def _best_chunks(ids: list[str], metas: list[dict], cosines: list[float]) -> dic
     return best
 
 
-def _where(filters: Filters) -> dict | None:
-    """The filters as a Chroma metadata filter on chunks (year -1 = unknown never passes a year filter)."""
-    clauses: list[dict] = []
+def _labels_pass(filters: Filters, meta: dict) -> bool:
+    return filters.allows_labels(meta.get("categories") or [], meta.get("venue", ""))
+
+
+def _where(filters: Filters, ids: list[str] | None = None) -> dict | None:
+    """The filters as a Chroma metadata filter on chunks (year -1 = unknown never passes a year filter);
+    `ids`: the only papers a category or venue filter lets through."""
+    clauses: list[dict] = [{"paper_id": {"$in": ids}}] if ids else []
     if filters.year_from is not None or filters.year_to is not None:
         clauses.append({"year": {"$gte": filters.year_from if filters.year_from is not None else 0}})
         if filters.year_to is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+
+from rag import ids
 
 
 Spans = tuple[tuple[int, int], ...]  # (start, end) character offsets of sentences
@@ -25,6 +28,17 @@ class Paper:
     paths: list[str] = field(default_factory=list)  # full paths of the sources, to scope re-ingests
     spans: Spans = ()  # sentence offsets in `abstract` when known (stored at ingest)
     clean: str = ""  # set at ingest when no sentence addresses an AI (`safety.clean_mark`)
+    doi: str = ""  # identifiers, validated and normalised at ingest (`rag.ids`)
+    arxiv_id: str = ""
+    pmid: str = ""
+    url: str = ""  # as the source file gives it: shown, but a link only when it names an identifier
+    venue: str = ""
+    categories: list[str] = field(default_factory=list)
+
+    @property
+    def link(self) -> str | None:
+        """doi.org, arXiv or PubMed link from a validated identifier; None when the paper has none."""
+        return ids.link(self.doi, self.arxiv_id, self.pmid, self.url)
 
     @property
     def display_title(self) -> str:
@@ -42,14 +56,25 @@ class Paper:
 
 @dataclass(frozen=True)
 class Filters:
-    """Metadata filters. A paper with an unknown year never passes a year filter (fail closed)."""
+    """Metadata filters. A paper with an unknown year, category or venue never passes that filter (fail closed)."""
 
     year_from: int | None = None
     year_to: int | None = None
     sources: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()  # any of them (arXiv-style, exact)
+    venues: tuple[str, ...] = ()  # any of them (the whole name, any case)
 
     def active(self) -> bool:
-        return self.year_from is not None or self.year_to is not None or bool(self.sources)
+        return self.year_from is not None or self.year_to is not None or bool(self.sources) or self.labelled()
+
+    def labelled(self) -> bool:
+        """A category or venue filter: these are read from the paper records, not from the lexical index."""
+        return bool(self.categories or self.venues)
+
+    def allows_labels(self, categories: Iterable[str], venue: str) -> bool:
+        if self.categories and not set(self.categories) & set(categories):
+            return False
+        return not self.venues or venue.casefold() in {v.casefold() for v in self.venues}
 
     def allows(self, paper: Paper) -> bool:
         if self.year_from is not None or self.year_to is not None:
@@ -59,6 +84,8 @@ class Filters:
                 return False
             if self.year_to is not None and paper.year > self.year_to:
                 return False
+        if not self.allows_labels(paper.categories, paper.venue):
+            return False
         return not self.sources or bool(set(self.sources) & set(paper.sources))
 
 
@@ -148,6 +175,7 @@ class Hit:
             "year": p.year,
             "authors": p.authors,
             "organisation": p.organisation,
+            **identifiers(p),
             "score": round(self.score, 6),
             "dense": None if self.dense is None else round(self.dense, 6),
             "bm25": None if self.bm25 is None else round(self.bm25, 6),
@@ -173,6 +201,12 @@ def paper_from_meta(meta: dict) -> Paper:
         paths=list(meta.get("paths") or []),
         spans=decode_spans(meta.get("spans", "")),
         clean=meta.get("clean", ""),
+        doi=meta.get("doi", ""),
+        arxiv_id=meta.get("arxiv_id", ""),
+        pmid=meta.get("pmid", ""),
+        url=meta.get("url", ""),
+        venue=meta.get("venue", ""),
+        categories=list(meta.get("categories") or []),
     )
 
 
@@ -182,7 +216,24 @@ def paper_to_meta(p: Paper) -> dict:
     del d["spans"], d["clean"]  # derived from the text: stored with the record (`index._record`), never hashed as metadata
     d["year"] = -1 if p.year is None else p.year
     d["authors"] = -1 if p.authors is None else p.authors
-    return {k: v for k, v in d.items() if v != []}
+    return {k: v for k, v in d.items() if v != [] and not (k in OPTIONAL_META and v == "")}
+
+
+# Left out of a record when empty, so papers without them keep the record (and metadata hash) they had before.
+OPTIONAL_META = ("doi", "arxiv_id", "pmid", "url", "venue")
+
+
+def identifiers(p: Paper) -> dict:
+    """The identifier fields and the link, as every JSON output shows them."""
+    return {
+        "doi": p.doi or None,
+        "arxiv_id": p.arxiv_id or None,
+        "pmid": p.pmid or None,
+        "url": p.link,
+        "source_url": p.url or None,
+        "venue": p.venue or None,
+        "categories": p.categories,
+    }
 
 
 def encode_spans(spans: Spans) -> str:
@@ -264,7 +315,14 @@ class Answer:
     suspicious: list[str] = field(default_factory=list)  # source papers holding text addressed to an AI
     timings: dict[str, float] = field(default_factory=dict)
 
+    def cited(self) -> list[tuple[int, Paper]]:
+        """The sources the answer cites, each once, in [n] order (a citation to no source is left out)."""
+        ns = sorted({c.n for c in self.citations if 1 <= c.n <= len(self.sources)})
+        return [(n, self.sources[n - 1].paper) for n in ns]
+
     def to_json(self) -> dict:
+        from rag import references  # bibtexparser takes 50 ms to import: only answers printed as JSON need it
+
         return {
             "question": self.question,
             "standalone_question": self.standalone_question,
@@ -280,5 +338,6 @@ class Answer:
             "notice": self.notice,
             "declined": self.declined,
             "suspicious_sources": self.suspicious,
+            "bibtex": references.bibtex([p for _, p in self.cited()]),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }

@@ -115,7 +115,8 @@ def test_answer_text_keeps_markers_and_sources_travel_in_n_order(client, engine,
     assert r.choices[0].message.content == rag["answer"] and "[1]" in rag["answer"]
     assert not rag["refused"] and rag["citations"][0]["paper_id"] == pid_of("FP8 Formats Accelerate")
     sources = rag["sources"]
-    assert extra["citations"] == [s["title"] for s in sources]
+    cited_ns = sorted({c["n"] for c in rag["citations"]})
+    assert extra["citations"] == [sources[n - 1]["title"] for n in cited_ns]  # only the cited ones; no link here
     assert [s["title"] for s in extra["search_results"]] == [s["title"] for s in sources]
     for n, (result, source) in enumerate(zip(extra["search_results"], sources), 1):
         assert result["url"] is None and result["date"] == (source["date"] or None)
@@ -183,7 +184,7 @@ def test_filters_that_match_nothing_and_off_topic_questions_are_refused(client):
     assert extra["rag"]["refused"] and "No paper matches the filters" in r.choices[0].message.content
     r, extra = ask(client, OFF_TOPIC)
     assert extra["rag"]["refused"] and r.choices[0].message.content.startswith("The corpus does not answer this.")
-    assert extra["citations"] == [s["title"] for s in extra["rag"]["sources"]]
+    assert extra["citations"] == [] and extra["rag"]["sources"]  # a refusal cites nothing
 
 
 @pytest.mark.slow
@@ -259,6 +260,12 @@ def test_search_returns_hits_as_rag_search_json(base_url, retriever):
     assert r.status_code == 200
     expected = [h.to_json() for h in retriever.search(body["query"], 4, Filters(year_from=2018), method="bm25")]
     assert r.json() == {"results": expected} and expected
+
+
+def test_category_and_venue_filters_leave_out_papers_without_them(base_url):
+    for field, value in (("categories", ["cs.LG"]), ("venues", ["Nature"])):  # the small corpus records neither
+        r = httpx.post(f"{base_url}/v1/search", json={"query": "protein structure", field: value}, timeout=60)
+        assert r.status_code == 200 and r.json() == {"results": []}
 
 
 def test_paper_by_id_and_unknown_id(base_url, pid_of):

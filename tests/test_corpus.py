@@ -362,7 +362,7 @@ def test_missing_path_raises_corpus_error_naming_it(tmp_path):
 def test_folder_without_corpus_files_raises_corpus_error(tmp_path):
     (tmp_path / "notes.md").write_text("# not a corpus file\n")
     (tmp_path / "figure.png").write_bytes(b"\x89PNG\r\n")
-    with pytest.raises(CorpusError, match=r"no \.txt, \.jsonl or \.csv files") as err:
+    with pytest.raises(CorpusError, match=r"no \.txt, \.jsonl, \.json, \.csv, \.bib, \.ris or \.nbib files") as err:
         corpus.load([tmp_path])
     assert str(tmp_path) in str(err.value)
 

@@ -372,3 +372,21 @@ def test_year_filter_on_a_corpus_from_a_single_year(monkeypatch: pytest.MonkeyPa
         assert subheaders(last_assistant(at))[0].startswith("[1] Sparse Mixture")
     finally:
         st.cache_resource.clear()
+
+
+def test_source_card_links_to_the_paper_by_its_identifier_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """A card of a paper with an arXiv id has a link button to arxiv.org; one without an identifier has none."""
+    formats = Path(__file__).resolve().parent / "fixtures" / "formats"
+    _configure(monkeypatch, tmp_path / "index", [formats], RAG_EMBED_BACKEND="hashing")
+    try:
+        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()  # the app ingests on first run
+        at = ask(at, "How fast does glacier moss respiration recover?")
+        reply = last_assistant(at)
+        assert subheaders(reply)[0] == "[1] Respiration of glacier moss under repeated freeze\\-thaw cycles"
+        buttons = reply.get("link_button")
+        assert buttons and buttons[0].proto.url == "https://arxiv.org/abs/2104.05678"
+        cards = len(subheaders(reply))
+        linked_cards = [s for s in at.session_state["messages"][0]["answer"].sources[:cards] if s.paper.link]
+        assert len(buttons) == len(linked_cards)
+    finally:
+        st.cache_resource.clear()

@@ -107,7 +107,7 @@ def sidebar(engine: Engine) -> tuple[Filters, int | None]:
         if st.button("Re-ingest the corpus"):
             run_ingest(engine.settings.corpus_paths, "Re-ingesting")
             st.rerun()
-        upload = st.file_uploader("Add a corpus file", type=["jsonl", "csv", "txt"], key="upload")
+        upload = st.file_uploader("Add a corpus file", type=["jsonl", "json", "csv", "txt", "bib", "ris", "nbib"], key="upload")
         if upload is not None and st.button("Ingest this file"):
             target = engine.settings.data_dir / "uploads" / Path(upload.name).name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +174,8 @@ def paper_caption(paper: Paper) -> str:
         parts.append(f"{paper.authors} authors")
     if paper.organisation:
         parts.append(paper.organisation)
+    if paper.venue:
+        parts.append(paper.venue)
     return " · ".join(parts)
 
 
@@ -182,6 +184,8 @@ def paper_card(paper: Paper, anchor: str, label: str = "", flag: str = "", quote
     with st.container(border=True):
         st.subheader(label + md_escape(paper.display_title), anchor=anchor)  # a citation link's target
         st.caption(md_escape(paper_caption(paper)) + flag)
+        if link := paper.link:  # built from a validated identifier, never from the paper's text
+            st.link_button(md_escape(link.split("://", 1)[1]), link)
         text = paper.abstract
         if quote and quote[1] > quote[0]:
             s, e = quote
