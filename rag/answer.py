@@ -191,6 +191,8 @@ class Engine:
             return None  # "papers from 2019": the filter is the answer
         if unknown := self.relevance.unknown_names(intent.query):
             return f" No paper mentions {', '.join(unknown)}."
+        if topic := self.offline.apart(intent.query):
+            return f" No paper is about {topic}."
         if self.relevance.best(intent.query, hits[:3]) < self.settings.refuse_below:
             return ""
         if not on_topic:

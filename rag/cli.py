@@ -223,7 +223,7 @@ def ask(
     settings = get_settings()
     engine = make_engine(settings, open_retriever(settings))
     filters = Filters(year_from, year_to, tuple(source or ()), tuple(category or ()), tuple(venue or ()))
-    streamed = Streamed(engine.ask_stream(question, filters, k))
+    streamed = Streamed(engine.ask_stream(question, filters, k, on_progress=_reading))
     for piece in streamed:
         if not (as_json or as_markdown):
             out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
@@ -249,6 +249,14 @@ def _write_bib(path: Path, answer: Any) -> None:
         path.write_text(bibtex([p for _, p in answer.cited()]), encoding="utf-8")
     except OSError as e:
         raise UserError(f"cannot write {path} ({e.strerror}); give a writable --bib path") from None
+
+
+def _reading(done: int, total: int, title: str) -> None:
+    """The paper an LLM judge has just read, on one stderr line (the offline judge, instant, reports no title)."""
+    if title:
+        end = "\n" if done == total else "\r"
+        line = f"read {done}/{total}: {terminal_safe(title)[:70]}"
+        err.print(line.ljust(90), end=end, style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_answer_footer(answer: Any) -> None:

@@ -16,8 +16,9 @@ these judgements. Two judges share one interface:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 
@@ -78,6 +79,20 @@ class OfflineJudge:
             i for i, (h, share) in enumerate(zip(hits, held), 1)
             if share >= KEY_SHARE * best and h.score / top >= SCORE_SHARE and self.relevance.score(query, h) >= self.relevance.refuse_below
         }
+
+    def apart(self, query: str) -> str:
+        """A two-word topic whose words are each rare and in the corpus but never in one paper together
+        ("protein folding" when one paper says protein and another 5 folds): one shared word or stem is never
+        the topic. Only a question whose rare terms are just those two adjacent words is read so; a
+        paraphrase's scattered words are left to the judgement of each paper."""
+        lexicon = self.relevance.lexicon
+        words = re.findall(r"[\w-]+", query)
+        stems = [[t for t in terms(w) if t not in GENERIC] for w in words]
+        rare = [i for i, found in enumerate(stems) if found and max(map(lexicon.idf, found)) >= KEY_IDF]
+        if len(rare) != 2 or rare[1] != rare[0] + 1:
+            return ""
+        pair = sorted({t for i in rare for t in stems[i]})
+        return "" if lexicon.together(pair) else f"{words[rare[0]]} {words[rare[1]]}"
 
     def key_terms(self, query: str) -> list[str]:
         """The question's concepts: its rare content terms (all of them when none is rare)."""

@@ -24,6 +24,8 @@ EXTRACTIVE_NOTICE = (
 MAX_SENTENCES = 3
 NEAR = 0.95  # a lookup cites, besides the best paper, any other at least this close to it (Relevance.relevant); dev-chosen
 _NUMBER = re.compile(r"(?<![A-Za-z\d-])\d+(?:[.,]\d+)*\s*(?:%|x|×|times)?(?![A-Za-z\d])")
+# A figure a question can ask for: a number that is not an enumeration mark such as "(1)".
+_FIGURE = re.compile(r"(?<![A-Za-z\d(-])\d+(?:[.,]\d+)*\s*(?:%|x|×|times)?(?![A-Za-z\d)])")
 _FINDING = re.compile(
     r"\b(achiev|improv|outperform|reduc|speed|accelerat|surpass|increas|decreas|sav|gain|lower|higher|faster|"
     r"state-of-the-art|results? show|we show|we find|demonstrat)\w*",
@@ -126,11 +128,14 @@ class ExtractiveAnswerer:
         else:
             near = self.relevance.relevant(intent.query, hits, NEAR)  # a lookup: one paper, unless another is as close
             keep = sorted({1, *(i for i in near if hits[i - 1].relevant and hits[i - 1].quotes())})
-        lines = [self._paper_line(i, hits[i - 1]) for i in keep]
+        lines = [self._paper_line(i, hits[i - 1], intent.is_numeric) for i in keep]
         return "\n".join(f"- {line}" for line in lines) if len(lines) > 1 or (listed and intent.is_list) else lines[0]
 
-    def _paper_line(self, n: int, hit: Hit) -> str:
-        return f"{label(hit.paper)}: " + " ".join(f"{s} [{n}]" for s in hit.quotes())
+    def _paper_line(self, n: int, hit: Hit, numeric: bool) -> str:
+        """The paper's name and its answering sentences; asked for a number its sentences lack, it says so."""
+        quotes = hit.quotes()
+        lacks = numeric and not any(_FIGURE.search(q) for q in quotes)
+        return f"{label(hit.paper)}: " + " ".join(f"{s} [{n}]" for s in quotes) + (" (The abstract gives no figure for this.)" if lacks else "")
 
     def _metadata(self, intent: Intent, hits: list[Hit]) -> str:
         n = self.relevance.named(intent.query, hits)

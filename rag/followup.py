@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from rag.evidence import KEY_SHARE, OfflineJudge
-from rag.extractive import _NUMBER, label
+from rag.extractive import _FIGURE, label
 from rag.query import BACK_WORDS, Intent, analyse, is_yes_no, ordinal
 from rag.retrieve import Retriever
 from rag.safety import WITHHELD
@@ -105,7 +105,7 @@ class FollowUps:
             if verdict is None:
                 return FollowUp(f"The abstract of {name} does not say. Closest: {quotes}", [hit], computed=True)
             return FollowUp(f"{verdict}. {name}: {sentence} [1]", [hit])
-        if intent.is_numeric and not any(_NUMBER.search(q) for q in hit.quotes()):
+        if intent.is_numeric and not any(_FIGURE.search(q) for q in hit.quotes()):
             return FollowUp(f"The abstract of {name} gives no figure for this. Closest: {quotes}", [hit], computed=True)
         return FollowUp(f"{name}: {quotes}", [hit])
 
