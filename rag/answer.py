@@ -161,6 +161,8 @@ class Engine:
         """A follow-up question rewritten to stand alone, so retrieval sees its topic."""
         if not history or not history.turns or not needs_history(question):
             return question
+        if not refers_back(question) and self.offline.names_topic(question):
+            return question  # "what about speculative decoding?": a new topic, searched afresh
         return self.answerer.condense(question, history.turns)
 
     def any_year(self, intent: Intent) -> list[Hit] | None:

@@ -94,6 +94,10 @@ class OfflineJudge:
         pair = sorted({t for i in rare for t in stems[i]})
         return "" if lexicon.together(pair) else f"{words[rare[0]]} {words[rare[1]]}"
 
+    def names_topic(self, query: str) -> bool:
+        """The question names a subject of its own (a rare term), so a short follow-up can stand alone."""
+        return any(self.relevance.lexicon.idf(t) >= KEY_IDF for t in set(terms(query)) - GENERIC)
+
     def key_terms(self, query: str) -> list[str]:
         """The question's concepts: its rare content terms (all of them when none is rare)."""
         wanted = sorted(set(terms(query)) - GENERIC)

@@ -70,7 +70,8 @@ class FollowUps:
             return self._narrowed(intent, previous)
         one = _pick(previous, ordinal(question))
         if one is None:
-            return FollowUp(f"The previous answer names {len(previous)} papers, not that many.", [], computed=True)
+            count = "one paper" if len(previous) == 1 else f"{len(previous)} papers"
+            return FollowUp(f"The previous answer names only {count}.", [], computed=True)
         return self._about(intent, one)
 
     def _filtered(self, previous: list[Hit], allows: Callable[[Paper], bool], earlier: str) -> FollowUp:
