@@ -57,12 +57,14 @@ def load_chats(path: Path) -> list[Chat]:
         try:
             row = json.loads(line)
             chats.append(Chat(
-                str(row["id"]), list(row["turns"]), row["follow"], list(row.get("gold", [])), list(row.get("must_mention", [])),
-                row.get("split", "test"), row.get("style", ""), row.get("expect", ""), bool(row.get("expect_none")),
-                bool(row.get("missing")), path.name,
+                str(row["id"]), list(row["turns"]), row["follow"], list(row.get("gold", [])),
+                list(row.get("must_mention", [])), row.get("split", "test"), row.get("style", ""),
+                row.get("expect", ""), bool(row.get("expect_none")), bool(row.get("missing")), path.name,
             ))
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise CorpusError(f"{path}:{n}: not a conversation record ({type(e).__name__}: {e}); each line needs id, turns, follow") from None
+            raise CorpusError(
+                f"{path}:{n}: not a conversation record ({type(e).__name__}: {e}); each line needs id, turns, follow"
+            ) from None
     return chats
 
 

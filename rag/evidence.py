@@ -58,26 +58,24 @@ class OfflineJudge:
             return []
         relevant = self.relevant(intent.query, hits)
         top = max(h.score for h in hits) or 1.0
-        judged = [
-            Judgement(i in relevant, h.score / top, self.quoter.evidence_spans(intent.query, h, intent.is_numeric), self.by)
-            for i, h in enumerate(hits, 1)
-        ]
+        spans = [self.quoter.evidence_spans(intent.query, h, intent.is_numeric) for h in hits]
+        judged = [Judgement(i in relevant, h.score / top, s, self.by) for i, (h, s) in enumerate(zip(hits, spans), 1)]
         if on_progress:
             on_progress(len(hits), len(hits), "")
         return judged
 
     def relevant(self, query: str, hits: list[Hit]) -> set[int]:
         """Positions (1-based) of the papers about the question (see the module docstring)."""
-        floor = set(self.relevance.relevant(query, hits))  # closeness to the best, and above the refusal floor
         keys = self.key_terms(query)
         held = [self.held(keys, h) for h in hits]
         best = max(held, default=0.0)
         if best < ANCHORED:
-            return floor
+            return set(self.relevance.relevant(query, hits))  # closeness to the best, and above the refusal floor
         top = max(h.score for h in hits) or 1.0
+        floor = self.relevance.refuse_below
         return {
             i for i, (h, share) in enumerate(zip(hits, held), 1)
-            if share >= KEY_SHARE * best and h.score / top >= SCORE_SHARE and self.relevance.score(query, h) >= self.relevance.refuse_below
+            if share >= KEY_SHARE * best and h.score / top >= SCORE_SHARE and self.relevance.score(query, h) >= floor
         }
 
     def apart(self, query: str) -> str:
@@ -134,7 +132,9 @@ class LLMJudge:
             for h, o, p in zip(hits, offline, probabilities)
         ]
 
-    def _ask_all(self, intent: Intent, hits: list[Hit], on_progress: Progress | None) -> tuple[list[float | None], list[str]]:
+    def _ask_all(
+        self, intent: Intent, hits: list[Hit], on_progress: Progress | None
+    ) -> tuple[list[float | None], list[str]]:
         """Each paper's probability of "yes" (None: no verdict), in the hits' order whatever order the
         requests finish in, and the failures' messages. After a failure (the client has already retried)
         no more requests are sent: an endpoint that is down costs one timeout, not one a paper."""
@@ -178,7 +178,9 @@ def _combined(offline: Judgement, p: float | None, best: float, above_floor: boo
     return Judgement(relevant, p, offline.spans, "llm")
 
 
-def read(judge: OfflineJudge | LLMJudge, intent: Intent, hits: list[Hit], on_progress: Progress | None = None) -> list[Hit]:
+def read(
+    judge: OfflineJudge | LLMJudge, intent: Intent, hits: list[Hit], on_progress: Progress | None = None
+) -> list[Hit]:
     """The hits with their judgements: relevant papers first, strongest first, then the others in retrieval
     order (ties by retrieval order), so an answer's [n] count its cited papers without gaps."""
     judged = [replace(h, judgement=j) for h, j in zip(hits, judge.judge(intent, hits, on_progress))]

@@ -226,10 +226,13 @@ def test_the_project_thresholds_name_only_real_figures():
     for _, section, _, name, _ in limits:
         if section == "answers":
             assert name in evaluate.ANSWERS, name
+        elif section == "conversations":
+            assert name in evaluate.evaluate_chat.FIGURES, name
         else:
             method, metric = name.split(".")
             assert method in evaluate.METHODS and metric in evaluate.RETRIEVAL, name
     assert {"false_refusals", "citation_validity", "refusal_recall"} <= {name for *_, name, _ in limits}
+    assert ("conversations", "accuracy") in {(section, name) for _, section, _, name, _ in limits}
 
 
 # ---------------------------------------------------------------- `rag eval` end to end
@@ -364,16 +367,18 @@ def test_llm_mode_compare_and_a_validity_gate_that_can_fail(tmp_path, dataset, f
     llm = json.loads((out / "llm" / "results.json").read_text())
     extractive = json.loads((out / "extractive" / "results.json").read_text())
     answered = [r for r in llm["questions"] if not r["answer"]["refused"]]
-    assert answered and all(r["answer"]["invalid_markers"] == 1 and r["answer"]["validity"] == 0.5 for r in answered)
-    assert all("[1]" in r["answer"]["text"] and "[99]" not in r["answer"]["text"] for r in answered)  # what the model wrote, checked
-    assert llm["splits"]["test"]["answers"]["all"]["citation_validity"] == 0.5
+    written = [r for r in answered if r["kind"] != "multi"]  # a "which papers" list is written by code from the judgements
+    assert written and all(r["answer"]["invalid_markers"] == 1 and r["answer"]["validity"] == 0.5 for r in written)
+    assert all("[1]" in r["answer"]["text"] and "[99]" not in r["answer"]["text"] for r in written)  # what the model wrote, checked
+    assert [r["answer"]["validity"] for r in answered if r["kind"] == "multi"] == [1.0]
+    assert llm["splits"]["test"]["answers"]["all"]["citation_validity"] == 0.75  # e2 0.5, e4 1.0
     assert extractive["splits"]["test"]["answers"]["all"]["citation_validity"] == 1.0
     # the gate reads the LLM run, where raw-marker validity is gated and fails
     assert done.returncode == 1
-    assert "test.answers.all.citation_validity = 0.5 is below the threshold 0.99" in done.stderr
+    assert "test.answers.all.citation_validity = 0.75 is below the threshold 0.99" in done.stderr
     compare = (out / "compare.md").read_text()
     assert "| figure | extractive | llm |" in compare
-    assert "| citation validity (raw markers) | 1.000 | 0.500 |" in compare
+    assert "| citation validity (raw markers) | 1.000 | 0.667 |" in compare
     assert re.search(r"\| median time to first token \(s\) \| [\d.]+ \| [\d.]+ \|", compare)
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
     assert "citation validity (raw markers)" in done.stdout

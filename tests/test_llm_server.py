@@ -24,7 +24,7 @@ import pytest
 
 from conftest import ON_TOPIC_QUESTION, build_settings, free_port, smollm2_gguf
 from rag.answer import make_engine
-from rag.errors import ConfigError, LLMError
+from rag.errors import ConfigError
 from rag.retrieve import Retriever
 from rag.types import Answer
 
