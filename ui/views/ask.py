@@ -47,7 +47,11 @@ def ask(question: str, filters: Filters, k: int | None) -> None:
     with st.chat_message("assistant"):
         placeholder = st.empty()
         text = ""
-        streamed = Streamed(engine.ask_stream(question, filters, k, history))
+        def reading(done: int, total: int, title: str) -> None:
+            if title:  # only an LLM judge reports each paper it has read; the offline judge is instant
+                placeholder.caption(f"Reading the papers: {done} of {total} ({md_escape(title)})")
+
+        streamed = Streamed(engine.ask_stream(question, filters, k, history, on_progress=reading))
         try:
             for piece in streamed:
                 text += piece
