@@ -135,7 +135,7 @@ class Engine:
 
     def validate(self, question: str, filters: Filters, k: int | None) -> None:
         """Mistakes in the question or its options, named before any work is done."""
-        check_request(question, filters, k)
+        check_request(question, filters, k, self.settings.max_question_chars)
         if not self.answerer.fits(question):
             raise QuestionError(f"the question does not fit the model's context (RAG_LLM_CONTEXT={self.settings.llm_context}); shorten it")
 

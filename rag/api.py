@@ -36,6 +36,7 @@ from starlette.types import Scope as ASGIScope
 from rag.answer import Engine, Streamed
 from rag.config import Settings
 from rag.errors import ConfigError, EmbedError, LLMError, QuestionError, StoreError, UserError, redact
+from rag.query import too_long
 from rag.text import sentences
 from rag.types import Answer, Conversation, Filters, Hit, Turn
 
@@ -86,11 +87,8 @@ def paper_json(hit: Hit) -> dict[str, Any]:
 
 def check_length(settings: Settings, what: str, text: str) -> None:
     """Refuse a text so long that searching for it would be slow, saying what to change."""
-    if len(text) > settings.api_max_question_chars:
-        raise QuestionError(
-            f"the {what} has {len(text)} characters, more than the {settings.api_max_question_chars} allowed "
-            "(RAG_API_MAX_QUESTION_CHARS); shorten it"
-        )
+    if len(text) > settings.max_question_chars:
+        raise QuestionError(too_long(what, text, settings.max_question_chars))
 
 
 def check_scope(
@@ -432,6 +430,10 @@ def _validation_message(e: RequestValidationError) -> str:
     first = errors[0]
     if first["loc"] == ("body",) and first["type"] == "model_attributes_type":  # JSON but not an object, or not sent as JSON
         return "the request body must be a JSON object, sent with Content-Type: application/json"
+    if first["type"] == "json_invalid":  # loc is ("body", character offset)
+        at = first["loc"][-1] if len(first["loc"]) > 1 else "?"
+        why = (first.get("ctx") or {}).get("error", "not JSON")
+        return f"the request body is not valid JSON: {why} at character {at}; send a JSON object"
     where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
     more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
     return f"{where}: {first['msg']}{more}"
@@ -573,7 +575,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def http_problem(_: Request, e: HTTPException) -> JSONResponse:
-        response = problem(e.status_code, str(e.detail))
+        detail = str(e.detail)
+        if detail == "There was an error parsing the body":  # Starlette's words for a body that is not UTF-8
+            detail = "the request body could not be read as text: send JSON encoded as UTF-8"
+        response = problem(e.status_code, detail)
         response.headers.update(e.headers or {})
         return response
 
@@ -606,7 +611,7 @@ def openapi_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
     models.update(defs["$defs"])
     for request in ("ChatRequest", "SearchRequest"):
         models[request]["properties"]["k"]["anyOf"][0]["maximum"] = settings.api_max_k
-    models["SearchRequest"]["properties"]["query"].update(maxLength=settings.api_max_question_chars, pattern=r"\S")  # \S: not blank
+    models["SearchRequest"]["properties"]["query"].update(maxLength=settings.max_question_chars, pattern=r"\S")  # \S: not blank
     models["ChatRequest"]["properties"]["messages"]["contains"] = {"properties": {"role": {"const": "user"}}, "required": ["role"]}
     return schema
 

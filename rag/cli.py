@@ -186,7 +186,7 @@ def search(
     from rag.types import Filters
 
     filters = Filters(year_from, year_to, tuple(source or ()), tuple(category or ()), tuple(venue or ()))
-    check_request(question, filters, k)
+    check_request(question, filters, k, settings.max_question_chars)
     retriever = open_retriever(get_settings())
     hits = retriever.search(question, k, filters, method=method.value)
     if as_json:

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
 
     # HTTP API
     api_key: SecretStr | None = Field(default=None, description="Bearer key `rag serve` requires on every route but /health (unset: no key); never logged.")
-    api_max_question_chars: int = Field(default=4000, ge=1, le=100_000, description="Longest question the HTTP API accepts, in characters.")
+    max_question_chars: int = Field(default=2000, ge=1, le=100_000, description="Longest question every front door accepts, in characters (in the HTTP API, each earlier turn too).")
     api_max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000, description="Largest HTTP API request body, in bytes.")
     api_max_k: int = Field(default=50, ge=1, le=1000, description="Largest `k` (papers per search or answer) the HTTP API accepts.")
 

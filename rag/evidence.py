@@ -41,6 +41,8 @@ LLM_FLOOR = 0.5  # below this the model said no
 LLM_GAP = 0.08  # relevant papers are within this of the best paper's probability
 LLM_SPREAD = 0.03  # probabilities closer together than this carry no verdict: the offline judgement stands
 
+TOPIC_CORPUS = 50  # below this many papers every word is rare, and a two-word topic check means nothing
+
 Progress = Callable[[int, int, str], None]  # (papers read, of how many, the title just read)
 
 
@@ -84,8 +86,13 @@ class OfflineJudge:
         the topic. Only a question whose rare terms are just those two adjacent words is read so; a
         paraphrase's scattered words are left to the judgement of each paper."""
         lexicon = self.relevance.lexicon
+        if len(lexicon) < TOPIC_CORPUS:
+            return ""
         words = re.findall(r"[\w-]+", query)
         stems = [[t for t in terms(w) if t not in GENERIC] for w in words]
+        for i in range(1, len(words)):  # "how much faster", "how many layers": a measure, not a topic
+            if words[i - 1].lower() == "how":
+                stems[i] = []
         rare = [i for i, found in enumerate(stems) if found and max(map(lexicon.idf, found)) >= KEY_IDF]
         if len(rare) != 2 or rare[1] != rare[0] + 1:
             return ""

@@ -112,8 +112,8 @@ class ExtractiveAnswerer:
         return hits  # no context window to fit
 
     def stream(self, intent: Intent, hits: list[Hit]) -> Iterator[str]:
-        """One piece per line (per paper of a list), so a long list shows as it is checked."""
-        yield from self.answer(intent, hits).splitlines(keepends=True)
+        """One piece per quoted sentence (after each "[n] "), and a line per paper of a list."""
+        yield from (piece for piece in re.split(r"(?<=\] )|(?<=\n)", self.answer(intent, hits)) if piece)
 
     def answer(self, intent: Intent, hits: list[Hit]) -> str:
         """Written from the evidence step's judgements: a list or summary names every paper judged relevant

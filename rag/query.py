@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 from rag.errors import QuestionError
 from rag.types import Filters
 
-MAX_QUESTION_CHARS = 2000
 MAX_K = 100
 
 _YEAR = r"(19[5-9]\d|20[0-3]\d)(?![\d,.]*\s*(?:tokens?|parameters?|GPUs?|steps?|samples?|words?|images?|dimensions?)\b)"
@@ -115,14 +114,18 @@ def needs_history(question: str) -> bool:
     return bool(_FOLLOW_UP.search(question)) or len(question.split()) <= 4
 
 
-def check_request(question: str, filters: Filters, k: int | None) -> None:
+def too_long(what: str, text: str, limit: int) -> str:
+    return f"the {what} has {len(text):,} characters, more than the {limit:,} allowed (RAG_MAX_QUESTION_CHARS); shorten it"
+
+
+def check_request(question: str, filters: Filters, k: int | None, max_chars: int) -> None:
     """Mistakes in a question or its options, named before any work is done."""
     if not question.strip():
         raise QuestionError("the question is empty; type a question about the papers")
     if not question.isprintable() and (bad := next((c for c in question if 0xD800 <= ord(c) <= 0xDFFF), None)):
         raise QuestionError(f"the question holds bytes that are not text (\\u{ord(bad):04x} at character {question.index(bad) + 1}); type it again as UTF-8")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise QuestionError(f"the question has {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}: shorten it")
+    if len(question) > max_chars:
+        raise QuestionError(too_long("question", question, max_chars))
     if filters.year_from is not None and filters.year_to is not None and filters.year_from > filters.year_to:
         raise QuestionError(f"the year range is reversed ({filters.year_from} to {filters.year_to}); swap --year-from and --year-to")
     if k is not None and not 1 <= k <= MAX_K:

@@ -667,10 +667,10 @@ def test_an_llm_refusal_in_other_words_is_a_refusal(tiny, reply, fake_llm, quote
 
 
 def test_an_extractive_list_streams_a_piece_per_paper(tiny):
-    """A list answer arrives in as many pieces as it has paper lines, and the pieces make the answer."""
+    """A list answer arrives a quoted sentence at a time, and the pieces make the answer."""
     pieces, answer = run(extractive(tiny), "which papers are about language models?")
     assert not answer.refused and len(answer.citations) >= 2
-    assert len(pieces) == answer.text.count("\n") + 1 >= 2
+    assert len(pieces) > answer.text.count("\n") + 1 >= 2  # finer than a line: sentences of one paper arrive apart
     assert "".join(pieces) == answer.text and all(piece.strip() for piece in pieces)
 
 

@@ -26,7 +26,8 @@ from pydantic import SecretStr
 from conftest import FakeLLM, free_port
 from rag.answer import Engine
 from rag.api import ANSWER_THREADS, create_app, serve
-from rag.errors import ConfigError, LLMError
+from rag.errors import ConfigError, LLMError, QuestionError
+from rag.types import Filters
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
@@ -36,7 +37,7 @@ FOLLOW_UP = "By how much did it reduce the word error rate?"
 OFF_TOPIC = "What is the best recipe for sourdough bread with rye flour?"
 KEY = "test-api-key-5f3a9c"
 LOAD_CLIENTS = 50
-LIMITS = {"api_max_question_chars": 300, "api_max_body_bytes": 20_000, "api_max_k": 20}
+LIMITS = {"max_question_chars": 300, "api_max_body_bytes": 20_000, "api_max_k": 20}
 
 
 @contextmanager
@@ -295,7 +296,7 @@ def test_serve_says_in_one_line_that_the_port_is_taken(api_settings):
 
 
 @pytest.mark.parametrize(("body", "needle"), [
-    ({"messages": [{"role": "user", "content": "x" * 301}]}, "RAG_API_MAX_QUESTION_CHARS"),
+    ({"messages": [{"role": "user", "content": "x" * 301}]}, "RAG_MAX_QUESTION_CHARS"),
     ({"messages": [{"role": "user", "content": FP8_Q}], "k": 21}, "RAG_API_MAX_K"),
     ({"messages": [{"role": "user", "content": FP8_Q}], "k": 0}, "k: Input should be greater than or equal to 1"),
     ({"messages": [{"role": "user", "content": FP8_Q}], "year_from": 2024, "year_to": 2020}, "swap them"),
@@ -309,7 +310,7 @@ def test_serve_says_in_one_line_that_the_port_is_taken(api_settings):
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": "speech \udc00"}]}, {"role": "user", "content": "and?"}]},
      "messages.0.content: Value error, character 7 is an unpaired surrogate"),
     ({"messages": [{"role": "user", "content": "x" * 301}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "and then?"}]},
-     "the earlier user message 1 has 301 characters, more than the 300 allowed (RAG_API_MAX_QUESTION_CHARS)"),
+     "the earlier user message 1 has 301 characters, more than the 300 allowed (RAG_MAX_QUESTION_CHARS)"),
     ([{"role": "user", "content": FP8_Q}], "the request body must be a JSON object"),
 ])
 def test_bad_requests_are_400_with_one_line_saying_what_is_wrong(base_url, body, needle):
@@ -454,7 +455,7 @@ def test_every_schema_field_is_described(base_url):
 def test_schema_states_this_servers_limits(base_url):
     models = httpx.get(f"{base_url}/openapi.json", timeout=30).json()["components"]["schemas"]
     assert [models[m]["properties"]["k"]["anyOf"][0]["maximum"] for m in ("ChatRequest", "SearchRequest")] == [LIMITS["api_max_k"]] * 2
-    assert models["SearchRequest"]["properties"]["query"]["maxLength"] == LIMITS["api_max_question_chars"]
+    assert models["SearchRequest"]["properties"]["query"]["maxLength"] == LIMITS["max_question_chars"]
     assert models["ChatRequest"]["properties"]["messages"]["contains"]["properties"]["role"] == {"const": "user"}
 
 
@@ -492,3 +493,23 @@ def test_no_generated_request_gets_a_server_error(api_settings, engine, mode):
             case.call_and_validate(checks=[not_a_server_error])
 
         check()
+
+
+def test_the_api_and_the_engine_refuse_a_long_question_at_one_limit_with_one_message(base_url, engine):
+    """One setting bounds a question at every door: what passes the API's check also passes the engine's."""
+    limit = engine.settings.max_question_chars
+    r = httpx.post(f"{base_url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "x" * (limit + 1)}]}, timeout=30)
+    with pytest.raises(QuestionError) as refused:
+        engine.ask("x" * (limit + 1))
+    assert r.status_code == 400 and r.json()["error"]["message"] == str(refused.value)
+    fits = "x" * limit
+    engine.validate(fits, Filters(), None)  # what the API lets through, the engine takes
+
+
+@pytest.mark.parametrize(("raw", "said"), [
+    (b'{"messages": [{"role": "user", "content": "hi"}', "not valid JSON: Expecting ',' delimiter at character 47"),
+    ('{"messages": [{"role": "user", "content": "caf\xe9"}]}'.encode("latin-1"), "send JSON encoded as UTF-8"),
+])
+def test_a_body_that_is_not_json_or_not_utf8_says_which_and_where(base_url, raw, said):
+    r = httpx.post(f"{base_url}/v1/chat/completions", content=raw, headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 400 and said in r.json()["error"]["message"], r.text

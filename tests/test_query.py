@@ -160,5 +160,5 @@ def test_a_question_holding_undecodable_bytes_is_one_clear_error():
     from rag.query import check_request
 
     with pytest.raises(QuestionError, match=r"not text \(\\udcff at character 5\)"):
-        check_request("fp8 \udcff training", Filters(), None)
-    check_request("FP8 training on H100 — 1.4× faster?", Filters(), None)  # non-ASCII text is fine
+        check_request("fp8 \udcff training", Filters(), None, 2000)
+    check_request("FP8 training on H100 — 1.4× faster?", Filters(), None, 2000)  # non-ASCII text is fine
