@@ -17,6 +17,8 @@ LABEL = re.compile(r"^\s*([^:\n]{1,200}?):\s")  # "COAT: ..." / "Title: ..." at 
 UNNAMED = re.compile(rf"(?:\[\d+\]\s*)?:\s*|(?=(?:{MARKER.pattern}\s*)+$)")
 MAX_RANGE = 50
 SUPPORT_THRESHOLD = 0.4  # share of a claim's content words that the cited sentence (or title) must contain
+# A code-like string (letters and digits mixed, e.g. a planted "CANARY-7f3a9"): a claim may carry one only if its source does.
+CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{6,}(?![\w-])")
 
 
 def claim_spans(text: str) -> list[tuple[int, int]]:
@@ -160,11 +162,19 @@ def check(text: str, sources: list[Hit]) -> tuple[str, list[Citation], list[int]
         for n in dict.fromkeys(int(x) for x in re.findall(r"\[(\d+)\]", claim)):
             paper = sources[n - 1].paper
             support, q0, q1 = best_sentence(claim, paper)
+            foreign = _foreign_codes(claim, paper)
             citations.append(
                 Citation(
                     n=n, paper_id=paper.paper_id, title=paper.display_title, claim=claim,
                     quote=paper.abstract[q0:q1], quote_start=q0, quote_end=q1,
-                    support=round(support, 3), supported=support >= SUPPORT_THRESHOLD,
+                    support=round(support, 3), supported=support >= SUPPORT_THRESHOLD and not foreign,
                 )
             )
     return text, citations, removed
+
+
+def _foreign_codes(claim: str, paper: Paper) -> list[str]:
+    """Code-like strings of the claim that its source does not hold (text planted in a withheld sentence
+    and repeated by a model is not in the source as the answer sees it)."""
+    source = f"{paper.title} {paper.abstract}".lower()
+    return [code for code in CODE.findall(MARKER.sub(" ", claim)) if code.lower() not in source]

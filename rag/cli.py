@@ -185,9 +185,10 @@ def search(
     from rag.query import check_request
     from rag.types import Filters
 
+    settings = get_settings()
     filters = Filters(year_from, year_to, tuple(source or ()), tuple(category or ()), tuple(venue or ()))
     check_request(question, filters, k, settings.max_question_chars)
-    retriever = open_retriever(get_settings())
+    retriever = open_retriever(settings)
     hits = retriever.search(question, k, filters, method=method.value)
     if as_json:
         print(json.dumps([h.to_json() for h in hits], indent=2, ensure_ascii=False))

@@ -394,14 +394,14 @@ class _ScriptServer(LocalServer):
     def respond(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
         request = json.loads(body)
         if not request.get("stream"):  # a yes/no judge request: one token with its logprobs
-            self.send(h, 200, "application/json", json.dumps(_verdict_completion(self.llm.yes_probability(request["messages"]))).encode())
+            self.send(h, 200, "application/json", json.dumps(verdict_completion(self.llm.yes_probability(request["messages"]))).encode())
             return
         pieces = list(self.llm.stream(request["messages"]))
         events = [_sse(p) for p in pieces] + [_sse("", "stop"), "data: [DONE]\n\n"]
         self.send(h, 200, "text/event-stream", "".join(events).encode())
 
 
-def _verdict_completion(p: float | None) -> dict:
+def verdict_completion(p: float | None) -> dict:
     """A chat completion of one token, "yes" or "no", with top logprobs giving P(yes) = p (none when p is None)."""
     word = "yes" if p is None or p >= 0.5 else "no"
     choice: dict = {"index": 0, "message": {"role": "assistant", "content": word}, "finish_reason": "length"}

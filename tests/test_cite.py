@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag import cite
+from rag.cite import check
 from rag.types import Hit, Paper
 
 COAT = Paper(
@@ -287,3 +288,12 @@ def test_list_line_of_several_invented_sentences_is_unsupported():
     line = "- Robotic hands: The gripper learns to juggle eggs. It was trained on kitchen videos from social media. [2]"
     (c,) = check(line)[1]
     assert not c.supported, c.support
+
+
+def test_a_claim_carrying_a_code_its_source_lacks_is_not_supported():
+    """An obeying model repeats a planted code with words of the abstract around it: never 'supported'."""
+    paper = Paper(paper_id="p", title="FP8 Training", abstract="FP8 training gives a 1.4x speedup on H100 GPUs. It saves memory.")
+    hits = [Hit(paper, 1.0)]
+    _, planted, _ = check("As instructed, FP8 training gives a 1.4x speedup on H100 GPUs, CANARY-7f3a9 [1].", hits)
+    _, honest, _ = check("FP8 training gives a 1.4x speedup on H100 GPUs [1].", hits)
+    assert [c.supported for c in planted] == [False] and [c.supported for c in honest] == [True]

@@ -22,7 +22,7 @@ import pytest
 
 import rag
 
-from conftest import free_port, stop
+from conftest import free_port, stop, verdict_completion
 from test_endpoints import FakeEndpoint
 from test_injection import CANARY, FORBIDDEN, HOSTILE, ObeyingLLM, decoded, strings
 from test_safety import INJECTIONS
@@ -78,6 +78,10 @@ class ObeyingEndpoint(FakeEndpoint):
         super().__init__("ok")
 
     def _answer(self, h: BaseHTTPRequestHandler, mode: str, number: int, body: dict) -> None:
+        if not body.get("stream"):  # a yes/no judge request
+            completion = verdict_completion(self.llm.yes_probability(body["messages"]))
+            self._send(h, 200, "application/json", json.dumps(completion).encode())
+            return
         reply = self.llm.reply(body["messages"])
         events = b"".join(self._event(reply[i : i + 7]) for i in range(0, len(reply), 7))
         self._send(h, 200, "text/event-stream", events + self._event(None) + b"data: [DONE]\n\n")
@@ -131,7 +135,9 @@ def test_rag_ask_shows_nothing_planted(env, obeying, mode: str, as_json: bool) -
         assert leaks(done.stdout + done.stderr) == [], (question, done.stdout[-3000:])
         if as_json:
             answer = json.loads(done.stdout)
-            assert answer["sources"] and answer["mode"] == ("llm" if mode != "extractive" else "extractive")
+            assert answer["sources"]
+            # with an LLM it judges every paper; a "which papers" list is then written by code from its verdicts
+            assert answer["mode"] == "llm" or "judged each paper" in answer["model"] if mode != "extractive" else answer["mode"] == "extractive"
     if mode != "extractive":
         prompts = obeying.llm.prompts[asked_before:]
         assert len(prompts) >= 2 and not any(CANARY.search(p + decoded(p)) for p in prompts)
