@@ -24,6 +24,9 @@ EXTRACTIVE_NOTICE = (
 MAX_SENTENCES = 3
 NEAR = 0.95  # a lookup cites, besides the best paper, any other at least this close to it (Relevance.relevant); dev-chosen
 _NUMBER = re.compile(r"(?<![A-Za-z\d-])\d+(?:[.,]\d+)*\s*(?:%|x|×|times)?(?![A-Za-z\d])")
+# A sentence that cites ("[1] says ...") or carries structured output (JSON fields, chat turns, tags) is never a quote:
+# an abstract has no business imitating an answer.
+_STRUCTURED = re.compile(r"\[\d+\]|\"\w+\"\s*:|\b(?:user|assistant|system)\s*:|[<‹]/?\w+[>›]", re.I)
 # A figure a question can ask for: a number that is not an enumeration mark such as "(1)".
 _FIGURE = re.compile(r"(?<![A-Za-z\d(-])\d+(?:[.,]\d+)*\s*(?:%|x|×|times)?(?![A-Za-z\d)])")
 _FINDING = re.compile(
@@ -185,8 +188,8 @@ class ExtractiveAnswerer:
         scored = []
         for start, end in sentence_spans(abstract, hit.paper.spans):
             sentence = abstract[start:end]
-            if WITHHELD in sentence:
-                continue  # the engine replaced a sentence addressed to an AI: never quoted
+            if WITHHELD in sentence or _STRUCTURED.search(sentence):
+                continue  # a sentence addressed to an AI (replaced by a marker), or one imitating an answer: never quoted
             got = set(terms(sentence))
             score = sum(self.lexicon.idf(t) for t in wanted if t in got | title) + 0.1 * sum(1 for t in wanted if t in got)
             finding = bool(_NUMBER.search(sentence)) + bool(_FINDING.search(sentence))
