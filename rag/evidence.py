@@ -10,6 +10,8 @@ these judgements. Two judges share one interface:
   paraphrase), closeness to the best paper by score and term coverage decides (`Relevance.relevant`).
 - `LLMJudge`: one short yes/no request per paper, read as the probability of "yes" from the first token's
   logprobs (a small model's written verdict says yes to nearly everything; its probabilities still rank).
+  For an anchored question the offline judgement decides which papers are relevant and the model's
+  probability orders them; otherwise the papers within a small gap of the best probability are relevant.
   A request that fails falls back to the offline judgement for that paper; a model whose probabilities do
   not separate the papers leaves the offline judgement in charge.
 """
@@ -35,10 +37,10 @@ KEY_IDF = 2.0  # a question term at least this rare (IDF) names one of its conce
 ANCHORED = 0.5  # some candidate holds at least this IDF-weighted share of the key terms: the question is anchored
 KEY_SHARE = 0.7  # anchored: a relevant paper holds at least this share of what the best paper holds
 SCORE_SHARE = 0.3  # anchored: and at least this share of the best retrieval score
-# LLM verdicts. Probabilities of "yes" from Qwen2.5-Coder-1.5B on six dev lists: right papers 0.84-0.90,
-# the others 0.72-0.79; a model that gives every paper about the same probability tells nothing.
+# LLM verdicts, chosen on dev "which papers" questions with Qwen2.5-Coder-1.5B (prompts/judge.txt): its P(yes)
+# ranks the right papers well but sits in a narrow band (0.48-0.77), so the cut is relative to the best paper.
 LLM_FLOOR = 0.5  # below this the model said no
-LLM_GAP = 0.08  # relevant papers are within this of the best paper's probability
+LLM_GAP = 0.03  # relevant papers are within this of the best paper's probability
 LLM_SPREAD = 0.03  # probabilities closer together than this carry no verdict: the offline judgement stands
 
 TOPIC_CORPUS = 50  # below this many papers every word is rare, and a two-word topic check means nothing
@@ -65,6 +67,11 @@ class OfflineJudge:
         if on_progress:
             on_progress(len(hits), len(hits), "")
         return judged
+
+    def anchored(self, query: str, hits: list[Hit]) -> bool:
+        """Some paper holds most of the question's rare terms: its words, not only its meaning, say what fits."""
+        keys = self.key_terms(query)
+        return max((self.held(keys, h) for h in hits), default=0.0) >= ANCHORED
 
     def relevant(self, query: str, hits: list[Hit]) -> set[int]:
         """Positions (1-based) of the papers about the question (see the module docstring)."""
@@ -133,9 +140,12 @@ class LLMJudge:
         known = [p for p in probabilities if p is not None]
         if not known or max(known) - min(known) < LLM_SPREAD:
             return offline
+        if self.offline.anchored(intent.query, hits):  # the corpus's own words decide; the model orders
+            return [replace(o, strength=p, by="llm") if p is not None else _combined(o, p, 0.0, False) for o, p in zip(offline, probabilities)]
         best = max(known)
+        floor = self.offline.relevance.refuse_below
         return [
-            _combined(o, p, best, self.offline.relevance.score(intent.query, h) >= self.offline.relevance.refuse_below)
+            _combined(o, p, best, self.offline.relevance.score(intent.query, h) >= floor)
             for h, o, p in zip(hits, offline, probabilities)
         ]
 

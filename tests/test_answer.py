@@ -372,33 +372,44 @@ def verdicts(yes: dict[str, float], fail: set[str] = frozenset(), jitter: bool =
     return verdict
 
 
+UNANCHORED = "Which papers let handsets learn without sending data away?"  # no paper holds its rare words
+
+
 def test_an_llm_list_names_exactly_the_papers_the_llm_judged_relevant_written_by_code(tiny, fake_llm):
-    question = "which papers are about language models?"
     fake_llm.verdict = verdicts({FEDERATED: 0.92, FP8: 0.9}, jitter=True)
     engine = Engine(tiny.settings.model_copy(update={"llm_concurrency": 4}), tiny.retriever, fake_llm)
-    _, answer = run(engine, question)
+    _, answer = run(engine, UNANCHORED)
     assert len(fake_llm.judged) == len(answer.sources) == 6 and fake_llm.calls == []  # one request a paper, no writing call
     assert [c.title for c in answer.citations if c.n == 1][0] == FEDERATED  # strongest first
-    assert {c.title for c in answer.citations} == {FEDERATED, FP8}
-    assert sorted({c.n for c in answer.citations}) == [1, 2]  # numbered without gaps
+    # within 0.03 of the best verdict, and not below the refusal floor of the offline relevance (no word, no meaning)
+    floor = engine.relevance.refuse_below
+    near = {h.paper.display_title for h in answer.sources if h.paper.display_title in (FEDERATED, FP8)
+            and engine.relevance.score(UNANCHORED, h) >= floor}
+    assert {c.title for c in answer.citations} == near and FEDERATED in near
+    assert sorted({c.n for c in answer.citations}) == list(range(1, len(near) + 1))  # numbered without gaps
     assert all(c.supported for c in answer.citations) and answer.mode == "extractive"
     assert [h.judgement.by for h in answer.sources] == ["llm"] * 6
     again = Engine(tiny.settings.model_copy(update={"llm_concurrency": 1}), tiny.retriever, FakeLLM(verdict=fake_llm.verdict))
-    assert again.ask(question).text == answer.text  # the same whatever order the verdicts arrive in
+    assert again.ask(UNANCHORED).text == answer.text  # the same whatever order the verdicts arrive in
+
+
+def test_for_a_question_in_the_corpus_own_words_the_offline_judge_decides_and_the_llm_orders(tiny, fake_llm):
+    question = "which papers are about language models?"
+    offline = extractive(tiny).ask(question)
+    fake_llm.verdict = verdicts({FP8: 0.9}, jitter=True)  # would name FP8 alone
+    answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask(question)
+    assert {c.title for c in answer.citations} == {c.title for c in offline.citations} != {FP8}
+    assert answer.citations[0].title == FP8 and answer.citations[0].n == 1  # the model's strongest first
 
 
 def test_a_paper_whose_request_fails_gets_the_offline_judgement_and_the_answer_goes_on(tiny, fake_llm):
-    question = "which papers are about language models?"
-    offline = extractive(tiny).ask(question)
     fake_llm.verdict = verdicts({FEDERATED: 0.92, FP8: 0.9}, fail={FP8})
     engine = Engine(tiny.settings.model_copy(update={"llm_concurrency": 1}), tiny.retriever, fake_llm)
-    answer = engine.ask(question)
+    answer = engine.ask(UNANCHORED)
     assert not answer.refused and answer.citations and "could not be used" not in answer.notice
     by = {h.paper.display_title: h.judgement.by for h in answer.sources}
     assert by[FP8] == "offline (llm failed)"
-    assert all(v == "offline (llm failed)" for v in by.values()) or by[FEDERATED] == "llm"
-    assert {h.paper.paper_id for h in answer.sources if h.relevant} <= {h.paper.paper_id for h in offline.sources if h.relevant} | {
-        h.paper.paper_id for h in answer.sources if h.judgement.by == "llm" and h.relevant}
+    assert FEDERATED in {c.title for c in answer.citations}
 
 
 @pytest.mark.parametrize("bad", [1.7, -0.2, None])
