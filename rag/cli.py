@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -206,6 +207,7 @@ def ask(
     year_to: YearTo = None,
     source: SourceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of streaming text.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Also name the answering model and how to configure one.")] = False,
 ) -> None:
     """Answer a question with citations [n] checked against the cited abstracts."""
     _run.read_only = True
@@ -223,16 +225,37 @@ def ask(
         print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
         return
     out.print()
-    _print_answer_footer(answer)
+    _print_answer_footer(answer, how_to=verbose)
 
 
-def _print_answer_footer(answer: Any) -> None:
-    """After the streamed text: what the citation check found, and the sources."""
-    if answer.refused:
-        out.print(f"[dim]({answer.mode}, {answer.model})[/dim]")
-        if answer.notice:  # e.g. the papers a year filter left out
-            out.print(f"[dim]{escape(answer.notice)}[/dim]")
-        return
+def _print_answer_footer(answer: Any, how_to: bool = False) -> None:
+    """After the streamed text: what the citation check found, and the sources. `how_to` adds the answering
+    model and how to configure an LLM: said on request (or once per chat), since it is the same every time,
+    and never under a refusal, where it would read as the reason for it."""
+    notes, configure = _split_notice(answer.notice)
+    if not answer.refused:
+        _print_citations(answer)
+    for note in notes:  # each on its own line: a list of left-out titles must not run into the next note
+        out.print(f"[dim]{escape(note)}[/dim]", highlight=False, soft_wrap=True)
+    if how_to and not answer.refused:
+        model = answer.model if answer.model.startswith(answer.mode) else f"{answer.mode}, {answer.model}"
+        out.print(f"[dim]({escape(model)}) {escape(configure)}[/dim]".replace(" [/dim]", "[/dim]"), highlight=False)
+
+
+def _split_notice(notice: str) -> tuple[list[str], str]:
+    """The engine joins its notes into one string: (what this answer needs said, each apart; how to configure
+    an LLM, which every extractive answer carries)."""
+    from rag.extractive import EXTRACTIVE_NOTICE
+
+    configure = EXTRACTIVE_NOTICE if EXTRACTIVE_NOTICE in notice else ""
+    rest = notice.replace(EXTRACTIVE_NOTICE, "").strip()
+    return [part.strip() for part in _UNKNOWN_YEAR.split(rest) if part.strip()], configure
+
+
+_UNKNOWN_YEAR = re.compile(r"(?=\b\d+ more match but have no known year: )")
+
+
+def _print_citations(answer: Any) -> None:
     if answer.unsupported:
         out.print("[red]Unsupported: no claim in this answer kept a citation that its source backs.[/red]")
     if answer.removed:
@@ -249,8 +272,6 @@ def _print_answer_footer(answer: Any) -> None:
     if answer.uncited:
         titles = "; ".join(terminal_safe(h.paper.display_title) for h in answer.sources if h.paper.paper_id in answer.uncited)
         out.print(f"[yellow]Also relevant but not in the answer:[/yellow] {escape(titles)}", highlight=False)
-    if answer.notice:
-        out.print(f"[dim]{escape(answer.notice)}[/dim]")
 
 
 @app.command("eval")

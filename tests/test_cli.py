@@ -176,3 +176,29 @@ def test_only_a_read_only_command_that_succeeded_skips_the_teardown(monkeypatch,
     with pytest.raises(SystemExit):
         cli.main()
     assert ended == ([0] if ends_at_once else [])
+
+
+def test_ask_after_a_refusal_prints_no_mode_and_no_llm_how_to(first_search):
+    """A refusal ends with its reason and the papers a year filter left out, each note on a line of its own."""
+    _, env, root = first_search
+    proc = rag(["ask", "--year-from", "2021", "large language models trained on source code for program synthesis"], env, root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("The corpus does not answer this.")
+    assert "(extractive" not in proc.stdout and "RAG_LLM_BASE_URL" not in proc.stdout, proc.stdout
+    note = [line for line in proc.stdout.splitlines() if "no known year" in line]
+    assert note == ["1 more match but have no known year: Large Language Models Trained on Source Code for Program Synthesis."]
+    proc = rag(["ask", "--verbose", "What is the boiling point of tungsten in Antarctica?"], env, root)
+    assert proc.returncode == 0 and "No paper mentions Antarctica" in proc.stdout, proc.stderr
+    assert "(extractive" not in proc.stdout and "RAG_LLM_BASE_URL" not in proc.stdout, proc.stdout
+
+
+def test_ask_names_the_model_and_how_to_configure_one_only_with_verbose(first_search):
+    _, env, root = first_search
+    question = "How much did FP8 training improve throughput on Hopper GPUs?"
+    plain = rag(["ask", question], env, root)
+    verbose = rag(["ask", "--verbose", question], env, root)
+    assert plain.returncode == verbose.returncode == 0, (plain.stderr, verbose.stderr)
+    assert "[1] FP8 Formats" in plain.stdout and "RAG_LLM_BASE_URL" not in plain.stdout
+    flat = " ".join(verbose.stdout.split())
+    assert flat.count("RAG_LLM_BASE_URL") == 1 and flat.count("extractive (no LLM)") == 1, verbose.stdout
+    assert "(extractive, extractive" not in flat
