@@ -110,9 +110,12 @@ def _embedder(settings: Settings) -> Any:
     return make_embedder(settings)
 
 
-def _report_problems(problems: list) -> None:
+def _report_problems(problems: list, notices: list) -> None:
+    """What was skipped (the exit code says so), then what was read all the same but is worth knowing."""
     for problem in problems:
         err.print(f"[yellow]skipped[/yellow] {escape(str(problem))}", highlight=False, soft_wrap=True)
+    for notice in notices:
+        err.print(f"[cyan]notice[/cyan] {escape(str(notice))}", highlight=False, soft_wrap=True)
 
 
 SKIPPED_EXIT = 3  # `rag ingest` stored what it could, but skipped entries or files (listed above the summary)
@@ -126,7 +129,7 @@ def run_ingest(settings: Settings, paths: list[Path], embedder: Any, store: Any 
     with progress_bar("embedding papers") as on_progress:
         report = ingest(paths, settings, embedder, store=store, prune=prune, rebuild=rebuild, on_progress=on_progress)
     problems = report.corpus.problems if report.corpus else []  # no corpus: the files were unchanged, not read
-    _report_problems(problems)
+    _report_problems(problems, report.corpus.notices if report.corpus else [])
     papers = report.added + report.updated + report.repaired + report.relabelled + report.refreshed + report.unchanged
     rare = "".join(f", {n} {what}" for n, what in ((report.repaired, "repaired"), (report.refreshed, "refreshed")) if n)
     err.print(
@@ -417,8 +420,22 @@ def corpus_stats(paths: PathsArg = None) -> None:
     out.print(f"{len(loaded.papers)} papers after merging {loaded.merged} duplicate(s); {years} with a known year.")
     for problem in loaded.problems:
         out.print(f"skipped {escape(str(problem))}", highlight=False)
+    for notice in loaded.notices:
+        out.print(f"notice {escape(str(notice))}", highlight=False)
     if record := last_ingest(settings):
-        out.print(f"Last ingest: {record['at']} into collection {record['collection']!r}.")
+        out.print(_ingest_line(record), highlight=False)
+
+
+def _ingest_line(record: dict) -> str:
+    """When the index last changed, and the last ingest when it changed nothing (so it is not taken for a sync)."""
+    at = record.get("at")
+    changed = f"Index last changed: {at} (collection {record.get('collection')!r})." if at else "Index never changed."
+    attempt = record.get("attempt") or {}
+    if attempt.get("changed", True) or not attempt.get("at"):
+        return changed
+    problems = attempt.get("problems", 0)
+    said = f" ({problems} problem(s))." if problems else "."
+    return f"{changed} Last ingest: {attempt['at']}, changed nothing{said}"
 
 
 llm_app = typer.Typer(no_args_is_help=True, help="Run a local LLM for `rag ask` (needs the local-llm extra).")

@@ -373,13 +373,14 @@ def ingest(
         if rebuild:
             store = _drop(settings, store)
         check_embedder(store, embedder)
-        files = corpus_mod.expand(paths)
+        skipped: list[types_mod.Problem] = []
+        files = corpus_mod.expand(paths, skipped)
         prints = _fingerprints(files)  # before parsing: a file edited while it is read differs from its print next time
         key = _ingest_key(settings, embedder)
         if record := _unchanged(store, prints, key, prune):
             report = IngestReport(unchanged=record["papers"])
         else:
-            report = _sync(store, files, prints, key, embedder, settings, prune, on_progress)
+            report = _sync(store, files, skipped, prints, key, embedder, settings, prune, on_progress)
         from rag.lexicon import refresh  # it reads this module's Store; rebuilt now, not at the next search
 
         refresh(settings, store)
@@ -389,12 +390,14 @@ def ingest(
 
 
 def _sync(
-    store: Store, files: list[Path], prints: dict[str, str] | None, key: dict, embedder: Any,
-    settings: Settings, prune: bool, on_progress: Progress | None,
+    store: Store, files: list[Path], skipped: list[types_mod.Problem], prints: dict[str, str] | None, key: dict,
+    embedder: Any, settings: Settings, prune: bool, on_progress: Progress | None,
 ) -> IngestReport:
     """Read the files, compare them with the stored records, and write what differs; the stamp last."""
     stored = {pid: {k: meta[k] for k in _LEDGER if k in meta} for pid, meta, _ in store.records()}
-    corpus = corpus_mod.load(files, stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()})
+    corpus = corpus_mod.load(
+        files, stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()}, skipped=skipped,
+    )
     report = IngestReport(corpus=corpus)
     plan = _plan(store, stored, corpus, prune, report)
     if plan.embed or plan.relabel or plan.refresh or plan.delete:
@@ -710,17 +713,27 @@ def _forget_ingest(store: Store) -> None:
 
 
 def _record_ingest(settings: Settings, report: IngestReport, files: list[Path]) -> None:
-    """Remember when the index was last synced (shown by `rag corpus stats` and the UI)."""
-    record = {
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "collection": settings.collection,
-        "server": f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else None,
-        "files": sorted({f.name for f in files}),
-    }
+    """Remember when the index last changed, and apart from it when an ingest last ran (shown by `rag corpus
+    stats` and the UI): an ingest that changed nothing, every file skipped say, must not look like a sync."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record = last_ingest(settings) or {"at": None}
+    problems = len(report.corpus.problems) if report.corpus else 0
+    if _changed(report):
+        record.update(
+            at=now, collection=settings.collection,
+            server=f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else None,
+            files=sorted({f.name for f in files}),
+        )
+    record["attempt"] = {"at": now, "changed": _changed(report), "problems": problems}
     try:
         (settings.data_dir / "last_ingest.json").write_text(json.dumps(record, indent=2))
     except OSError:
         pass  # a record for display only; the index itself is written
+
+
+def _changed(report: IngestReport) -> bool:
+    """Whether the ingest wrote anything a search or answer reads."""
+    return any((report.added, report.updated, report.repaired, report.relabelled, report.refreshed, report.deleted))
 
 
 def last_ingest(settings: Settings) -> dict | None:

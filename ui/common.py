@@ -62,8 +62,10 @@ def run_ingest(paths: list[Path], label: str) -> None:
     bar = st.progress(0.0, text=label)
     report = ingest(paths, settings, embedder, store=store, on_progress=lambda d, n: bar.progress(d / max(n, 1), text=f"{label}: {d}/{n} papers"))
     bar.empty()
-    for problem in report.corpus.problems:
+    for problem in report.corpus.problems if report.corpus else []:
         st.warning(f"Skipped {problem}")
+    for notice in report.corpus.notices if report.corpus else []:
+        st.info(f"Note: {notice}")
     st.toast(f"{report.added} added, {report.updated} changed, {report.deleted} deleted, {report.unchanged} unchanged")
 
 
@@ -103,7 +105,7 @@ def sidebar(engine: Engine) -> tuple[Filters, int | None]:
         st.markdown(answerer_label(engine))
         st.header("Corpus")
         record = last_ingest(engine.settings) or {}
-        st.markdown(f"{len(papers)} papers in {len(files)} files  \nLast ingest: {record.get('at', 'never')}")
+        st.markdown(f"{len(papers)} papers in {len(files)} files  \nIndex last changed: {record.get('at') or 'never'}")
         if st.button("Re-ingest the corpus"):
             run_ingest(engine.settings.corpus_paths, "Re-ingesting")
             st.rerun()
