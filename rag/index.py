@@ -15,17 +15,20 @@ Every read and write is paged: Chroma refuses a single call over ~32k records.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import functools
 import hashlib
 import json
 import os
+import shutil
+import sqlite3
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -162,11 +165,60 @@ def _store_error(e: BaseException, where: str) -> StoreError:
             f"the index at {where} is read-only ({said}); Chroma writes even when it only searches: "
             "make the folder writable, or copy it to a writable folder and point RAG_DATA_DIR there"
         )
-    damaged = _panicked(e) or any(sign in said for sign in ("malformed", "not a database", "no such table"))
+    if where.startswith("http"):
+        return StoreError(
+            f"the Chroma server at {where} failed ({name}: {said}); check its log and disk space, and run this again"
+        )
+    folder = Path(where)
+    if (damage := damaged(folder)) is not None:
+        return StoreError(
+            f"the index at {where} is damaged ({damage}; the failing call said {name}: {said}); "
+            "move the folder away (keep it if you want to inspect it) and run `rag ingest` to rebuild it"
+        )
+    if _full_disk(e, folder):
+        return StoreError(
+            f"no space left on the device holding the index ({_free_mb(folder)} MB free); "
+            "free space and run the command again: the index is intact"
+        )
     return StoreError(
-        f"the index at {where} {'is damaged' if damaged else 'cannot be used'} ({name}: {said}); "
-        "move the folder away (keep it if you want to inspect it) and run `rag ingest` to rebuild it"
+        f"the index at {where} cannot be used ({name}: {said}); its files passed an integrity check, so keep them: "
+        "run the command again, and if it fails the same way, move the folder away and run `rag ingest`"
     )
+
+
+LOW_SPACE = 64 * 2**20  # bytes free below which a failed write is put down to the disk: Chroma does not always say so
+_FULL_SIGNS = ("database or disk is full", "No space left on device")
+
+
+def _full_disk(e: BaseException, folder: Path) -> bool:
+    """Whether a failure came from a full disk: said so (ENOSPC, sqlite's SQLITE_FULL), or too little is
+    free for Chroma to flush its log, which it reports only as a failed compaction."""
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC or any(sign in str(e) for sign in _FULL_SIGNS):
+        return True
+    return _free_mb(folder) * 2**20 < LOW_SPACE
+
+
+def _free_mb(folder: Path) -> int:
+    """Megabytes free on the device holding `folder` (or the nearest folder above it that exists)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free // 2**20
+
+
+def damaged(folder: Path) -> str | None:
+    """What is wrong with the files of the embedded index in `folder`, checked rather than guessed from an
+    error message (None: nothing found). Reads only: sqlite is opened read-only for a quick check."""
+    sqlite = folder / "chroma.sqlite3"
+    if not sqlite.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"{sqlite.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.Error as e:
+        if any(sign in str(e) for sign in _FULL_SIGNS + ("unable to open", "readonly")):
+            return None  # could not look (no room for its lock file): no sign of damage
+        return f"chroma.sqlite3 cannot be read: {e}"
+    return None if verdict == "ok" else f"chroma.sqlite3 failed an integrity check: {str(verdict)[:80]}"
 
 
 def _transport_failure(e: BaseException) -> bool:
@@ -197,14 +249,15 @@ class Guarded:
 
 
 def guarded(call: Callable[[], Any], where: str, any_error: bool = False) -> Any:
-    """Run one Chroma call; its failures (Chroma's, the file system's, the network's, a Rust panic), or with
+    """Run one Chroma call; its failures (Chroma's, sqlite's, the file system's, the network's, a Rust panic), or with
     `any_error` every Exception, become a StoreError. Other errors are bugs and keep their traceback."""
     from chromadb.errors import ChromaError
 
     try:
         return call()
     except Exception as e:
-        if any_error or isinstance(e, (ChromaError, OSError)) or _transport_failure(e) or "Timeout" in type(e).__name__:
+        ours = isinstance(e, (ChromaError, OSError, sqlite3.Error)) or _transport_failure(e)
+        if any_error or ours or "Timeout" in type(e).__name__:
             raise _store_error(e, where) from None
         raise
     except BaseException as e:
