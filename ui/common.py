@@ -24,8 +24,17 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:>])")
 _PAGE_DATE = re.compile(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{1,2}")
 
 
+# Where Streamlit's Markdown (GitHub's flavour) would turn plain text into a link: after "http:" or "https:"
+# before "//", "www" before ".", and after the "@" of an e-mail address. It links them after escapes are
+# undone, so only a character in between stops it: an invisible word joiner, which adds no space or break.
+_AUTOLINK = re.compile(r"(?i)(?<=https:)(?=//)|(?<=http:)(?=//)|(?<=www)(?=\.)|(?<=@)")
+WORD_JOINER = "\u2060"
+
+
 def md_escape(text: str) -> str:
-    """Show text literally: Markdown characters escaped, HTML characters as entities."""
+    """Show text literally: Markdown characters escaped, HTML characters as entities, and no URL or
+    e-mail address turned into a link (corpus text must not send a reader anywhere)."""
+    text = _AUTOLINK.sub(WORD_JOINER, text)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD_SPECIAL.sub(r"\\\1", text)
 
