@@ -377,8 +377,9 @@ def test_year_filter_on_a_corpus_from_a_single_year(monkeypatch: pytest.MonkeyPa
 # ------------------------------------------------------------------ no link from corpus text
 
 LINKED_ABSTRACT = (
-    "We release FastGrad, a gradient compression library for distributed training, at https://github.com/example/fastgrad "
-    "with benchmarks at www.example.org/fastgrad; questions go to team@example.org. FastGrad cuts traffic by 40% per step."
+    "We release FastGrad, a gradient compression library for distributed training, at "
+    "https://github.com/example/fastgrad with benchmarks at www.example.org/fastgrad; questions go to "
+    "team@example.org. FastGrad cuts traffic by 40% per step."
 )
 # What GitHub-flavoured Markdown links in a text node once its escapes are undone (mdast-util-gfm-autolink-literal).
 GFM_URL = re.compile(r"(https?://|www(?=\.))[-.\w]+[^ \t\r\n]*", re.I)
@@ -395,7 +396,7 @@ def rendered_text(markdown: str) -> str:
 def test_a_url_in_an_abstract_is_shown_as_text_not_a_link(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     corpus = tmp_path / "linked.jsonl"
     rows = [{"title": "FastGrad: Gradient Compression at https://fastgrad.example.org", "abstract": LINKED_ABSTRACT},
-            {"title": "Coral Reef Bleaching Detection", "abstract": "Mass coral bleaching events are hard to monitor. " * 3}]
+            {"title": "Coral Reef Bleaching", "abstract": "Mass coral bleaching events are hard to monitor. " * 3}]
     corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
     _configure(monkeypatch, tmp_path / "index", [corpus], RAG_EMBED_BACKEND="hashing")
     try:
