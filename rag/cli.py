@@ -147,13 +147,32 @@ def ingest(
     paths: PathsArg = None,
     prune: Annotated[bool, typer.Option(help="Also delete stored papers whose files are not among PATHS.")] = False,
     rebuild: Annotated[bool, typer.Option(help="Drop the index and embed everything again (e.g. after changing the embedder).")] = False,
+    repair: Annotated[
+        bool, typer.Option(help="Embed the chunks again from the stored papers (after a crash); reads no corpus file.")
+    ] = False,
 ) -> None:
     """Index corpus files: only new or changed papers are embedded; removed ones are deleted.
 
     Exits 3 when entries or files were skipped (each listed with its reason), 1 on an error.
     """
     settings = get_settings()
+    if repair:
+        raise typer.Exit(run_repair(settings, paths, rebuild))
     raise typer.Exit(run_ingest(settings, paths or settings.corpus_paths, _embedder(settings), prune=prune, rebuild=rebuild))
+
+
+def run_repair(settings: Settings, paths: list[Path] | None, rebuild: bool) -> int:
+    """`rag ingest --repair`: from the paper records alone, so it works when the corpus files are gone."""
+    from rag.index import repair
+
+    if paths or rebuild:
+        raise ConfigError("--repair reads no corpus file and keeps the index: give it no PATHS and no --rebuild")
+    _run.wrote = True
+    with progress_bar("embedding stored papers") as on_progress:
+        restored = repair(settings, _embedder(settings), on_progress)
+    err.print(f"{restored.store.count()} papers stored; {restored.papers} embedded again ({restored.chunks} chunks) "
+              "from their stored abstracts", highlight=False)
+    return 0
 
 
 def open_retriever(settings: Settings) -> Any:

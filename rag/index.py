@@ -21,6 +21,7 @@ import functools
 import hashlib
 import json
 import os
+import pickletools
 import shutil
 import sqlite3
 import sys
@@ -171,10 +172,10 @@ def _store_error(e: BaseException, where: str) -> StoreError:
         )
     folder = Path(where)
     if (damage := damaged(folder)) is not None:
-        return StoreError(
-            f"the index at {where} is damaged ({damage}; the failing call said {name}: {said}); "
+        advice = REPAIR_ADVICE if damage.startswith("the vectors") else (
             "move the folder away (keep it if you want to inspect it) and run `rag ingest` to rebuild it"
         )
+        return StoreError(f"the index at {where} is damaged ({damage}; the failing call said {name}: {said}); {advice}")
     if _full_disk(e, folder):
         return StoreError(
             f"no space left on the device holding the index ({_free_mb(folder)} MB free); "
@@ -186,6 +187,7 @@ def _store_error(e: BaseException, where: str) -> StoreError:
     )
 
 
+REPAIR_ADVICE = "run `rag ingest --repair` to embed the chunks again from the stored papers (no corpus file needed)"
 LOW_SPACE = 64 * 2**20  # bytes free below which a failed write is put down to the disk: Chroma does not always say so
 _FULL_SIGNS = ("database or disk is full", "No space left on device")
 
@@ -218,7 +220,56 @@ def damaged(folder: Path) -> str | None:
         if any(sign in str(e) for sign in _FULL_SIGNS + ("unable to open", "readonly")):
             return None  # could not look (no room for its lock file): no sign of damage
         return f"chroma.sqlite3 cannot be read: {e}"
-    return None if verdict == "ok" else f"chroma.sqlite3 failed an integrity check: {str(verdict)[:80]}"
+    if verdict != "ok":
+        return f"chroma.sqlite3 failed an integrity check: {str(verdict)[:80]}"
+    return next((f"the vectors of collection {name!r}: {why}" for name, why in vector_damage(folder).items()), None)
+
+
+HNSW_HEADER = 100  # bytes in the header.bin of Chroma's HNSW files (layout 1; see _hnsw_damage)
+
+
+def vector_damage(folder: Path, thorough: bool = True) -> dict[str, str]:
+    """Collection name -> what is wrong with its HNSW files, for the embedded index in `folder`. A kill while
+    Chroma rewrites them leaves one cut short, and from then on every read of that collection fails (or
+    crashes the process) until its vectors are written again. Sizes are checked from the header; `thorough`
+    also parses the metadata pickle (its opcodes only: nothing in it is run)."""
+    try:
+        with closing(sqlite3.connect(f"{(folder / 'chroma.sqlite3').resolve().as_uri()}?mode=ro", uri=True)) as db:
+            rows = db.execute(
+                "SELECT s.id, c.name FROM segments s JOIN collections c ON s.collection = c.id WHERE s.scope = 'VECTOR'"
+            ).fetchall()
+    except sqlite3.Error:
+        return {}  # no index yet, or one whose sqlite `damaged` reports
+    found = {}
+    for segment, name in rows:
+        if (folder / segment).is_dir() and (why := _hnsw_damage(folder / segment, thorough)):
+            found[name] = why
+    return found
+
+
+def _hnsw_damage(segment: Path, thorough: bool) -> str | None:
+    """What is cut short among one segment's HNSW files (None: they are whole, or of a layout not known here)."""
+    try:
+        header = (segment / "header.bin").read_bytes()
+        if len(header) < HNSW_HEADER:
+            return f"header.bin is cut short ({len(header)} of {HNSW_HEADER} bytes)"
+        if int.from_bytes(header[:4], "little") != 1:
+            return None
+        count, per_element = (int.from_bytes(header[at : at + 8], "little") for at in (20, 28))
+        sizes = {name: (segment / name).stat().st_size for name in ("data_level0.bin", "length.bin", "link_lists.bin")}
+        wanted = {"data_level0.bin": count * per_element, "length.bin": 4 * count}  # length.bin: a float32 norm each
+        for name, size in wanted.items():
+            if sizes[name] < size:
+                return f"{name} is cut short ({sizes[name]} of {size} bytes)"
+        if thorough and (segment / "index_metadata.pickle").exists():
+            with open(segment / "index_metadata.pickle", "rb") as handle:
+                for _ in pickletools.genops(handle):
+                    pass
+    except FileNotFoundError as e:
+        return f"{Path(str(e.filename)).name} is missing"
+    except (ValueError, EOFError) as e:  # pickletools: truncated or garbled opcodes
+        return f"index_metadata.pickle is cut short ({type(e).__name__})"
+    return None
 
 
 def _transport_failure(e: BaseException) -> bool:
@@ -336,10 +387,16 @@ def _pages(collection: Any, include: list[str]) -> Iterator[dict]:
         offset += len(got["ids"])
 
 
-def open_store(settings: Settings, client: Any | None = None) -> Store:
-    """The index's collections, created with cosine distance and no Chroma-side embedder (we embed ourselves)."""
+def open_store(settings: Settings, client: Any | None = None, repairing: bool = False) -> Store:
+    """The index's collections, created with cosine distance and no Chroma-side embedder (we embed ourselves).
+    Vector files cut short by a killed ingest are refused with the way out, unless the caller is `repairing`
+    them: Chroma would fail on every search, or crash the process on a short header."""
     client = client or connect(settings)
     where = _where(settings)
+    if not (settings.chroma_host or repairing) and (damage := vector_damage(Path(where), thorough=False)):
+        name, why = next(iter(damage.items()))
+        raise StoreError(f"the index at {where} is damaged (the vectors of collection {name!r}: {why}); "
+                         + REPAIR_ADVICE)
     chunks = guarded(lambda: client.get_or_create_collection(
         settings.collection, embedding_function=None, metadata={"schema": SCHEMA},
         configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}},
@@ -422,10 +479,14 @@ def ingest(
     """
     started = time.perf_counter()
     with ingest_lock(settings):
-        store = store or open_store(settings)
+        store = store or open_store(settings, repairing=True)
         if rebuild:
             store = _drop(settings, store)
         check_embedder(store, embedder)
+        repaired = None
+        if not settings.chroma_host and store.name in vector_damage(Path(store.where)):  # a killed ingest's
+            repaired = _restore_vectors(settings, store, embedder, on_progress)
+            store = repaired.store
         skipped: list[types_mod.Problem] = []
         files = corpus_mod.expand(paths, skipped)
         prints = _fingerprints(files)  # before parsing: a file edited while it is read differs from its print next time
@@ -434,6 +495,9 @@ def ingest(
             report = IngestReport(unchanged=record["papers"])
         else:
             report = _sync(store, files, skipped, prints, key, embedder, settings, prune, on_progress)
+        if repaired:
+            report.repaired += repaired.papers
+            report.embedded += repaired.chunks
         from rag.lexicon import refresh  # it reads this module's Store; rebuilt now, not at the next search
 
         refresh(settings, store)
@@ -466,6 +530,78 @@ def _sync(
     if stamp != store.stamp():
         store.papers.modify(metadata=stamp)
     return report
+
+
+@dataclass
+class Restored:
+    """What `_restore_vectors` wrote again, and the store to go on with (its chunks collection may be new)."""
+
+    store: Store
+    papers: int
+    chunks: int
+
+
+def repair(settings: Settings, embedder: Any, on_progress: Progress | None = None) -> Restored:
+    """`rag ingest --repair`: make the chunks match the paper records again, from the records alone (each
+    keeps its abstract), so no corpus file is needed and no paper is lost. Vectors cut short by a killed
+    ingest are dropped and embedded again; papers whose chunks are missing get them back."""
+    with ingest_lock(settings):
+        store = open_store(settings, repairing=True)
+        check_embedder(store, embedder)
+        restored = _restore_vectors(settings, store, embedder, on_progress)
+        from rag.lexicon import refresh
+
+        refresh(settings, restored.store)
+    return restored
+
+
+def _restore_vectors(settings: Settings, store: Store, embedder: Any, on_progress: Progress | None) -> Restored:
+    """Drop a chunks collection whose vector files are damaged, then embed the chunks of every paper record
+    whose stored chunks differ from its count; chunks of no record go. Records are only ever upserted:
+    a kill at any point leaves them all, and the next repair (or ingest) finishes the work."""
+    if not settings.chroma_host:
+        damage = vector_damage(Path(store.where))
+        if store.papers.name in damage:
+            raise StoreError(
+                f"the index at {store.where} is damaged (the paper records' vectors: {damage[store.papers.name]}); "
+                "move the folder away (keep it: it holds the abstracts) and run `rag ingest` on the corpus files"
+            )
+        if store.name in damage:
+            client = connect(settings)
+            guarded(lambda: client.delete_collection(store.chunks.name), store.where)
+            store = open_store(settings, client, repairing=True)
+    recorded = {pid: meta.get("n_chunks", 0) for pid, meta, _ in store.records()}
+    counts = store.chunk_counts()
+    orphans = sorted(pid for pid in counts if pid not in recorded)
+    for start in range(0, len(orphans), PAGE):
+        store.chunks.delete(where={"paper_id": {"$in": orphans[start : start + PAGE]}})
+    redo = sorted(pid for pid, n in recorded.items() if counts.get(pid, 0) != n)
+    papers = store.get_papers(redo)
+    chunks = _rechunk(store, [papers[pid] for pid in redo], recorded, embedder, settings, on_progress)
+    return Restored(store, len(redo), chunks)
+
+
+def _rechunk(
+    store: Store, papers: list[Paper], recorded: dict[str, int], embedder: Any, settings: Settings,
+    on_progress: Progress | None,
+) -> int:
+    """Chunk and embed stored papers again, leaving their records in place (a record changes only when
+    its chunk count does); return the chunks written."""
+    batch = max(settings.embed_batch_size * 4, 64)
+    written = 0
+    for start in range(0, len(papers), batch):
+        part = papers[start : start + batch]
+        _read_sentences(part)
+        chunks = {p.paper_id: chunk_paper(p, embedder.count_tokens, settings.chunk_tokens) for p in part}
+        flat = [(p, c) for p in part for c in chunks[p.paper_id]]
+        vectors = _embed(embedder, [embed_text(p, c.text) for p, c in flat])
+        store.chunks.delete(where={"paper_id": {"$in": [p.paper_id for p in part]}})
+        _add_chunks(store, flat, vectors)
+        _write_records(store, [(p, n) for p in part if (n := len(chunks[p.paper_id])) != recorded[p.paper_id]])
+        written += len(flat)
+        if on_progress:
+            on_progress(start + len(part), len(papers))
+    return written
 
 
 @contextmanager
