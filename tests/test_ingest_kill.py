@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -168,3 +169,85 @@ def test_kill_of_a_rebuild_mid_write_then_ingest_equals_a_clean_build(tmp_path: 
     killed = run_ingest(data, 3, "during", 0.003, "--rebuild")  # the drop is not counted: 3 is the first batch's chunk write
     assert killed.returncode == -9, killed.stderr[-1500:]
     repaired_equals_clean(data, clean)
+
+
+# ---------------------------------------------------------------- vector files cut short
+# Chroma rewrites a collection's HNSW files in place once it holds over 1000 vectors; a kill in the middle
+# leaves one cut short, which a kill in a 305-paper ingest never reaches. These tests cut the files themselves.
+
+
+def cli(data: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
+    env.update(PYTHONPATH=str(ROOT), RAG_DATA_DIR=str(data), RAG_EMBED_BACKEND="hashing")
+    command = [sys.executable, "-m", "rag.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def persisted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """An index of 700 papers (over 1000 chunks, so Chroma has written its HNSW files) and its snapshot."""
+    from rag import bench, corpus
+
+    root = tmp_path_factory.mktemp("persisted")
+    sentences, titles = bench.sentence_pool(corpus.load([CORPUS]).papers)
+    bench.write_jsonl(root / "papers.jsonl", bench.synth_rows(700, 3, sentences, titles))
+    result = cli(root / "index", "ingest", str(root / "papers.jsonl"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    store = open_store(build_settings(data_dir=root / "index", embed_backend="hashing"))
+    return {"index": root / "index", "corpus": root / "papers.jsonl", "snapshot": snapshot(store)}
+
+
+def chunks_segment(data: Path) -> Path:
+    """The folder of the chunks collection's HNSW files."""
+    import sqlite3
+
+    with sqlite3.connect(data / "chroma" / "chroma.sqlite3") as db:
+        (segment,) = db.execute(
+            "SELECT s.id FROM segments s JOIN collections c ON s.collection = c.id "
+            "WHERE s.scope = 'VECTOR' AND c.name = ?",
+            ("abstracts",),
+        ).fetchone()
+    return data / "chroma" / segment
+
+
+def cut_short(persisted: dict, tmp_path: Path, name: str) -> Path:
+    data = tmp_path / "index"
+    shutil.copytree(persisted["index"], data)
+    file = chunks_segment(data) / name
+    assert file.stat().st_size > 0
+    os.truncate(file, file.stat().st_size // 3)
+    return data
+
+
+def assert_equals(data: Path, persisted: dict) -> None:
+    settings = build_settings(data_dir=data, embed_backend="hashing")
+    got, want = snapshot(open_store(settings)), persisted["snapshot"]
+    assert got["records"] == want["records"], "a paper record differs or is missing"
+    assert set(got["chunks"]) == set(want["chunks"]), f"{len(set(want['chunks']) - set(got['chunks']))} chunks missing"
+    assert got["chunks"] == want["chunks"] and got["stamp"] == want["stamp"]
+    assert cli(data, "search", "--json", "-k", "3", "training speedup").returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["index_metadata.pickle", "header.bin", "data_level0.bin", "length.bin"])
+def test_vector_files_cut_short_are_refused_then_restored_from_the_paper_records(
+    persisted: dict, tmp_path: Path, name: str
+) -> None:
+    """A search names the damage and `rag ingest --repair`; the repair needs no corpus file and loses no paper."""
+    data = cut_short(persisted, tmp_path, name)
+    search = cli(data, "search", "speech recognition")
+    assert search.returncode == 1 and "Traceback" not in search.stderr, (search.returncode, search.stderr[-2000:])
+    line = search.stderr.strip()
+    assert "\n" not in line and "is damaged" in line and "rag ingest --repair" in line and name in line, line
+    repair = cli(data, "ingest", "--repair")  # the corpus file is not given, nor read
+    assert repair.returncode == 0, repair.stderr[-2000:]
+    assert_equals(data, persisted)
+
+
+@pytest.mark.slow
+def test_the_next_ingest_repairs_cut_short_vector_files(persisted: dict, tmp_path: Path) -> None:
+    data = cut_short(persisted, tmp_path, "index_metadata.pickle")
+    result = cli(data, "ingest", str(persisted["corpus"]))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "repaired" in result.stderr
+    assert_equals(data, persisted)
