@@ -29,7 +29,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -187,7 +187,7 @@ def _store_error(e: BaseException, where: str) -> StoreError:
     )
 
 
-REPAIR_ADVICE = "run `rag ingest --repair` to embed the chunks again from the stored papers (no corpus file needed)"
+REPAIR_ADVICE = "run `rag ingest --repair` to restore it from the stored paper records (no corpus file needed)"
 LOW_SPACE = 64 * 2**20  # bytes free below which a failed write is put down to the disk: Chroma does not always say so
 _FULL_SIGNS = ("database or disk is full", "No space left on device")
 
@@ -393,6 +393,8 @@ def open_store(settings: Settings, client: Any | None = None, repairing: bool = 
     them: Chroma would fail on every search, or crash the process on a short header."""
     client = client or connect(settings)
     where = _where(settings)
+    if not settings.chroma_host:
+        _finish_restore(client, f"{settings.collection}-papers", where)
     if not (settings.chroma_host or repairing) and (damage := vector_damage(Path(where), thorough=False)):
         name, why = next(iter(damage.items()))
         raise StoreError(f"the index at {where} is damaged (the vectors of collection {name!r}: {why}); "
@@ -484,7 +486,7 @@ def ingest(
             store = _drop(settings, store)
         check_embedder(store, embedder)
         repaired = None
-        if not settings.chroma_host and store.name in vector_damage(Path(store.where)):  # a killed ingest's
+        if not settings.chroma_host and vector_damage(Path(store.where)):  # a killed ingest's
             repaired = _restore_vectors(settings, store, embedder, on_progress)
             store = repaired.store
         skipped: list[types_mod.Problem] = []
@@ -561,14 +563,12 @@ def _restore_vectors(settings: Settings, store: Store, embedder: Any, on_progres
     a kill at any point leaves them all, and the next repair (or ingest) finishes the work."""
     if not settings.chroma_host:
         damage = vector_damage(Path(store.where))
+        client = connect(settings)
         if store.papers.name in damage:
-            raise StoreError(
-                f"the index at {store.where} is damaged (the paper records' vectors: {damage[store.papers.name]}); "
-                "move the folder away (keep it: it holds the abstracts) and run `rag ingest` on the corpus files"
-            )
+            _restore_papers(client, store)
         if store.name in damage:
-            client = connect(settings)
             guarded(lambda: client.delete_collection(store.chunks.name), store.where)
+        if damage:
             store = open_store(settings, client, repairing=True)
     recorded = {pid: meta.get("n_chunks", 0) for pid, meta, _ in store.records()}
     counts = store.chunk_counts()
@@ -579,6 +579,90 @@ def _restore_vectors(settings: Settings, store: Store, embedder: Any, on_progres
     papers = store.get_papers(redo)
     chunks = _rechunk(store, [papers[pid] for pid in redo], recorded, embedder, settings, on_progress)
     return Restored(store, len(redo), chunks)
+
+
+RESTORING = "restoring"  # metadata of `<papers>-restore` while its copy of the records is incomplete
+
+
+def _restore_papers(client: Any, store: Store) -> None:
+    """Write the paper records again, read from sqlite itself: Chroma refuses every read of a collection whose
+    vector files are damaged, but the records (abstracts and all) are whole in its metadata tables. They go
+    to a side collection first, which replaces the damaged one only once complete, so a kill at any point
+    leaves the records in one of the two (`_finish_restore` completes the swap)."""
+    records, stamp = _sqlite_records(Path(store.where), store.papers.name)
+    side = f"{store.papers.name}-restore"
+    with suppress(Exception):  # none left over from a killed restore: that one is redone from scratch
+        client.delete_collection(side)
+    copy = Guarded(guarded(lambda: client.create_collection(side, embedding_function=None), store.where), store.where)
+    copy.modify(metadata={**stamp, RESTORING: "yes"})
+    for start in range(0, len(records), PAGE):
+        part = records[start : start + PAGE]
+        copy.add(ids=[r[0] for r in part], metadatas=[r[1] for r in part], documents=[r[2] for r in part],
+                 embeddings=_unit(len(part)))
+    copy.modify(metadata={**stamp, RESTORING: ""})
+    _finish_restore(client, store.papers.name, store.where)
+
+
+def _finish_restore(client: Any, papers: str, where: str) -> None:
+    """Put a complete restored copy of the paper records in place of the damaged collection."""
+    try:
+        copy = client.get_collection(f"{papers}-restore", embedding_function=None)
+    except Exception:  # chromadb raises NotFoundError or ValueError, by version: no restore under way
+        return
+    if (copy.metadata or {}).get(RESTORING):
+        return  # incomplete: the original is still there, and the next repair starts the copy again
+    with suppress(Exception):  # already gone when a kill fell between this and the rename
+        client.delete_collection(papers)
+    guarded(lambda: copy.modify(name=papers), where)
+
+
+def _sqlite_records(folder: Path, collection: str) -> tuple[list[tuple[str, dict, str]], dict]:
+    """(id, metadata, document) of every record of `collection`, and its metadata, from Chroma's sqlite file.
+    Refused when its metadata segment has not applied the whole log: the newest records would be missing."""
+    uri = f"{(folder / 'chroma.sqlite3').resolve().as_uri()}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True)) as db:
+        (cid, segment) = db.execute(
+            "SELECT c.id, s.id FROM collections c JOIN segments s ON s.collection = c.id "
+            "WHERE c.name = ? AND s.scope = 'METADATA'", (collection,),
+        ).fetchone()
+        applied = db.execute("SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,)).fetchone()
+        logged = db.execute("SELECT max(seq_id) FROM embeddings_queue WHERE topic LIKE ?", (f"%/{cid}",)).fetchone()
+        if logged[0] is not None and (applied is None or _seq(applied[0]) < logged[0]):
+            raise StoreError(
+                f"the index at {folder} is damaged (collection {collection!r}) and its newest records are not yet "
+                "in sqlite; move the folder away (keep it) and run `rag ingest` on the corpus files"
+            )
+        stamp = {key: _value(row) for key, *row in db.execute(
+            "SELECT key, str_value, int_value, float_value, bool_value FROM collection_metadata "
+            "WHERE collection_id = ?", (cid,),
+        )}
+        ids = db.execute("SELECT id, embedding_id FROM embeddings WHERE segment_id = ?", (segment,))
+        records: dict[int, tuple[str, dict, str]] = {rowid: (pid, {}, "") for rowid, pid in ids}
+        documents: dict[int, str] = {}
+        for table in ("embedding_metadata", "embedding_metadata_array"):
+            rows = db.execute(
+                f"SELECT m.id, m.key, m.string_value, m.int_value, m.float_value, m.bool_value FROM {table} m "
+                "JOIN embeddings e ON e.id = m.id WHERE e.segment_id = ? ORDER BY m.rowid", (segment,),
+            )
+            for rowid, key, *row in rows:
+                if key == "chroma:document":
+                    documents[rowid] = row[0]
+                elif table == "embedding_metadata":
+                    records[rowid][1][key] = _value(row)
+                else:
+                    records[rowid][1].setdefault(key, []).append(_value(row))
+    return [(pid, meta, documents.get(rowid, "")) for rowid, (pid, meta, _) in records.items()], stamp
+
+
+def _value(row: list) -> Any:
+    """A metadata value from its typed columns (string, int, float, bool: one is set)."""
+    text, integer, real, flag = row
+    return bool(flag) if flag is not None else next((v for v in (text, integer, real) if v is not None), None)
+
+
+def _seq(value: Any) -> int:
+    """A sequence id as sqlite holds it: an integer, or big-endian bytes in older files."""
+    return int.from_bytes(value, "big") if isinstance(value, bytes) else int(value)
 
 
 def _rechunk(

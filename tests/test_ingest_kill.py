@@ -185,35 +185,36 @@ def cli(data: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def persisted(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """An index of 700 papers (over 1000 chunks, so Chroma has written its HNSW files) and its snapshot."""
+    """An index of 1100 papers (over 1000 records in each collection, so Chroma has written both collections'
+    HNSW files) and its snapshot."""
     from rag import bench, corpus
 
     root = tmp_path_factory.mktemp("persisted")
     sentences, titles = bench.sentence_pool(corpus.load([CORPUS]).papers)
-    bench.write_jsonl(root / "papers.jsonl", bench.synth_rows(700, 3, sentences, titles))
+    bench.write_jsonl(root / "papers.jsonl", bench.synth_rows(1100, 3, sentences, titles))
     result = cli(root / "index", "ingest", str(root / "papers.jsonl"))
     assert result.returncode == 0, result.stderr[-2000:]
     store = open_store(build_settings(data_dir=root / "index", embed_backend="hashing"))
     return {"index": root / "index", "corpus": root / "papers.jsonl", "snapshot": snapshot(store)}
 
 
-def chunks_segment(data: Path) -> Path:
-    """The folder of the chunks collection's HNSW files."""
+def vector_segment(data: Path, collection: str) -> Path:
+    """The folder of a collection's HNSW files."""
     import sqlite3
 
     with sqlite3.connect(data / "chroma" / "chroma.sqlite3") as db:
         (segment,) = db.execute(
             "SELECT s.id FROM segments s JOIN collections c ON s.collection = c.id "
             "WHERE s.scope = 'VECTOR' AND c.name = ?",
-            ("abstracts",),
+            (collection,),
         ).fetchone()
     return data / "chroma" / segment
 
 
-def cut_short(persisted: dict, tmp_path: Path, name: str) -> Path:
+def cut_short(persisted: dict, tmp_path: Path, name: str, collection: str = "abstracts") -> Path:
     data = tmp_path / "index"
     shutil.copytree(persisted["index"], data)
-    file = chunks_segment(data) / name
+    file = vector_segment(data, collection) / name
     assert file.stat().st_size > 0
     os.truncate(file, file.stat().st_size // 3)
     return data
@@ -228,18 +229,26 @@ def assert_equals(data: Path, persisted: dict) -> None:
     assert cli(data, "search", "--json", "-k", "3", "training speedup").returncode == 0
 
 
+CUTS = [("abstracts", name) for name in ("index_metadata.pickle", "header.bin", "data_level0.bin", "length.bin")]
+CUTS += [("abstracts-papers", "index_metadata.pickle")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["index_metadata.pickle", "header.bin", "data_level0.bin", "length.bin"])
+@pytest.mark.parametrize("collection, name", CUTS, ids=[f"{c}-{n}" for c, n in CUTS])
 def test_vector_files_cut_short_are_refused_then_restored_from_the_paper_records(
-    persisted: dict, tmp_path: Path, name: str
+    persisted: dict, tmp_path: Path, collection: str, name: str
 ) -> None:
     """A search names the damage and `rag ingest --repair`; the repair needs no corpus file and loses no paper."""
-    data = cut_short(persisted, tmp_path, name)
+    data = cut_short(persisted, tmp_path, name, collection)
     search = cli(data, "search", "speech recognition")
     assert search.returncode == 1 and "Traceback" not in search.stderr, (search.returncode, search.stderr[-2000:])
     line = search.stderr.strip()
     assert "\n" not in line and "is damaged" in line and "rag ingest --repair" in line and name in line, line
-    repair = cli(data, "ingest", "--repair")  # the corpus file is not given, nor read
+    persisted["corpus"].rename(persisted["corpus"].with_suffix(".away"))  # no corpus file to read
+    try:
+        repair = cli(data, "ingest", "--repair")
+    finally:
+        persisted["corpus"].with_suffix(".away").rename(persisted["corpus"])
     assert repair.returncode == 0, repair.stderr[-2000:]
     assert_equals(data, persisted)
 
