@@ -260,3 +260,23 @@ def test_the_next_ingest_repairs_cut_short_vector_files(persisted: dict, tmp_pat
     assert result.returncode == 0, result.stderr[-2000:]
     assert "repaired" in result.stderr
     assert_equals(data, persisted)
+
+
+@pytest.mark.slow
+def test_a_restore_killed_between_its_steps_is_completed_by_the_next_command(
+    persisted: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The damaged records are deleted only once their copy is complete; a kill right after that deletion
+    leaves the copy alone, which the next command puts in place."""
+    from rag import index
+
+    data = cut_short(persisted, tmp_path, "index_metadata.pickle", "abstracts-papers")
+    settings = build_settings(data_dir=data, embed_backend="hashing")
+    store = index.open_store(settings, repairing=True)
+    monkeypatch.setattr(index, "_finish_restore", lambda *args: None)  # the kill: after the copy, before the swap
+    client = index.connect(settings)
+    index._restore_papers(client, store)
+    client.delete_collection(store.papers.name)
+    monkeypatch.undo()
+    assert cli(data, "search", "--json", "speech recognition").returncode == 0
+    assert_equals(data, persisted)
