@@ -183,7 +183,7 @@ def _store_error(e: BaseException, where: str) -> StoreError:
         )
     return StoreError(
         f"the index at {where} cannot be used ({name}: {said}); its files passed an integrity check, so keep them: "
-        "run the command again, and if it fails the same way, move the folder away and run `rag ingest`"
+        "run the command again, and if it fails the same way, run `rag ingest --repair` (it keeps every paper)"
     )
 
 
