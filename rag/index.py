@@ -477,7 +477,8 @@ def ingest(
     Papers stored from files outside `paths` stay unless `prune`; papers of a file that could
     not be read, or was read with problems, stay too, so a damaged file never empties the index.
     When the last ingest read these very files and left the index as it still is, nothing is
-    read: the report then has no `corpus`, only the papers counted as unchanged.
+    read: the report then has no `corpus`, only the papers counted as unchanged. Vector files that
+    a killed ingest cut short are restored first, from the paper records (counted as repaired).
     """
     started = time.perf_counter()
     with ingest_lock(settings):
