@@ -261,7 +261,7 @@ def _print_answer_footer(answer: Any, how_to: bool = False) -> None:
         out.print(f"[dim]{escape(note)}[/dim]", highlight=False, soft_wrap=True)
     if how_to and not answer.refused:
         model = answer.model if answer.model.startswith(answer.mode) else f"{answer.mode}, {answer.model}"
-        out.print(f"[dim]({escape(model)}) {escape(configure)}[/dim]".replace(" [/dim]", "[/dim]"), highlight=False)
+        out.print(f"[dim]{escape(f'({model}) {configure}'.strip())}[/dim]", highlight=False)
 
 
 def _split_notice(notice: str) -> tuple[list[str], str]:
