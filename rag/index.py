@@ -231,8 +231,8 @@ HNSW_HEADER = 100  # bytes in the header.bin of Chroma's HNSW files (layout 1; s
 def vector_damage(folder: Path, thorough: bool = True) -> dict[str, str]:
     """Collection name -> what is wrong with its HNSW files, for the embedded index in `folder`. A kill while
     Chroma rewrites them leaves one cut short, and from then on every read of that collection fails (or
-    crashes the process) until its vectors are written again. Sizes are checked from the header; `thorough`
-    also parses the metadata pickle (its opcodes only: nothing in it is run)."""
+    crashes the process) until its vectors are written again. Sizes are checked from the header, and the end
+    of the metadata pickle; `thorough` also parses all of it (its opcodes only: nothing in it is run)."""
     try:
         with closing(sqlite3.connect(f"{(folder / 'chroma.sqlite3').resolve().as_uri()}?mode=ro", uri=True)) as db:
             rows = db.execute(
@@ -256,15 +256,22 @@ def _hnsw_damage(segment: Path, thorough: bool) -> str | None:
         if int.from_bytes(header[:4], "little") != 1:
             return None
         count, per_element = (int.from_bytes(header[at : at + 8], "little") for at in (20, 28))
-        sizes = {name: (segment / name).stat().st_size for name in ("data_level0.bin", "length.bin", "link_lists.bin")}
+        files = ("data_level0.bin", "length.bin", "link_lists.bin")  # all three must be there
+        sizes = {name: (segment / name).stat().st_size for name in files}
         wanted = {"data_level0.bin": count * per_element, "length.bin": 4 * count}  # length.bin: a float32 norm each
         for name, size in wanted.items():
             if sizes[name] < size:
                 return f"{name} is cut short ({sizes[name]} of {size} bytes)"
-        if thorough and (segment / "index_metadata.pickle").exists():
-            with open(segment / "index_metadata.pickle", "rb") as handle:
-                for _ in pickletools.genops(handle):
-                    pass
+        pickle = segment / "index_metadata.pickle"
+        if pickle.exists():
+            with open(pickle, "rb") as handle:
+                handle.seek(max(pickle.stat().st_size - 1, 0))
+                if handle.read(1) != b".":  # every pickle ends with STOP: a cut one almost never does
+                    return "index_metadata.pickle is cut short (no end mark)"
+                if thorough:
+                    handle.seek(0)
+                    for _ in pickletools.genops(handle):
+                        pass
     except FileNotFoundError as e:
         return f"{Path(str(e.filename)).name} is missing"
     except (ValueError, EOFError) as e:  # pickletools: truncated or garbled opcodes
@@ -487,7 +494,7 @@ def ingest(
             store = _drop(settings, store)
         check_embedder(store, embedder)
         repaired = None
-        if not settings.chroma_host and vector_damage(Path(store.where)):  # a killed ingest's
+        if not settings.chroma_host and vector_damage(Path(store.where), thorough=False):  # a killed ingest's
             repaired = _restore_vectors(settings, store, embedder, on_progress)
             store = repaired.store
         skipped: list[types_mod.Problem] = []
