@@ -24,6 +24,7 @@ class ChatState:
     k: int | None = None
     history: Conversation = field(default_factory=Conversation)
     last: Answer | None = None
+    told_model: bool = False  # the answering model and how to configure one, said after the first answer
 
 
 def run_chat(engine: Engine, state: ChatState, read: Callable[[str], str] = input) -> None:
@@ -54,7 +55,8 @@ def ask(engine: Engine, question: str, state: ChatState) -> None:
         out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     out.print()
     assert streamed.answer is not None
-    _print_answer_footer(streamed.answer)
+    _print_answer_footer(streamed.answer, how_to=not state.told_model)
+    state.told_model = state.told_model or not streamed.answer.refused
     state.history.turns.append(Turn.of(question, streamed.answer))
     state.last = streamed.answer
 

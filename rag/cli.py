@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -111,9 +112,12 @@ def _embedder(settings: Settings) -> Any:
     return make_embedder(settings)
 
 
-def _report_problems(problems: list) -> None:
+def _report_problems(problems: list, notices: list) -> None:
+    """What was skipped (the exit code says so), then what was read all the same but is worth knowing."""
     for problem in problems:
         err.print(f"[yellow]skipped[/yellow] {escape(str(problem))}", highlight=False, soft_wrap=True)
+    for notice in notices:
+        err.print(f"[cyan]notice[/cyan] {escape(str(notice))}", highlight=False, soft_wrap=True)
 
 
 SKIPPED_EXIT = 3  # `rag ingest` stored what it could, but skipped entries or files (listed above the summary)
@@ -127,7 +131,7 @@ def run_ingest(settings: Settings, paths: list[Path], embedder: Any, store: Any 
     with progress_bar("embedding papers") as on_progress:
         report = ingest(paths, settings, embedder, store=store, prune=prune, rebuild=rebuild, on_progress=on_progress)
     problems = report.corpus.problems if report.corpus else []  # no corpus: the files were unchanged, not read
-    _report_problems(problems)
+    _report_problems(problems, report.corpus.notices if report.corpus else [])
     papers = report.added + report.updated + report.repaired + report.relabelled + report.refreshed + report.unchanged
     rare = "".join(f", {n} {what}" for n, what in ((report.repaired, "repaired"), (report.refreshed, "refreshed")) if n)
     err.print(
@@ -145,13 +149,32 @@ def ingest(
     paths: PathsArg = None,
     prune: Annotated[bool, typer.Option(help="Also delete stored papers whose files are not among PATHS.")] = False,
     rebuild: Annotated[bool, typer.Option(help="Drop the index and embed everything again (e.g. after changing the embedder).")] = False,
+    repair: Annotated[
+        bool, typer.Option(help="Embed the chunks again from the stored papers (after a crash); reads no corpus file.")
+    ] = False,
 ) -> None:
     """Index corpus files: only new or changed papers are embedded; removed ones are deleted.
 
     Exits 3 when entries or files were skipped (each listed with its reason), 1 on an error.
     """
     settings = get_settings()
+    if repair:
+        raise typer.Exit(run_repair(settings, paths, rebuild))
     raise typer.Exit(run_ingest(settings, paths or settings.corpus_paths, _embedder(settings), prune=prune, rebuild=rebuild))
+
+
+def run_repair(settings: Settings, paths: list[Path] | None, rebuild: bool) -> int:
+    """`rag ingest --repair`: from the paper records alone, so it works when the corpus files are gone."""
+    from rag.index import repair
+
+    if paths or rebuild:
+        raise ConfigError("--repair reads no corpus file and keeps the index: give it no PATHS and no --rebuild")
+    _run.wrote = True
+    with progress_bar("embedding stored papers") as on_progress:
+        restored = repair(settings, _embedder(settings), on_progress)
+    err.print(f"{restored.store.count()} papers stored; {restored.papers} embedded again ({restored.chunks} chunks) "
+              "from their stored abstracts", highlight=False)
+    return 0
 
 
 def open_retriever(settings: Settings) -> Any:
@@ -215,6 +238,7 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of streaming text.")] = False,
     as_markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown with a reference list.")] = False,
     bib: Annotated[Optional[Path], typer.Option("--bib", help="Also write the cited papers as BibTeX here.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Also name the answering model and how to configure one.")] = False,
 ) -> None:
     """Answer a question with citations [n] checked against the cited abstracts."""
     _run.read_only = True
@@ -239,7 +263,7 @@ def ask(
         print(terminal_safe(markdown(answer)), end="")
     else:
         out.print()
-        _print_answer_footer(answer)
+        _print_answer_footer(answer, how_to=verbose)
 
 
 def _write_bib(path: Path, answer: Any) -> None:
@@ -260,13 +284,34 @@ def _reading(done: int, total: int, title: str) -> None:
         err.print(line.ljust(90), end=end, style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
-def _print_answer_footer(answer: Any) -> None:
-    """After the streamed text: what the citation check found, and the sources."""
-    if answer.refused:
-        out.print(f"[dim]({answer.mode}, {answer.model})[/dim]")
-        if answer.notice:  # e.g. the papers a year filter left out
-            out.print(f"[dim]{escape(answer.notice)}[/dim]")
-        return
+def _print_answer_footer(answer: Any, how_to: bool = False) -> None:
+    """After the streamed text: what the citation check found, and the sources. `how_to` adds the answering
+    model and how to configure an LLM: said on request (or once per chat), since it is the same every time,
+    and never under a refusal, where it would read as the reason for it."""
+    notes, configure = _split_notice(answer.notice)
+    if not answer.refused:
+        _print_citations(answer)
+    for note in notes:  # each on its own line: a list of left-out titles must not run into the next note
+        out.print(f"[dim]{escape(note)}[/dim]", highlight=False, soft_wrap=True)
+    if how_to and not answer.refused:
+        model = answer.model if answer.model.startswith(answer.mode) else f"{answer.mode}, {answer.model}"
+        out.print(f"[dim]{escape(f'({model}) {configure}'.strip())}[/dim]", highlight=False)
+
+
+def _split_notice(notice: str) -> tuple[list[str], str]:
+    """The engine joins its notes into one string: (what this answer needs said, each apart; how to configure
+    an LLM, which every extractive answer carries)."""
+    from rag.extractive import EXTRACTIVE_NOTICE
+
+    configure = EXTRACTIVE_NOTICE if EXTRACTIVE_NOTICE in notice else ""
+    rest = notice.replace(EXTRACTIVE_NOTICE, "").strip()
+    return [part.strip() for part in _UNKNOWN_YEAR.split(rest) if part.strip()], configure
+
+
+_UNKNOWN_YEAR = re.compile(r"(?=\b\d+ more match but have no known year: )")
+
+
+def _print_citations(answer: Any) -> None:
     if answer.unsupported:
         out.print("[red]Unsupported: no claim in this answer kept a citation that its source backs.[/red]")
     if answer.removed:
@@ -285,8 +330,6 @@ def _print_answer_footer(answer: Any) -> None:
     if answer.uncited:
         titles = "; ".join(terminal_safe(h.paper.display_title) for h in answer.sources if h.paper.paper_id in answer.uncited)
         out.print(f"[yellow]Also relevant but not in the answer:[/yellow] {escape(titles)}", highlight=False)
-    if answer.notice:
-        out.print(f"[dim]{escape(answer.notice)}[/dim]")
 
 
 @app.command("eval")
@@ -441,8 +484,22 @@ def corpus_stats(paths: PathsArg = None) -> None:
     out.print(f"{len(loaded.papers)} papers after merging {loaded.merged} duplicate(s); {years} with a known year.")
     for problem in loaded.problems:
         out.print(f"skipped {escape(str(problem))}", highlight=False)
+    for notice in loaded.notices:
+        out.print(f"notice {escape(str(notice))}", highlight=False)
     if record := last_ingest(settings):
-        out.print(f"Last ingest: {record['at']} into collection {record['collection']!r}.")
+        out.print(_ingest_line(record), highlight=False)
+
+
+def _ingest_line(record: dict) -> str:
+    """When the index last changed, and the last ingest when it changed nothing (so it is not taken for a sync)."""
+    at = record.get("at")
+    changed = f"Index last changed: {at} (collection {record.get('collection')!r})." if at else "Index never changed."
+    attempt = record.get("attempt") or {}
+    if attempt.get("changed", True) or not attempt.get("at"):
+        return changed
+    problems = attempt.get("problems", 0)
+    said = f" ({problems} problem(s))." if problems else "."
+    return f"{changed} Last ingest: {attempt['at']}, changed nothing{said}"
 
 
 llm_app = typer.Typer(no_args_is_help=True, help="Run a local LLM for `rag ask` (needs the local-llm extra).")

@@ -74,22 +74,29 @@ codecs.register_error("rag-windows-1252", _windows_1252)
 # ---------------------------------------------------------------- entry points
 
 
-def load(paths: Iterable[Path], stored: Mapping[str, tuple[str, Iterable[str]]] | None = None) -> Corpus:
+def load(
+    paths: Iterable[Path],
+    stored: Mapping[str, tuple[str, Iterable[str]]] | None = None,
+    skipped: Iterable[Problem] = (),
+) -> Corpus:
     """Read every file under `paths` in sorted order, merging papers that appear in more than one place.
 
     `stored` maps ids already in an index to (content hash, source paths); such an id counts as
     taken when none of its paths is read now, so a file ingested on its own cannot reuse the id
-    of a different paper stored from another file.
+    of a different paper stored from another file. `skipped`: what an earlier `expand` of the
+    paths left out, reported with the rest.
     """
-    corpus = Corpus(papers=[])
-    files = expand(paths)
+    corpus = Corpus(papers=[], problems=list(skipped))
+    files = expand(paths, corpus.problems)
     read_now = {str(f.resolve()) for f in files}
     by_id: dict[str, Paper] = {}
     known: dict[str, str] = {}  # "doi:..." / "arxiv:..." -> id of the paper that has it
     taken = {pid: content for pid, (content, where) in (stored or {}).items() if not read_now.intersection(where)}
     for file in files:
-        papers, problems = read_file(file)
+        papers, found = read_file(file)
+        problems = [p for p in found if not p.notice]
         corpus.problems.extend(problems)
+        corpus.notices.extend(p for p in found if p.notice)
         corpus.per_file[file.name] = len(papers)
         path = str(file.resolve())
         (corpus.read_paths if papers else corpus.unread_paths).add(path)
@@ -97,7 +104,7 @@ def load(paths: Iterable[Path], stored: Mapping[str, tuple[str, Iterable[str]]] 
             corpus.damaged_paths.add(path)
         for paper in papers:
             paper.paths = [path]
-            corpus.merged += _add(by_id, taken, paper, corpus.problems, known)
+            corpus.merged += _add(by_id, taken, paper, corpus.problems, known, corpus.notices)
     corpus.papers = list(by_id.values())
     return corpus
 
@@ -138,20 +145,54 @@ def _parse(name: str, suffix: str, lines: list[str]) -> tuple[list[Paper], list[
     return _read_text(name, lines)
 
 
-def expand(paths: Iterable[Path]) -> list[Path]:
-    """Corpus files under `paths`, each once, sorted by full path so every run reads them in one order."""
+def expand(paths: Iterable[Path], skipped: list[Problem] | None = None) -> list[Path]:
+    """Corpus files under `paths`, each once, sorted by full path so every run reads them in one order.
+    Anything else in a folder (another format, a pipe or device) is added to `skipped` with the reason,
+    and never opened: reading a named pipe would wait forever, a device could be endless."""
     files: dict[str, Path] = {}
     for path in map(Path, paths):
         if path.is_dir():
-            found = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES]
+            found = []
+            for entry in sorted(path.rglob("*")):
+                if entry.is_dir():
+                    continue
+                if (why := _not_corpus_file(entry)) is None:
+                    found.append(entry)
+                elif skipped is not None and not _hidden(entry.relative_to(path)):
+                    skipped.append(Problem(str(entry.relative_to(path)), why))
             if not found:
                 raise CorpusError(f"{path}: no .txt, .jsonl, .json, .csv, .bib, .ris or .nbib files in this folder")
         elif path.is_file():
             found = [path]
+        elif path.exists():
+            raise CorpusError(f"{path}: not a regular file: {_special(path)}; give a file")
         else:
             raise CorpusError(f"{path}: no such file or folder; give a corpus file or folder that exists")
         files.update((str(p.resolve()), p) for p in found)
     return [files[key] for key in sorted(files)]
+
+
+def _hidden(relative: Path) -> bool:
+    """A dot file or anything in a dot folder (.git, .DS_Store): not the user's corpus, not worth a line."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def _not_corpus_file(entry: Path) -> str | None:
+    """Why a file found in a folder is not read (None: it is a corpus file)."""
+    if not entry.is_file():
+        return f"not a regular file: {_special(entry)}; skipped" if entry.exists() else "a link to nothing; skipped"
+    if entry.suffix.lower() not in TEXT_SUFFIXES:
+        return f"not a corpus file ({entry.suffix or 'no extension'}); give .txt, .jsonl, .json or .csv files"
+    return None
+
+
+def _special(path: Path) -> str:
+    """What a path that exists but is neither a file nor a folder is, in words."""
+    if path.is_fifo():
+        return "a named pipe"
+    if path.is_socket():
+        return "a socket"
+    return "a device" if path.is_char_device() or path.is_block_device() else "not a file or folder"
 
 
 # ---------------------------------------------------------------- bytes to lines
@@ -192,7 +233,7 @@ def _decode_mixed(name: str, raw: bytes) -> tuple[list[str], list[Problem]]:
             lines.append(line.decode("utf-8", errors="rag-windows-1252"))
             bad.append(lineno)
     message = f"{len(bad)} line(s) not UTF-8, read as Windows-1252; re-save the file as UTF-8 if accents look wrong"
-    return lines, [Problem(name, message, bad[0])]
+    return lines, [Problem(name, message, bad[0], notice=True)]
 
 
 def _drop_nul_lines(name: str, lines: list[str]) -> tuple[list[str], list[Problem]]:
@@ -561,7 +602,8 @@ def _make_paper(name: str, position: int, title: str, abstract: str, lineno: int
 
 
 def _add(
-    by_id: dict[str, Paper], taken: Mapping[str, str], paper: Paper, problems: list[Problem], known: dict[str, str]
+    by_id: dict[str, Paper], taken: Mapping[str, str], paper: Paper, problems: list[Problem], known: dict[str, str],
+    notices: list[Problem],
 ) -> bool:
     """Store `paper`, or fold it into the same paper seen before (True: it was a duplicate).
 
@@ -571,6 +613,8 @@ def _add(
     slot = next((known[key] for key in _identity(paper) if key in known), None) or _slot(by_id, taken, paper, problems)
     duplicate = slot in by_id
     if duplicate:
+        if conflict := _other_date(by_id[slot], paper):
+            notices.append(conflict)
         _fold(by_id[slot], paper)
     else:
         paper.paper_id = slot
@@ -619,6 +663,19 @@ def _candidate_ids(wanted: str, content: str) -> Iterator[str]:
     yield f"{wanted}~{content}"
     for n in itertools.count(2):
         yield f"{wanted}~{content}~{n}"
+
+
+def _other_date(first: Paper, paper: Paper) -> Problem | None:
+    """A second sighting of a paper dated otherwise: the first date is kept (see `_fold`), which the user
+    should hear, since the files disagree and only they can say which is right."""
+    if not first.date_raw or not paper.date_raw or (first.date or first.date_raw) == (paper.date or paper.date_raw):
+        return None
+    title = first.display_title[:80]
+    message = (
+        f"the same paper ({title!r}) is also in {paper.source} dated {paper.date_raw}; "
+        f"kept {first.date_raw} from {first.source}, the file read first"
+    )
+    return Problem(first.source, message, notice=True)
 
 
 _LABELS = ("doi", "arxiv_id", "pmid", "url", "venue", "categories")

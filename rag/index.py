@@ -15,17 +15,21 @@ Every read and write is paged: Chroma refuses a single call over ~32k records.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import functools
 import hashlib
 import json
 import os
+import pickletools
+import shutil
+import sqlite3
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -162,11 +166,117 @@ def _store_error(e: BaseException, where: str) -> StoreError:
             f"the index at {where} is read-only ({said}); Chroma writes even when it only searches: "
             "make the folder writable, or copy it to a writable folder and point RAG_DATA_DIR there"
         )
-    damaged = _panicked(e) or any(sign in said for sign in ("malformed", "not a database", "no such table"))
+    if where.startswith("http"):
+        return StoreError(
+            f"the Chroma server at {where} failed ({name}: {said}); check its log and disk space, and run this again"
+        )
+    folder = Path(where)
+    if (damage := damaged(folder)) is not None:
+        advice = REPAIR_ADVICE if damage.startswith("the vectors") else (
+            "move the folder away (keep it if you want to inspect it) and run `rag ingest` to rebuild it"
+        )
+        return StoreError(f"the index at {where} is damaged ({damage}; the failing call said {name}: {said}); {advice}")
+    if _full_disk(e, folder):
+        return StoreError(
+            f"no space left on the device holding the index ({_free_mb(folder)} MB free); "
+            "free space and run the command again: the index is intact"
+        )
     return StoreError(
-        f"the index at {where} {'is damaged' if damaged else 'cannot be used'} ({name}: {said}); "
-        "move the folder away (keep it if you want to inspect it) and run `rag ingest` to rebuild it"
+        f"the index at {where} cannot be used ({name}: {said}); its files passed an integrity check, so keep them: "
+        "run the command again, and if it fails the same way, run `rag ingest --repair` (it keeps every paper)"
     )
+
+
+REPAIR_ADVICE = "run `rag ingest --repair` to restore it from the stored paper records (no corpus file needed)"
+LOW_SPACE = 64 * 2**20  # bytes free below which a failed write is put down to the disk: Chroma does not always say so
+_FULL_SIGNS = ("database or disk is full", "No space left on device")
+
+
+def _full_disk(e: BaseException, folder: Path) -> bool:
+    """Whether a failure came from a full disk: said so (ENOSPC, sqlite's SQLITE_FULL), or too little is
+    free for Chroma to flush its log, which it reports only as a failed compaction."""
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC or any(sign in str(e) for sign in _FULL_SIGNS):
+        return True
+    return _free_mb(folder) * 2**20 < LOW_SPACE
+
+
+def _free_mb(folder: Path) -> int:
+    """Megabytes free on the device holding `folder` (or the nearest folder above it that exists)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free // 2**20
+
+
+def damaged(folder: Path) -> str | None:
+    """What is wrong with the files of the embedded index in `folder`, checked rather than guessed from an
+    error message (None: nothing found). Reads only: sqlite is opened read-only for a quick check."""
+    sqlite = folder / "chroma.sqlite3"
+    if not sqlite.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(f"{sqlite.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.Error as e:
+        if any(sign in str(e) for sign in _FULL_SIGNS + ("unable to open", "readonly")):
+            return None  # could not look (no room for its lock file): no sign of damage
+        return f"chroma.sqlite3 cannot be read: {e}"
+    if verdict != "ok":
+        return f"chroma.sqlite3 failed an integrity check: {str(verdict)[:80]}"
+    return next((f"the vectors of collection {name!r}: {why}" for name, why in vector_damage(folder).items()), None)
+
+
+HNSW_HEADER = 100  # bytes in the header.bin of Chroma's HNSW files (layout 1; see _hnsw_damage)
+
+
+def vector_damage(folder: Path, thorough: bool = True) -> dict[str, str]:
+    """Collection name -> what is wrong with its HNSW files, for the embedded index in `folder`. A kill while
+    Chroma rewrites them leaves one cut short, and from then on every read of that collection fails (or
+    crashes the process) until its vectors are written again. Sizes are checked from the header, and the end
+    of the metadata pickle; `thorough` also parses all of it (its opcodes only: nothing in it is run)."""
+    try:
+        with closing(sqlite3.connect(f"{(folder / 'chroma.sqlite3').resolve().as_uri()}?mode=ro", uri=True)) as db:
+            rows = db.execute(
+                "SELECT s.id, c.name FROM segments s JOIN collections c ON s.collection = c.id WHERE s.scope = 'VECTOR'"
+            ).fetchall()
+    except sqlite3.Error:
+        return {}  # no index yet, or one whose sqlite `damaged` reports
+    found = {}
+    for segment, name in rows:
+        if (folder / segment).is_dir() and (why := _hnsw_damage(folder / segment, thorough)):
+            found[name] = why
+    return found
+
+
+def _hnsw_damage(segment: Path, thorough: bool) -> str | None:
+    """What is cut short among one segment's HNSW files (None: they are whole, or of a layout not known here)."""
+    try:
+        header = (segment / "header.bin").read_bytes()
+        if len(header) < HNSW_HEADER:
+            return f"header.bin is cut short ({len(header)} of {HNSW_HEADER} bytes)"
+        if int.from_bytes(header[:4], "little") != 1:
+            return None
+        count, per_element = (int.from_bytes(header[at : at + 8], "little") for at in (20, 28))
+        files = ("data_level0.bin", "length.bin", "link_lists.bin")  # all three must be there
+        sizes = {name: (segment / name).stat().st_size for name in files}
+        wanted = {"data_level0.bin": count * per_element, "length.bin": 4 * count}  # length.bin: a float32 norm each
+        for name, size in wanted.items():
+            if sizes[name] < size:
+                return f"{name} is cut short ({sizes[name]} of {size} bytes)"
+        pickle = segment / "index_metadata.pickle"
+        if pickle.exists():
+            with open(pickle, "rb") as handle:
+                handle.seek(max(pickle.stat().st_size - 1, 0))
+                if handle.read(1) != b".":  # every pickle ends with STOP: a cut one almost never does
+                    return "index_metadata.pickle is cut short (no end mark)"
+                if thorough:
+                    handle.seek(0)
+                    for _ in pickletools.genops(handle):
+                        pass
+    except FileNotFoundError as e:
+        return f"{Path(str(e.filename)).name} is missing"
+    except (ValueError, EOFError) as e:  # pickletools: truncated or garbled opcodes
+        return f"index_metadata.pickle is cut short ({type(e).__name__})"
+    return None
 
 
 def _transport_failure(e: BaseException) -> bool:
@@ -197,14 +307,15 @@ class Guarded:
 
 
 def guarded(call: Callable[[], Any], where: str, any_error: bool = False) -> Any:
-    """Run one Chroma call; its failures (Chroma's, the file system's, the network's, a Rust panic), or with
+    """Run one Chroma call; its failures (Chroma's, sqlite's, the file system's, the network's, a Rust panic), or with
     `any_error` every Exception, become a StoreError. Other errors are bugs and keep their traceback."""
     from chromadb.errors import ChromaError
 
     try:
         return call()
     except Exception as e:
-        if any_error or isinstance(e, (ChromaError, OSError)) or _transport_failure(e) or "Timeout" in type(e).__name__:
+        ours = isinstance(e, (ChromaError, OSError, sqlite3.Error)) or _transport_failure(e)
+        if any_error or ours or "Timeout" in type(e).__name__:
             raise _store_error(e, where) from None
         raise
     except BaseException as e:
@@ -283,10 +394,18 @@ def _pages(collection: Any, include: list[str]) -> Iterator[dict]:
         offset += len(got["ids"])
 
 
-def open_store(settings: Settings, client: Any | None = None) -> Store:
-    """The index's collections, created with cosine distance and no Chroma-side embedder (we embed ourselves)."""
+def open_store(settings: Settings, client: Any | None = None, repairing: bool = False) -> Store:
+    """The index's collections, created with cosine distance and no Chroma-side embedder (we embed ourselves).
+    Vector files cut short by a killed ingest are refused with the way out, unless the caller is `repairing`
+    them: Chroma would fail on every search, or crash the process on a short header."""
     client = client or connect(settings)
     where = _where(settings)
+    if not settings.chroma_host:
+        _finish_restore(client, f"{settings.collection}-papers", where)
+    if not (settings.chroma_host or repairing) and (damage := vector_damage(Path(where), thorough=False)):
+        name, why = next(iter(damage.items()))
+        raise StoreError(f"the index at {where} is damaged (the vectors of collection {name!r}: {why}); "
+                         + REPAIR_ADVICE)
     chunks = guarded(lambda: client.get_or_create_collection(
         settings.collection, embedding_function=None, metadata={"schema": SCHEMA},
         configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}},
@@ -365,21 +484,30 @@ def ingest(
     Papers stored from files outside `paths` stay unless `prune`; papers of a file that could
     not be read, or was read with problems, stay too, so a damaged file never empties the index.
     When the last ingest read these very files and left the index as it still is, nothing is
-    read: the report then has no `corpus`, only the papers counted as unchanged.
+    read: the report then has no `corpus`, only the papers counted as unchanged. Vector files that
+    a killed ingest cut short are restored first, from the paper records (counted as repaired).
     """
     started = time.perf_counter()
     with ingest_lock(settings):
-        store = store or open_store(settings)
+        store = store or open_store(settings, repairing=True)
         if rebuild:
             store = _drop(settings, store)
         check_embedder(store, embedder)
-        files = corpus_mod.expand(paths)
+        repaired = None
+        if not settings.chroma_host and vector_damage(Path(store.where), thorough=False):  # a killed ingest's
+            repaired = _restore_vectors(settings, store, embedder, on_progress)
+            store = repaired.store
+        skipped: list[types_mod.Problem] = []
+        files = corpus_mod.expand(paths, skipped)
         prints = _fingerprints(files)  # before parsing: a file edited while it is read differs from its print next time
         key = _ingest_key(settings, embedder)
         if record := _unchanged(store, prints, key, prune):
             report = IngestReport(unchanged=record["papers"])
         else:
-            report = _sync(store, files, prints, key, embedder, settings, prune, on_progress)
+            report = _sync(store, files, skipped, prints, key, embedder, settings, prune, on_progress)
+        if repaired:
+            report.repaired += repaired.papers
+            report.embedded += repaired.chunks
         from rag.lexicon import refresh  # it reads this module's Store; rebuilt now, not at the next search
 
         refresh(settings, store)
@@ -389,12 +517,14 @@ def ingest(
 
 
 def _sync(
-    store: Store, files: list[Path], prints: dict[str, str] | None, key: dict, embedder: Any,
-    settings: Settings, prune: bool, on_progress: Progress | None,
+    store: Store, files: list[Path], skipped: list[types_mod.Problem], prints: dict[str, str] | None, key: dict,
+    embedder: Any, settings: Settings, prune: bool, on_progress: Progress | None,
 ) -> IngestReport:
     """Read the files, compare them with the stored records, and write what differs; the stamp last."""
     stored = {pid: {k: meta[k] for k in _LEDGER if k in meta} for pid, meta, _ in store.records()}
-    corpus = corpus_mod.load(files, stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()})
+    corpus = corpus_mod.load(
+        files, stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()}, skipped=skipped,
+    )
     report = IngestReport(corpus=corpus)
     plan = _plan(store, stored, corpus, prune, report)
     if plan.embed or plan.relabel or plan.refresh or plan.delete:
@@ -410,6 +540,160 @@ def _sync(
     if stamp != store.stamp():
         store.papers.modify(metadata=stamp)
     return report
+
+
+@dataclass
+class Restored:
+    """What `_restore_vectors` wrote again, and the store to go on with (its chunks collection may be new)."""
+
+    store: Store
+    papers: int
+    chunks: int
+
+
+def repair(settings: Settings, embedder: Any, on_progress: Progress | None = None) -> Restored:
+    """`rag ingest --repair`: make the chunks match the paper records again, from the records alone (each
+    keeps its abstract), so no corpus file is needed and no paper is lost. Vectors cut short by a killed
+    ingest are dropped and embedded again; papers whose chunks are missing get them back."""
+    with ingest_lock(settings):
+        store = open_store(settings, repairing=True)
+        check_embedder(store, embedder)
+        restored = _restore_vectors(settings, store, embedder, on_progress)
+        from rag.lexicon import refresh
+
+        refresh(settings, restored.store)
+    return restored
+
+
+def _restore_vectors(settings: Settings, store: Store, embedder: Any, on_progress: Progress | None) -> Restored:
+    """Drop a chunks collection whose vector files are damaged, then embed the chunks of every paper record
+    whose stored chunks differ from its count; chunks of no record go. Records are only ever upserted:
+    a kill at any point leaves them all, and the next repair (or ingest) finishes the work."""
+    if not settings.chroma_host:
+        damage = vector_damage(Path(store.where))
+        client = connect(settings)
+        if store.papers.name in damage:
+            _restore_papers(client, store)
+        if store.name in damage:
+            guarded(lambda: client.delete_collection(store.chunks.name), store.where)
+        if damage:
+            store = open_store(settings, client, repairing=True)
+    recorded = {pid: meta.get("n_chunks", 0) for pid, meta, _ in store.records()}
+    counts = store.chunk_counts()
+    orphans = sorted(pid for pid in counts if pid not in recorded)
+    for start in range(0, len(orphans), PAGE):
+        store.chunks.delete(where={"paper_id": {"$in": orphans[start : start + PAGE]}})
+    redo = sorted(pid for pid, n in recorded.items() if counts.get(pid, 0) != n)
+    papers = store.get_papers(redo)
+    chunks = _rechunk(store, [papers[pid] for pid in redo], recorded, embedder, settings, on_progress)
+    return Restored(store, len(redo), chunks)
+
+
+RESTORING = "restoring"  # metadata of `<papers>-restore` while its copy of the records is incomplete
+
+
+def _restore_papers(client: Any, store: Store) -> None:
+    """Write the paper records again, read from sqlite itself: Chroma refuses every read of a collection whose
+    vector files are damaged, but the records (abstracts and all) are whole in its metadata tables. They go
+    to a side collection first, which replaces the damaged one only once complete, so a kill at any point
+    leaves the records in one of the two (`_finish_restore` completes the swap)."""
+    records, stamp = _sqlite_records(Path(store.where), store.papers.name)
+    side = f"{store.papers.name}-restore"
+    with suppress(Exception):  # none left over from a killed restore: that one is redone from scratch
+        client.delete_collection(side)
+    copy = Guarded(guarded(lambda: client.create_collection(side, embedding_function=None), store.where), store.where)
+    copy.modify(metadata={**stamp, RESTORING: "yes"})
+    for start in range(0, len(records), PAGE):
+        part = records[start : start + PAGE]
+        copy.add(ids=[r[0] for r in part], metadatas=[r[1] for r in part], documents=[r[2] for r in part],
+                 embeddings=_unit(len(part)))
+    copy.modify(metadata={**stamp, RESTORING: ""})
+    _finish_restore(client, store.papers.name, store.where)
+
+
+def _finish_restore(client: Any, papers: str, where: str) -> None:
+    """Put a complete restored copy of the paper records in place of the damaged collection."""
+    try:
+        copy = client.get_collection(f"{papers}-restore", embedding_function=None)
+    except Exception:  # chromadb raises NotFoundError or ValueError, by version: no restore under way
+        return
+    if (copy.metadata or {}).get(RESTORING):
+        return  # incomplete: the original is still there, and the next repair starts the copy again
+    with suppress(Exception):  # already gone when a kill fell between this and the rename
+        client.delete_collection(papers)
+    guarded(lambda: copy.modify(name=papers), where)
+
+
+def _sqlite_records(folder: Path, collection: str) -> tuple[list[tuple[str, dict, str]], dict]:
+    """(id, metadata, document) of every record of `collection`, and its metadata, from Chroma's sqlite file.
+    Refused when its metadata segment has not applied the whole log: the newest records would be missing."""
+    uri = f"{(folder / 'chroma.sqlite3').resolve().as_uri()}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True)) as db:
+        (cid, segment) = db.execute(
+            "SELECT c.id, s.id FROM collections c JOIN segments s ON s.collection = c.id "
+            "WHERE c.name = ? AND s.scope = 'METADATA'", (collection,),
+        ).fetchone()
+        applied = db.execute("SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,)).fetchone()
+        logged = db.execute("SELECT max(seq_id) FROM embeddings_queue WHERE topic LIKE ?", (f"%/{cid}",)).fetchone()
+        if logged[0] is not None and (applied is None or _seq(applied[0]) < logged[0]):
+            raise StoreError(
+                f"the index at {folder} is damaged (collection {collection!r}) and its newest records are not yet "
+                "in sqlite; move the folder away (keep it) and run `rag ingest` on the corpus files"
+            )
+        stamp = {key: _value(row) for key, *row in db.execute(
+            "SELECT key, str_value, int_value, float_value, bool_value FROM collection_metadata "
+            "WHERE collection_id = ?", (cid,),
+        )}
+        ids = db.execute("SELECT id, embedding_id FROM embeddings WHERE segment_id = ?", (segment,))
+        records: dict[int, tuple[str, dict, str]] = {rowid: (pid, {}, "") for rowid, pid in ids}
+        documents: dict[int, str] = {}
+        for table in ("embedding_metadata", "embedding_metadata_array"):
+            rows = db.execute(
+                f"SELECT m.id, m.key, m.string_value, m.int_value, m.float_value, m.bool_value FROM {table} m "
+                "JOIN embeddings e ON e.id = m.id WHERE e.segment_id = ? ORDER BY m.rowid", (segment,),
+            )
+            for rowid, key, *row in rows:
+                if key == "chroma:document":
+                    documents[rowid] = row[0]
+                elif table == "embedding_metadata":
+                    records[rowid][1][key] = _value(row)
+                else:
+                    records[rowid][1].setdefault(key, []).append(_value(row))
+    return [(pid, meta, documents.get(rowid, "")) for rowid, (pid, meta, _) in records.items()], stamp
+
+
+def _value(row: list) -> Any:
+    """A metadata value from its typed columns (string, int, float, bool: one is set)."""
+    text, integer, real, flag = row
+    return bool(flag) if flag is not None else next((v for v in (text, integer, real) if v is not None), None)
+
+
+def _seq(value: Any) -> int:
+    """A sequence id as sqlite holds it: an integer, or big-endian bytes in older files."""
+    return int.from_bytes(value, "big") if isinstance(value, bytes) else int(value)
+
+
+def _rechunk(
+    store: Store, papers: list[Paper], recorded: dict[str, int], embedder: Any, settings: Settings,
+    on_progress: Progress | None,
+) -> int:
+    """Chunk and embed stored papers again, leaving their records in place (a record changes only when
+    its chunk count does); return the chunks written."""
+    batch = max(settings.embed_batch_size * 4, 64)
+    written = 0
+    for start in range(0, len(papers), batch):
+        part = papers[start : start + batch]
+        _read_sentences(part)
+        chunks = {p.paper_id: chunk_paper(p, embedder.count_tokens, settings.chunk_tokens) for p in part}
+        flat = [(p, c) for p in part for c in chunks[p.paper_id]]
+        vectors = _embed(embedder, [embed_text(p, c.text) for p, c in flat])
+        store.chunks.delete(where={"paper_id": {"$in": [p.paper_id for p in part]}})
+        _add_chunks(store, flat, vectors)
+        _write_records(store, [(p, n) for p in part if (n := len(chunks[p.paper_id])) != recorded[p.paper_id]])
+        written += len(flat)
+        if on_progress:
+            on_progress(start + len(part), len(papers))
+    return written
 
 
 @contextmanager
@@ -710,17 +994,27 @@ def _forget_ingest(store: Store) -> None:
 
 
 def _record_ingest(settings: Settings, report: IngestReport, files: list[Path]) -> None:
-    """Remember when the index was last synced (shown by `rag corpus stats` and the UI)."""
-    record = {
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "collection": settings.collection,
-        "server": f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else None,
-        "files": sorted({f.name for f in files}),
-    }
+    """Remember when the index last changed, and apart from it when an ingest last ran (shown by `rag corpus
+    stats` and the UI): an ingest that changed nothing, every file skipped say, must not look like a sync."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record = last_ingest(settings) or {"at": None}
+    problems = len(report.corpus.problems) if report.corpus else 0
+    if _changed(report):
+        record.update(
+            at=now, collection=settings.collection,
+            server=f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else None,
+            files=sorted({f.name for f in files}),
+        )
+    record["attempt"] = {"at": now, "changed": _changed(report), "problems": problems}
     try:
         (settings.data_dir / "last_ingest.json").write_text(json.dumps(record, indent=2))
     except OSError:
         pass  # a record for display only; the index itself is written
+
+
+def _changed(report: IngestReport) -> bool:
+    """Whether the ingest wrote anything a search or answer reads."""
+    return any((report.added, report.updated, report.repaired, report.relabelled, report.refreshed, report.deleted))
 
 
 def last_ingest(settings: Settings) -> dict | None:

@@ -91,11 +91,13 @@ class Filters:
 
 @dataclass
 class Problem:
-    """Something in an input file that was skipped, with the reason in words a user can act on."""
+    """Something in an input file that was skipped, with the reason in words a user can act on; or, as a
+    notice, something read all the same that the user should know about."""
 
     file: str
     message: str
     line: int | None = None
+    notice: bool = False  # read all the same (e.g. decoded as Windows-1252): worth saying, nothing was skipped
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
@@ -113,6 +115,7 @@ class Corpus:
     read_paths: set[str] = field(default_factory=set)  # files that yielded at least one paper
     unread_paths: set[str] = field(default_factory=set)  # files that yielded none: their stored papers stay
     damaged_paths: set[str] = field(default_factory=set)  # read_paths with a Problem: a paper may be missing
+    notices: list[Problem] = field(default_factory=list)  # read as asked, but the user should know (not problems)
 
 
 @dataclass

@@ -135,3 +135,11 @@ def test_rag_chat_command_reads_stdin_until_eof(tmp_path, make_settings):
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     out = " ".join(proc.stdout.split())
     assert "[1] Self-Supervised Speech Representations" in out and "Filters: year_from=2022 year_to=2022 source=any" in out
+
+
+def test_the_llm_how_to_is_said_once_per_chat_and_never_under_a_refusal(engine, capsys):
+    refused = "What is the boiling point of tungsten in Antarctica?"
+    _, out, _, _ = chat(engine, capsys, refused, FP8_Q, SPEECH_Q)
+    assert "No paper mentions Antarctica" in out
+    assert out.count("RAG_LLM_BASE_URL") == 1 and out.index("RAG_LLM_BASE_URL") > out.index("[1] FP8 Formats")
+    assert "(extractive, extractive" not in out

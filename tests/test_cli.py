@@ -176,3 +176,67 @@ def test_only_a_read_only_command_that_succeeded_skips_the_teardown(monkeypatch,
     with pytest.raises(SystemExit):
         cli.main()
     assert ended == ([0] if ends_at_once else [])
+
+
+def test_ask_after_a_refusal_prints_no_mode_and_no_llm_how_to(first_search):
+    """A refusal ends with its reason and the papers a year filter left out, each note on a line of its own."""
+    _, env, root = first_search
+    proc = rag(["ask", "--year-from", "2021", "large language models trained on source code for program synthesis"], env, root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("The corpus does not answer this.")
+    assert "(extractive" not in proc.stdout and "RAG_LLM_BASE_URL" not in proc.stdout, proc.stdout
+    note = [line for line in proc.stdout.splitlines() if "no known year" in line]
+    assert note == ["1 more match but have no known year: Large Language Models Trained on Source Code for Program Synthesis."]
+    proc = rag(["ask", "--verbose", "What is the boiling point of tungsten in Antarctica?"], env, root)
+    assert proc.returncode == 0 and "No paper mentions Antarctica" in proc.stdout, proc.stderr
+    assert "(extractive" not in proc.stdout and "RAG_LLM_BASE_URL" not in proc.stdout, proc.stdout
+
+
+def test_ask_names_the_model_and_how_to_configure_one_only_with_verbose(first_search):
+    _, env, root = first_search
+    question = "How much did FP8 training improve throughput on Hopper GPUs?"
+    plain = rag(["ask", question], env, root)
+    verbose = rag(["ask", "--verbose", question], env, root)
+    assert plain.returncode == verbose.returncode == 0, (plain.stderr, verbose.stderr)
+    assert "[1] FP8 Formats" in plain.stdout and "RAG_LLM_BASE_URL" not in plain.stdout
+    flat = " ".join(verbose.stdout.split())
+    assert flat.count("RAG_LLM_BASE_URL") == 1 and flat.count("extractive (no LLM)") == 1, verbose.stdout
+    assert "(extractive, extractive" not in flat
+
+
+def test_a_latin_1_line_is_a_notice_and_the_ingest_succeeds(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    shutil.copy(SMALL / LANG_FILE, folder / LANG_FILE)
+    abstract = "Une méthode d'apprentissage évalue la mémoire et la précision sur un banc d'essai inventé pour ce test."
+    (folder / "latin1.txt").write_bytes(f"Abstract:{abstract}\n".encode("latin-1"))
+    (folder / "blob.bin").write_bytes(b"\x00\x01")
+    proc = rag(["ingest", str(folder)], cli_env(tmp_path / "index", corpus=[folder]), tmp_path)
+    assert proc.returncode == 3, proc.stderr  # blob.bin was skipped; the Latin-1 line was not
+    lines = proc.stderr.splitlines()
+    assert [line for line in lines if line.startswith("skipped")] == [
+        "skipped blob.bin: not a corpus file (.bin); give .txt, .jsonl, .json or .csv files"
+    ]
+    assert [line.split(";")[0] for line in lines if line.startswith("notice")] == [
+        "notice latin1.txt:1: 1 line(s) not UTF-8, read as Windows-1252"
+    ]
+    assert "6 papers: 6 added" in proc.stderr and "1 problem(s)" in lines[-1]
+    (folder / "blob.bin").unlink()
+    proc = rag(["ingest", str(folder)], cli_env(tmp_path / "index", corpus=[folder]), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_an_ingest_that_changed_nothing_does_not_move_the_last_change(tmp_path):
+    env = cli_env(tmp_path / "index")
+    assert rag(["ingest"], env, tmp_path).returncode == 0
+    record = json.loads((tmp_path / "index" / "last_ingest.json").read_text())
+    bad = tmp_path / "scan.txt"
+    bad.write_bytes(b"%PDF-1.7\n\x00\x01\x02binary\x00" * 50)
+    proc = rag(["ingest", str(bad)], env, tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    after = json.loads((tmp_path / "index" / "last_ingest.json").read_text())
+    assert after["at"] == record["at"] and after["files"] == record["files"]
+    assert after["attempt"]["changed"] is False and after["attempt"]["problems"] == 1
+    stats = " ".join(rag(["corpus", "stats"], env, tmp_path).stdout.split())
+    assert f"Index last changed: {record['at']}" in stats
+    assert f"Last ingest: {after['attempt']['at']}, changed nothing (1 problem(s))." in stats

@@ -606,8 +606,9 @@ def test_whole_latin_1_file_is_read_with_one_problem(tmp_path):
     latin1.write_bytes(f"Abstract:Une méthode {ABSTRACT}\nAbstract:Deuxième {ABSTRACT}\n".encode("latin-1"))
     c = corpus.load([latin1])
     assert [p.abstract[:12] for p in c.papers] == ["Une méthode ", "Deuxième We "]
-    assert [(p.line, "not UTF-8" in p.message) for p in c.problems] == [(1, True)]
-    assert c.problems[0].message.startswith("2 line(s)")
+    assert c.problems == [] and not c.damaged_paths  # every line was read: a notice, not a skipped entry
+    assert [(p.line, "not UTF-8" in p.message) for p in c.notices] == [(1, True)]
+    assert c.notices[0].message.startswith("2 line(s)")
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-8-sig"])
@@ -835,3 +836,50 @@ def test_id_of_a_different_paper_stored_from_another_file_is_not_reused(tmp_path
     assert [(p.paper_id, p.title) for p in c.papers] == [(f"X~{paper_id('In B', ABSTRACT)[:8]}", "In B"), ("Y", "Edited")]
     assert [p.message.split(";")[0] for p in c.problems] == ["entry 1: id 'X' is also used by a different paper (in the index)"]
     assert corpus.load([b]).papers[0].paper_id == "X"  # without the index nothing is taken
+
+
+# ---------------------------------------------------------------- what a folder holds besides corpus files
+
+
+def test_other_files_in_a_folder_are_listed_as_skipped_with_the_reason(tmp_path):
+    (tmp_path / "papers.jsonl").write_text(jsonl({"title": "T", "abstract": ABSTRACT}))
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01")
+    (tmp_path / "notes").write_text("no extension")
+    (tmp_path / ".DS_Store").write_bytes(b"\x00")  # a dot file is not the user's: not worth a line
+    c = corpus.load([tmp_path])
+    assert len(c.papers) == 1
+    assert [(p.file, p.message.split(";")[0]) for p in c.problems] == [
+        ("blob.bin", "not a corpus file (.bin)"), ("notes", "not a corpus file (no extension)"),
+    ]
+
+
+def test_a_pipe_or_device_is_named_and_never_opened(tmp_path):
+    """A named pipe would block a read forever and /dev/zero never ends: both are refused unread."""
+    import os
+
+    pipe = tmp_path / "papers.txt"
+    os.mkfifo(pipe)
+    zero = tmp_path / "zero.jsonl"
+    zero.symlink_to("/dev/zero")
+    for path, kind in ((pipe, "a named pipe"), (zero, "a device")):
+        with pytest.raises(CorpusError) as err:
+            corpus.load([path])
+        assert str(err.value) == f"{path}: not a regular file: {kind}; give a file"
+    (tmp_path / "good.jsonl").write_text(jsonl({"title": "T", "abstract": ABSTRACT}))
+    started = time.monotonic()
+    c = corpus.load([tmp_path])
+    assert time.monotonic() - started < 5 and len(c.papers) == 1
+    assert sorted(str(p) for p in c.problems) == [
+        "papers.txt: not a regular file: a named pipe; skipped", "zero.jsonl: not a regular file: a device; skipped",
+    ]
+
+
+def test_the_same_paper_dated_otherwise_in_a_second_file_is_reported(tmp_path):
+    (tmp_path / "a.jsonl").write_text(jsonl({"title": "Same Paper", "abstract": ABSTRACT, "date": "2021-03-04"}))
+    (tmp_path / "b.jsonl").write_text(jsonl({"title": "Same Paper", "abstract": ABSTRACT, "date": "2023-01-02"}))
+    (tmp_path / "c.jsonl").write_text(jsonl({"title": "Same Paper", "abstract": ABSTRACT, "date": "2021-03-04"}))
+    c = corpus.load([tmp_path])
+    assert [p.year for p in c.papers] == [2021] and c.problems == []
+    assert [str(n) for n in c.notices] == [
+        "a.jsonl: the same paper ('Same Paper') is also in b.jsonl dated 2023-01-02; kept 2021-03-04 from a.jsonl, the file read first"
+    ]

@@ -8,6 +8,7 @@ embeddings server speaking HTTP.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ import pytest
 import rag
 
 from conftest import SMALL, SMALL_PAPERS, build_settings, free_port, stop
-from rag import index
+from rag import corpus, index
 from rag.embed import HashingEmbedding, OpenAICompatibleEmbedding
 from rag.errors import StoreError
 from rag.index import ingest, open_store
@@ -144,6 +145,107 @@ def test_read_only_data_dir_is_one_error_line(built: Path, tmp_path: Path, args:
     data = tmp_path / "index"
     shutil.copytree(built, data)
     one_error_line(cli(data, *args, prefix=read_only(data)), str(data), "writable")
+
+
+# ---------------------------------------------------------------- a full disk
+
+
+class Failing:
+    """A collection whose every call raises `error`: the exception types Chroma and sqlite raise on a full disk."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def count(self) -> int:
+        raise self.error
+
+
+def full_disk_errors() -> list[BaseException]:
+    import errno
+    import sqlite3
+
+    from chromadb.errors import InternalError
+
+    return [
+        OSError(errno.ENOSPC, "No space left on device"),
+        sqlite3.OperationalError("database or disk is full"),
+        InternalError("Query error: Database error: error returned from database: (code: 13) database or disk is full"),
+    ]
+
+
+@pytest.mark.parametrize("error", full_disk_errors(), ids=["enospc", "sqlite", "chroma"])
+def test_a_full_disk_says_so_and_that_the_index_is_intact(built: Path, tmp_path: Path, error: BaseException) -> None:
+    data = tmp_path / "index"
+    shutil.copytree(built, data)
+    with pytest.raises(StoreError) as caught:
+        index.Guarded(Failing(error), str(data / "chroma")).count()
+    free = shutil.disk_usage(data).free // 2**20
+    assert str(caught.value) == (
+        f"no space left on the device holding the index ({free} MB free); "
+        "free space and run the command again: the index is intact"
+    )
+
+
+def test_rebuilding_is_advised_only_for_an_index_found_damaged(built: Path, tmp_path: Path) -> None:
+    """The advice to move the index away follows from a check of its files, not from the error's words."""
+    data = tmp_path / "index"
+    shutil.copytree(built, data)
+    from chromadb.errors import InternalError
+
+    words = index.Guarded(Failing(InternalError("database disk image is malformed")), str(data / "chroma"))
+    with pytest.raises(StoreError) as intact:
+        words.count()
+    assert "passed an integrity check" in str(intact.value) and "move the folder away" not in str(intact.value)
+    damage(data / "chroma" / "chroma.sqlite3", "garbage")
+    for error in (InternalError("something odd"), *full_disk_errors()):
+        with pytest.raises(StoreError) as broken:
+            index.Guarded(Failing(error), str(data / "chroma")).count()
+        assert "is damaged (chroma.sqlite3" in str(broken.value) and "move the folder away" in str(broken.value)
+
+
+def in_a_small_filesystem(script: str, size_kb: int, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run a shell `script` with a `size_kb` tmpfs mounted at $M, in a mount namespace of its own (root only)."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare to mount a small filesystem")
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True)
+    if probe.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {probe.stderr.decode()[:200]}")
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", f'M=$(mktemp -d) && mount -t tmpfs -o size={size_kb}k tmpfs "$M" && {script}'],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+
+
+@pytest.mark.slow
+def test_ingest_onto_a_full_disk_is_one_line_and_loses_nothing(built: Path, tmp_path: Path) -> None:
+    """A real full filesystem: the ingest of a larger corpus fails with the one line, the search after it
+    too; once space is freed the same ingest completes, and every paper stored before is still there."""
+    base = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
+    env = {**base, "PYTHONPATH": str(ROOT), "RAG_CORPUS_PATHS": f'["{SMALL}"]', "RAG_EMBED_BACKEND": "hashing"}
+    rag = f"env RAG_DATA_DIR=$M/index {sys.executable} -m rag.cli"
+    script = (
+        f'cp -r "{built}" "$M/index" && free=$(df -k --output=avail "$M" | tail -1) && '
+        'dd if=/dev/zero of="$M/filler" bs=1k count=$((free - 1000)) 2>/dev/null && '
+        f'{rag} ingest "{ROOT / "data" / "corpus"}"; echo "ingest=$?"; {rag} search speech; echo "search=$?"; '
+        f'rm "$M/filler" && {rag} ingest "{ROOT / "data" / "corpus"}" 2>/dev/null; echo "freed=$?"; '
+        f'RAG_DATA_DIR=$M/index {sys.executable} -c "{STORED_IDS}"'
+    )
+    proc = in_a_small_filesystem(script, 8192, env)
+    output = proc.stdout + proc.stderr
+    assert "ingest=1" in output and "freed=0" in output, output[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    said = "error: no space left on the device holding the index ("
+    assert errors and all(line.startswith(said) and line.endswith("the index is intact") for line in errors), output
+    assert "Traceback" not in output
+    stored = set(json.loads(proc.stdout.splitlines()[-1]))
+    small = {p.paper_id for p in corpus.load([SMALL]).papers}
+    assert len(small) == SMALL_PAPERS and small <= stored and len(stored) > SMALL_PAPERS
+
+
+STORED_IDS = (
+    "import json; from rag.config import get_settings; from rag.index import open_store; "
+    "print(json.dumps([pid for pid, _, _ in open_store(get_settings()).records()]))"
+)
 
 
 # ---------------------------------------------------------------- a Chroma server that stops or dies

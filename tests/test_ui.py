@@ -119,7 +119,7 @@ def test_fp8_question_is_answered_with_a_linked_citation_and_a_source_card(small
     assert cards[0].proto.anchor == "src-0-1"  # the link's target exists
     captions = [c.value for c in reply.caption]
     assert any("supported" in c and "unsupported" not in c for c in captions), captions
-    assert any(c.startswith(EXTRACTIVE_NOTICE) for c in captions), captions
+    assert any(rendered_text(c).startswith(EXTRACTIVE_NOTICE) for c in captions), captions
     assert not reply.error and not reply.info  # neither "unsupported" nor a refusal
     answer = at.session_state["messages"][0]["answer"]
     assert not answer.refused and answer.citations[0].title == FP8_TITLE
@@ -390,3 +390,42 @@ def test_source_card_links_to_the_paper_by_its_identifier_only(monkeypatch: pyte
         assert len(buttons) == len(linked_cards)
     finally:
         st.cache_resource.clear()
+
+
+# ------------------------------------------------------------------ no link from corpus text
+
+LINKED_ABSTRACT = (
+    "We release FastGrad, a gradient compression library for distributed training, at "
+    "https://github.com/example/fastgrad with benchmarks at www.example.org/fastgrad; questions go to "
+    "team@example.org. FastGrad cuts traffic by 40% per step."
+)
+# What GitHub-flavoured Markdown links in a text node once its escapes are undone (mdast-util-gfm-autolink-literal).
+GFM_URL = re.compile(r"(https?://|www(?=\.))[-.\w]+[^ \t\r\n]*", re.I)
+GFM_EMAIL = re.compile(r"[-.\w+]+@[-\w]+(?:\.[-\w]+)+")
+
+
+def rendered_text(markdown: str) -> str:
+    """The text a Markdown source shows: backslash escapes and entities undone."""
+    import html
+
+    return html.unescape(re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown))
+
+
+def test_a_url_in_an_abstract_is_shown_as_text_not_a_link(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    corpus = tmp_path / "linked.jsonl"
+    rows = [{"title": "FastGrad: Gradient Compression at https://fastgrad.example.org", "abstract": LINKED_ABSTRACT},
+            {"title": "Coral Reef Bleaching", "abstract": "Mass coral bleaching events are hard to monitor. " * 3}]
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _configure(monkeypatch, tmp_path / "index", [corpus], RAG_EMBED_BACKEND="hashing")
+    try:
+        at = ask(run_app(), "Where is the FastGrad gradient compression library released?")
+    finally:
+        st.cache_resource.clear()
+    answer = last_assistant(at)
+    shown = [m.value for m in answer.markdown] + [s.value for s in answer.subheader] + [c.value for c in answer.caption]
+    texts = [rendered_text(value) for value in shown]
+    plain = [text.replace("\u2060", "") for text in texts]
+    assert any("https://github.com/example/fastgrad" in text and "team@example.org" in text for text in plain), shown
+    assert any("FastGrad: Gradient Compression at https://fastgrad.example.org" in text for text in plain), shown
+    links = [hit.group(0) for text in texts for hit in [*GFM_URL.finditer(text), *GFM_EMAIL.finditer(text)]]
+    assert links == [], f"Markdown would link {links}"

@@ -24,8 +24,17 @@ _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$:>])")
 _PAGE_DATE = re.compile(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{1,2}")
 
 
+# Where Streamlit's Markdown (GitHub's flavour) would turn plain text into a link: after "http:" or "https:"
+# before "//", "www" before ".", and after the "@" of an e-mail address. It links them after escapes are
+# undone, so only a character in between stops it: an invisible word joiner, which adds no space or break.
+_AUTOLINK = re.compile(r"(?i)(?<=https:)(?=//)|(?<=http:)(?=//)|(?<=www)(?=\.)|(?<=@)")
+WORD_JOINER = "\u2060"
+
+
 def md_escape(text: str) -> str:
-    """Show text literally: Markdown characters escaped, HTML characters as entities."""
+    """Show text literally: Markdown characters escaped, HTML characters as entities, and no URL or
+    e-mail address turned into a link (corpus text must not send a reader anywhere)."""
+    text = _AUTOLINK.sub(WORD_JOINER, text)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD_SPECIAL.sub(r"\\\1", text)
 
@@ -62,8 +71,10 @@ def run_ingest(paths: list[Path], label: str) -> None:
     bar = st.progress(0.0, text=label)
     report = ingest(paths, settings, embedder, store=store, on_progress=lambda d, n: bar.progress(d / max(n, 1), text=f"{label}: {d}/{n} papers"))
     bar.empty()
-    for problem in report.corpus.problems:
+    for problem in report.corpus.problems if report.corpus else []:
         st.warning(f"Skipped {problem}")
+    for notice in report.corpus.notices if report.corpus else []:
+        st.info(f"Note: {notice}")
     st.toast(f"{report.added} added, {report.updated} changed, {report.deleted} deleted, {report.unchanged} unchanged")
 
 
@@ -103,7 +114,7 @@ def sidebar(engine: Engine) -> tuple[Filters, int | None]:
         st.markdown(answerer_label(engine))
         st.header("Corpus")
         record = last_ingest(engine.settings) or {}
-        st.markdown(f"{len(papers)} papers in {len(files)} files  \nLast ingest: {record.get('at', 'never')}")
+        st.markdown(f"{len(papers)} papers in {len(files)} files  \nIndex last changed: {record.get('at') or 'never'}")
         if st.button("Re-ingest the corpus"):
             run_ingest(engine.settings.corpus_paths, "Re-ingesting")
             st.rerun()

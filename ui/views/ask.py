@@ -30,7 +30,7 @@ def show_answer(answer: Answer, index: int) -> None:
         if answer.removed:
             st.warning(f"Removed citations to sources that were not given: {answer.removed}")
     if answer.notice:
-        st.caption(answer.notice)
+        st.caption(md_escape(answer.notice))  # it names papers: their titles are corpus text
     cited = {c.n: c for c in answer.citations}
     uncited = set(answer.uncited)
     for n, hit in enumerate(answer.sources, 1):
