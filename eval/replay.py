@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rag import evaluate
 from rag.answer import METADATA_MODEL, Engine
-from rag.cli import open_retriever
+from rag.app import open_retriever
 from rag.config import DATASETS_DIR, Settings
 
 FIGURES = ("citation_precision", "citation_recall", "citation_supported", "must_mention")

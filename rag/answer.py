@@ -126,7 +126,8 @@ class Engine:
             yield answer.text
         else:
             yield from self._generate(answer, intent, t0)
-        answer.notice = " ".join(x for x in (answer.notice, self.unknown_year_note(intent, any_year)) if x)
+        how_to = self.quoter.notice if self.answerer is self.quoter and not answer.refused else ""  # last: the same every time
+        answer.notice = " ".join(x for x in (answer.notice, self.unknown_year_note(intent, any_year), how_to) if x)
         answer.suspicious = [h.paper.paper_id for h in answer.sources if h.withheld]
         answer.timings["total"] = time.perf_counter() - t0
         return answer
@@ -212,7 +213,7 @@ class Engine:
         written by code from the judgements (a small model stops after the first paper); an LLM that could
         not be reached while judging is not asked again."""
         if self.answerer is self.quoter:
-            return self.quoter, self.quoter.notice
+            return self.quoter, ""
         if isinstance(self.judge, LLMJudge) and self.judge.unreachable:
             return self.quoter, LLM_DOWN_NOTICE.format(why=self.judge.unreachable)
         if intent.is_list and not asks_for_one(intent.query):

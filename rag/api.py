@@ -14,7 +14,6 @@ import ipaddress
 import json
 import logging
 import socket
-import threading
 import time
 import traceback
 import uuid
@@ -34,8 +33,17 @@ from starlette.types import ASGIApp, Message, Receive, Send
 from starlette.types import Scope as ASGIScope
 
 from rag.answer import Engine, Streamed
+from rag.app import EngineHolder
 from rag.config import Settings
-from rag.errors import ConfigError, EmbedError, LLMError, QuestionError, StoreError, UserError, redact
+from rag.errors import (
+    ConfigError,
+    EmbedError,
+    LLMError,
+    QuestionError,
+    StoreError,
+    UserError,
+    redact,
+)
 from rag.query import too_long
 from rag.text import sentences
 from rag.types import Answer, Conversation, Filters, Hit, Turn
@@ -51,33 +59,6 @@ ANSWER_THREADS = 40
 
 
 # ------------------------------------------------------------ the engine, shared by every request
-
-
-def build_engine(settings: Settings) -> Engine:
-    """The engine over the configured index (ingesting the default corpus into an empty one), warmed up
-    so that the first concurrent requests do not each load the embedding model."""
-    from rag.answer import make_engine
-    from rag.cli import open_retriever
-
-    engine = make_engine(settings, open_retriever(settings))
-    engine.retriever.search("warm up the query embedder", 1)
-    return engine
-
-
-class EngineHolder:
-    """One engine for all requests, built on first use behind a lock: the server starts at once, and a
-    broken index or LLM setting is reported to each request as a one-line error instead of a crash."""
-
-    def __init__(self, settings: Settings, engine: Engine | None = None, build: Callable[[Settings], Engine] = build_engine) -> None:
-        self._settings = settings
-        self._engine = engine
-        self._build = build
-        self._lock = threading.Lock()
-
-    def get(self) -> Engine:
-        with self._lock:
-            self._engine = self._build(self._settings) if self._engine is None else self._engine.current()
-            return self._engine
 
 
 def paper_json(hit: Hit) -> dict[str, Any]:

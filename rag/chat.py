@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from rich.markup import escape
 
 from rag.answer import Engine, Streamed
-from rag.cli import _print_answer_footer, err, out
+from rag.console import err, out, print_answer_footer
 from rag.errors import QuestionError, UserError
 from rag.types import Answer, Conversation, Filters, Turn
 
@@ -55,7 +55,7 @@ def ask(engine: Engine, question: str, state: ChatState) -> None:
         out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     out.print()
     assert streamed.answer is not None
-    _print_answer_footer(streamed.answer, how_to=not state.told_model)
+    print_answer_footer(streamed.answer, how_to=not state.told_model)
     state.told_model = state.told_model or not streamed.answer.refused
     state.history.turns.append(Turn.of(question, streamed.answer))
     state.last = streamed.answer

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from rag.app import open_retriever
 from rag.config import Settings, get_settings
+from rag.console import (
+    err,
+    out,
+    print_answer_footer,
+    progress_bar,
+    reading,
+    run_ingest,
+    session,
+)
 from rag.errors import ConfigError, LLMError, UserError
 from rag.safety import terminal_safe
 
@@ -45,26 +49,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Ask question
 corpus_app = typer.Typer(no_args_is_help=True, help="Look at the corpus files.")
 app.add_typer(corpus_app, name="corpus")
 
-out = Console()
-err = Console(stderr=True)
-
 PathsArg = Annotated[Optional[list[Path]], typer.Argument(help="Corpus files or folders (default: RAG_CORPUS_PATHS).")]
 YearFrom = Annotated[Optional[int], typer.Option("--year-from", help="Only papers from this year on.")]
 YearTo = Annotated[Optional[int], typer.Option("--year-to", help="Only papers up to this year.")]
 SourceOpt = Annotated[Optional[list[str]], typer.Option("--source", help="Only papers from this corpus file (repeatable).")]
 CategoryOpt = Annotated[Optional[list[str]], typer.Option("--category", help="Only papers in this category (repeatable).")]
 VenueOpt = Annotated[Optional[list[str]], typer.Option("--venue", help="Only papers from this venue (repeatable).")]
-
-
-@dataclass
-class _Run:
-    """What this `rag` process did, which decides how it may end (see `main`)."""
-
-    read_only: bool = False  # a search or an answer, which writes nothing ...
-    wrote: bool = False  # ... unless it had to ingest the default corpus first
-
-
-_run = _Run()
 
 
 def main() -> None:
@@ -79,69 +69,17 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except SystemExit as e:
-        if e.code in (0, None) and _run.read_only and not _run.wrote:
+        if e.code in (0, None) and session.read_only and not session.wrote:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
         raise
 
 
-@contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress callback (done, total) drawn on stderr once work starts, so `--json` output stays clean."""
-    bar: Progress | None = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
-            bar.start()
-            bar.add_task(label, total=total)
-        bar.update(bar.task_ids[0], completed=done, total=total)
-
-    try:
-        yield update
-    finally:
-        if bar is not None:
-            bar.stop()
-
-
 def _embedder(settings: Settings) -> Any:
     from rag.embed import make_embedder
 
     return make_embedder(settings)
-
-
-def _report_problems(problems: list, notices: list) -> None:
-    """What was skipped (the exit code says so), then what was read all the same but is worth knowing."""
-    for problem in problems:
-        err.print(f"[yellow]skipped[/yellow] {escape(str(problem))}", highlight=False, soft_wrap=True)
-    for notice in notices:
-        err.print(f"[cyan]notice[/cyan] {escape(str(notice))}", highlight=False, soft_wrap=True)
-
-
-SKIPPED_EXIT = 3  # `rag ingest` stored what it could, but skipped entries or files (listed above the summary)
-
-
-def run_ingest(settings: Settings, paths: list[Path], embedder: Any, store: Any = None, prune: bool = False, rebuild: bool = False) -> int:
-    _run.wrote = True
-    """Ingest with a progress bar; print what was skipped and a summary line; return the exit code."""
-    from rag.index import ingest
-
-    with progress_bar("embedding papers") as on_progress:
-        report = ingest(paths, settings, embedder, store=store, prune=prune, rebuild=rebuild, on_progress=on_progress)
-    problems = report.corpus.problems if report.corpus else []  # no corpus: the files were unchanged, not read
-    _report_problems(problems, report.corpus.notices if report.corpus else [])
-    papers = report.added + report.updated + report.repaired + report.relabelled + report.refreshed + report.unchanged
-    rare = "".join(f", {n} {what}" for n, what in ((report.repaired, "repaired"), (report.refreshed, "refreshed")) if n)
-    err.print(
-        f"{papers} papers: {report.added} added, {report.updated} changed, "
-        f"{report.relabelled} relabelled, {report.deleted} deleted, {report.unchanged} unchanged{rare}; "
-        f"{report.embedded} chunks embedded in {report.seconds:.1f} s"
-        + (f"; {len(problems)} problem(s), see above" if problems else ""),
-        highlight=False,
-    )
-    return SKIPPED_EXIT if problems else 0
 
 
 @app.command()
@@ -169,26 +107,12 @@ def run_repair(settings: Settings, paths: list[Path] | None, rebuild: bool) -> i
 
     if paths or rebuild:
         raise ConfigError("--repair reads no corpus file and keeps the index: give it no PATHS and no --rebuild")
-    _run.wrote = True
+    session.wrote = True
     with progress_bar("embedding stored papers") as on_progress:
         restored = repair(settings, _embedder(settings), on_progress)
     err.print(f"{restored.store.count()} papers stored; {restored.papers} embedded again ({restored.chunks} chunks) "
               "from their stored abstracts", highlight=False)
     return 0
-
-
-def open_retriever(settings: Settings) -> Any:
-    """The retriever over the index, ingesting the default corpus first when the index is empty."""
-    from rag.index import open_store
-    from rag.retrieve import Retriever
-
-    embedder = _embedder(settings)
-    store = open_store(settings)
-    if store.empty():
-        err.print("The index is empty: ingesting the default corpus first.")
-        run_ingest(settings, settings.corpus_paths, embedder, store=store)
-    with progress_bar("indexing words") as on_progress:
-        return Retriever(settings, embedder, store, on_progress=on_progress)
 
 
 @app.command()
@@ -204,7 +128,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, best first.")] = False,
 ) -> None:
     """Find the papers that best match a question."""
-    _run.read_only = True
+    session.read_only = True
     from rag.query import check_request
     from rag.types import Filters
 
@@ -241,14 +165,14 @@ def ask(
     verbose: Annotated[bool, typer.Option("--verbose", help="Also name the answering model and how to configure one.")] = False,
 ) -> None:
     """Answer a question with citations [n] checked against the cited abstracts."""
-    _run.read_only = True
+    session.read_only = True
     from rag.answer import Streamed, make_engine
     from rag.types import Filters
 
     settings = get_settings()
     engine = make_engine(settings, open_retriever(settings))
     filters = Filters(year_from, year_to, tuple(source or ()), tuple(category or ()), tuple(venue or ()))
-    streamed = Streamed(engine.ask_stream(question, filters, k, on_progress=_reading))
+    streamed = Streamed(engine.ask_stream(question, filters, k, on_progress=reading))
     for piece in streamed:
         if not (as_json or as_markdown):
             out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
@@ -263,7 +187,7 @@ def ask(
         print(terminal_safe(markdown(answer)), end="")
     else:
         out.print()
-        _print_answer_footer(answer, how_to=verbose)
+        print_answer_footer(answer, how_to=verbose)
 
 
 def _write_bib(path: Path, answer: Any) -> None:
@@ -274,62 +198,6 @@ def _write_bib(path: Path, answer: Any) -> None:
         path.write_text(bibtex([p for _, p in answer.cited()]), encoding="utf-8")
     except OSError as e:
         raise UserError(f"cannot write {path} ({e.strerror}); give a writable --bib path") from None
-
-
-def _reading(done: int, total: int, title: str) -> None:
-    """The paper an LLM judge has just read, on one stderr line (the offline judge, instant, reports no title)."""
-    if title:
-        end = "\n" if done == total else "\r"
-        line = f"read {done}/{total}: {terminal_safe(title)[:70]}"
-        err.print(line.ljust(90), end=end, style="dim", markup=False, highlight=False, soft_wrap=True)
-
-
-def _print_answer_footer(answer: Any, how_to: bool = False) -> None:
-    """After the streamed text: what the citation check found, and the sources. `how_to` adds the answering
-    model and how to configure an LLM: said on request (or once per chat), since it is the same every time,
-    and never under a refusal, where it would read as the reason for it."""
-    notes, configure = _split_notice(answer.notice)
-    if not answer.refused:
-        _print_citations(answer)
-    for note in notes:  # each on its own line: a list of left-out titles must not run into the next note
-        out.print(f"[dim]{escape(note)}[/dim]", highlight=False, soft_wrap=True)
-    if how_to and not answer.refused:
-        model = answer.model if answer.model.startswith(answer.mode) else f"{answer.mode}, {answer.model}"
-        out.print(f"[dim]{escape(f'({model}) {configure}'.strip())}[/dim]", highlight=False)
-
-
-def _split_notice(notice: str) -> tuple[list[str], str]:
-    """The engine joins its notes into one string: (what this answer needs said, each apart; how to configure
-    an LLM, which every extractive answer carries)."""
-    from rag.extractive import EXTRACTIVE_NOTICE
-
-    configure = EXTRACTIVE_NOTICE if EXTRACTIVE_NOTICE in notice else ""
-    rest = notice.replace(EXTRACTIVE_NOTICE, "").strip()
-    return [part.strip() for part in _UNKNOWN_YEAR.split(rest) if part.strip()], configure
-
-
-_UNKNOWN_YEAR = re.compile(r"(?=\b\d+ more match but have no known year: )")
-
-
-def _print_citations(answer: Any) -> None:
-    if answer.unsupported:
-        out.print("[red]Unsupported: no claim in this answer kept a citation that its source backs.[/red]")
-    if answer.removed:
-        out.print(f"[yellow]Removed citations to sources that were not given: {answer.removed}[/yellow]")
-    out.print()
-    shown: set[int] = set()
-    for c in answer.citations:
-        if c.n not in shown:
-            shown.add(c.n)
-            link = answer.sources[c.n - 1].paper.link if 1 <= c.n <= len(answer.sources) else None
-            title = f"[bold]\\[{c.n}][/bold] {escape(terminal_safe(c.title))}"
-            out.print(title + (f" {escape(link)}" if link else ""), highlight=False)
-        if c.quote:  # a computed metadata answer quotes nothing
-            flag = "" if c.supported else " (unsupported)"
-            out.print(f"    \"{terminal_safe(c.quote)}\"{flag}", markup=False, highlight=False)
-    if answer.uncited:
-        titles = "; ".join(terminal_safe(h.paper.display_title) for h in answer.sources if h.paper.paper_id in answer.uncited)
-        out.print(f"[yellow]Also relevant but not in the answer:[/yellow] {escape(titles)}", highlight=False)
 
 
 @app.command("eval")

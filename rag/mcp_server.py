@@ -12,7 +12,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import Field
 
-from rag.api import EngineHolder, check_scope, paper_json
+from rag.api import check_scope, paper_json
+from rag.app import EngineHolder
 from rag.config import Settings
 from rag.errors import UserError
 

@@ -67,6 +67,9 @@ class WaitingLLM:
         self.waiting = 0
         self._lock = threading.Lock()
 
+    def yes_probability(self, messages: list[dict[str, str]]) -> None:
+        return None  # no verdict: the offline judgement stands, and the answers go on to wait in `stream`
+
     def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
         with self._lock:
             self.waiting += 1

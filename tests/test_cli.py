@@ -131,14 +131,14 @@ def test_bad_file_among_good_ones_is_skipped(tmp_path, pid_of):
 
 def test_the_footer_quotes_what_was_quoted_and_nothing_for_a_computed_answer(capsys):
     """A metadata answer cites papers without quoting them: no empty quote marks under its source."""
-    from rag import cli
+    from rag import console
     from rag.types import Answer, Citation, Hit, Paper
 
     paper = Paper("p1", "PaLM", "An abstract.")
     computed = Citation(n=1, paper_id="p1", title="PaLM", claim="c", quote="", quote_start=0, quote_end=0, support=1.0, supported=True)
     quoted = Citation(n=1, paper_id="p1", title="PaLM", claim="c", quote="An abstract.", quote_start=0, quote_end=12, support=1.0, supported=True)
     for citation, expected in ((computed, None), (quoted, '"An abstract."')):
-        cli._print_answer_footer(Answer(question="q", text="t [1]", mode="extractive", model="m", citations=[citation], sources=[Hit(paper, 1.0)]))
+        console.print_answer_footer(Answer(question="q", text="t [1]", mode="extractive", model="m", citations=[citation], sources=[Hit(paper, 1.0)]))
         printed = capsys.readouterr().out
         assert "[1] PaLM" in printed
         assert ('""' in printed) is False and (expected is None or expected in printed)
@@ -147,11 +147,11 @@ def test_the_footer_quotes_what_was_quoted_and_nothing_for_a_computed_answer(cap
 def test_the_footer_of_a_refusal_shows_its_notice_as_plain_text(capsys):
     """A refusal's notice names the papers a year filter left out; their titles are untrusted text, so a
     bracketed title prints as written instead of being read as terminal markup."""
-    from rag import cli
+    from rag import console
     from rag.types import Answer
 
     notice = "1 more match but have no known year: [bold]Speculative Decoding[/bold] Revisited."
-    cli._print_answer_footer(Answer(question="q", text="The corpus does not answer this.", mode="extractive", model="m", refused=True, notice=notice))
+    console.print_answer_footer(Answer(question="q", text="The corpus does not answer this.", mode="extractive", model="m", refused=True, notice=notice))
     assert notice in " ".join(capsys.readouterr().out.split())
 
 
@@ -162,14 +162,14 @@ def test_the_footer_of_a_refusal_shows_its_notice_as_plain_text(capsys):
 )
 def test_only_a_read_only_command_that_succeeded_skips_the_teardown(monkeypatch, read_only, wrote, code, ends_at_once):
     """Skipping the interpreter's teardown is safe only when nothing was written: never after an ingest."""
-    from rag import cli
+    from rag import cli, console
 
     ended: list[int] = []
     monkeypatch.setattr(cli.os, "_exit", ended.append)
-    monkeypatch.setattr(cli, "_run", cli._Run())
+    monkeypatch.setattr(cli, "session", console.Session())
 
     def command() -> None:
-        cli._run.read_only, cli._run.wrote = read_only, wrote
+        cli.session.read_only, cli.session.wrote = read_only, wrote
         sys.exit(code)
 
     monkeypatch.setattr(cli, "app", command)

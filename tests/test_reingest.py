@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from conftest import LANG_FILE, SCI_FILE, SMALL
-from rag import cli, index
+from rag import console, index
 from rag import corpus as corpus_mod
 from rag.embed import HashingEmbedding
 from rag.index import INGEST_KEY, ingest, open_store
@@ -86,8 +86,8 @@ def test_unchanged_files_are_neither_parsed_nor_compared(folder, settings, hashi
 def test_the_summary_line_counts_the_unread_papers_as_unchanged(folder, settings, hashing, monkeypatch):
     ingest([folder], settings, hashing)
     out = io.StringIO()
-    monkeypatch.setattr(cli, "err", Console(file=out, width=200))
-    assert cli.run_ingest(settings, [folder], hashing) == 0
+    monkeypatch.setattr(console, "err", Console(file=out, width=200))
+    assert console.run_ingest(settings, [folder], hashing) == 0
     assert f"{PAPERS} papers: 0 added, 0 changed, 0 relabelled, 0 deleted, {PAPERS} unchanged" in out.getvalue()
 
 
@@ -236,7 +236,7 @@ def test_two_clients_of_one_server_share_the_record(chroma_server, make_settings
 def test_a_long_running_server_answers_from_what_another_machine_ingested(chroma_server, make_settings, folder, hashing, tmp_path):
     """B's API engine, opened before A ingests more, finds A's new papers by their words on the next request."""
     from rag.answer import Engine
-    from rag.api import EngineHolder
+    from rag.app import EngineHolder
     from rag.retrieve import Retriever
 
     a, b = two_machines(chroma_server, make_settings, tmp_path)

@@ -1,0 +1,58 @@
+"""The service layer under every front door: the engine opened from settings, and one engine shared by a server.
+
+The CLI, `rag chat`, the HTTP API, the MCP server and the eval scripts open the index and the engine here,
+so the wiring (embedder, store, auto-ingest of an empty index, LLM) is written once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rag.config import Settings
+from rag.console import err, progress_bar, run_ingest
+
+if TYPE_CHECKING:  # the engine's imports cost a second that `rag ingest` and `rag --help` never need
+    from rag.answer import Engine
+
+
+def open_retriever(settings: Settings) -> Any:
+    """The retriever over the index, ingesting the default corpus first when the index is empty."""
+    from rag.embed import make_embedder
+    from rag.index import open_store
+    from rag.retrieve import Retriever
+
+    embedder = make_embedder(settings)
+    store = open_store(settings)
+    if store.empty():
+        err.print("The index is empty: ingesting the default corpus first.")
+        run_ingest(settings, settings.corpus_paths, embedder, store=store)
+    with progress_bar("indexing words") as on_progress:
+        return Retriever(settings, embedder, store, on_progress=on_progress)
+
+
+def build_engine(settings: Settings) -> Engine:
+    """The engine over the configured index (ingesting the default corpus into an empty one), warmed up
+    so that the first concurrent requests do not each load the embedding model."""
+    from rag.answer import make_engine
+
+    engine = make_engine(settings, open_retriever(settings))
+    engine.retriever.search("warm up the query embedder", 1)
+    return engine
+
+
+class EngineHolder:
+    """One engine for all requests, built on first use behind a lock: the server starts at once, and a
+    broken index or LLM setting is reported to each request as a one-line error instead of a crash."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None, build: Callable[[Settings], Engine] = build_engine) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._build = build
+        self._lock = threading.Lock()
+
+    def get(self) -> Engine:
+        with self._lock:
+            self._engine = self._build(self._settings) if self._engine is None else self._engine.current()
+            return self._engine
