@@ -34,6 +34,9 @@ class Scripted:
     def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
         yield self.reply
 
+    def yes_probability(self, messages: list[dict[str, str]]) -> None:
+        return None  # a saved run kept no verdicts: the offline judgement stands
+
 
 def replay(rows: list[dict], questions: dict[tuple[str, str], evaluate.Question], engine: Engine, chat: Scripted) -> list[dict]:
     """The rows with each model-written answer re-checked; the others as they were."""

@@ -483,10 +483,9 @@ def warm_search(settings: Settings, embedder: Any, questions: list[str]) -> dict
 
 def load_questions(limit: int = QUERIES) -> list[str]:
     """The first `limit` questions of eval/datasets/*.jsonl, in file order: the same set every run."""
-    from rag.evaluate import load_dataset
+    from rag.evaluate import load_datasets
 
-    files = sorted((PROJECT_ROOT / "eval" / "datasets").glob("*.jsonl"))
-    questions = [q.question for f in files for q in load_dataset(f)][:limit]
+    questions = [q.question for q in load_datasets([PROJECT_ROOT / "eval" / "datasets"])][:limit]
     if len(questions) < 2:
         raise ConfigError("the benchmark times searches with eval/datasets/*.jsonl questions; that folder has fewer than 2")
     return questions
