@@ -208,20 +208,20 @@ class Engine:
         answer.refused, answer.notice, answer.model, answer.declined = True, "", self.model, False
         answer.sources = answer.sources[:3]
 
-    def writer(self, intent: Intent) -> tuple[ExtractiveAnswerer | LLMAnswerer, str]:
+    def writer(self, intent: Intent, sources: list[Hit]) -> tuple[ExtractiveAnswerer | LLMAnswerer, str]:
         """Who writes this answer, and why not the LLM when it is configured but does not write. A list is
         written by code from the judgements (a small model stops after the first paper); an LLM that could
         not be reached while judging is not asked again."""
         if self.answerer is self.quoter:
             return self.quoter, ""
-        if isinstance(self.judge, LLMJudge) and self.judge.unreachable:
-            return self.quoter, LLM_DOWN_NOTICE.format(why=self.judge.unreachable)
+        if why := evidence.unreachable(sources):
+            return self.quoter, LLM_DOWN_NOTICE.format(why=why)
         if intent.is_list and not asks_for_one(intent.query):
             return self.quoter, ""
         return self.answerer, ""
 
     def _generate(self, answer: Answer, intent: Intent, t0: float) -> Iterator[str]:
-        writer, answer.notice = self.writer(intent)
+        writer, answer.notice = self.writer(intent, answer.sources)
         if writer is self.quoter and self.answerer is not self.quoter:
             answer.mode, answer.model = "extractive", self.quoter.name if answer.notice else LIST_BY_CODE.format(model=self.model)
         if writer is not self.quoter:

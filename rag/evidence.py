@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
+from typing import Any
 
 from rag.errors import LLMError
 from rag.extractive import ExtractiveAnswerer
@@ -127,36 +128,36 @@ class OfflineJudge:
 class LLMJudge:
     """Asks a chat model about each paper, concurrently; falls back to `offline` per paper."""
 
-    def __init__(self, chat: object, offline: OfflineJudge, concurrency: int) -> None:
+    def __init__(self, chat: Any, offline: OfflineJudge, concurrency: int) -> None:
         self.chat = chat
         self.offline = offline
         self.concurrency = concurrency
-        self.unreachable = ""  # why every request failed, when they all did (the engine then answers without the LLM)
 
     def judge(self, intent: Intent, hits: list[Hit], on_progress: Progress | None = None) -> list[Judgement]:
         offline = self.offline.judge(intent, hits)
         probabilities, errors = self._ask_all(intent, hits, on_progress)
-        self.unreachable = errors[0] if hits and len(errors) == len(hits) else ""
         known = [p for p in probabilities if p is not None]
-        if not known or max(known) - min(known) < LLM_SPREAD:
-            return offline
+        if not known or max(known) - min(known) < LLM_SPREAD:  # no verdict that tells the papers apart
+            return [replace(o, by=FAILED, error=e) if e else o for o, e in zip(offline, errors)]
         if self.offline.anchored(intent.query, hits):  # the corpus's own words decide; the model orders
-            return [replace(o, strength=p, by="llm") if p is not None else _combined(o, p, 0.0, False) for o, p in zip(offline, probabilities)]
+            return [replace(o, strength=p, by="llm") if p is not None else _unjudged(o, e)
+                    for o, p, e in zip(offline, probabilities, errors)]
         best = max(known)
         floor = self.offline.relevance.refuse_below
+        above = [self.offline.relevance.score(intent.query, h) >= floor for h in hits]
         return [
-            _combined(o, p, best, self.offline.relevance.score(intent.query, h) >= floor)
-            for h, o, p in zip(hits, offline, probabilities)
+            _combined(o, p, best, a) if p is not None else _unjudged(o, e)
+            for o, p, e, a in zip(offline, probabilities, errors, above)
         ]
 
     def _ask_all(
         self, intent: Intent, hits: list[Hit], on_progress: Progress | None
     ) -> tuple[list[float | None], list[str]]:
-        """Each paper's probability of "yes" (None: no verdict), in the hits' order whatever order the
-        requests finish in, and the failures' messages. After a failure (the client has already retried)
-        no more requests are sent: an endpoint that is down costs one timeout, not one a paper."""
+        """Each paper's probability of "yes" (None: no verdict) and why its request failed ("": it did not),
+        in the hits' order whatever order the requests finish in. After a failure (the client has already
+        retried) no more requests are sent: an endpoint that is down costs one timeout, not one a paper."""
         probabilities: list[float | None] = [None] * len(hits)
-        errors: list[str] = []
+        errors = [""] * len(hits)
         failed = threading.Event()
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
             futures = {pool.submit(self._ask, intent.query, h, failed): i for i, h in enumerate(hits)}
@@ -165,12 +166,13 @@ class LLMJudge:
                 try:
                     probabilities[i] = future.result()
                 except LLMError as e:
-                    errors.append(str(e))
+                    errors[i] = str(e)
                 except _NotAsked:
-                    errors.append("")
+                    errors[i] = NOT_ASKED
                 if on_progress:
                     on_progress(done, len(hits), hits[i].paper.display_title)
-        return probabilities, sorted(errors, key=lambda e: not e)  # the first real reason first
+        reason = next((e for e in errors if e and e != NOT_ASKED), "")
+        return probabilities, [reason if e == NOT_ASKED else e for e in errors]
 
     def _ask(self, question: str, hit: Hit, failed: threading.Event) -> float | None:
         if failed.is_set():
@@ -187,12 +189,25 @@ class _NotAsked(Exception):
     """A paper not put to the LLM because an earlier request failed."""
 
 
-def _combined(offline: Judgement, p: float | None, best: float, above_floor: bool) -> Judgement:
-    """The LLM's verdict on one paper with the offline judgement's sentences; no verdict: the offline one."""
-    if p is None:
-        return replace(offline, by="offline (llm failed)")
+FAILED = "offline (llm failed)"
+NOT_ASKED = "not asked"
+
+
+def _unjudged(offline: Judgement, error: str) -> Judgement:
+    """A paper the model gave no verdict on: the offline judgement, marked when its request failed."""
+    return replace(offline, by=FAILED, error=error) if error else offline
+
+
+def _combined(offline: Judgement, p: float, best: float, above_floor: bool) -> Judgement:
+    """The LLM's verdict on one paper with the offline judgement's sentences."""
     relevant = p >= LLM_FLOOR and p >= best - LLM_GAP and above_floor and bool(offline.spans)
     return Judgement(relevant, p, offline.spans, "llm")
+
+
+def unreachable(hits: list[Hit]) -> str:
+    """Why the LLM could not judge any paper (every request failed), or "" when it judged some."""
+    errors = [h.judgement.error if h.judgement else "" for h in hits]
+    return errors[0] if errors and all(errors) else ""
 
 
 def read(

@@ -139,9 +139,11 @@ class Judgement:
     strength: float  # 0-1: the LLM's probability of "yes", or the paper's share of the best retrieval score
     spans: Spans = ()  # (start, end) of the answering sentences in the abstract, in their order
     by: str = "offline"  # "offline", "llm", or "offline (llm failed)" when that paper's request failed
+    error: str = ""  # why that paper's request failed
 
     def to_json(self) -> dict:
-        return {"relevant": self.relevant, "strength": round(self.strength, 6), "spans": [list(s) for s in self.spans], "by": self.by}
+        spans = [list(s) for s in self.spans]
+        return {"relevant": self.relevant, "strength": round(self.strength, 6), "spans": spans, "by": self.by, "error": self.error}
 
 
 @dataclass
