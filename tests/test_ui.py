@@ -150,7 +150,7 @@ def test_filters_that_exclude_the_fp8_paper_change_the_sources(small_app_env, ho
         assert all(2017 <= h.paper.year <= 2022 for h in answer.sources)
         # no paper of 2017-2022 is about FP8 training: a refusal, naming the closest of those years
         assert answer.refused and answer.sources
-        assert "Closest papers:" in [c.value for c in reply.caption]
+        assert "Closest papers (none is about the question):" in [c.value for c in reply.caption]
     else:
         assert all(FP8_FILE not in h.paper.sources for h in answer.sources)
 
@@ -161,11 +161,14 @@ def test_unanswerable_question_is_refused_with_the_closest_papers(small_app_env)
     reply = last_assistant(at)
     assert reply.info, "no refusal notice"
     assert reply.info[0].value.startswith(REFUSAL), reply.info[0].value
-    assert "Closest papers:" in [c.value for c in reply.caption]
-    cards = subheaders(reply)
-    assert 1 <= len(cards) <= 3 and cards[0].startswith("[1] "), cards
-    assert [s.proto.anchor for s in reply.subheader][:1] == ["src-0-1"]
-    assert at.session_state["messages"][0]["answer"].refused
+    assert "Closest papers (none is about the question):" in [c.value for c in reply.caption]
+    answer = at.session_state["messages"][0]["answer"]
+    assert answer.refused and 1 <= len(answer.sources) <= 3
+    assert subheaders(reply) == []  # no card: a refusal names its closest papers, one line each
+    from common import md_escape
+
+    lines = [m.value for m in reply.markdown if m.value.startswith("- ")]
+    assert lines == ["\n".join(f"- {md_escape(h.paper.display_title)}" for h in answer.sources)]
 
 
 def test_example_questions_are_buttons_on_an_empty_chat_and_clicking_one_asks_it(small_app_env):
@@ -429,3 +432,14 @@ def test_a_url_in_an_abstract_is_shown_as_text_not_a_link(monkeypatch: pytest.Mo
     assert any("FastGrad: Gradient Compression at https://fastgrad.example.org" in text for text in plain), shown
     links = [hit.group(0) for text in texts for hit in [*GFM_URL.finditer(text), *GFM_EMAIL.finditer(text)]]
     assert links == [], f"Markdown would link {links}"
+
+
+def test_every_sentence_an_answer_quotes_from_a_paper_is_highlighted(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(UI_DIR))
+    from common import highlighted
+
+    text = "First sentence. Second one here. Third and last."
+    shown = highlighted(text, [(0, 15), (33, 48), (0, 15)])
+    assert shown.count(":orange-background[") == 2
+    assert ":orange-background[First sentence\\.]" in shown and ":orange-background[Third and last\\.]" in shown
+    assert highlighted(text, []) == highlighted(text, [(5, 5)])  # nothing quoted, nothing marked

@@ -106,8 +106,8 @@ def sidebar(engine: Engine) -> tuple[Filters, int | None]:
         elif len(years) > 1 and st.checkbox("Only papers from these years", key="use_years"):
             year_from, year_to = st.slider("Years", years[0], years[-1], (years[0], years[-1]), key="years")
         sources = st.multiselect("Source files", files, key="sources", format_func=lambda f: names.get(f, f))
-        k = st.select_slider(
-            "Sources per answer", ["auto", *range(3, 21)], "auto", key="k",
+        k = st.selectbox(
+            "Sources per answer", ["auto", *range(3, 21)], index=0, key="k",
             help=f"auto: {engine.settings.answer_k}, or {engine.settings.list_k} for a 'which papers' question",
         )
         st.header("Answerer")
@@ -190,25 +190,32 @@ def paper_caption(paper: Paper) -> str:
     return " · ".join(parts)
 
 
-def paper_card(paper: Paper, anchor: str, label: str = "", flag: str = "", quote: tuple[int, int] | None = None) -> None:
-    """A card: `label` (Markdown) and title, date and file (then `flag`), and the abstract with `quote` highlighted."""
+def paper_card(paper: Paper, anchor: str, label: str = "", flag: str = "", quotes: list[tuple[int, int]] | None = None) -> None:
+    """A card: `label` (Markdown) and title, date and file (then `flag`), and the abstract with every quoted
+    sentence highlighted."""
     with st.container(border=True):
         st.subheader(label + md_escape(paper.display_title), anchor=anchor)  # a citation link's target
         st.caption(md_escape(paper_caption(paper)) + flag)
         if link := paper.link:  # built from a validated identifier, never from the paper's text
             st.link_button(md_escape(link.split("://", 1)[1]), link)
-        text = paper.abstract
-        if quote and quote[1] > quote[0]:
-            s, e = quote
-            body = md_escape(text[:s]) + ":orange-background[" + md_escape(text[s:e]) + "]" + md_escape(text[e:])
-        else:
-            body = md_escape(text)
-        st.markdown(body)
+        st.markdown(highlighted(paper.abstract, quotes or []))
 
 
-def source_card(n: int, hit: Hit, anchor: str, quote: tuple[int, int] | None = None, supported: bool | None = None) -> None:
+def highlighted(text: str, quotes: list[tuple[int, int]]) -> str:
+    """The text escaped, each quoted span on an orange background (overlaps and repeats merged)."""
+    pieces, at = [], 0
+    for s, e in sorted(set(q for q in quotes if q[1] > q[0])):
+        s = max(s, at)
+        if e <= s:
+            continue
+        pieces += [md_escape(text[at:s]), ":orange-background[" + md_escape(text[s:e]) + "]"]
+        at = e
+    return "".join(pieces) + md_escape(text[at:])
+
+
+def source_card(n: int, hit: Hit, anchor: str, quotes: list[tuple[int, int]] | None = None, supported: bool | None = None) -> None:
     """Source n of an answer, flagged when a citation of it is or is not backed by the quoted sentence."""
     flag = "" if supported is None else (" · :green[supported]" if supported else " · :red[**unsupported citation**]")
     if hit.withheld:
         flag += WITHHELD_FLAG
-    paper_card(hit.paper, anchor, f"[{n}] ", flag, quote)
+    paper_card(hit.paper, anchor, f"[{n}] ", flag, quotes)

@@ -18,11 +18,14 @@ EXAMPLES = [
 
 
 def show_answer(answer: Answer, index: int) -> None:
-    """The checked answer with clickable [n] markers, then one card per source."""
+    """The checked answer with clickable [n] markers, a card per cited paper (every sentence it quotes
+    highlighted), the relevant papers it left out collapsed; a refusal names its closest papers, a line each."""
     prefix = f"src-{index}"
     if answer.refused:
         st.info(md_escape(answer.text))
-        st.caption("Closest papers:")
+        if answer.sources:
+            st.caption("Closest papers (none is about the question):")
+            st.markdown("\n".join(f"- {md_escape(h.paper.display_title)}" for h in answer.sources))
     else:
         st.markdown(linked(answer.text, prefix))
         if answer.unsupported:
@@ -30,13 +33,21 @@ def show_answer(answer: Answer, index: int) -> None:
         if answer.removed:
             st.warning(f"Removed citations to sources that were not given: {answer.removed}")
     if answer.notice:
-        st.caption(md_escape(answer.notice))  # it names papers: their titles are corpus text
-    cited = {c.n: c for c in answer.citations}
-    uncited = set(answer.uncited)
+        st.caption(md_escape(answer.notice))
+    if answer.refused:
+        return
+    cited: dict[int, list] = {}
+    for c in answer.citations:
+        cited.setdefault(c.n, []).append(c)
     for n, hit in enumerate(answer.sources, 1):
-        c = cited.get(n)
-        if answer.refused or c or hit.paper.paper_id in uncited:
-            source_card(n, hit, f"{prefix}-{n}", (c.quote_start, c.quote_end) if c else None, c.supported if c else None)
+        if found := cited.get(n):
+            quotes = [(c.quote_start, c.quote_end) for c in found]
+            source_card(n, hit, f"{prefix}-{n}", quotes, all(c.supported for c in found))
+    left_out = [(n, h) for n, h in enumerate(answer.sources, 1) if h.paper.paper_id in set(answer.uncited)]
+    if left_out:
+        with st.expander(f"Also relevant, not quoted ({len(left_out)})"):
+            for n, hit in left_out:
+                source_card(n, hit, f"{prefix}-{n}")
 
 
 def ask(question: str, filters: Filters, k: int | None) -> None:
