@@ -239,7 +239,8 @@ def eval_command(
     result, timing = runs[mode]
     _print_summary(evaluate.by_split(result))
     report = out_dir / mode / "report.md" if compare else out_dir / "report.md"
-    out.print(f"{len(questions)} questions and {len(chats)} conversations in {timing['seconds']:.1f} s; report: {report}", highlight=False)
+    talks = f" and {len(chats)} conversations" if chats else ""
+    out.print(f"{len(questions)} questions{talks} in {timing['seconds']:.1f} s; report: {report}", highlight=False)
     if compare:
         _print_comparison(evaluate.write_comparison(runs, out_dir), list(runs))
         out.print(f"Side by side: {out_dir / 'compare.md'}", highlight=False)
