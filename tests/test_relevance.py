@@ -6,6 +6,7 @@ import pytest
 
 from rag.lexicon import Lexicon
 from rag.relevance import Relevance
+from rag.types import Hit, Paper
 
 PAPERS = {
     "a": ("VibeThinker: small reasoning", "We train VibeThinker, a 1.5B parameter model, and compare it with Llama 2 and GPT-4 on math."),
@@ -86,9 +87,7 @@ def test_the_shipped_stop_words_are_those_of_bm25s_and_nltk():
 # ------------------------------------------------------------ which papers a list answer names
 
 
-def hit(pid: str, score: float, dense: float | None = None) -> "Hit":
-    from rag.types import Hit, Paper
-
+def hit(pid: str, score: float, dense: float | None = None) -> Hit:
     title, abstract = PAPERS[pid]
     return Hit(Paper(pid, title, abstract), score, dense=score if dense is None else dense)
 
