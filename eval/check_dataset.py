@@ -28,7 +28,8 @@ import numpy as np
 
 from rag.corpus import load
 from rag.errors import CorpusError, UserError
-from rag.evaluate import KINDS, normalise
+from rag.evaluate import KINDS
+from rag.metrics import normalise
 from rag.metrics import ndcg_at_k
 from rag.types import Paper
 

@@ -15,10 +15,11 @@ import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import mean, median
+from statistics import median
 from typing import Any
 
 from rag import evaluate_chat, metrics
+from rag.metrics import average, mentions, share
 from rag.answer import Engine
 from rag.config import PROJECT_ROOT
 from rag.errors import ConfigError, CorpusError
@@ -121,20 +122,6 @@ def select(questions: list[Question], split: str) -> list[Question]:
     return chosen
 
 
-def normalise(text: str) -> str:
-    """Lower case, unify dashes and spacing, drop thousands separators: '1,000 x' matches '1000x'."""
-    text = text.lower().replace("−", "-").replace("–", "-")
-    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
-    return re.sub(r"\s+", "", text)
-
-
-def mentions(answer: str, facts: list[str]) -> float:
-    if not facts:
-        return 1.0
-    body = normalise(answer)
-    return sum(normalise(f) in body for f in facts) / len(facts)
-
-
 def retrieval_row(ranked: list[str], gold: set[str]) -> dict[str, float]:
     return {
         "hit@5": metrics.hit_at_k(ranked, gold, 5),
@@ -200,15 +187,6 @@ def evaluate_question(engine: Engine, q: Question, judged: bool = False) -> tupl
 # ------------------------------------------------------------ summaries
 
 
-def _avg(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return round(mean(present), 4) if present else None
-
-
-def _share(hits: int, of: int) -> float | None:
-    return round(hits / of, 4) if of else None
-
-
 def answer_summary(group: list[dict]) -> dict:
     answerable = [r for r in group if r["gold"]]
     unanswerable = [r for r in group if not r["gold"]]
@@ -216,18 +194,18 @@ def answer_summary(group: list[dict]) -> dict:
     refused = [r for r in group if r["answer"]["refused"]]
     return {
         "questions": len(group),
-        "accuracy": _share(sum(r["correct"] for r in group), len(group)),
-        "precision": _share(sum(r["correct"] for r in answered), len(answered)),
-        "citation_validity": _avg(r["answer"]["validity"] for r in group),
-        "citation_supported": _avg(r["answer"]["supported"] for r in group),
-        "citation_precision": _avg(r["answer"]["precision"] for r in answerable if not r["answer"]["refused"]),
-        "citation_recall": _avg(r["answer"]["recall"] for r in answerable),
-        "must_mention": _avg(r["answer"]["mentions"] for r in answerable),
-        "refusal_precision": _share(sum(not r["gold"] for r in refused), len(refused)),
-        "refusal_recall": _share(sum(r["answer"]["refused"] for r in unanswerable), len(unanswerable)),
-        "false_refusals": _share(sum(r["answer"]["refused"] for r in answerable), len(answerable)),
+        "accuracy": share(sum(r["correct"] for r in group), len(group)),
+        "precision": share(sum(r["correct"] for r in answered), len(answered)),
+        "citation_validity": average(r["answer"]["validity"] for r in group),
+        "citation_supported": average(r["answer"]["supported"] for r in group),
+        "citation_precision": average(r["answer"]["precision"] for r in answerable if not r["answer"]["refused"]),
+        "citation_recall": average(r["answer"]["recall"] for r in answerable),
+        "must_mention": average(r["answer"]["mentions"] for r in answerable),
+        "refusal_precision": share(sum(not r["gold"] for r in refused), len(refused)),
+        "refusal_recall": share(sum(r["answer"]["refused"] for r in unanswerable), len(unanswerable)),
+        "false_refusals": share(sum(r["answer"]["refused"] for r in answerable), len(answerable)),
         # LLM mode: questions the model declined though relevance passed, answered with quotes instead
-        "declined": _share(sum(r["answer"].get("declined", False) for r in group), len(group)),
+        "declined": share(sum(r["answer"].get("declined", False) for r in group), len(group)),
     }
 
 
@@ -236,7 +214,7 @@ def retrieval_summary(group: list[dict]) -> dict | None:
     answerable = [r for r in group if r["gold"]]
     if not answerable:
         return None
-    return {m: {metric: _avg(r[m][metric] for r in answerable) for metric in RETRIEVAL} for m in METHODS}
+    return {m: {metric: average(r[m][metric] for r in answerable) for metric in RETRIEVAL} for m in METHODS}
 
 
 def groups(rows: list[dict]) -> dict[str, list[dict]]:
@@ -256,7 +234,7 @@ def summarise_split(rows: list[dict]) -> dict:
     }
     if any("judge" in r for r in rows):  # LLM-judged, reported apart from the deterministic figures
         summary["judged"] = {
-            name: {m: _avg(r["judge"][m] for r in g if "judge" in r) for m in ("faithfulness", "relevancy")}
+            name: {m: average(r["judge"][m] for r in g if "judge" in r) for m in ("faithfulness", "relevancy")}
             for name, g in by_group.items()
         }
     return summary

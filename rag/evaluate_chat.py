@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import CorpusError
+from rag.metrics import average, mentions, share
 from rag.types import Answer, Conversation, Turn
 
 if TYPE_CHECKING:
@@ -41,12 +42,14 @@ class Chat:
 
 
 def is_chat_file(path: Path) -> bool:
-    """A question file whose records have `turns` holds conversations."""
-    first = next((line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()), "")
+    """A question file whose records have `turns` holds conversations (its first record tells)."""
+    with path.open(encoding="utf-8") as lines:
+        first = next((line for line in lines if line.strip()), "")
     try:
-        return isinstance(json.loads(first), dict) and "turns" in json.loads(first)
+        record = json.loads(first)
     except json.JSONDecodeError:
         return False
+    return isinstance(record, dict) and "turns" in record
 
 
 def load_chats(path: Path) -> list[Chat]:
@@ -77,8 +80,6 @@ def ask_chat(engine: Engine, chat: Chat) -> Answer:
 
 
 def score(answer: Answer, chat: Chat) -> dict:
-    from rag.evaluate import mentions
-
     gold = set(chat.gold)
     cited = list(dict.fromkeys(c.paper_id for c in answer.citations))
     row = {
@@ -113,16 +114,14 @@ def correct(answer: Answer, chat: Chat, cited: list[str]) -> bool:
 
 def summary(rows: list[dict]) -> dict:
     """Figures over all conversations and per follow-up type."""
-    from rag.evaluate import _avg, _share
-
     groups = {"all": rows} | {f"follow:{f}": [r for r in rows if r["follow"] == f] for f in FOLLOWS}
     return {
         name: {
             "questions": len(g),
-            "accuracy": _share(sum(r["correct"] for r in g), len(g)),
-            "citation_precision": _avg(r["precision"] for r in g),
-            "citation_recall": _avg(r["recall"] for r in g),
-            "must_mention": _avg(r["mentions"] for r in g),
+            "accuracy": share(sum(r["correct"] for r in g), len(g)),
+            "citation_precision": average(r["precision"] for r in g),
+            "citation_recall": average(r["recall"] for r in g),
+            "must_mention": average(r["mentions"] for r in g),
         }
         for name, g in groups.items() if g
     }

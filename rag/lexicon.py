@@ -16,20 +16,30 @@ import re
 import shutil
 import tempfile
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from rag.chunk import chunk_id
 from rag.config import Settings
-from rag.index import Store
 from rag.text import terms, versioned
 from rag.types import Filters
 
 Progress = Callable[[int, int], None]
+
+
+class Store(Protocol):
+    """What the lexicon reads of the index (`rag.index.Store`): its version stamp and its paper records.
+    Declared here so that the index, which refreshes the lexicon after an ingest, is not imported by it."""
+
+    def stamp(self) -> dict: ...
+
+    def count(self) -> int: ...
+
+    def records(self, include_documents: bool = False) -> Iterator[tuple[str, dict, str]]: ...
 _SURFACE = re.compile(r"\w[\w.\-]*\w|\w")  # words as written, hyphens and dots kept: gpt-3.5, mamba-2
 FORMAT = 3  # bumped when what the cache holds changes, so an older cache is rebuilt
 SHOW_PROGRESS_FROM = 2000  # papers: a smaller rebuild takes about a second and needs no bar

@@ -1,4 +1,5 @@
-"""Ranking metrics as trec_eval defines them (graded gains, log2 discount); the tests check them against ranx.
+"""Ranking metrics as trec_eval defines them (graded gains, log2 discount; the tests check them against ranx),
+and the small arithmetic of the answer figures (must-mention coverage, averages and shares of what applies).
 
 Gold is a set of relevant ids (grade 1 each) or a mapping id -> grade, where a grade of 0 or
 less means "judged not relevant". A ranking that lists an id twice counts it once, at its best rank.
@@ -7,6 +8,9 @@ less means "judged not relevant". A ranking that lists an id twice counts it onc
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
+from statistics import mean
 from collections.abc import Mapping, Sequence, Set
 
 Gold = Mapping[str, float] | Set[str]
@@ -51,3 +55,32 @@ def ndcg_at_k(ranked: Sequence[str], gold: Gold, k: int) -> float:
     dcg = sum(relevant.get(doc, 0.0) / math.log2(i + 1) for i, doc in enumerate(_top(ranked, k), 1))
     ideal = sum(g / math.log2(i + 1) for i, g in enumerate(sorted(relevant.values(), reverse=True)[:k], 1))
     return dcg / ideal
+
+
+# ------------------------------------------------------------ answer figures
+
+
+def normalise(text: str) -> str:
+    """Lower case, unify dashes and spacing, drop thousands separators: '1,000 x' matches '1000x'."""
+    text = text.lower().replace("−", "-").replace("–", "-")
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
+    return re.sub(r"\s+", "", text)
+
+
+def mentions(answer: str, facts: list[str]) -> float:
+    """Share of the must-mention facts that the answer states (after `normalise`); 1 when there are none."""
+    if not facts:
+        return 1.0
+    body = normalise(answer)
+    return sum(normalise(f) in body for f in facts) / len(facts)
+
+
+def average(values: Iterable[float | None]) -> float | None:
+    """The mean of the values that apply (None: the figure does not apply), rounded; None when none does."""
+    present = [v for v in values if v is not None]
+    return round(mean(present), 4) if present else None
+
+
+def share(hits: int, of: int) -> float | None:
+    """hits / of, rounded; None when there is nothing to count."""
+    return round(hits / of, 4) if of else None
