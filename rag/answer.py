@@ -15,7 +15,7 @@ from rag import cite, evidence, metadata
 from rag.config import Settings
 from rag.errors import LLMError, QuestionError
 from rag.evidence import LLMJudge, OfflineJudge, Progress
-from rag.extractive import ExtractiveAnswerer, asks_for_one
+from rag.extractive import ExtractiveAnswerer, asks_for_one, grouped
 from rag.followup import FollowUps
 from rag.llm import ChatModel
 from rag.prompt import LLMAnswerer
@@ -118,6 +118,8 @@ class Engine:
         reason = self.refusal(intent, hits, on_topic)
         if reason is None:
             answer.sources = evidence.read(self.judge, intent, hits, on_progress)
+            if intent.is_summary:
+                answer.sources = grouped(answer.sources)  # a summary names its papers by what they report
             answer.timings["judge"] = time.perf_counter() - t0 - answer.timings["retrieve"]
             if not metadata_only(intent) and not any(h.relevant for h in answer.sources):
                 reason = ""

@@ -63,7 +63,7 @@ class OfflineJudge:
             return []
         relevant = self.relevant(intent.query, hits)
         top = max(h.score for h in hits) or 1.0
-        spans = [self.quoter.evidence_spans(intent.query, h, intent.is_numeric) for h in hits]
+        spans = [self.quoter.evidence_spans(intent.query, h, intent.is_numeric, intent.is_summary) for h in hits]
         judged = [Judgement(i in relevant, h.score / top, s, self.by) for i, (h, s) in enumerate(zip(hits, spans), 1)]
         if on_progress:
             on_progress(len(hits), len(hits), "")

@@ -34,6 +34,13 @@ _FINDING = re.compile(
     r"state-of-the-art|results? show|we show|we find|demonstrat)\w*",
     re.I,
 )
+# What a summary groups its papers by: the kind of result their quoted sentences report, in this order.
+_REPORTS = [
+    ("Speed", re.compile(r"\b(?:speed-?ups?|faster|throughput|latency|wall-?clock|accelerat\w*)\b", re.I)),
+    ("Memory", re.compile(r"\b(?:memory|footprint|[GMT]B|compress\w*)\b")),
+    ("Accuracy and quality", re.compile(r"\b(?:accura\w*|perplexity|BLEU|F1|scores?|outperform\w*|state-of-the-art|error)\b", re.I)),
+]
+OTHER = "Other findings"
 # "Which paper argues ...": a list question's words, but one paper is asked for.
 _ONE = re.compile(r"\b(?:which|what) (?:one |single )?(?:paper|work|study|article|publication|method|approach)\b(?! or\b)", re.I)
 _NAME = r"([A-Z][\w\-]*[A-Z0-9][\w\-]*)(?<![A-Z]s)"  # COAT, FedLoGe, DP-LoRA; not a plural like LLMs
@@ -54,6 +61,20 @@ _SMALL = frozenset({"of", "for", "and", "the", "a", "an", "to", "in", "on", "wit
 def asks_for_one(question: str) -> bool:
     """The question asks which single paper (or method) does something: answered like a lookup, from the best one."""
     return bool(_ONE.search(question))
+
+
+def reports(hit: Hit) -> str:
+    """What kind of result a paper's quoted findings report (`_REPORTS`), for grouping a summary."""
+    text = " ".join(q for q in hit.quotes() if _FIGURE.search(q) or _FINDING.search(q))
+    return next((name for name, pattern in _REPORTS if pattern.search(text)), OTHER)
+
+
+def grouped(hits: list[Hit]) -> list[Hit]:
+    """A summary's relevant papers grouped by what they report, strongest first within a group (the sort is
+    stable), then the others: the [n] then count the papers in the order the answer names them."""
+    order = [name for name, _ in _REPORTS] + [OTHER]
+    relevant = sorted((h for h in hits if h.relevant), key=lambda h: order.index(reports(h)))
+    return relevant + [h for h in hits if not h.relevant]
 
 
 def method_name(paper: Paper) -> str:
@@ -131,8 +152,10 @@ class ExtractiveAnswerer:
         else:
             near = self.relevance.relevant(intent.query, hits, NEAR)  # a lookup: one paper, unless another is as close
             keep = sorted({1, *(i for i in near if hits[i - 1].relevant and hits[i - 1].quotes())})
-        lines = [self._paper_line(i, hits[i - 1], intent.is_numeric) for i in keep]
-        return "\n".join(f"- {line}" for line in lines) if len(lines) > 1 or (listed and intent.is_list) else lines[0]
+        lines = [f"- {self._paper_line(i, hits[i - 1], intent.is_numeric)}" for i in keep]
+        if intent.is_summary and listed and len({reports(hits[i - 1]) for i in keep}) > 1:
+            return "\n".join(_headed(lines, [reports(hits[i - 1]) for i in keep]))
+        return "\n".join(lines) if len(lines) > 1 or (listed and intent.is_list) else lines[0][2:]
 
     def _paper_line(self, n: int, hit: Hit, numeric: bool) -> str:
         """The paper's name and its answering sentences; asked for a number its sentences lack, it says so."""
@@ -147,19 +170,24 @@ class ExtractiveAnswerer:
             return f"{p.display_title} lists {p.authors} authors [{n}]." if p.authors else f"The corpus does not record the authors of {p.display_title} [{n}]."
         return f"{p.display_title} is dated {p.date_raw} [{n}]." if p.date_raw else f"The corpus does not record the date of {p.display_title} [{n}]."
 
-    def evidence_spans(self, query: str, hit: Hit, numeric: bool = False) -> tuple[tuple[int, int], ...]:
+    def evidence_spans(self, query: str, hit: Hit, numeric: bool = False, results: bool = False) -> tuple[tuple[int, int], ...]:
         """Offsets of up to three sentences of the abstract, in their order: the one that best answers the
-        query, plus findings (numbers, results) and the sentence naming the method when they bear on it."""
+        query, plus findings (numbers, results) and the sentence naming the method when they bear on it;
+        with `results` (a summary), a sentence reporting a figure when the abstract has one."""
         scored = self._scored(query, hit, numeric)
         if not scored:
             return ()
         best = max(scored, key=lambda s: (s[0], -s[1]))
         chosen = {best[1]: best}
-        for row in sorted(scored, key=lambda s: (-s[0], s[1])):
-            if len(chosen) >= MAX_SENTENCES:
+        ranked = sorted(scored, key=lambda s: (-s[0], s[1]))
+        for row in ranked:
+            if len(chosen) >= MAX_SENTENCES - results:
                 break
             if row[1] not in chosen and row[0] >= 0.5 * best[0] and (row[3] or row[4]):
                 chosen[row[1]] = row
+        if results and not any(_FIGURE.search(row[2]) for row in chosen.values()):
+            # asked what papers report: the paper's best sentence with a figure, however few words it shares
+            chosen.update({row[1]: row for row in [r for r in ranked if _FIGURE.search(r[2]) and _FINDING.search(r[2])][:1]})
         return tuple((start, start + len(row[2])) for start, row in sorted(chosen.items()))
 
     def excerpt(self, query: str, hit: Hit, n: int) -> str:
@@ -196,3 +224,11 @@ class ExtractiveAnswerer:
             score *= 1 + (0.2 if numeric else 0.1) * finding
             scored.append((score, start, sentence, finding, bool(name) and name in sentence.lower()))
         return scored
+
+
+def _headed(lines: list[str], groups: list[str]) -> Iterator[str]:
+    """The lines of a grouped summary, each group opened by its name."""
+    for i, (line, group) in enumerate(zip(lines, groups)):
+        if i == 0 or group != groups[i - 1]:
+            yield f"{group}:"
+        yield line

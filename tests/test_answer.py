@@ -720,7 +720,24 @@ def test_a_summary_is_given_the_list_sources_and_names_each_relevant_paper(tiny)
     cited = [summary.sources[c.n - 1] for c in summary.citations]
     named = [summary.sources[i - 1] for i in engine.relevance.relevant(summary.standalone_question, summary.sources)]
     assert len(named) >= 2 and {h.paper.paper_id for h in cited} == {h.paper.paper_id for h in named}
-    assert all(line.startswith("- ") for line in summary.text.splitlines())
+    assert all(line.startswith("- ") or line.endswith(":") for line in summary.text.splitlines())
+
+
+def test_a_summary_groups_its_papers_by_what_they_report_and_numbers_them_in_order(embedder, make_settings, tmp_path):
+    """Papers reporting speed come under one heading, those reporting accuracy under another; the [n] still
+    count the papers in the order the answer names them, and a summary quotes each paper's figure."""
+    from rag.extractive import grouped, reports
+    from rag.types import Judgement
+
+    def judged(pid: str, abstract: str, relevant: bool = True) -> Hit:
+        spans = tuple(sentence_spans(abstract))
+        return Hit(paper(pid, f"Paper {pid}", abstract), score=1.0, judgement=Judgement(relevant, 1.0, spans, "offline"))
+
+    accurate = judged("a", "We study sparse experts. Our router improves accuracy by 4 points.")
+    fast = judged("b", "We study sparse experts. Training is 3.5x faster than before.")
+    aside = judged("c", "We study rivers.", relevant=False)
+    assert [reports(h) for h in (accurate, fast)] == ["Accuracy and quality", "Speed"]
+    assert [h.paper.paper_id for h in grouped([accurate, aside, fast])] == ["b", "a", "c"]
 
 
 @pytest.mark.parametrize(
