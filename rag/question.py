@@ -2,14 +2,15 @@
 
 What kind of answer it wants (a list of papers, a summary, a lookup, a how-to, metadata), the year span
 it names as a filter (text search cannot match dates), the text retrieval searches for, whether it asks
-for a number or for one paper, and whether it points back at the previous answer. Years and periods are
-read by `rag.question_dates` and metadata questions by `rag.question_meta`, for every reader alike.
+for a number or for one paper, and whether it points back at the previous answer. Years and periods have
+one grammar (`rag.question_dates`), read alike for the year filter and for metadata questions (`rag.question_meta`).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from rag.errors import QuestionError
 from rag.question_dates import find_period
@@ -19,7 +20,7 @@ from rag.text import terms
 from rag.types import Filters
 
 MAX_K = 100
-KINDS = ("list", "summary", "lookup", "how-to", "metadata")
+Kind = Literal["list", "summary", "lookup", "how-to", "metadata"]
 
 _LIST = re.compile(
     r"\b(which|what|list|name|find|show)\b(?: all| the| any| other)*"
@@ -66,7 +67,7 @@ class Intent:
     text: str  # the question as asked
     query: str  # what retrieval searches for: the question without its year phrase
     filters: Filters
-    kind: str = "lookup"  # one of KINDS
+    kind: Kind = "lookup"
     is_numeric: bool = False
     asks: str | None = None  # "authors" or "date" of a named paper the metadata grammar could not read
     meta: MetaQuery | None = None  # a question about the corpus's metadata, answered by rag.metadata
@@ -104,7 +105,7 @@ def read_question(question: str, filters: Filters = Filters()) -> Intent:
     )
 
 
-def _kind(question: str, asks: str | None, meta: MetaQuery | None) -> str:
+def _kind(question: str, asks: str | None, meta: MetaQuery | None) -> Kind:
     if asks or meta:
         return "metadata"
     if _LIST.search(question):
