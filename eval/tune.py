@@ -19,7 +19,7 @@ from rag.answer import Engine
 from rag.config import DATASETS_DIR, Settings
 from rag.embed import make_embedder
 from rag.index import ingest, open_store
-from rag.query import analyse
+from rag.question import read_question
 from rag.retrieve import Retriever
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 1.0)
@@ -37,7 +37,7 @@ def retrieval_grid(settings: Settings, embedder: object, questions: list[evaluat
     def ndcg(retriever: Retriever, method: str) -> dict[str, list[float]]:
         by_group: dict[str, list[float]] = {}
         for q in questions:
-            intent = analyse(q.question)
+            intent = read_question(q.question)
             ranked = [h.paper.paper_id for h in retriever.search(intent.query, 10, intent.filters, method=method)]
             value = evaluate.retrieval_row(ranked, set(q.gold))["ndcg@10"]
             for group in ["all", *_groups(q)]:

@@ -15,15 +15,16 @@ from rag import cite, evidence, metadata
 from rag.config import Settings
 from rag.errors import LLMError, QuestionError
 from rag.evidence import LLMJudge, OfflineJudge, Progress
-from rag.extractive import ExtractiveAnswerer, asks_for_one, grouped
+from rag.extractive import ExtractiveAnswerer, grouped
 from rag.followup import FollowUps
 from rag.llm import ChatModel
 from rag.prompt import LLMAnswerer
-from rag.query import Intent, analyse, check_request, needs_history, refers_back
-from rag.relevance import GENERIC, Relevance
+from rag.question import Intent, check_request, read_question
+from rag.question_dates import Period
+from rag.question_meta import MetaQuery
+from rag.relevance import Relevance
 from rag.retrieve import Retriever
 from rag.safety import inert, repeats_withheld, sanitize, sanitize_stream
-from rag.text import terms
 from rag.types import Answer, Citation, Conversation, Filters, Hit
 
 REFUSAL = "The corpus does not answer this."
@@ -97,19 +98,20 @@ class Engine:
         the checked `Answer` is the generator's return value. `on_progress` hears of each paper read."""
         t0 = time.perf_counter()
         self.validate(question, filters, k)
-        back, previous = self.back_reference(question, history)
+        asked = read_question(question, filters)
+        back, previous = self.back_reference(asked, history)
         if back:
-            answer = self.follow_up(question, back, previous, filters, history)
+            answer = self.follow_up(asked, previous, history)
             answer.timings["total"] = time.perf_counter() - t0
             yield from answer.text.splitlines(keepends=True)
             return answer
-        standalone = self.condense(question, history)
-        if (meta_query := metadata.parse(standalone)) is not None:
-            answer = self.metadata_answer(question, standalone, meta_query, filters)
+        standalone = self.condense(asked, history)
+        intent = asked if standalone == question else read_question(standalone, filters)
+        if intent.meta is not None:
+            answer = self.metadata_answer(question, standalone, intent.meta, filters)
             answer.timings["total"] = time.perf_counter() - t0
             yield answer.text
             return answer
-        intent = analyse(standalone, filters)
         listed = intent.is_list or intent.is_summary  # a summary covers every relevant paper, as a list does
         any_year = self.any_year(intent)
         hits, on_topic = self.search(intent, k or (self.settings.list_k if listed else self.settings.answer_k), any_year)
@@ -121,7 +123,7 @@ class Engine:
             if intent.is_summary:
                 answer.sources = grouped(answer.sources)  # a summary names its papers by what they report
             answer.timings["judge"] = time.perf_counter() - t0 - answer.timings["retrieve"]
-            if not metadata_only(intent) and not any(h.relevant for h in answer.sources):
+            if not intent.filter_only and not any(h.relevant for h in answer.sources):
                 reason = ""
         if reason is not None:
             self._refuse(answer, intent, reason)
@@ -142,16 +144,17 @@ class Engine:
         if not self.answerer.fits(question):
             raise QuestionError(f"the question does not fit the model's context (RAG_LLM_CONTEXT={self.settings.llm_context}); shorten it")
 
-    def back_reference(self, question: str, history: Conversation | None) -> tuple[str | None, list[Hit]]:
+    def back_reference(self, asked: Intent, history: Conversation | None) -> tuple[str | None, list[Hit]]:
         """Whether the question points back at the previous answer's papers ("those", "it"), and those papers."""
-        back = refers_back(question) if history and history.turns else None
+        back = asked.back if history and history.turns else None
         previous = self.followups.papers_of(history.turns[-1]) if back and history else []
         return (back, previous) if previous else (None, [])
 
-    def follow_up(self, question: str, back: str, previous: list[Hit], filters: Filters, history: Conversation | None) -> Answer:
+    def follow_up(self, asked: Intent, previous: list[Hit], history: Conversation | None) -> Answer:
         """An answer over the previous answer's papers (see rag/followup.py), checked like any other."""
         earlier = history.turns[-1].question if history and history.turns else ""
-        found = self.followups.answer(question, back, previous, filters, earlier)
+        question = asked.text
+        found = self.followups.answer(asked, previous, earlier)
         text, citations, removed = cite.check(sanitize(found.text), found.sources)
         answer = Answer(
             question=question, standalone_question=f"{earlier} {question}".strip(), text=text, mode="extractive", model=self.quoter.name,
@@ -160,11 +163,12 @@ class Engine:
         answer.unsupported = not found.computed and not any(c.supported for c in citations)
         return answer
 
-    def condense(self, question: str, history: Conversation | None) -> str:
+    def condense(self, asked: Intent, history: Conversation | None) -> str:
         """A follow-up question rewritten to stand alone, so retrieval sees its topic."""
-        if not history or not history.turns or not needs_history(question):
+        question = asked.text
+        if not history or not history.turns or not asked.continues:
             return question
-        if not refers_back(question) and self.offline.names_topic(question):
+        if not asked.back and self.offline.names_topic(question):
             return question  # "what about speculative decoding?": a new topic, searched afresh
         return self.answerer.condense(question, history.turns)
 
@@ -172,7 +176,7 @@ class Engine:
         """With a year filter on a topic, the best papers for the topic with the years left out (what
         `search` and `unknown_year_note` compare against); None without one."""
         f = intent.filters
-        if f.year_from is None and f.year_to is None or metadata_only(intent):
+        if f.year_from is None and f.year_to is None or intent.filter_only:
             return None
         return self.retriever.search(intent.query, self.settings.top_k, Filters(sources=f.sources))
 
@@ -192,7 +196,7 @@ class Engine:
         low relevance of every retrieved paper, or of every paper a year filter lets through, the other."""
         if not hits:
             return " No paper matches the filters." if intent.filters.active() else ""
-        if metadata_only(intent):
+        if intent.filter_only:
             return None  # "papers from 2019": the filter is the answer
         if unknown := self.relevance.unknown_names(intent.query):
             return f" No paper mentions {', '.join(unknown)}."
@@ -218,7 +222,7 @@ class Engine:
             return self.quoter, ""
         if why := evidence.unreachable(sources):
             return self.quoter, LLM_DOWN_NOTICE.format(why=why)
-        if intent.is_list and not asks_for_one(intent.query):
+        if intent.is_list and not intent.one:
             return self.quoter, ""
         return self.answerer, ""
 
@@ -253,7 +257,7 @@ class Engine:
             for c in answer.citations:  # a statement about metadata ("does not record the authors"), not a quote
                 c.supported = True
         answer.unsupported = not any(c.supported for c in answer.citations)
-        if (intent.is_list or intent.is_summary) and not asks_for_one(intent.query):
+        if (intent.is_list or intent.is_summary) and not intent.one:
             cited = {c.paper_id for c in answer.citations}
             answer.uncited = [h.paper.paper_id for h in answer.sources if h.relevant and h.paper.paper_id not in cited]
         answer.timings["check"] = time.perf_counter() - t
@@ -267,11 +271,11 @@ class Engine:
             yield piece
         return "".join(pieces)
 
-    def metadata_answer(self, question: str, standalone: str, query: metadata.MetaQuery, filters: Filters) -> Answer:
+    def metadata_answer(self, question: str, standalone: str, query: MetaQuery, filters: Filters) -> Answer:
         """Counts, superlatives and dates computed over every paper's metadata (a text search sees only
         its top hits); the values are not in the abstracts, so there is no support check to fail."""
         if query.period is None and (filters.year_from is not None or filters.year_to is not None):
-            query = replace(query, period=metadata.Period.years(filters.year_from, filters.year_to))
+            query = replace(query, period=Period.years(filters.year_from, filters.year_to))
         papers = [p for p in self.retriever.store.all_papers() if not filters.sources or set(filters.sources) & set(p.sources)]
         papers = [p for p in papers if filters.allows_labels(p.categories, p.venue)]
         topic_ids = None
@@ -301,11 +305,6 @@ class Engine:
             return ""
         titles = "; ".join(h.paper.display_title for h in keep)
         return sanitize(f"{len(keep)} more match but have no known year: {titles}.")
-
-
-def metadata_only(intent: Intent) -> bool:
-    """A question that is all filter and no topic, such as "which papers are from 2019?"."""
-    return intent.filters.active() and not set(terms(intent.query)) - GENERIC
 
 
 def make_engine(settings: Settings, retriever: Retriever) -> Engine:

@@ -44,7 +44,7 @@ from rag.errors import (
     UserError,
     redact,
 )
-from rag.query import too_long
+from rag.question import too_long
 from rag.text import sentences
 from rag.types import Answer, Conversation, Filters, Hit, Turn
 

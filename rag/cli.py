@@ -129,7 +129,7 @@ def search(
 ) -> None:
     """Find the papers that best match a question."""
     session.read_only = True
-    from rag.query import check_request
+    from rag.question import check_request
     from rag.types import Filters
 
     settings = get_settings()

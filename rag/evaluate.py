@@ -23,7 +23,7 @@ from rag.metrics import average, mentions, share
 from rag.answer import Engine
 from rag.config import PROJECT_ROOT
 from rag.errors import ConfigError, CorpusError
-from rag.query import analyse
+from rag.question import read_question
 from rag.types import Answer
 
 DATASETS = PROJECT_ROOT / "eval" / "datasets"
@@ -161,7 +161,7 @@ def correct(answer: dict, gold: set[str]) -> bool:
 
 def evaluate_question(engine: Engine, q: Question, judged: bool = False) -> tuple[dict, dict]:
     """The question's deterministic row for results.json, and its timings for timing.json."""
-    intent = analyse(q.question)
+    intent = read_question(q.question)
     gold = set(q.gold)
     row: dict = {
         "id": q.id, "dataset": q.dataset, "split": q.split, "kind": q.kind, "style": q.style,

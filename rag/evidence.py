@@ -28,7 +28,7 @@ from typing import Any
 from rag.errors import LLMError
 from rag.extractive import ExtractiveAnswerer
 from rag.prompt import judge_messages
-from rag.query import Intent
+from rag.question import Intent
 from rag.relevance import GENERIC, Relevance
 from rag.text import terms
 from rag.types import Hit, Judgement

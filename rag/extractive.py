@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 
 from rag.lexicon import Lexicon
-from rag.query import Intent
+from rag.question import Intent
 from rag.relevance import GENERIC, Relevance
 from rag.safety import WITHHELD
 from rag.text import sentence_spans, terms
@@ -41,8 +41,6 @@ _REPORTS = [
     ("Accuracy and quality", re.compile(r"\b(?:accura\w*|perplexity|BLEU|F1|scores?|outperform\w*|state-of-the-art|error)\b", re.I)),
 ]
 OTHER = "Other findings"
-# "Which paper argues ...": a list question's words, but one paper is asked for.
-_ONE = re.compile(r"\b(?:which|what) (?:one |single )?(?:paper|work|study|article|publication|method|approach)\b(?! or\b)", re.I)
 _NAME = r"([A-Z][\w\-]*[A-Z0-9][\w\-]*)(?<![A-Z]s)"  # COAT, FedLoGe, DP-LoRA; not a plural like LLMs
 _PROPOSE = r"\b(?:[Ww]e|[Tt]his paper|[Tt]his work) (?:propose|present|introduce|develop|design)s?\s+"
 _INTRODUCES = [
@@ -56,11 +54,6 @@ _INTRODUCES = [
 
 
 _SMALL = frozenset({"of", "for", "and", "the", "a", "an", "to", "in", "on", "with", "via", "by"})
-
-
-def asks_for_one(question: str) -> bool:
-    """The question asks which single paper (or method) does something: answered like a lookup, from the best one."""
-    return bool(_ONE.search(question))
 
 
 def reports(hit: Hit) -> str:
@@ -144,8 +137,8 @@ class ExtractiveAnswerer:
         (they come first, strongest first), a lookup the best one unless another is as close."""
         if intent.asks:
             return self._metadata(intent, hits)
-        listed = (intent.is_list or intent.is_summary) and not asks_for_one(intent.query)
-        if intent.filters.active() and not set(terms(intent.query)) - GENERIC:
+        listed = (intent.is_list or intent.is_summary) and not intent.one
+        if intent.filter_only:
             keep = [i for i, h in enumerate(hits, 1) if h.quotes()] or [1]  # "papers from 2019": the filter is the answer
         elif listed:
             keep = [i for i, h in enumerate(hits, 1) if h.relevant and h.quotes()] or [1]

@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 
 from rag.evidence import KEY_SHARE, OfflineJudge
 from rag.extractive import _FIGURE, label
-from rag.query import BACK_WORDS, Intent, analyse, is_yes_no, ordinal
+from rag.question import BACK_WORDS, Intent
 from rag.retrieve import Retriever
 from rag.safety import WITHHELD
 from rag.text import sentence_spans
-from rag.types import Filters, Hit, Judgement, Paper, Turn
+from rag.types import Hit, Judgement, Paper, Turn
 
 # A list line or lookup of an extractive answer opens with the paper's label: "- COAT: Compressing ...: <quote> [1]".
 _LINE_LABEL = re.compile(r"^(?:- )?(.+?): .*\[\d+\]", re.M)
@@ -58,17 +58,17 @@ class FollowUps:
                     break
         return ids
 
-    def answer(self, question: str, back: str, previous: list[Hit], filters: Filters, earlier: str) -> FollowUp:
-        intent = analyse(question, filters)
+    def answer(self, intent: Intent, previous: list[Hit], earlier: str) -> FollowUp:
+        question = intent.text
         if _NO_YEAR.search(question):
             return self._filtered(previous, lambda p: p.year is None, earlier)
         if _KNOWN_YEAR.search(question):
             return self._filtered(previous, lambda p: p.year is not None, earlier)
         if intent.filters.active():
             return self._filtered(previous, intent.filters.allows, earlier)
-        if back == "many":
+        if intent.back == "many":
             return self._narrowed(intent, previous)
-        one = _pick(previous, ordinal(question))
+        one = _pick(previous, intent.ordinal)
         if one is None:
             count = "one paper" if len(previous) == 1 else f"{len(previous)} papers"
             return FollowUp(f"The previous answer names only {count}.", [], computed=True)
@@ -101,7 +101,7 @@ class FollowUps:
         [hit] = self._quoted(query, [hit])
         quotes = " ".join(f"{s} [1]" for s in hit.quotes())
         name = label(hit.paper)
-        if is_yes_no(intent.query):
+        if intent.yes_no:
             verdict, sentence = self._yes_no(query, hit)
             if verdict is None:
                 return FollowUp(f"The abstract of {name} does not say. Closest: {quotes}", [hit], computed=True)

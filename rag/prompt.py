@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from rag.config import PROMPTS_DIR
-from rag.query import Intent
+from rag.question import Intent
 from rag.safety import inert, sanitize
 from rag.types import Hit, Turn
 

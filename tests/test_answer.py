@@ -685,22 +685,6 @@ def test_an_extractive_list_streams_a_piece_per_paper(tiny):
     assert "".join(pieces) == answer.text and all(piece.strip() for piece in pieces)
 
 
-@pytest.mark.parametrize(
-    ("question", "one"),
-    [
-        ("Which paper trains language models in 8-bit floating point?", True),
-        ("Which work makes an image model forget a class?", True),
-        ("which papers are about language models?", False),
-        ("Which paper or papers study language models?", False),
-        ("What methods compress the KV cache?", False),
-    ],
-)
-def test_a_question_for_one_paper_is_told_from_a_list_question(question, one):
-    from rag.extractive import asks_for_one
-
-    assert asks_for_one(question) is one
-
-
 def test_a_which_paper_question_is_answered_from_the_best_paper_alone(tiny):
     """"Which paper ..." reads as a list question but asks for one: one paper, no bullet, none reported left out."""
     _, answer = run(extractive(tiny), "Which paper trains language models in 8-bit floating point?")

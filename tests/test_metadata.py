@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from rag.corpus import load
-from rag.metadata import ASKS, EXAMPLES, AuthorRange, MetaQuery, Period, answer, month_of, parse
+from rag.metadata import EXAMPLES, answer, month_of
+from rag.question_dates import Period
+from rag.question_meta import ASKS, AuthorRange, MetaQuery, parse
 from rag.types import Paper
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +52,7 @@ def paper(pid: str, when: str = "", authors: int | None = None, org: str = "", t
         ("How many papers were published before 2020?", Period(None, (2019, 12))),
         ("How many papers came out after June 2024?", Period((2024, 7), None)),
         ("How many papers since 2023?", Period((2023, 1), None)),
+        ("How many papers are from no earlier than 2021?", Period((2021, 1), None)),
         ("how many papers are from March to June 2024", Period((2024, 3), (2024, 6))),
         ("how many papers are from between March 2023 and June 2024", Period((2023, 3), (2024, 6))),
         ("How many papers were published in May?", Period(months=(5, 5))),

@@ -114,12 +114,11 @@ def test_a_list_whose_question_no_paper_words_is_ranked_by_score_alone(relevance
 def test_a_lookup_cites_a_second_paper_only_when_it_is_nearly_as_close(relevance):
     from rag.evidence import OfflineJudge, read
     from rag.extractive import ExtractiveAnswerer
-    from rag.query import Intent
-    from rag.types import Filters
+    from rag.question import read_question
 
     answerer = ExtractiveAnswerer(relevance.lexicon, relevance)
     judge = OfflineJudge(relevance, answerer)
-    lookup = Intent("How is handwriting for Cyrillic scripts corrected?", Filters(), is_list=False, is_numeric=False)
+    lookup = read_question("How is handwriting for Cyrillic scripts corrected?")
     tied = read(judge, lookup, [hit("c", 0.5), hit("c", 0.49), hit("a", 0.45)])  # the same words, a hair lower in score
     assert "[1]" in answerer.answer(lookup, tied) and "[2]" in answerer.answer(lookup, tied)
     apart = read(judge, lookup, [hit("c", 0.5), hit("a", 0.49)])  # as close in score, but holding none of the words
