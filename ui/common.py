@@ -115,7 +115,7 @@ def sidebar(engine: Engine) -> tuple[Filters, int | None]:
         st.markdown(answerer_label(engine))
         st.header("Corpus")
         record = last_ingest(engine.settings) or {}
-        st.markdown(f"{len(papers)} papers in {len(files)} files  \nIndex last changed: {short_time(record.get('at'))}")
+        st.markdown(f"{len(papers)} papers in {len(files)} files  \nLast changed {short_time(record.get('at'))}")
         if st.button("Re-ingest the corpus"):
             run_ingest(engine.settings.corpus_paths, "Re-ingesting")
             st.rerun()

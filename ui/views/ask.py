@@ -79,13 +79,12 @@ def ask(question: str, filters: Filters, k: int | None) -> None:
 
 def main() -> None:
     st.session_state.setdefault("messages", [])
-    st.title("Ask the abstracts")  # the frame shows at once; the first run then loads the embedder and the index
+    st.title("Ask the abstracts")  # the frame first: the first run then loads the embedder and the index, with a spinner
     if st.sidebar.button("Start over", type="primary"):  # first in the sidebar, so no window is too short for it
         st.session_state.messages = []
         st.rerun()
     try:
-        with st.spinner("Loading the embedding model and the index (the first visit takes a while) ..."):
-            engine = get_engine()
+        engine = get_engine()
     except UserError as e:
         st.error(f"{e}")
         st.stop()
