@@ -53,6 +53,8 @@ _MARKER = re.compile(r"\[\d+\]")  # after the citation check every kept marker i
 
 Progress = Callable[[int, int], None]
 
+LAST_REPORT = "last_eval_report.txt"  # in the data dir: the folder `rag eval` last wrote its report to
+
 
 @dataclass
 class Question:
@@ -459,10 +461,14 @@ def timed_run(
     engine: Engine, questions: list[Question], out: Path, on_progress: Progress | None = None, judged: bool = False,
     chats: list[evaluate_chat.Chat] | None = None,
 ) -> tuple[dict, dict]:
-    """Run and write the report to `out`; the result and its timing."""
+    """Run and write the report to `out`, and name `out` in the data dir (the UI's Eval page opens it first);
+    the result and its timing."""
     started = time.perf_counter()
     result, timings = run(engine, questions, on_progress, judged, chats)
-    return result, write_report(result, out, time.perf_counter() - started, timings)
+    timing = write_report(result, out, time.perf_counter() - started, timings)
+    engine.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (engine.settings.data_dir / LAST_REPORT).write_text(str(out.resolve()))
+    return result, timing
 
 
 # ------------------------------------------------------------ extractive vs LLM

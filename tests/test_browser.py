@@ -6,7 +6,9 @@ work offline, so it drives /usr/bin/chromium):
     apt-get update && apt-get install -y chromium chromium-driver
     .venv/bin/pip install playwright        # not `playwright install`
 
-Screenshots go to test-artifacts/ at the repo root (gitignored).
+Every run writes screenshots of the first page (loading, then ready), an answer with its cards, a refusal,
+the corpus page and the eval page to test-artifacts/ at the repo root (gitignored), each taken once the
+test has checked what it shows.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ VIEWPORT = {"width": 1280, "height": 420}  # short, so the first source card sta
 FP8_QUESTION = "which papers report FP8 training speedups?"
 FP8_TITLE = "FP8 Formats Accelerate Large Language Model Pretraining Without Loss of Accuracy"
 INJECTION_QUESTION = "How does the cleaner remove inline markup from crawled web pages?"
+UNANSWERABLE = "What is the capital of Australia?"
+TALL = {"width": 1280, "height": 1000}  # a laptop window: the sidebar's buttons must fit without scrolling
 FIRST_LOAD_TIMEOUT_MS = 120_000  # the first session loads the embedder (and may build the index)
 ANSWER_TIMEOUT_MS = 60_000
 
@@ -155,6 +159,16 @@ def open_chat(page, server: Server) -> float:
     return t0
 
 
+def screenshot(page, name: str, full_page: bool = False) -> Path:
+    """Save what the page shows now as test-artifacts/NAME.png, saying where, for a reviewer to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(shot), full_page=full_page)
+    assert shot.stat().st_size > 10_000, f"{shot} is nearly empty"
+    print(f"\n[screenshot] {shot}")
+    return shot
+
+
 def type_question(page, question: str) -> None:
     box = page.locator(CHAT_INPUT)
     box.fill(question)
@@ -162,6 +176,41 @@ def type_question(page, question: str) -> None:
 
 
 # ------------------------------------------------------------------ tests
+
+
+def test_the_first_page_shows_its_frame_while_the_engine_loads(small_server: Server, page):
+    """The first visit loads the embedder and builds the index: the title and a loading notice show at once, so a
+    screenshot taken early is not blank; then the chat input and the sidebar arrive, Start over in full view."""
+    from playwright.sync_api import expect
+
+    page.set_viewport_size(TALL)
+    page.goto(small_server.url)
+    expect(page.locator("h1")).to_have_text("Ask the abstracts", timeout=30_000)
+    expect(page.get_by_text("Loading the embedding model").first).to_be_visible()
+    assert not page.locator(CHAT_INPUT).is_visible(), "the engine was ready before the loading state could be seen"
+    screenshot(page, "ui-loading")
+
+    page.locator(CHAT_INPUT).wait_for(state="visible", timeout=FIRST_LOAD_TIMEOUT_MS)
+    expect(page.get_by_role("button", name=FP8_QUESTION)).to_be_visible()
+    expect(page.get_by_role("button", name="Start over")).to_be_in_viewport(ratio=1)
+    expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("12 papers in 3 files")
+    screenshot(page, "ui-first-page")
+    assert not page.js_errors, page.js_errors
+
+
+def test_a_refusal_names_its_closest_papers_without_cards(small_server: Server, page):
+    from playwright.sync_api import expect
+
+    page.set_viewport_size(TALL)
+    open_chat(page, small_server)
+    type_question(page, UNANSWERABLE)
+    assistant = page.locator(MESSAGE).nth(1)
+    expect(assistant).to_contain_text("The corpus does not answer this", timeout=ANSWER_TIMEOUT_MS)
+    expect(assistant).to_contain_text("Closest papers (none is about the question):")
+    expect(assistant.locator("li")).not_to_have_count(0)
+    assert assistant.locator("h3").count() == 0, "a refusal shows no source card"
+    screenshot(page, "ui-refusal")
+    assert not page.js_errors, page.js_errors
 
 
 def test_fp8_answer_and_citation_link_in_a_real_browser(small_server: Server, page):
@@ -177,7 +226,7 @@ def test_fp8_answer_and_citation_link_in_a_real_browser(small_server: Server, pa
     link.wait_for(state="visible", timeout=ANSWER_TIMEOUT_MS)
     expect(assistant).to_contain_text(f"{FP8_TITLE}:")  # the answer line names the paper
     first_answer = time.perf_counter() - t0
-    print(f"\n[timing] page load -> chat input ready: {ready:.2f} s (first session: embedder load and index build)")
+    print(f"\n[timing] page load -> chat input ready: {ready:.2f} s")
     print(f"[timing] question submitted -> answer text: {time.perf_counter() - t_asked:.2f} s")
     print(f"[timing] page load -> first answer text: {first_answer:.2f} s")
 
@@ -207,12 +256,10 @@ def test_fp8_answer_and_citation_link_in_a_real_browser(small_server: Server, pa
     # The example questions went when the first question was asked: none is left to click in vain.
     assert page.get_by_role("button", name=FP8_QUESTION).count() == 0
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "ui-answer.png"
-    page.set_viewport_size({"width": 1280, "height": 1000})  # room for the answer and its card in one picture
+    page.set_viewport_size(TALL)  # room for the answer and its card in one picture
     page.wait_for_timeout(300)
-    page.screenshot(path=str(shot))
-    assert shot.stat().st_size > 10_000
+    expect(card).to_be_in_viewport()
+    screenshot(page, "ui-answer")
     assert not page.js_errors, page.js_errors
 
 
@@ -235,31 +282,38 @@ def test_pages_in_the_navigation_no_deploy_button_and_tables_that_fit(small_serv
     expect(nav.locator("a")).to_have_text(names)
     assert page.locator('[data-testid="stAppDeployButton"]').count() == 0
     assert page.get_by_role("button", name="Deploy").count() == 0
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "ui-ask.png"))
 
     nav.get_by_text("Corpus", exact=True).click()
     table = page.locator('[data-testid="stDataFrame"]')
     table.wait_for(state="visible", timeout=FIRST_LOAD_TIMEOUT_MS)
     expect(page.locator("h1")).to_have_text("Corpus")
+    expect(page.get_by_text("12 papers, the 3 without a title last.")).to_be_visible()
     page.wait_for_timeout(1000)  # the grid draws its columns after the frame appears
     assert page.locator(".dvn-scroller").count() >= 1, "the table grid was not drawn"
     assert not overflowing_tables(page), overflowing_tables(page)
     box = table.bounding_box()
     page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's tick box (header 35 px, rows 35 px)
     card = page.locator("h3#paper")
-    expect(card).to_contain_text("Neural machine translation systems", timeout=ANSWER_TIMEOUT_MS)  # first file, first paper
-    expect(page.get_by_text("Paper id ")).to_be_visible()
-    expect(page.get_by_text("no date · Untitled abstracts (abstracts.txt)")).to_be_visible()
+    expect(card).to_contain_text(FP8_TITLE, timeout=ANSWER_TIMEOUT_MS)  # titled papers first: the first file's first paper
+    expect(page.get_by_text("2023-10-12 · language_and_systems.jsonl")).to_be_visible()  # one date, one way
+    expect(page.get_by_text("Paper id")).to_have_count(0)
+    expect(page.get_by_text("gold list")).to_have_count(0)
     card.scroll_into_view_if_needed()
-    page.screenshot(path=str(ARTIFACTS / "ui-corpus.png"), full_page=True)
+    screenshot(page, "ui-corpus-card", full_page=True)
+
+    page.get_by_label("Search the papers").fill("FP8")
+    page.get_by_label("Search the papers").press("Enter")
+    expect(page.get_by_text("1 of 12 papers match, best first.")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+    page.wait_for_timeout(1000)
+    screenshot(page, "ui-corpus")
 
     nav.get_by_text("Eval report", exact=True).click()
+    expect(page.locator("h1")).to_have_text("Eval report", timeout=ANSWER_TIMEOUT_MS)
     expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(3, timeout=ANSWER_TIMEOUT_MS)
     expect(page.get_by_text("Refusals: no unanswerable questions in this set")).to_be_visible()
     page.wait_for_timeout(1000)
     assert not overflowing_tables(page), overflowing_tables(page)
-    page.screenshot(path=str(ARTIFACTS / "ui-eval.png"), full_page=True)
+    screenshot(page, "ui-eval", full_page=True)
 
     # A page's own address goes through the same navigation (not a page list of file names).
     page.goto(f"{small_server.url}/corpus")
@@ -300,6 +354,5 @@ def test_html_in_the_corpus_and_the_question_is_shown_as_text(injection_server: 
     print("\n[injection] second answer:", page.locator(MESSAGE).nth(3).inner_text()[:300].replace("\n", " | "))
     page.locator(MESSAGE).nth(2).evaluate("e => e.scrollIntoView({block: 'center'})")  # the HTML question, as text
     page.wait_for_timeout(300)
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "ui-injection.png"))
+    screenshot(page, "ui-injection")
     assert not page.js_errors, page.js_errors

@@ -200,6 +200,7 @@ def test_no_example_button_is_left_beside_the_first_answer(small_app_env):
 def test_start_over_clears_the_history(small_app_env):
     at = ask(run_app(), FP8_QUESTION)
     assert roles(at) == ["user", "assistant"]
+    assert at.sidebar.button[0].label == "Start over"  # above the filters, so a short window still shows it
 
     sidebar_button(at, "Start over").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -236,6 +237,7 @@ def test_dead_chroma_server_shows_a_readable_error(monkeypatch: pytest.MonkeyPat
         assert "RAG_CHROMA_HOST" in errors[0]  # says how to fix it
         assert "Traceback" not in errors[0]
         assert not at.chat_input  # the page stopped before the chat
+        assert at.title[0].value == "Ask the abstracts"  # the frame came before the engine
     finally:
         st.cache_resource.clear()
 
@@ -257,16 +259,30 @@ def test_corpus_page_lists_the_papers_and_searches_them(small_app_env):
     assert len(table) == SMALL_PAPERS
     assert list(table.columns) == ["title", "date", "source"]  # the rest is on the card of a picked row
     assert FP8_TITLE in set(table["title"])
-    assert f"{SMALL_PAPERS} papers. Pick a row to read the paper." in [c.value for c in at.caption]
+    assert f"{SMALL_PAPERS} papers, the 3 without a title last. Pick a row to read the paper." in [c.value for c in at.caption]
     row = table[table["title"] == FP8_TITLE].iloc[0]
     assert (row["date"], row["source"]) == ("2023-10-12", FP8_FILE)
     undated = table[table["source"] == f"Untitled abstracts ({TXT_FILE})"]
-    assert len(undated) == 3 and set(undated["date"]) == {"no date"}
+    assert len(undated) == 3 and set(undated["date"]) == {"no known date"}
+    assert list(undated.index) == [SMALL_PAPERS - 3, SMALL_PAPERS - 2, SMALL_PAPERS - 1]  # titled papers first
     assert not table.isna().any().any() and "None" not in table.to_numpy().ravel().tolist()
 
     at.text_input(key="corpus_query").input("FP8 mixed-precision training").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.dataframe[0].value["title"].iloc[0] == FP8_TITLE
+
+
+def test_a_corpus_search_lists_only_the_papers_that_match(small_app_env):
+    at = _page("corpus.py")
+    at.text_input(key="corpus_query").input("FP8").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert list(at.dataframe[0].value["title"]) == [FP8_TITLE]  # not the 11 others that are merely nearest
+    assert f"1 of {SMALL_PAPERS} papers match, best first. Pick a row to read the paper." in [c.value for c in at.caption]
+
+    at.text_input(key="corpus_query").input("coral reef bleaching in the Antarctic").run()
+    captions = [c.value for c in at.caption]
+    assert "No paper matches. The 5 closest, best first: Pick a row to read the paper." in captions, captions
+    assert len(at.dataframe[0].value) == 5
 
 
 def test_corpus_page_on_scraped_files_names_them_and_says_which_years_are_unknown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
@@ -281,29 +297,48 @@ def test_corpus_page_on_scraped_files_names_them_and_says_which_years_are_unknow
         st.cache_resource.clear()
     assert set(table["source"]) == {f"Daily Papers, Dec 8 ({listing.name})", f"Untitled abstracts ({untitled.name})"}
     dates = table["date"].tolist()
-    assert all(re.fullmatch(r"[A-Z][a-z]{2} \d{1,2}(, \d{4}| \(year unknown\))|no date", d) for d in dates), dates
-    assert any(d.endswith("(year unknown)") for d in dates) and any(d[-4:].isdigit() for d in dates), dates
+    one_way = r"\d{4}-\d{2}-\d{2}|\d{4}|[A-Z][a-z]{2} \d{1,2} \((year unknown|listing page)\)|no known date"
+    assert all(re.fullmatch(one_way, d) for d in dates), dates
+    assert any(d.endswith("(year unknown)") for d in dates) and any(d[:4].isdigit() for d in dates), dates
     assert not table.isna().any().any() and "None" not in table.to_numpy().ravel().tolist()
 
 
-@pytest.mark.parametrize(
-    ("year", "raw", "shown"),
-    [(2024, "2024-01-28", "2024-01-28"), (2023, "Jun 30, 2023", "Jun 30, 2023"), (None, "Jul 14", "Jul 14 (year unknown)"),
-     (None, "", "no date"), (2018, "", "2018")],
-)
-def test_dates_are_shown_as_the_source_gives_them(monkeypatch: pytest.MonkeyPatch, year, raw, shown):
-    monkeypatch.syspath_prepend(str(UI_DIR))
-    from common import shown_date
+LISTING = "Daily Papers\n\nbyAK and the research community\n\nMar 11\n\nA Title\n\n" + "An abstract sentence. " * 20 + "\n"
 
-    assert shown_date(Paper("p", "t", "a", date_raw=raw, year=year)) == shown
+
+@pytest.mark.parametrize(
+    ("year", "raw", "iso", "listed", "shown"),
+    [(2024, "2024-01-28", "2024-01-28", False, "2024-01-28"), (2023, "Jun 30, 2023", "2023-06-30", True, "2023-06-30"),
+     (None, "Jul 14", "", True, "Jul 14 (year unknown)"), (None, "", "", True, "Mar 11 (listing page)"),
+     (None, "", "", False, "no known date"), (2018, "2018", "", False, "2018")],
+)
+def test_a_card_shows_one_date_written_one_way_and_where_it_came_from(monkeypatch, tmp_path, year, raw, iso, listed, shown):
+    """The paper's own date (ISO, or its year), its day without a year, else the day of the listing page it was
+    scraped from: never "no date" beside a listing page's date."""
+    monkeypatch.syspath_prepend(str(UI_DIR))
+    from common import paper_caption, shown_date
+
+    page = tmp_path / "004_listing.txt"
+    page.write_text(LISTING if listed else "Abstract: An abstract sentence.\n")
+    paper = Paper("p", "t", "a", date_raw=raw, date=iso, year=year, sources=[page.name], paths=[str(page)])
+    assert shown_date(paper) == shown
+    assert paper_caption(paper).startswith(shown + " · ")
+
+
+def test_the_time_of_the_last_ingest_is_short(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(UI_DIR))
+    from common import short_time
+
+    assert re.fullmatch(r"2024-03-1[01] \d{2}:\d{2}", short_time("2024-03-11T00:05:09+00:00"))  # in local time
+    assert short_time(None) == "never"
 
 
 def _eval_page(monkeypatch: pytest.MonkeyPatch, root: Path) -> AppTest:
-    """The Eval page of a UI started in `root`: it reads root/eval/out, where `rag eval` writes by default."""
+    """The Eval page of a UI started in `root`: it finds reports in root/eval/out, where `rag eval` writes by default."""
     root.mkdir(parents=True, exist_ok=True)
     monkeypatch.chdir(root)
     at = _page("eval_report.py")
-    assert at.title[0].value == "Latest eval report"
+    assert at.title[0].value == "Eval report"
     return at
 
 
@@ -316,7 +351,7 @@ def _assert_report(at: AppTest, results: dict) -> None:
     assert len(at.dataframe) == 3
     answers = at.dataframe[0].value
     assert list(answers["group"]) == list(results["summary"]["answers"])
-    assert not [c for c in answers.columns if "refusal" in c], list(answers.columns)  # a line of their own
+    assert not [c for c in answers.columns if c.startswith("refusal_")], list(answers.columns)  # a line of their own
     for table in at.dataframe:
         assert "None" not in table.value.to_numpy().ravel().tolist()
 
@@ -324,9 +359,39 @@ def _assert_report(at: AppTest, results: dict) -> None:
 def test_eval_page_without_a_report(small_app_env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     at = _eval_page(monkeypatch, tmp_path / "root")
     info = [i.value for i in at.info]
-    assert len(info) == 1 and info[0].startswith(f"No report yet in {tmp_path / 'root' / 'eval' / 'out'}."), info
+    assert len(info) == 1 and info[0].startswith(f"No report yet: none in {tmp_path / 'root' / 'eval' / 'out'},"), info
     assert "rag eval" in info[0]
     assert not at.dataframe
+
+    elsewhere = tmp_path / "reports" / "run1"
+    shutil.copytree(UI_FIXTURES / "eval_out", elsewhere)
+    at.text_input(key="eval_folder_typed").input(str(elsewhere)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    _assert_report(at, json.loads((elsewhere / "results.json").read_text()))
+
+    at.text_input(key="eval_folder_typed").input(str(tmp_path / "reports")).run()
+    assert [i.value for i in at.info] == [f"No report in {tmp_path / 'reports'}: it has no results.json. "
+                                          "Type the folder `rag eval --out` wrote."]
+
+
+def test_eval_page_opens_the_report_rag_eval_last_wrote(small_app_env, small_index, embedder, make_settings, monkeypatch, tmp_path):
+    """`rag eval --out DIR` names DIR in the data dir; the page offers it first, before the default eval/out."""
+    from rag.answer import make_engine
+    from rag.evaluate import LAST_REPORT, Question, timed_run
+    from rag.index import open_store
+    from rag.retrieve import Retriever
+
+    settings = make_settings(data_dir=small_index, corpus_paths=[SMALL])
+    engine = make_engine(settings, Retriever(settings, embedder, open_store(settings)))
+    out = tmp_path / "somewhere" / "else"
+    try:
+        result, _ = timed_run(engine, [Question("q-fp8", FP8_QUESTION, "multi", [], ["FP8"])], out)
+        shutil.copytree(UI_FIXTURES / "eval_out", tmp_path / "root" / "eval" / "out")
+        at = _eval_page(monkeypatch, tmp_path / "root")
+    finally:
+        (small_index / LAST_REPORT).unlink(missing_ok=True)  # the index is shared by this module's tests
+    assert at.selectbox(key="eval_folder").options == [str(out), str(tmp_path / "root" / "eval" / "out")]
+    _assert_report(at, result)
 
 
 def test_eval_page_renders_a_report(small_app_env, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
@@ -365,7 +430,9 @@ def test_year_filter_on_a_corpus_from_a_single_year(monkeypatch: pytest.MonkeyPa
     try:
         at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()  # the app ingests on first run
         assert not at.exception, [e.value for e in at.exception]
-        assert "2 papers in 1 files" in " ".join(m.value for m in at.sidebar.markdown)
+        corpus_line = " ".join(m.value for m in at.sidebar.markdown)
+        assert "2 papers in 1 files" in corpus_line
+        assert re.search(r"Last changed \d{4}-\d{2}-\d{2} \d{2}:\d{2}$", corpus_line), corpus_line  # no raw ISO stamp
         assert at.checkbox(key="use_years").label == "Only papers from 2021"
         at.checkbox(key="use_years").check().run()
         crashed = [e.value for e in at.exception]

@@ -6,6 +6,7 @@ Corpus text is untrusted: it is escaped for Markdown and never passed with unsaf
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def sidebar(engine: Engine) -> tuple[Filters, int | None]:
         st.markdown(answerer_label(engine))
         st.header("Corpus")
         record = last_ingest(engine.settings) or {}
-        st.markdown(f"{len(papers)} papers in {len(files)} files  \nIndex last changed: {record.get('at') or 'never'}")
+        st.markdown(f"{len(papers)} papers in {len(files)} files  \nLast changed {short_time(record.get('at'))}")
         if st.button("Re-ingest the corpus"):
             run_ingest(engine.settings.corpus_paths, "Re-ingesting")
             st.rerun()
@@ -140,38 +141,56 @@ def linked(text: str, prefix: str) -> str:
 
 
 def shown_date(paper: Paper) -> str:
-    """The date as the source gives it, saying so when it has no year (a year filter never matches it)."""
+    """One date, saying where it came from when it is not the paper's own full date: the paper's day without a
+    year, the day of the listing page it was scraped from, or none (a year filter never matches those)."""
+    if paper.date:
+        return paper.date
     if paper.year is not None:
-        return paper.date_raw or str(paper.year)
-    return f"{paper.date_raw} (year unknown)" if paper.date_raw else "no date"
+        return str(paper.year)
+    if paper.date_raw:
+        return f"{paper.date_raw} (year unknown)"
+    day = next((d for path in paper.paths if (d := _file_info(path)[1])), "")
+    return f"{day} (listing page)" if day else "no known date"
+
+
+def short_time(iso: str | None) -> str:
+    """An ISO timestamp as a short local time (`2024-03-11 14:05`), the way every page writes dates."""
+    if not iso:
+        return "never"
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+def _file_info(path: str) -> tuple[str, str]:
+    """What a scraped corpus file is and the day its listing page gives (`Daily Papers, Mar 11`, `Mar 11`)."""
+    try:
+        return _read_file_info(path, Path(path).stat().st_mtime_ns)
+    except OSError:
+        return "", ""
 
 
 @lru_cache(maxsize=256)
-def _file_label(path: str, mtime_ns: int) -> str:
-    """What a scraped corpus file is, from its first lines (its name is a number and a hash); `mtime_ns` keys the cache."""
+def _read_file_info(path: str, mtime_ns: int) -> tuple[str, str]:
+    """`_file_info` from the file's first lines (its name is a number and a hash); `mtime_ns` keys the cache."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             head = [line.strip() for line in f.readlines(4096) if line.strip()]
     except OSError:
-        return ""
+        return "", ""
     if head and head[0].startswith("Abstract:"):
-        return "Untitled abstracts"
+        return "Untitled abstracts", ""
     if any(line.startswith(("Get trending papers", "Daily Papers")) for line in head[:6]):
         day = next((line for line in head[:8] if _PAGE_DATE.fullmatch(line)), "")
-        return "Daily Papers" + (f", {day}" if day else "")
-    return ""
+        return "Daily Papers" + (f", {day}" if day else ""), day
+    return "", ""
 
 
 def source_label(name: str, paths: list[str]) -> str:
     """A readable name for a corpus file, with the file name after it: `Daily Papers, Oct 28 (002_....txt)`."""
-    for path in paths:
-        if Path(path).name == name:
-            try:
-                label = _file_label(path, Path(path).stat().st_mtime_ns)
-            except OSError:
-                label = ""
-            return f"{label} ({name})" if label else name
-    return name
+    label = next((_file_info(path)[0] for path in paths if Path(path).name == name), "")
+    return f"{label} ({name})" if label else name
 
 
 def source_names(papers: list[Paper]) -> dict[str, str]:
@@ -190,11 +209,13 @@ def paper_caption(paper: Paper) -> str:
     return " · ".join(parts)
 
 
-def paper_card(paper: Paper, anchor: str, label: str = "", flag: str = "", quotes: list[tuple[int, int]] | None = None) -> None:
-    """A card: `label` (Markdown) and title, date and file (then `flag`), and the abstract with every quoted
-    sentence highlighted."""
+def paper_card(
+    paper: Paper, anchor: str, label: str = "", flag: str = "", quotes: list[tuple[int, int]] | None = None, tip: str | None = None,
+) -> None:
+    """A card: `label` (Markdown) and title (`tip` in its help icon), date and file (then `flag`), and the abstract
+    with every quoted sentence highlighted."""
     with st.container(border=True):
-        st.subheader(label + md_escape(paper.display_title), anchor=anchor)  # a citation link's target
+        st.subheader(label + md_escape(paper.display_title), anchor=anchor, help=tip)  # a citation link's target
         st.caption(md_escape(paper_caption(paper)) + flag)
         if link := paper.link:  # built from a validated identifier, never from the paper's text
             st.link_button(md_escape(link.split("://", 1)[1]), link)

@@ -79,16 +79,16 @@ def ask(question: str, filters: Filters, k: int | None) -> None:
 
 def main() -> None:
     st.session_state.setdefault("messages", [])
+    st.title("Ask the abstracts")  # the frame first: the first run then loads the embedder and the index, with a spinner
+    if st.sidebar.button("Start over", type="primary"):  # first in the sidebar, so no window is too short for it
+        st.session_state.messages = []
+        st.rerun()
     try:
         engine = get_engine()
     except UserError as e:
         st.error(f"{e}")
         st.stop()
     filters, k = sidebar(engine)
-    st.title("Ask the abstracts")
-    if st.sidebar.button("Start over", type="primary"):
-        st.session_state.messages = []
-        st.rerun()
     for index, message in enumerate(st.session_state.messages):
         with st.chat_message("user"):
             st.markdown(md_escape(message["question"]))

@@ -7,18 +7,36 @@ import streamlit as st
 
 from common import WITHHELD_FLAG, catalogue, get_engine, index_version, md_escape, paper_card, shown_date, source_label
 
+from rag.answer import Engine
 from rag.safety import inert
-from rag.types import Hit
+from rag.types import Hit, Paper
+
+SEARCHED = 20  # papers a search reads; the table shows those the engine judges to be about the query
+CLOSEST = 5  # shown when none is
+
+
+def matches(engine: Engine, query: str) -> tuple[list[Paper], str]:
+    """The papers about `query`, best first, by the judgement that decides which papers an answer lists
+    (not always the 20 nearest: most of those share only a word with a short query); the closest few when none is."""
+    hits = engine.retriever.search(query, SEARCHED)
+    about = sorted(engine.offline.relevant(query, hits)) if hits else []
+    if about:
+        return [hits[i - 1].paper for i in about], f"{len(about)} of {len(catalogue(index_version()))} papers match, best first."
+    return [h.paper for h in hits[:CLOSEST]], f"No paper matches. The {min(CLOSEST, len(hits))} closest, best first:"
+
+
+def readable_first(papers: list[Paper]) -> tuple[list[Paper], str]:
+    """Titled papers first (a scraped file of untitled abstracts would fill the first screen with opening words)."""
+    untitled = sum(not p.title for p in papers)
+    shown = sorted(papers, key=lambda p: not p.title)  # stable: corpus-file order within each part
+    return shown, f"{len(papers)} papers" + (f", the {untitled} without a title last" if untitled else "") + "."
+
 
 st.title("Corpus")
 engine = get_engine()
 query = st.text_input("Search the papers", key="corpus_query")
-if query:
-    papers = [h.paper for h in engine.retriever.search(query, 20)]
-    st.caption(f"The {len(papers)} best matches, best first. Pick a row to read the paper.")
-else:
-    papers = catalogue(index_version())
-    st.caption(f"{len(papers)} papers. Pick a row to read the paper.")
+papers, summary = matches(engine, query) if query.strip() else readable_first(catalogue(index_version()))
+st.caption(f"{summary} Pick a row to read the paper.")
 # Three columns, sized to fit beside the sidebar on a 1280-pixel screen; the rest is in the card below.
 picked = st.dataframe(
     [
@@ -38,7 +56,5 @@ picked = st.dataframe(
 )
 rows = picked.selection.rows
 if rows and rows[0] < len(papers):  # a pick from before the search changed the rows may point past them
-    paper = papers[rows[0]]
-    shown = inert(Hit(paper, 0.0))  # the card shows what every output shows: planted orders withheld
-    paper_card(shown.paper, "paper", flag=WITHHELD_FLAG if shown.withheld else "")
-    st.caption(f"Paper id {md_escape(paper.paper_id)} (what the gold list of an eval question names)")
+    shown = inert(Hit(papers[rows[0]], 0.0))  # the card shows what every output shows: planted orders withheld
+    paper_card(shown.paper, "paper", flag=WITHHELD_FLAG if shown.withheld else "", tip=f"id {md_escape(shown.paper.paper_id)}")

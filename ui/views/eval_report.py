@@ -1,4 +1,5 @@
-"""The Eval report page: the report `rag eval` last wrote to eval/out in the folder the UI was started from."""
+"""The Eval report page: a report `rag eval` wrote, the last one it wrote first (whatever its --out), or any folder
+the user names."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from pathlib import Path
 
 import streamlit as st
 
-OUT = Path("eval") / "out"  # `rag eval`'s default --out, relative to the same working directory
+from rag.config import get_settings
+from rag.evaluate import LAST_REPORT
+
+OUT = Path("eval") / "out"  # `rag eval`'s default --out, relative to the folder the UI was started in
 # Answer metrics as columns (short header, what it means); refusal figures go in a line of their own,
 # since they are blank for every group but the unanswerable questions.
 ANSWER_COLUMNS = {
@@ -46,17 +50,35 @@ def refusal_line(answers: dict[str, dict]) -> str:
     return "Refusals: " + ", ".join(shown) if shown else "Refusals: no unanswerable questions in this set"
 
 
-st.title("Latest eval report")
-results = OUT / "results.json"
-if not results.exists():
-    st.info(f"No report yet in {OUT.resolve()}. Run `rag eval` in that folder, or start the UI where it wrote eval/out/.")
+def report_folders() -> list[Path]:
+    """Folders holding a results.json: the one `rag eval` last wrote, then those under ./eval/out (a comparison
+    writes one per mode)."""
+    remembered = get_settings().data_dir / LAST_REPORT
+    last = [Path(remembered.read_text().strip())] if remembered.is_file() else []
+    found = [p.parent.resolve() for p in (*OUT.glob("results.json"), *OUT.glob("*/results.json"))]
+    return list(dict.fromkeys(p for p in [*last, *sorted(found)] if (p / "results.json").is_file()))
+
+
+st.title("Eval report")
+folders = report_folders()
+picked = st.selectbox("Report folder", folders, format_func=str, key="eval_folder",
+                      help="The folder `rag eval` last wrote comes first; others found under ./eval/out follow.")
+typed = st.text_input("Or another folder (what `rag eval --out` was given)", key="eval_folder_typed").strip()
+folder = Path(typed).expanduser() if typed else picked
+if folder is None:
+    st.info(f"No report yet: none in {OUT.resolve()}, and `rag eval` has not written one with this data dir. "
+            "Run `rag eval`, or type the folder its --out named.")
+    st.stop()
+results = folder / "results.json"
+if not results.is_file():
+    st.info(f"No report in {folder.resolve()}: it has no results.json. Type the folder `rag eval --out` wrote.")
     st.stop()
 result = json.loads(results.read_text())
-timing = json.loads((OUT / "timing.json").read_text()) if (OUT / "timing.json").exists() else {}
+timing = json.loads((folder / "timing.json").read_text()) if (folder / "timing.json").exists() else {}
 st.caption(f"{result['mode']} ({result['model']}) · {len(result['questions'])} questions · {timing.get('seconds', '?')} s")
 for png, caption in (("retrievers.png", "Retrievers"), ("answers_by_kind.png", "Answers by kind"), ("questions.png", "Per question")):
-    if (OUT / png).exists():
-        st.image(str(OUT / png), caption=caption)
+    if (folder / png).exists():
+        st.image(str(folder / png), caption=caption)
 st.subheader("Answers")
 answers = result["summary"]["answers"]
 st.dataframe(
