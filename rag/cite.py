@@ -6,6 +6,7 @@ import re
 
 from rag.safety import WITHHELD
 from rag.text import plain_sentence_spans, sentence_spans, terms
+from rag.tuned import SUPPORT_THRESHOLD
 from rag.types import Citation, Hit, Paper
 
 MARKER = re.compile(r"\[(\d+(?:\s*[-–,;]\s*\d+)*)\]")
@@ -16,7 +17,6 @@ LABEL = re.compile(r"^\s*([^:\n]{1,200}?):\s")  # "COAT: ..." / "Title: ..." at 
 # ": what it reports [2]", or markers only ("[2]").
 UNNAMED = re.compile(rf"(?:\[\d+\]\s*)?:\s*|(?=(?:{MARKER.pattern}\s*)+$)")
 MAX_RANGE = 50
-SUPPORT_THRESHOLD = 0.4  # share of a claim's content words that the cited sentence (or title) must contain
 # A code-like string (letters and digits mixed, e.g. a planted "CANARY-7f3a9"): a claim may carry one only if its source does.
 CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{6,}(?![\w-])")
 

@@ -31,20 +31,8 @@ from rag.prompt import judge_messages
 from rag.question import Intent
 from rag.relevance import GENERIC, Relevance
 from rag.text import terms
+from rag.tuned import ANCHORED, KEY_IDF, KEY_SHARE, LLM_FLOOR, LLM_GAP, LLM_SPREAD, SCORE_SHARE, TOPIC_CORPUS
 from rag.types import Hit, Judgement
-
-# Chosen on the dev split ("which papers" questions: cited-paper precision 0.46 -> 0.66, recall 0.79 -> 0.63).
-KEY_IDF = 2.0  # a question term at least this rare (IDF) names one of its concepts
-ANCHORED = 0.5  # some candidate holds at least this IDF-weighted share of the key terms: the question is anchored
-KEY_SHARE = 0.7  # anchored: a relevant paper holds at least this share of what the best paper holds
-SCORE_SHARE = 0.3  # anchored: and at least this share of the best retrieval score
-# LLM verdicts, chosen on dev "which papers" questions with Qwen2.5-Coder-1.5B (prompts/judge.txt): its P(yes)
-# ranks the right papers well but sits in a narrow band (0.48-0.77), so the cut is relative to the best paper.
-LLM_FLOOR = 0.5  # below this the model said no
-LLM_GAP = 0.03  # relevant papers are within this of the best paper's probability
-LLM_SPREAD = 0.03  # probabilities closer together than this carry no verdict: the offline judgement stands
-
-TOPIC_CORPUS = 50  # below this many papers every word is rare, and a two-word topic check means nothing
 
 Progress = Callable[[int, int, str], None]  # (papers read, of how many, the title just read)
 

@@ -14,6 +14,7 @@ from rag.question import Intent
 from rag.relevance import GENERIC, Relevance
 from rag.safety import WITHHELD
 from rag.text import sentence_spans, terms
+from rag.tuned import NEAR
 from rag.types import Hit, Paper, Turn
 
 NAME = "extractive (no LLM)"
@@ -22,7 +23,6 @@ EXTRACTIVE_NOTICE = (
     "For written answers set RAG_LLM_BASE_URL (any OpenAI-compatible server) or RAG_LLM_BACKEND=openai."
 )
 MAX_SENTENCES = 3
-NEAR = 0.95  # a lookup cites, besides the best paper, any other at least this close to it (Relevance.relevant); dev-chosen
 _NUMBER = re.compile(r"(?<![A-Za-z\d-])\d+(?:[.,]\d+)*\s*(?:%|x|×|times)?(?![A-Za-z\d])")
 # A sentence that cites ("[1] says ...") or carries structured output (JSON fields, chat turns, tags) is never a quote:
 # an abstract has no business imitating an answer.

@@ -13,12 +13,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from rag.evidence import KEY_SHARE, OfflineJudge
+from rag.evidence import OfflineJudge
 from rag.extractive import _FIGURE, label
 from rag.question import BACK_WORDS, Intent
 from rag.retrieve import Retriever
 from rag.safety import WITHHELD
 from rag.text import sentence_spans
+from rag.tuned import KEY_SHARE
 from rag.types import Hit, Judgement, Paper, Turn
 
 # A list line or lookup of an extractive answer opens with the paper's label: "- COAT: Compressing ...: <quote> [1]".

@@ -10,6 +10,7 @@ import re
 
 from rag.lexicon import Lexicon
 from rag.text import NAME, SIZE, terms, versioned
+from rag.tuned import FILTER_KEEP, LIST_KEEP
 from rag.types import Hit
 
 GENERIC = frozenset(terms(
@@ -24,15 +25,6 @@ _CALENDAR = frozenset(
     "january february march april may june july august september october november december "
     "monday tuesday wednesday thursday friday saturday sunday".split()
 )
-# A "which papers" answer or a summary names every paper whose relevance relative to the best, the mean of its
-# retrieval score's share of the best one and its rare-term coverage's share of the best one, is at least this.
-# Chosen on the dev split (multi: cited-paper precision 0.42 -> 0.46, gold recall 0.77 -> 0.81).
-LIST_KEEP = 0.5
-# With a year filter, a paper it lets through counts only at this share of the relevance of the best
-# paper of any year: "which 2024 papers are about X" must not list whatever 2024 papers there are when
-# only papers of other (or unknown) years are about X. Dev: 7 of the 8 gold papers 0.87-0.98 (the eighth,
-# 0.46, was not listed before either); off-topic papers of the filtered years 0.28-0.47.
-FILTER_KEEP = 0.6
 
 
 def variants(name: str) -> list[list[str]]:

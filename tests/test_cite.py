@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag import cite
+from rag.tuned import SUPPORT_THRESHOLD
 from rag.types import Hit, Paper
 
 COAT = Paper(
@@ -149,7 +150,7 @@ def test_quote_is_the_best_sentence_not_the_first():
 
 def test_best_sentence_returns_the_span_of_the_abstract():
     support, start, end = cite.best_sentence("a 96% success rate on unseen objects", GRASP)
-    assert support >= cite.SUPPORT_THRESHOLD
+    assert support >= SUPPORT_THRESHOLD
     assert GRASP.abstract[start:end] == "The policy picks up unseen objects with a 96% success rate."
 
 
@@ -158,7 +159,7 @@ def test_fabricated_claim_citing_an_unrelated_source_is_unsupported():
     (c,) = citations
     assert c.n == 3 and c.paper_id == "weather"
     assert not c.supported
-    assert c.support < cite.SUPPORT_THRESHOLD
+    assert c.support < SUPPORT_THRESHOLD
 
 
 def test_same_claim_is_supported_only_by_the_source_that_says_it():
