@@ -24,8 +24,11 @@ from rag.console import (
     run_ingest,
     session,
 )
-from rag.errors import ConfigError, LLMError, UserError
+from rag.errors import ConfigError, LLMError, UserError, require_extra
 from rag.safety import terminal_safe
+
+
+EVAL_MODULES = ("matplotlib",)  # the eval extra: `rag eval` and `rag bench` draw their plots with it
 
 
 class Method(str, Enum):
@@ -212,6 +215,7 @@ def eval_command(
     judge: Annotated[bool, typer.Option(help="With --mode llm: also llama-index Faithfulness/Relevancy, judged by the same LLM.")] = False,
 ) -> None:
     """Score retrieval (BM25, dense, hybrid) and answers per split, file, kind and style; write a report with plots."""
+    require_extra("rag eval", "eval", *EVAL_MODULES)
     from rag.answer import Engine
     from rag.dev import evaluate, tables
     from rag.llm import make_chat_model
@@ -281,6 +285,7 @@ def _beir_eval(folder: Path, out_dir: Path) -> None:
 @app.command()
 def ui(port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8501) -> None:
     """Start the chat UI (Streamlit) on 127.0.0.1; Ctrl-C or SIGTERM stops it."""
+    require_extra("rag ui", "ui", "streamlit")
     import os
 
     from rag.config import UI_DIR
@@ -341,6 +346,7 @@ def llm_serve(
     verbose: Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's log.")] = False,
 ) -> None:
     """Serve a GGUF model with llama.cpp's OpenAI-compatible server until Ctrl-C; prints the RAG_LLM_BASE_URL to set."""
+    require_extra("rag llm serve", "local-llm", "xllamacpp")
     from rag.serve import serve_forever
 
     serve_forever(model, host, port, ctx, threads, verbose, say=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True))
@@ -356,6 +362,7 @@ def bench(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the corpora, bench.json and bench.png go.")] = Path("bench-out"),
 ) -> None:
     """Measure ingest, cold start and search speed on synthetic corpora of 10k-100k chunks."""
+    require_extra("rag bench", "eval", *EVAL_MODULES)
     from rag.dev import bench as bench_mod
 
     options = bench_mod.parse_options(sizes, runs, server, out_dir, quick, model_sample)
@@ -373,6 +380,7 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
 ) -> None:
     """Serve the OpenAI-compatible HTTP API (cited chat completions, search, papers) until Ctrl-C."""
+    require_extra("rag serve", "api", "fastapi", "uvicorn")
     from rag.api import serve as serve_api
 
     serve_api(get_settings(), host, port, say=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
@@ -381,6 +389,7 @@ def serve(
 @app.command("mcp")
 def mcp_command() -> None:
     """Serve the MCP tools search_papers, ask and get_paper over stdio, for MCP clients."""
+    require_extra("rag mcp", "mcp", "mcp")
     from rag.mcp_server import run_stdio
 
     run_stdio(get_settings())
