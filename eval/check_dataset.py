@@ -28,9 +28,9 @@ import numpy as np
 
 from rag.corpus import load
 from rag.errors import CorpusError, UserError
-from rag.evaluate import KINDS
-from rag.metrics import normalise
-from rag.metrics import ndcg_at_k
+from rag.dev.evaluate import KINDS
+from rag.dev.metrics import normalise
+from rag.dev.metrics import ndcg_at_k
 from rag.types import Paper
 
 STYLES = ("lexical", "paraphrase")

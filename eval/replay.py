@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from rag import evaluate
+from rag.dev import evaluate
 from rag.answer import METADATA_MODEL, Engine
 from rag.app import open_retriever
 from rag.config import DATASETS_DIR, Settings

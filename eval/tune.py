@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from statistics import mean
 
-from rag import evaluate
+from rag.dev import evaluate
 from rag.answer import Engine
 from rag.config import DATASETS_DIR, Settings
 from rag.embed import make_embedder

@@ -24,8 +24,11 @@ from rag.console import (
     run_ingest,
     session,
 )
-from rag.errors import ConfigError, LLMError, UserError
+from rag.errors import ConfigError, LLMError, UserError, require_extra
 from rag.safety import terminal_safe
+
+
+EVAL_MODULES = ("matplotlib",)  # the eval extra: `rag eval` and `rag bench` draw their plots with it
 
 
 class Method(str, Enum):
@@ -212,8 +215,9 @@ def eval_command(
     judge: Annotated[bool, typer.Option(help="With --mode llm: also llama-index Faithfulness/Relevancy, judged by the same LLM.")] = False,
 ) -> None:
     """Score retrieval (BM25, dense, hybrid) and answers per split, file, kind and style; write a report with plots."""
-    from rag import evaluate
+    require_extra("rag eval", "eval", *EVAL_MODULES)
     from rag.answer import Engine
+    from rag.dev import evaluate, tables
     from rag.llm import make_chat_model
 
     if beir:
@@ -237,12 +241,14 @@ def eval_command(
                 engine, questions, out_dir / name if compare else out_dir, on_progress, judged=judge and model is not None, chats=chats
             )
     result, timing = runs[mode]
-    _print_summary(evaluate.by_split(result))
+    for shown in tables.summary(evaluate.by_split(result)):
+        out.print(shown)
+    out.print(tables.legend(), style="dim", highlight=False)
     report = out_dir / mode / "report.md" if compare else out_dir / "report.md"
     talks = f" and {len(chats)} conversations" if chats else ""
     out.print(f"{len(questions)} questions{talks} in {timing['seconds']:.1f} s; report: {report}", highlight=False)
     if compare:
-        _print_comparison(evaluate.write_comparison(runs, out_dir), list(runs))
+        out.print(tables.comparison(evaluate.write_comparison(runs, out_dir), list(runs)))
         out.print(f"Side by side: {out_dir / 'compare.md'}", highlight=False)
     if limits is not None:
         failures = evaluate.check_thresholds(evaluate.by_split(result), limits, mode)
@@ -253,49 +259,6 @@ def eval_command(
         out.print(f"All {mode} figures meet {check}.", highlight=False)
 
 
-def _table(title: str, *columns: str, labels: list[str]) -> Table:
-    """Compact, with a first column wide enough for every label, so that no label or figure is cut."""
-    table = Table(title=title, box=None, padding=(0, 1), collapse_padding=True, pad_edge=False)
-    table.add_column(columns[0], no_wrap=True, min_width=max(map(len, [columns[0], *labels])))
-    for name in columns[1:]:
-        table.add_column(name, justify="right", no_wrap=True, min_width=max(len(name), 4))
-    return table
-
-
-def _cell(value: object) -> str:
-    return "-" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value))
-
-
-def _print_summary(splits: dict) -> None:
-    from rag.evaluate import ANSWERS
-    from rag.evaluate_chat import FIGURES
-
-    metrics = ("hit@5", "recall@10", "mrr", "ndcg@10")
-    table = _table("Retrieval (answerable questions)", "split", "retriever", "hit@5", "recall@10", "MRR", "nDCG@10", labels=list(splits))
-    for split, s in splits.items():
-        for method, f in (s["retrieval"]["all"] or {}).items():
-            table.add_row(split, method, *(_cell(f[m]) for m in metrics))
-    out.print(table)
-    for split, s in splits.items():
-        table = _table(f"Answers, {split} split", "group", *(short for short, _ in ANSWERS.values()), labels=list(s["answers"]))
-        for group, f in s["answers"].items():
-            table.add_row(group, *(_cell(f[name]) for name in ANSWERS))
-        out.print(table)
-        if "conversations" in s:
-            table = _table(f"Conversations, {split} split (last turn)", "group", *FIGURES, labels=list(s["conversations"]))
-            for group, f in s["conversations"].items():
-                table.add_row(group, *(_cell(f[name]) for name in FIGURES))
-            out.print(table)
-    out.print("\n".join(f"{short}: {escape(meaning)}" for short, meaning in ANSWERS.values()), style="dim", highlight=False)
-
-
-def _print_comparison(rows: list[tuple[str, list[Any]]], modes: list[str]) -> None:
-    table = _table("Extractive vs LLM (all questions run)", "figure", *modes, labels=[label for label, _ in rows])
-    for label, values in rows:
-        table.add_row(label, *(_cell(v) for v in values))
-    out.print(table)
-
-
 # The project's .streamlit/config.toml, as flags: an installed package has no such file beside it.
 STREAMLIT_FLAGS = ("--server.address", "127.0.0.1", "--server.headless", "true",
                    "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer")
@@ -303,7 +266,7 @@ STREAMLIT_FLAGS = ("--server.address", "127.0.0.1", "--server.headless", "true",
 
 def _beir_eval(folder: Path, out_dir: Path) -> None:
     """Ingest a BEIR folder into its own collection and score the three retrievers on its test queries."""
-    from rag import beir
+    from rag.dev import beir, tables
 
     settings = get_settings()
     with progress_bar("embedding") as on_progress:
@@ -311,10 +274,7 @@ def _beir_eval(folder: Path, out_dir: Path) -> None:
     with progress_bar("queries") as on_progress:
         result = beir.score(bench, on_progress)
     beir.write(result, out_dir)
-    table = _table(f"BEIR {result['dataset']}: {result['queries']} test queries", "retriever", *beir.METRICS, labels=list(result["methods"]))
-    for method, f in result["methods"].items():
-        table.add_row(method, *(f"{f[m]:.3f}" for m in beir.METRICS))
-    out.print(table)
+    out.print(tables.beir(result, beir.METRICS))
     out.print(
         f"{result['indexed']} of {result['documents']} documents indexed in collection {result['collection']!r} "
         f"({bench.ingest_s:.1f} s); results: {out_dir / 'beir.json'}, {out_dir / 'beir.png'}",
@@ -325,6 +285,7 @@ def _beir_eval(folder: Path, out_dir: Path) -> None:
 @app.command()
 def ui(port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8501) -> None:
     """Start the chat UI (Streamlit) on 127.0.0.1; Ctrl-C or SIGTERM stops it."""
+    require_extra("rag ui", "ui", "streamlit")
     import os
 
     from rag.config import UI_DIR
@@ -385,6 +346,7 @@ def llm_serve(
     verbose: Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's log.")] = False,
 ) -> None:
     """Serve a GGUF model with llama.cpp's OpenAI-compatible server until Ctrl-C; prints the RAG_LLM_BASE_URL to set."""
+    require_extra("rag llm serve", "local-llm", "xllamacpp")
     from rag.serve import serve_forever
 
     serve_forever(model, host, port, ctx, threads, verbose, say=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True))
@@ -400,7 +362,8 @@ def bench(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the corpora, bench.json and bench.png go.")] = Path("bench-out"),
 ) -> None:
     """Measure ingest, cold start and search speed on synthetic corpora of 10k-100k chunks."""
-    from rag import bench as bench_mod
+    require_extra("rag bench", "eval", *EVAL_MODULES)
+    from rag.dev import bench as bench_mod
 
     options = bench_mod.parse_options(sizes, runs, server, out_dir, quick, model_sample)
     result = bench_mod.run(options, err)
@@ -417,6 +380,7 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
 ) -> None:
     """Serve the OpenAI-compatible HTTP API (cited chat completions, search, papers) until Ctrl-C."""
+    require_extra("rag serve", "api", "fastapi", "uvicorn")
     from rag.api import serve as serve_api
 
     serve_api(get_settings(), host, port, say=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
@@ -425,6 +389,7 @@ def serve(
 @app.command("mcp")
 def mcp_command() -> None:
     """Serve the MCP tools search_papers, ask and get_paper over stdio, for MCP clients."""
+    require_extra("rag mcp", "mcp", "mcp")
     from rag.mcp_server import run_stdio
 
     run_stdio(get_settings())

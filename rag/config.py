@@ -6,10 +6,10 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from platformdirs import user_data_dir
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from rag.errors import ConfigError
@@ -28,8 +28,10 @@ USER_DATA_DIR = Path(user_data_dir(APP_NAME, appauthor=False))  # outside any so
 _USER_DATA_SHOWN = f"<user data dir>/{APP_NAME}"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore", populate_by_name=True)
+class Paths(BaseModel):
+    """Where the corpus files and the index live."""
+
+    TITLE: ClassVar[str] = "Paths"
 
     corpus_paths: Annotated[list[Path], NoDecode] = Field(
         default=[DEFAULT_CORPUS],
@@ -40,9 +42,35 @@ class Settings(BaseSettings):
         description="Where the embedded Chroma index and ingest record live; the default is the user data folder "
         "(~/.local/share/rag-abstracts on Linux, ~/Library/Application Support/rag-abstracts on macOS).",
     )
+
+    @field_validator("corpus_paths", mode="before")
+    @classmethod
+    def _paths(cls, value: Any) -> Any:
+        """RAG_CORPUS_PATHS as a user writes it: one path, a JSON list, or paths joined like $PATH."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"not a JSON list of paths ({e.msg}); write one path, [\"a\", \"b\"] or a:b") from None
+        return [part for part in value.split(os.pathsep) if part.strip()]
+
+
+class Store(BaseModel):
+    """The Chroma store: the embedded index under RAG_DATA_DIR, or a shared server."""
+
+    TITLE: ClassVar[str] = "Store"
+
     collection: str = Field(default="abstracts", min_length=3, max_length=512, description="Chroma collection name (3-512 characters).")
     chroma_host: str | None = Field(default=None, description="Chroma server host; set it to use a server instead of the embedded index.")
     chroma_port: int = Field(default=8000, ge=1, le=65535, description="Chroma server port, used with RAG_CHROMA_HOST.")
+
+
+class Embedding(BaseModel):
+    """The embedder that turns chunks and questions into vectors, and its endpoint when it is remote."""
+
+    TITLE: ClassVar[str] = "Embedding"
 
     embed_backend: Literal["onnx", "openai-compatible", "hashing"] = Field(
         default="onnx",
@@ -53,7 +81,16 @@ class Settings(BaseSettings):
     embed_base_url: str | None = Field(default=None, description="Base URL of the embeddings endpoint (None: api.openai.com).")
     embed_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("RAG_EMBED_API_KEY", "OPENAI_API_KEY"), description="Key for the embeddings endpoint (falls back to OPENAI_API_KEY).")
     embed_batch_size: int = Field(default=32, ge=1, le=4096, description="Texts embedded per batch.")
+    embed_concurrency: int = Field(default=4, ge=1, le=64, description="Embedding requests in flight at once (openai-compatible), so a GPU server stays busy.")
+    embed_timeout: float = Field(default=30.0, gt=0, le=3600, description="Seconds to wait for one embeddings request; it gives up after twice this, retries included.")
+    embed_max_retries: int = Field(default=2, ge=0, le=10, description="Retries of an embeddings request on 429/5xx/dropped connections, with backoff.")
     chunk_tokens: int = Field(default=256, ge=32, le=8192, description="Largest chunk in embedder word pieces; longer abstracts split on sentences.")
+
+
+class Retrieval(BaseModel):
+    """How many papers a search and an answer take, how BM25 and dense scores fuse, when to refuse."""
+
+    TITLE: ClassVar[str] = "Retrieval and answers"
 
     top_k: int = Field(default=10, ge=1, le=1000, description="Papers returned by a search.")
     candidates: int = Field(default=50, ge=1, le=10000, description="Chunks each retriever contributes before fusion.")
@@ -63,6 +100,15 @@ class Settings(BaseSettings):
         description="Least share of BM25 in weighted fusion; it rises toward 1 as the best BM25 paper holds more of the query's words (1: BM25 only).",
     )
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant (fusion=rrf).")
+    answer_k: int = Field(default=6, ge=1, le=100, description="Papers given to the answerer for an ordinary question.")
+    list_k: int = Field(default=12, ge=1, le=100, description="Papers given to the answerer for a \"which papers\" question.")
+    refuse_below: float = Field(default=0.24, ge=0.0, le=1.0, description="Refuse when the best paper's relevance (0-1) is below this.")
+
+
+class LLMEndpoint(BaseModel):
+    """The LLM that writes and judges answers (none configured: extractive answers)."""
+
+    TITLE: ClassVar[str] = "LLM endpoint"
 
     llm_backend: Literal["auto", "extractive", "openai", "openai-compatible"] = Field(
         default="auto", description="`auto`: openai-compatible when RAG_LLM_BASE_URL is set, else `extractive` (no LLM)."
@@ -79,33 +125,27 @@ class Settings(BaseSettings):
     llm_concurrency: int = Field(default=4, ge=1, le=64, description="Papers the LLM judges at once (one short yes/no request each); a local server serves as many as it has parallel slots.")
     llm_quote_when_declined: bool = Field(default=True, description="When the LLM says its sources do not answer though they passed the relevance check, show the sentences that match best (extractive) instead of a refusal.")
 
-    answer_k: int = Field(default=6, ge=1, le=100, description="Papers given to the answerer for an ordinary question.")
-    list_k: int = Field(default=12, ge=1, le=100, description="Papers given to the answerer for a \"which papers\" question.")
-    refuse_below: float = Field(default=0.24, ge=0.0, le=1.0, description="Refuse when the best paper's relevance (0-1) is below this.")
 
-    # Remote endpoints
-    embed_concurrency: int = Field(default=4, ge=1, le=64, description="Embedding requests in flight at once (openai-compatible), so a GPU server stays busy.")
-    embed_timeout: float = Field(default=30.0, gt=0, le=3600, description="Seconds to wait for one embeddings request; it gives up after twice this, retries included.")
-    embed_max_retries: int = Field(default=2, ge=0, le=10, description="Retries of an embeddings request on 429/5xx/dropped connections, with backoff.")
+class Limits(BaseModel):
+    """What a request to any front door may hold, and the HTTP API's key."""
 
-    # HTTP API
+    TITLE: ClassVar[str] = "Request limits"
+
     api_key: SecretStr | None = Field(default=None, description="Bearer key `rag serve` requires on every route but /health (unset: no key); never logged.")
     max_question_chars: int = Field(default=2000, ge=1, le=100_000, description="Longest question every front door accepts, in characters (in the HTTP API, each earlier turn too).")
     api_max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000, description="Largest HTTP API request body, in bytes.")
     api_max_k: int = Field(default=50, ge=1, le=1000, description="Largest `k` (papers per search or answer) the HTTP API accepts.")
 
-    @field_validator("corpus_paths", mode="before")
-    @classmethod
-    def _paths(cls, value: Any) -> Any:
-        """RAG_CORPUS_PATHS as a user writes it: one path, a JSON list, or paths joined like $PATH."""
-        if not isinstance(value, str):
-            return value
-        if value.lstrip().startswith("["):
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"not a JSON list of paths ({e.msg}); write one path, [\"a\", \"b\"] or a:b") from None
-        return [part for part in value.split(os.pathsep) if part.strip()]
+
+# Deployment settings by concern, in the order the settings table lists them.
+CONCERNS: tuple[type[BaseModel], ...] = (Paths, Store, Embedding, Retrieval, LLMEndpoint, Limits)
+
+
+class Settings(BaseSettings, Limits, LLMEndpoint, Retrieval, Embedding, Store, Paths):
+    """Every setting, read from RAG_* variables and `.env`; the fields are flat (`settings.llm_timeout`), their
+    concerns are the classes above."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore", populate_by_name=True)
 
 
 @lru_cache(maxsize=1)
@@ -132,28 +172,38 @@ def _shown_default(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def settings_rows() -> list[tuple[str, str, str]]:
-    """(environment variable, default, description) for every setting: the README table and .env.example."""
+def _rows(concern: type[BaseModel]) -> list[tuple[str, str, str]]:
     prefix = Settings.model_config["env_prefix"]
     return [
         (prefix + name.upper(), _shown_default(field.default), field.description or "")
-        for name, field in Settings.model_fields.items()
+        for name, field in concern.model_fields.items()
     ]
 
 
-def readme_table() -> str:
-    lines = ["| variable | default | meaning |", "|---|---|---|"]
-    lines += [f"| `{var}` | {f'`{default}`' if default else '(unset)'} | {doc} |" for var, default, doc in settings_rows()]
-    return "\n".join(lines) + "\n"
+def settings_rows() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting, concern by concern."""
+    return [row for concern in CONCERNS for row in _rows(concern)]
 
 
-def env_example() -> str:
-    blocks = ["# Every setting, with its default. Copy to .env and uncomment what you change.\n"]
-    blocks += [f"# {doc}\n# {var}={default}\n" for var, default, doc in settings_rows()]
+def settings_table() -> str:
+    """The settings table of docs/settings.md: a heading, a line and a table per concern."""
+    blocks = []
+    for concern in CONCERNS:
+        lines = [f"### {concern.TITLE}", "", concern.__doc__ or "", "", "| variable | default | meaning |", "|---|---|---|"]
+        lines += [f"| `{var}` | {f'`{default}`' if default else '(unset)'} | {doc} |" for var, default, doc in _rows(concern)]
+        blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)
 
 
-if __name__ == "__main__":  # python -m rag.config [--env]: print the README settings table (or .env.example)
+def env_example() -> str:
+    blocks = ["# Every setting, with its default, by concern. Copy to .env and uncomment what you change.\n"]
+    for concern in CONCERNS:
+        blocks.append(f"# ---- {concern.TITLE}: {concern.__doc__}\n")
+        blocks += [f"# {doc}\n# {var}={default}\n" for var, default, doc in _rows(concern)]
+    return "\n".join(blocks)
+
+
+if __name__ == "__main__":  # python -m rag.config [--env]: print the settings tables of docs/settings.md (or .env.example)
     import sys
 
-    print(env_example() if "--env" in sys.argv else readme_table(), end="")
+    print(env_example() if "--env" in sys.argv else settings_table(), end="")

@@ -7,6 +7,9 @@ and what to do about it. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import re
+from importlib.util import find_spec
+
+DISTRIBUTION = "rag-abstracts"  # the name pip installs the project under
 
 
 class UserError(Exception):
@@ -18,6 +21,21 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """A setting or optional package is missing or wrong."""
+
+
+class MissingExtra(ConfigError):
+    """A front door whose optional packages (a pip extra) are not installed."""
+
+    def __init__(self, door: str, extra: str) -> None:
+        install = f"pip install '{DISTRIBUTION}[{extra}]' (in a checkout: pip install -e '.[{extra}]')"
+        super().__init__(f"{door} needs the {extra} extra: {install}")
+
+
+def require_extra(door: str, extra: str, *modules: str) -> None:
+    """Stop `door` with one line naming the extra to install when one of its modules is missing. Looks the
+    modules up without importing them, so the check costs nothing at start-up."""
+    if any(find_spec(name) is None for name in modules):
+        raise MissingExtra(door, extra)
 
 
 class CorpusError(UserError):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rag import beir
+from rag.dev import beir
 from rag.errors import CorpusError
 
 TINY = Path(__file__).resolve().parent / "fixtures" / "beir" / "tiny"

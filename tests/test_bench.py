@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rag import bench
+from rag.dev import bench
 from rag.errors import ConfigError
 
 POOL = [f"Sentence {i} says one thing about models." for i in range(40)]

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import SMALL, FakeLLM
-from rag import evaluate
+from rag.dev import evaluate
 from rag.errors import ConfigError, CorpusError
-from rag.evaluate import check_thresholds, load_dataset, mentions, read_thresholds, summarise
+from rag.dev.evaluate import check_thresholds, load_dataset, mentions, read_thresholds, summarise
 
 THRESHOLDS = Path(__file__).resolve().parent.parent / "eval" / "thresholds.toml"
 RETRIEVAL_ROW = {k: 1.0 for k in evaluate.RETRIEVAL}
@@ -161,7 +161,7 @@ def test_judged_metrics_are_reported_apart():
 
 
 def test_judge_runs_llama_index_evaluators_through_our_chat_model():
-    from rag.judge import judge
+    from rag.dev.judge import judge
     from rag.types import Answer, Hit, Paper
 
     source = Hit(Paper("p", "COAT", "COAT achieves a 1.43x end-to-end training speedup."), 1.0)

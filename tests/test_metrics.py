@@ -1,4 +1,4 @@
-"""rag.metrics against hand-computed values and against ranx on random and edge-case rankings."""
+"""rag.dev.metrics against hand-computed values and against ranx on random and edge-case rankings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from rag import metrics
+from rag.dev import metrics
 
 
 def test_hit_and_recall():

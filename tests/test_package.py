@@ -193,7 +193,7 @@ def test_ui_serves_and_a_sigterm_stops_the_server(installed: Installed):
 
 
 def test_an_editable_install_reads_the_checkout(tmp_path: Path):
-    """`pip install -e .` (the README's set-up): the files are read where they sit in the checkout."""
+    """`pip install -e '.[all]'` (the README's set-up): the files are read where they sit in the checkout."""
     src = _copy_source(tmp_path)
     venv, _ = _fresh_venv(tmp_path / "venv")
     python = str(venv / "bin" / "python")

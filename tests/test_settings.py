@@ -1,29 +1,31 @@
-"""The README settings table and .env.example list every setting with its real default; settings keep
-their bounds; the README's JSON field lists match what `--json` prints."""
+"""docs/settings.md and .env.example list every setting with its real default, by concern; settings keep
+their bounds; the JSON field lists of docs/cli.md match what `--json` prints."""
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
-from rag.config import Settings, settings_rows
+from rag.config import CONCERNS, Settings, env_example, settings_rows, settings_table
 from rag.types import Answer, Citation, Hit, Paper
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_readme_table_matches_settings():
-    readme = (ROOT / "README.md").read_text()
-    for var, default, _ in settings_rows():
-        shown = f"`{default}`" if default else "(unset)"
-        assert f"| `{var}` | {shown} |" in readme, f"README settings table is missing or wrong for {var}"
-    assert readme.count("| `RAG_") == len(settings_rows()), "README lists a setting that no longer exists"
+def test_the_settings_doc_holds_the_generated_tables():
+    doc = (ROOT / "docs" / "settings.md").read_text()
+    assert settings_table() in doc, "docs/settings.md is out of date: paste `python -m rag.config` into it"
+    assert doc.count("| `RAG_") == len(settings_rows()), "docs/settings.md lists a setting that no longer exists"
 
 
-def test_env_example_lists_every_setting():
-    example = (ROOT / ".env.example").read_text()
-    for var, default, _ in settings_rows():
-        assert f"# {var}={default}\n" in example
+def test_env_example_is_the_generated_one():
+    assert (ROOT / ".env.example").read_text() == env_example(), "regenerate it: python -m rag.config --env > .env.example"
+
+
+def test_every_setting_belongs_to_exactly_one_concern():
+    named = [name for concern in CONCERNS for name in concern.model_fields]
+    assert sorted(named) == sorted(Settings.model_fields) and len(named) == len(set(named))
 
 
 def test_settings_read_from_env(monkeypatch):
@@ -78,14 +80,14 @@ def test_openai_api_key_is_the_fallback_for_both_endpoints(monkeypatch):
     assert Settings(_env_file=None).llm_api_key.get_secret_value() == "sk-own-1111"
 
 
-# ---------------------------------------------------------------- the README's JSON shapes
+# ---------------------------------------------------------------- the JSON shapes docs/cli.md lists
 
 
-def _readme_names(opening: str) -> str:
-    """The README paragraph that starts with `opening`, after it."""
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index(opening) + len(opening)
-    return readme[start : readme.index("\n\n", start)]
+def _doc_names(opening: str) -> str:
+    """The docs/cli.md paragraph that starts with `opening`, after it."""
+    doc = (ROOT / "docs" / "cli.md").read_text()
+    start = doc.index(opening) + len(opening)
+    return doc[start : doc.index("\n\n", start)]
 
 
 def _fields(text: str) -> set[str]:
@@ -98,15 +100,30 @@ def _sample_answer() -> Answer:
     return Answer(question="q", text="t [1]", mode="extractive", model="m", citations=[citation], sources=[Hit(paper, 1.0)])
 
 
-def test_readme_lists_every_search_json_field():
-    listed = _fields(_readme_names("`rag search --json` prints a list of objects with"))
-    assert listed == set(_sample_answer().sources[0].to_json()), "README's `rag search --json` fields differ from Hit.to_json"
+def test_the_cli_doc_lists_every_search_json_field():
+    listed = _fields(_doc_names("`rag search --json` prints a list of objects with"))
+    assert listed == set(_sample_answer().sources[0].to_json()), "docs/cli.md's `rag search --json` fields differ from Hit.to_json"
 
 
-def test_readme_lists_every_ask_json_field():
-    text = _readme_names("`rag ask --json` prints one object with")
+def test_the_cli_doc_lists_every_ask_json_field():
+    text = _doc_names("`rag ask --json` prints one object with")
     each = re.search(r"\(each ([^)]*)\)", text)
-    assert each, "README no longer lists the citation fields as (each ...)"
+    assert each, "docs/cli.md no longer lists the citation fields as (each ...)"
     shown = _sample_answer().to_json()
-    assert _fields(text.replace(each.group(0), "")) == set(shown), "README's `rag ask --json` fields differ from Answer.to_json"
-    assert _fields(each.group(1)) == set(shown["citations"][0]), "README's citation fields differ from Citation.to_json"
+    assert _fields(text.replace(each.group(0), "")) == set(shown), "docs/cli.md's `rag ask --json` fields differ from Answer.to_json"
+    assert _fields(each.group(1)) == set(shown["citations"][0]), "docs/cli.md's citation fields differ from Citation.to_json"
+
+
+def _doc_json(name: str) -> dict:
+    """The first ```json block of a docs/ file."""
+    doc = (ROOT / "docs" / name).read_text()
+    return json.loads(re.search(r"```json\n(.*?)\n```", doc, re.S).group(1))
+
+
+def test_the_http_api_doc_shows_a_chat_completion_with_every_field():
+    from rag.api import ChatCompletion, SearchResult
+
+    shown = _doc_json("http-api.md")
+    assert set(shown) == set(ChatCompletion.model_fields), "docs/http-api.md's answer JSON differs from ChatCompletion"
+    assert set(shown["search_results"][0]) == set(SearchResult.model_fields)
+    assert set(shown["rag"]) <= set(_sample_answer().to_json())

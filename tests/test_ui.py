@@ -377,7 +377,7 @@ def test_eval_page_without_a_report(small_app_env, monkeypatch: pytest.MonkeyPat
 def test_eval_page_opens_the_report_rag_eval_last_wrote(small_app_env, small_index, embedder, make_settings, monkeypatch, tmp_path):
     """`rag eval --out DIR` names DIR in the data dir; the page offers it first, before the default eval/out."""
     from rag.answer import make_engine
-    from rag.evaluate import LAST_REPORT, Question, timed_run
+    from rag.dev.evaluate import LAST_REPORT, Question, timed_run
     from rag.index import open_store
     from rag.retrieve import Retriever
 

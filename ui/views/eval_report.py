@@ -9,22 +9,11 @@ from pathlib import Path
 import streamlit as st
 
 from rag.config import get_settings
-from rag.evaluate import LAST_REPORT
+from rag.dev.evaluate import LAST_REPORT
+from rag.dev.metrics import ANSWERS, REFUSAL
 
 OUT = Path("eval") / "out"  # `rag eval`'s default --out, relative to the folder the UI was started in
-# Answer metrics as columns (short header, what it means); refusal figures go in a line of their own,
-# since they are blank for every group but the unanswerable questions.
-ANSWER_COLUMNS = {
-    "questions": ("n", "Questions in the group"),
-    "accuracy": ("acc", "Correct answers among all questions of the group"),
-    "precision": ("prec", "Correct among the answers that did not refuse"),
-    "citation_validity": ("valid", "Citations that name a given source"),
-    "citation_precision": ("citeP", "Cited papers that are gold"),
-    "citation_recall": ("citeR", "Gold papers that are cited"),
-    "citation_supported": ("supported", "Citations whose source backs the claim"),
-    "must_mention": ("mention", "Required names the answer mentions"),
-}
-REFUSAL = ("refusal_precision", "refusal_recall")
+ANSWER_COLUMNS = {m: legend for m, legend in ANSWERS.items() if m not in REFUSAL}  # refusal figures: a line of their own
 
 
 def cell(value: object) -> str:

@@ -18,8 +18,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from rag import evaluate_chat, metrics
-from rag.metrics import average, mentions, share
+from rag.dev import evaluate_chat, metrics
+from rag.dev.metrics import ANSWERS, average, mentions, share
 from rag.answer import Engine
 from rag.config import PROJECT_ROOT
 from rag.errors import ConfigError, CorpusError
@@ -31,20 +31,6 @@ KINDS = ("lookup", "multi", "numeric", "metadata", "unanswerable")
 SPLITS = ("dev", "test")
 METHODS = ("bm25", "dense", "hybrid")
 RETRIEVAL = ("hit@5", "hit@10", "recall@5", "recall@10", "mrr", "ndcg@10")
-# Answer figures with the short names the tables use, and what each means (the tables' legend).
-ANSWERS = {
-    "questions": ("n", "questions in the group"),
-    "accuracy": ("acc", "share answered correctly (a gold paper cited, or an unanswerable question refused)"),
-    "precision": ("prec", "share correct among the questions not refused"),
-    "citation_validity": ("valid", "share of the answer's raw [n] markers that name a given source (gated in LLM mode only)"),
-    "citation_supported": ("supp", "share of kept citations whose source sentence backs the claim"),
-    "citation_precision": ("citeP", "share of cited papers that are gold (answerable questions answered)"),
-    "citation_recall": ("citeR", "share of gold papers cited (answerable questions)"),
-    "must_mention": ("must", "share of must-mention facts in the answer (answerable questions)"),
-    "refusal_precision": ("refP", "share of refusals that were on unanswerable questions"),
-    "refusal_recall": ("refR", "share of unanswerable questions refused"),
-    "false_refusals": ("fRef", "share of answerable questions refused (lower is better)"),
-}
 LOWER_IS_BETTER = {"false_refusals"}
 # The extractive answerer cites only the sources it was given, so its raw citations are valid by construction.
 UNGATED = {"extractive": {"citation_validity"}}
@@ -177,7 +163,7 @@ def evaluate_question(engine: Engine, q: Question, judged: bool = False) -> tupl
     row["answer"] = answer_row(answer, q)
     row["correct"] = correct(row["answer"], gold)
     if judged and engine.llm:
-        from rag.judge import judge
+        from rag.dev.judge import judge
 
         row["judge"] = judge(answer, engine.llm)
     timing = {"dataset": q.dataset, "id": q.id, "total": round(answer.timings.get("total", 0.0), 4)}

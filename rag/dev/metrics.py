@@ -1,5 +1,6 @@
 """Ranking metrics as trec_eval defines them (graded gains, log2 discount; the tests check them against ranx),
-and the small arithmetic of the answer figures (must-mention coverage, averages and shares of what applies).
+and the small arithmetic of the answer figures (must-mention coverage, averages and shares of what applies)
+with their legend.
 
 Gold is a set of relevant ids (grade 1 each) or a mapping id -> grade, where a grade of 0 or
 less means "judged not relevant". A ranking that lists an id twice counts it once, at its best rank.
@@ -12,6 +13,24 @@ import re
 from collections.abc import Iterable
 from statistics import mean
 from collections.abc import Mapping, Sequence, Set
+
+# The answer figures: the short name a table heads each column with, and what it means. The one legend of
+# `rag eval`'s tables and of the UI's eval page.
+ANSWERS = {
+    "questions": ("n", "questions in the group"),
+    "accuracy": ("acc", "share answered correctly (a gold paper cited, or an unanswerable question refused)"),
+    "precision": ("prec", "share correct among the questions not refused"),
+    "citation_validity": ("valid", "share of the answer's raw [n] markers that name a given source (gated in LLM mode only)"),
+    "citation_supported": ("supp", "share of kept citations whose source sentence backs the claim"),
+    "citation_precision": ("citeP", "share of cited papers that are gold (answerable questions answered)"),
+    "citation_recall": ("citeR", "share of gold papers cited (answerable questions)"),
+    "must_mention": ("must", "share of must-mention facts in the answer (answerable questions)"),
+    "refusal_precision": ("refP", "share of refusals that were on unanswerable questions"),
+    "refusal_recall": ("refR", "share of unanswerable questions refused"),
+    "false_refusals": ("fRef", "share of answerable questions refused (lower is better)"),
+}
+# Refusal figures apply to unanswerable questions only, so a per-group table shows them apart.
+REFUSAL = ("refusal_precision", "refusal_recall")
 
 Gold = Mapping[str, float] | Set[str]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rag.errors import CorpusError
-from rag.metrics import average, mentions, share
+from rag.dev.metrics import average, mentions, share
 from rag.types import Answer, Conversation, Turn
 
 if TYPE_CHECKING:

@@ -483,7 +483,7 @@ def warm_search(settings: Settings, embedder: Any, questions: list[str]) -> dict
 
 def load_questions(limit: int = QUERIES) -> list[str]:
     """The first `limit` questions of eval/datasets/*.jsonl, in file order: the same set every run."""
-    from rag.evaluate import load_datasets
+    from rag.dev.evaluate import load_datasets
 
     questions = [q.question for q in load_datasets([PROJECT_ROOT / "eval" / "datasets"])][:limit]
     if len(questions) < 2:

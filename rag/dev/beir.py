@@ -15,11 +15,11 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from rag import metrics
+from rag.dev import metrics
 from rag.config import Settings
 from rag.corpus import clean_text
 from rag.errors import CorpusError
-from rag.evaluate import METHODS, bars, fmt, pyplot
+from rag.dev.evaluate import METHODS, bars, fmt, pyplot
 from rag.types import Filters, Paper
 
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
