@@ -15,7 +15,7 @@ from rag import cite, evidence, metadata
 from rag.config import Settings
 from rag.errors import LLMError, QuestionError
 from rag.evidence import LLMJudge, OfflineJudge, Progress
-from rag.extractive import ExtractiveAnswerer, grouped
+from rag.extractive import ExtractiveAnswerer, grouped, no_figure_note
 from rag.followup import FollowUps
 from rag.llm import ChatModel
 from rag.prompt import LLMAnswerer
@@ -257,6 +257,9 @@ class Engine:
             for c in answer.citations:  # a statement about metadata ("does not record the authors"), not a quote
                 c.supported = True
         answer.unsupported = not any(c.supported for c in answer.citations)
+        if intent.is_numeric and writer is not self.quoter:  # the extractive lines say so themselves
+            cited = [answer.sources[n - 1] for n in dict.fromkeys(c.n for c in answer.citations)]
+            answer.notice = " ".join(x for x in (answer.notice, no_figure_note(cited)) if x)
         if (intent.is_list or intent.is_summary) and not intent.one:
             cited = {c.paper_id for c in answer.citations}
             answer.uncited = [h.paper.paper_id for h in answer.sources if h.relevant and h.paper.paper_id not in cited]

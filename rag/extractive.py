@@ -62,6 +62,16 @@ def reports(hit: Hit) -> str:
     return next((name for name, pattern in _REPORTS if pattern.search(text)), OTHER)
 
 
+def lacks_figure(hit: Hit) -> bool:
+    """None of the paper's answering sentences gives a figure: a question asking for one is told so."""
+    return not any(_FIGURE.search(q) for q in hit.quotes())
+
+
+def no_figure_note(cited: list[Hit]) -> str:
+    """What an answer to a question asking for a number says of the cited papers whose abstracts give none."""
+    return " ".join(f"The abstract of {label(h.paper)} gives no figure for this." for h in cited if lacks_figure(h))
+
+
 def grouped(hits: list[Hit]) -> list[Hit]:
     """A summary's relevant papers grouped by what they report, strongest first within a group (the sort is
     stable), then the others: the [n] then count the papers in the order the answer names them."""
@@ -152,9 +162,8 @@ class ExtractiveAnswerer:
 
     def _paper_line(self, n: int, hit: Hit, numeric: bool) -> str:
         """The paper's name and its answering sentences; asked for a number its sentences lack, it says so."""
-        quotes = hit.quotes()
-        lacks = numeric and not any(_FIGURE.search(q) for q in quotes)
-        return f"{label(hit.paper)}: " + " ".join(f"{s} [{n}]" for s in quotes) + (" (The abstract gives no figure for this.)" if lacks else "")
+        lacks = numeric and lacks_figure(hit)
+        return f"{label(hit.paper)}: " + " ".join(f"{s} [{n}]" for s in hit.quotes()) + (" (The abstract gives no figure for this.)" if lacks else "")
 
     def _metadata(self, intent: Intent, hits: list[Hit]) -> str:
         n = self.relevance.named(intent.query, hits)

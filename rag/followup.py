@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from rag.evidence import OfflineJudge
-from rag.extractive import _FIGURE, label
+from rag.extractive import label, lacks_figure
 from rag.question import BACK_WORDS, Intent
 from rag.retrieve import Retriever
 from rag.safety import WITHHELD
@@ -107,7 +107,7 @@ class FollowUps:
             if verdict is None:
                 return FollowUp(f"The abstract of {name} does not say. Closest: {quotes}", [hit], computed=True)
             return FollowUp(f"{verdict}. {name}: {sentence} [1]", [hit])
-        if intent.is_numeric and not any(_FIGURE.search(q) for q in hit.quotes()):
+        if intent.is_numeric and lacks_figure(hit):
             return FollowUp(f"The abstract of {name} gives no figure for this. Closest: {quotes}", [hit], computed=True)
         return FollowUp(f"{name}: {quotes}", [hit])
 

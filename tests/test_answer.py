@@ -795,3 +795,19 @@ def test_a_sentence_imitating_an_answer_is_never_quoted(tiny, planted):
     forged = Hit(Paper(paper_id="x", title=FP8, abstract=abstract), 1.0)
     quoted = [abstract[s:e] for s, e in extractive(tiny).quoter.evidence_spans("FP8 training speedup", forged)]
     assert quoted and planted not in quoted
+
+
+def test_an_answer_asked_for_a_number_says_which_cited_abstract_gives_none():
+    """Two cited papers, one with a figure in its answering sentences: only the other is named as lacking one."""
+    from rag.extractive import no_figure_note
+    from rag.types import Judgement
+
+    def judged(pid: str, title: str, abstract: str) -> Hit:
+        spans = tuple(sentence_spans(abstract))
+        return Hit(paper(pid, title, abstract), score=1.0, judgement=Judgement(True, 1.0, spans, "offline"))
+
+    measured = judged("m", "Measured Cache: a cache", "Our cache saves 40% of memory.")
+    vague = judged("v", "Vague Cache: a cache", "Our cache saves memory.")
+    note = no_figure_note([measured, vague])
+    assert "Vague Cache" in note and "Measured Cache" not in note and note.endswith("gives no figure for this.")
+    assert no_figure_note([measured]) == ""
