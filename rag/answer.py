@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import replace
 
 from rag import cite, evidence, metadata
@@ -43,11 +43,11 @@ _LLM_REFUSAL = re.compile(
 class Streamed:
     """Iterate for the answer's text pieces; `.answer` holds the checked Answer once they are done."""
 
-    def __init__(self, stream: Iterator[str]) -> None:
+    def __init__(self, stream: Generator[str, None, Answer]) -> None:
         self._stream = stream
         self.answer: Answer | None = None
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Generator[str, None, None]:
         self.answer = yield from self._stream
 
 
@@ -93,7 +93,7 @@ class Engine:
     def ask_stream(
         self, question: str, filters: Filters = Filters(), k: int | None = None, history: Conversation | None = None,
         on_progress: Progress | None = None,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, Answer]:
         """Yield answer text as it is produced (inert: no HTML, links or control characters);
         the checked `Answer` is the generator's return value. `on_progress` hears of each paper read."""
         t0 = time.perf_counter()
@@ -226,7 +226,7 @@ class Engine:
             return self.quoter, ""
         return self.answerer, ""
 
-    def _generate(self, answer: Answer, intent: Intent, t0: float) -> Iterator[str]:
+    def _generate(self, answer: Answer, intent: Intent, t0: float) -> Generator[str, None, None]:
         writer, answer.notice = self.writer(intent, answer.sources)
         if writer is self.quoter and self.answerer is not self.quoter:
             answer.mode, answer.model = "extractive", self.quoter.name if answer.notice else LIST_BY_CODE.format(model=self.model)
@@ -261,11 +261,11 @@ class Engine:
             cited = [answer.sources[n - 1] for n in dict.fromkeys(c.n for c in answer.citations)]
             answer.notice = " ".join(x for x in (answer.notice, no_figure_note(cited)) if x)
         if (intent.is_list or intent.is_summary) and not intent.one:
-            cited = {c.paper_id for c in answer.citations}
-            answer.uncited = [h.paper.paper_id for h in answer.sources if h.relevant and h.paper.paper_id not in cited]
+            named = {c.paper_id for c in answer.citations}
+            answer.uncited = [h.paper.paper_id for h in answer.sources if h.relevant and h.paper.paper_id not in named]
         answer.timings["check"] = time.perf_counter() - t
 
-    def _stream(self, answerer: ExtractiveAnswerer | LLMAnswerer, answer: Answer, intent: Intent, t0: float) -> Iterator[str]:
+    def _stream(self, answerer: ExtractiveAnswerer | LLMAnswerer, answer: Answer, intent: Intent, t0: float) -> Generator[str, None, str]:
         """Yield `answerer`'s text, made inert, as it comes; return all of it."""
         pieces: list[str] = []
         for piece in sanitize_stream(answerer.stream(intent, answer.sources)):

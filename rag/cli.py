@@ -180,6 +180,7 @@ def ask(
         if not (as_json or as_markdown):
             out.print(piece, end="", markup=False, highlight=False, soft_wrap=True)
     answer = streamed.answer
+    assert answer is not None  # set when the stream ends
     if bib:
         _write_bib(bib, answer)
     if as_json:

@@ -138,7 +138,7 @@ class Limits(BaseModel):
 
 
 # Deployment settings by concern, in the order the settings table lists them.
-CONCERNS: tuple[type[BaseModel], ...] = (Paths, Store, Embedding, Retrieval, LLMEndpoint, Limits)
+CONCERNS: tuple[type[Paths | Store | Embedding | Retrieval | LLMEndpoint | Limits], ...] = (Paths, Store, Embedding, Retrieval, LLMEndpoint, Limits)
 
 
 class Settings(BaseSettings, Limits, LLMEndpoint, Retrieval, Embedding, Store, Paths):

@@ -108,7 +108,7 @@ def _bib_entry(entry: bibtexparser.model.Entry, strings: dict[str, str]) -> Entr
     eprint = text.get("eprint", "") if archive.lower() == "arxiv" else ""
     return Entry(
         label=f"entry {entry.key!r}",
-        line=entry.start_line + 1,
+        line=(entry.start_line or 0) + 1,
         title=text.get("title", ""),
         abstract=text.get("abstract", ""),
         date=text.get("date", "")[:10] or _ymd(text.get("year"), text.get("month"), text.get("day")),
@@ -147,7 +147,7 @@ def read_ris(name: str, lines: list[str]) -> tuple[list[Entry], list[Problem]]:
         records = rispy.loads("\n".join(lines))
     except Exception as e:  # rispy raises on some malformed tag lines
         return [], [Problem(name, f"RIS could not be parsed ({e}); check the tag lines")]
-    starts = [n for n, line in enumerate(lines, 1) if line.startswith("TY  -")]
+    starts: list[int | None] = [n for n, line in enumerate(lines, 1) if line.startswith("TY  -")]
     problems = []
     if len(starts) != len(records):
         problems.append(Problem(name, f"{len(starts) - len(records)} record(s) not closed by 'ER  -'; skipped"))
@@ -319,7 +319,8 @@ def _uninvert(index: object) -> str:
 
 
 def _s2(row: dict, n: int, line: int) -> Entry:
-    external = row.get("externalids") if isinstance(row.get("externalids"), dict) else {}
+    external = row.get("externalids")
+    external = external if isinstance(external, dict) else {}
     studies = row.get("fieldsofstudy")
     return Entry(
         label=f"paper {_text(row.get('paperid')) or n}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from rag.types import Spans
 
@@ -19,7 +20,7 @@ def sentence_spans(text: str, known: Spans = ()) -> list[tuple[int, int]]:
 
 
 @lru_cache(maxsize=1)
-def _punkt() -> object:
+def _punkt() -> Any:
     from nltk.tokenize.punkt import PunktSentenceTokenizer
 
     return PunktSentenceTokenizer()

@@ -24,12 +24,13 @@ from rag.answer import Engine
 from rag.config import PROJECT_ROOT
 from rag.errors import ConfigError, CorpusError
 from rag.question import read_question
+from rag.retrieve import Method
 from rag.types import Answer
 
 DATASETS = PROJECT_ROOT / "eval" / "datasets"
 KINDS = ("lookup", "multi", "numeric", "metadata", "unanswerable")
 SPLITS = ("dev", "test")
-METHODS = ("bm25", "dense", "hybrid")
+METHODS: tuple[Method, ...] = ("bm25", "dense", "hybrid")
 RETRIEVAL = ("hit@5", "hit@10", "recall@5", "recall@10", "mrr", "ndcg@10")
 LOWER_IS_BETTER = {"false_refusals"}
 # The extractive answerer cites only the sources it was given, so its raw citations are valid by construction.
