@@ -345,12 +345,13 @@ def llm_serve(
     ctx: Annotated[int, typer.Option(help="Context window in tokens (prompt plus answer); match RAG_LLM_CONTEXT.")] = 8192,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: llama.cpp's choice).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's log.")] = False,
+    parallel: Annotated[int, typer.Option(help="Requests decoded together (llama.cpp slots); match RAG_LLM_CONCURRENCY to judge papers in parallel.")] = 1,
 ) -> None:
     """Serve a GGUF model with llama.cpp's OpenAI-compatible server until Ctrl-C; prints the RAG_LLM_BASE_URL to set."""
     require_extra("rag llm serve", "local-llm", "xllamacpp")
     from rag.serve import serve_forever
 
-    serve_forever(model, host, port, ctx, threads, verbose, say=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True))
+    serve_forever(model, host, port, ctx, threads, verbose, parallel=parallel, say=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True))
 
 
 @app.command()

@@ -101,6 +101,7 @@ def start_server(
     threads: int | None = None,
     alias: str | None = None,
     verbosity: int = QUIET,
+    parallel: int = 1,
 ) -> LocalServer:
     """Load the GGUF model and serve it on host:port (port 0: any free port); returns once it listens.
 
@@ -112,12 +113,14 @@ def start_server(
         raise ConfigError(f"--ctx must be positive, not {ctx}")
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be positive, not {threads}")
+    if parallel < 1:
+        raise ConfigError(f"--parallel must be positive, not {parallel}")
     _xllamacpp()  # missing: say so before starting a child that would only fail
     if port and _port_taken(host, port):
         raise ConfigError(f"cannot listen on {host}:{port}: the port is in use or the address is not local; choose another --port or --host")
 
     name = alias or path.name.removesuffix(".gguf")
-    spec = {"model": str(path.resolve()), "host": host, "port": port, "ctx": ctx, "threads": threads, "alias": name, "verbosity": verbosity}
+    spec = {"model": str(path.resolve()), "host": host, "port": port, "ctx": ctx, "threads": threads, "alias": name, "verbosity": verbosity, "parallel": parallel}
     process = subprocess.Popen(
         [sys.executable, "-m", "rag.serve", json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -157,6 +160,8 @@ def _serve_in_this_process(spec: dict[str, Any]) -> None:
     if spec["threads"]:
         params.cpuparams.n_threads = spec["threads"]
         params.cpuparams_batch.n_threads = spec["threads"]  # prompt processing, the slow part on a CPU
+    params.n_parallel = spec["parallel"]  # slots: requests decoded together (the judge sends several at once)
+    params.kv_unified = spec["parallel"] > 1  # the slots share one context of n_ctx tokens
     params.model_alias = {spec["alias"]}
     params.verbosity = spec["verbosity"]
     try:
@@ -188,12 +193,13 @@ def serve_forever(
     threads: int | None = None,
     verbose: bool = False,
     say: Any = print,
+    parallel: int = 1,
 ) -> None:
     """`rag llm serve`: start the server, say how to point `rag` at it, block until Ctrl-C."""
     _xllamacpp()
     say(f"Loading {_model_file(model_path)} ...")
     started = time.perf_counter()
-    server = start_server(model_path, host, port, ctx, threads, verbosity=3 if verbose else QUIET)
+    server = start_server(model_path, host, port, ctx, threads, verbosity=3 if verbose else QUIET, parallel=parallel)
     with server:
         say(f"Serving {server.model} at {server.address} (ready in {time.perf_counter() - started:.1f} s). Use it with:")
         say(f"  RAG_LLM_BASE_URL={server.base_url}")

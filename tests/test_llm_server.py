@@ -121,12 +121,14 @@ def test_start_server_serves_and_stops() -> None:
     """start_server on a free port lists the alias at /v1/models; stop() closes the port."""
     from rag.serve import start_server
 
-    server = start_server(smollm2_gguf(), port=0, ctx=512, alias="smol")
+    server = start_server(smollm2_gguf(), port=0, ctx=512, alias="smol", parallel=2)
     with server:
         url = server.base_url
         assert url.startswith("http://127.0.0.1:") and url.endswith("/v1")
         with urllib.request.urlopen(f"{url}/models", timeout=5) as r:
             assert [m["id"] for m in json.load(r)["data"]] == ["smol"]
+        with urllib.request.urlopen(f"{server.address}/props", timeout=5) as r:
+            assert json.load(r)["total_slots"] == 2  # --parallel: two requests decoded together
     assert not server.running
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{url}/models", timeout=2)
@@ -137,6 +139,8 @@ def test_start_server_user_errors(tmp_path: Path, fault_server) -> None:
 
     with pytest.raises(ConfigError, match="not found"):
         start_server(tmp_path / "missing.gguf")
+    with pytest.raises(ConfigError, match="--parallel must be positive"):
+        start_server(smollm2_gguf(), parallel=0)
     busy = fault_server("500")  # something already listens on this port
     with pytest.raises(ConfigError, match="in use"):
         start_server(smollm2_gguf(), port=busy.port)
