@@ -14,7 +14,7 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -44,47 +44,18 @@ from rag.api_models import (
     sources_of,
     sse_events,
 )
-from rag.app import EngineHolder
+from rag.app import EngineHolder, check_length, check_scope, paper_json
 from rag.config import Settings
 from rag.errors import ConfigError, QuestionError, UserError
-from rag.question import too_long
 from rag.serve import is_loopback
-from rag.types import Answer, Conversation, Filters, Hit, Turn
+from rag.types import Answer, Conversation, Turn
 
-SCORE_FIELDS = ("score", "dense", "bm25", "ranks")
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 413: "request_too_large"}
 # Answers run in threads of their own, so answers waiting on a slow LLM never hold the ones searches use.
 ANSWER_THREADS = 40
 
 
 # ------------------------------------------------------------ the engine, shared by every request
-
-
-def paper_json(hit: Hit) -> dict[str, Any]:
-    """A paper in the shape of a search hit without the scores, so clients parse one shape."""
-    return {k: v for k, v in hit.to_json().items() if k not in SCORE_FIELDS}
-
-
-def check_length(settings: Settings, what: str, text: str) -> None:
-    """Refuse a text so long that searching for it would be slow, saying what to change."""
-    if len(text) > settings.max_question_chars:
-        raise QuestionError(too_long(what, text, settings.max_question_chars))
-
-
-def check_scope(
-    settings: Settings, what: str, text: str, k: int | None, year_from: int | None, year_to: int | None,
-    sources: list[str], categories: Iterable[str] = (), venues: Iterable[str] = (),
-) -> Filters:
-    """Reject a question or query the engine would answer badly or slowly (empty or huge, k too large, reversed
-    years) with a message saying what to change; return the filters."""
-    if not text.strip():
-        raise QuestionError(f"the {what} is empty; send some text")
-    check_length(settings, what, text)
-    if k is not None and k > settings.api_max_k:
-        raise QuestionError(f"k={k} is more than the {settings.api_max_k} papers allowed (RAG_API_MAX_K); ask for fewer")
-    if year_from is not None and year_to is not None and year_from > year_to:
-        raise QuestionError(f"year_from {year_from} is after year_to {year_to}; swap them")
-    return Filters(year_from, year_to, tuple(sources), tuple(categories), tuple(venues))
 
 
 def check_history(settings: Settings, history: Conversation) -> None:

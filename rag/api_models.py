@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from rag.answer import Streamed
 from rag.errors import ConfigError, EmbedError, LLMError, StoreError, UserError, redact
+from rag.references import answer_json
 from rag.text import sentences
 from rag.types import Answer
 
@@ -267,7 +268,7 @@ def sources_of(answer: Answer) -> dict[str, Any]:
             "snippet": quote or (first[0] if first else hit.paper.abstract),
         })
     citations = [paper.link or paper.display_title for _, paper in answer.cited()]
-    return {"citations": citations, "search_results": results, "rag": answer.to_json()}
+    return {"citations": citations, "search_results": results, "rag": answer_json(answer)}
 
 
 def _event(payload: dict[str, Any] | str) -> str:

@@ -184,7 +184,9 @@ def ask(
     if bib:
         _write_bib(bib, answer)
     if as_json:
-        print(json.dumps(answer.to_json(), indent=2, ensure_ascii=False))
+        from rag.references import answer_json
+
+        print(json.dumps(answer_json(answer), indent=2, ensure_ascii=False))
     elif as_markdown:
         from rag.references import markdown
 

@@ -12,10 +12,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import Field
 
-from rag.api import check_scope, paper_json
-from rag.app import EngineHolder
+from rag.app import EngineHolder, check_scope, paper_json
 from rag.config import Settings
 from rag.errors import UserError
+from rag.references import answer_json
 
 YearFrom = Annotated[int | None, Field(ge=0, le=9999, description="Only papers from this year on.")]
 YearTo = Annotated[int | None, Field(ge=0, le=9999, description="Only papers up to this year.")]
@@ -55,7 +55,7 @@ def build_server(holder: EngineHolder, settings: Settings) -> MCPServer:
 
         def run() -> dict[str, Any]:
             filters = check_scope(settings, "question", question, k, year_from, year_to, [])
-            return holder.get().ask(question, filters, k).to_json()
+            return answer_json(holder.get().ask(question, filters, k))
 
         return _reported(run)
 

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from rag.types import Answer, Paper
 
 
+def answer_json(answer: Answer) -> dict:
+    """An answer's JSON with the BibTeX of the papers it cites, as every front door returns it."""
+    return answer.to_json() | {"bibtex": bibtex([p for _, p in answer.cited()])}
+
+
 def bibtex(papers: list[Paper]) -> str:
     """BibTeX entries for `papers`, in order, with keys that are the same for the same papers in every run."""
     keys = cite_keys(papers)

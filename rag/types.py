@@ -326,8 +326,7 @@ class Answer:
         return [(n, self.sources[n - 1].paper) for n in ns]
 
     def to_json(self) -> dict:
-        from rag import references  # bibtexparser takes 50 ms to import: only answers printed as JSON need it
-
+        """The answer as the front doors' JSON, without its BibTeX (`references.answer_json` adds it)."""
         return {
             "question": self.question,
             "standalone_question": self.standalone_question,
@@ -343,6 +342,5 @@ class Answer:
             "notice": self.notice,
             "declined": self.declined,
             "suspicious_sources": self.suspicious,
-            "bibtex": references.bibtex([p for _, p in self.cited()]),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
