@@ -24,8 +24,6 @@ from rag.types import Hit, Judgement, Paper, Turn
 
 # A list line or lookup of an extractive answer opens with the paper's label: "- COAT: Compressing ...: <quote> [1]".
 _LINE_LABEL = re.compile(r"^(?:- )?(.+?): .*\[\d+\]", re.M)
-_NO_YEAR = re.compile(r"\b(?:no|without|unknown|missing)\b(?: \w+){0,2} (?:year|date)s?\b|\bundated\b", re.I)
-_KNOWN_YEAR = re.compile(r"\b(?:has|have|with|a)\b(?: a)? known (?:publication )?(?:year|date)s?\b", re.I)
 _NEGATION = re.compile(r"\b(?:no|not|without|never|neither|nor|free of)\b|-free\b|\bfree\b", re.I)
 
 
@@ -60,11 +58,9 @@ class FollowUps:
         return ids
 
     def answer(self, intent: Intent, previous: list[Hit], earlier: str) -> FollowUp:
-        question = intent.text
-        if _NO_YEAR.search(question):
-            return self._filtered(previous, lambda p: p.year is None, earlier)
-        if _KNOWN_YEAR.search(question):
-            return self._filtered(previous, lambda p: p.year is not None, earlier)
+        if intent.year_known is not None:
+            known = intent.year_known
+            return self._filtered(previous, lambda p: (p.year is not None) == known, earlier)
         if intent.filters.active():
             return self._filtered(previous, intent.filters.allows, earlier)
         if intent.back == "many":

@@ -55,6 +55,9 @@ _BACK_ONE = re.compile(
     r"the (?:first|second|third|fourth|fifth|last|top) (?:one|paper|method)?)\b(?! (?:possible|true|known|likely|feasible)\b)",
     re.I,
 )
+# "which of those have no known year?", "... with a known date?": a filter on whether the year is recorded.
+_NO_YEAR = re.compile(r"\b(?:no|without|unknown|missing)\b(?: \w+){0,2} (?:year|date)s?\b|\bundated\b", re.I)
+_KNOWN_YEAR = re.compile(r"\b(?:has|have|with|a)\b(?: a)? known (?:publication )?(?:year|date)s?\b", re.I)
 _ORDINALS = {"first": 1, "top": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1}
 _ORDINAL = re.compile(r"\bthe (first|second|third|fourth|fifth|last|top)\b", re.I)
 BACK_WORDS = re.compile(_BACK_MANY.pattern + "|" + _BACK_ONE.pattern + r"|\b(?:of|among|from)\b(?= (?:them|those|these)\b)", re.I)
@@ -76,6 +79,7 @@ class Intent:
     yes_no: bool = False
     one: bool = False  # "which paper ...": answered like a lookup, from the best paper
     continues: bool = False  # leans on the conversation: pronouns, or four words or fewer
+    year_known: bool | None = None  # False: "no known year", True: "a known year", None: neither is asked
 
     @property
     def is_list(self) -> bool:
@@ -102,6 +106,7 @@ def read_question(question: str, filters: Filters = Filters()) -> Intent:
         is_numeric=bool(_NUMERIC.search(question)) and asks is None, asks=asks, meta=meta, back=_refers_back(question),
         ordinal=_ordinal(question), yes_no=bool(_YES_NO.match(query)), one=bool(_ONE.search(query)),
         continues=bool(_FOLLOW_UP.search(question)) or len(question.split()) <= 4,
+        year_known=False if _NO_YEAR.search(question) else True if _KNOWN_YEAR.search(question) else None,
     )
 
 

@@ -270,3 +270,17 @@ def test_a_question_holding_undecodable_bytes_is_one_clear_error():
     with pytest.raises(QuestionError, match=r"not text \(\\udcff at character 5\)"):
         check_request("fp8 \udcff training", Filters(), None, 2000)
     check_request("FP8 training on H100 — 1.4× faster?", Filters(), None, 2000)  # non-ASCII text is fine
+
+
+@pytest.mark.parametrize(
+    ("question", "known"),
+    [
+        ("Which of those have no known year?", False),
+        ("which of them are undated?", False),
+        ("Which of those has a known publication date?", True),
+        ("Which of those is from 2024?", None),
+        ("Which of those use LoRA?", None),
+    ],
+)
+def test_a_follow_up_can_ask_whether_the_year_is_recorded(question, known):
+    assert read_question(question).year_known is known
