@@ -23,6 +23,7 @@ from rag.console import (
     reading,
     run_ingest,
     session,
+    short_time,
 )
 from rag.errors import ConfigError, LLMError, UserError, require_extra
 from rag.safety import terminal_safe
@@ -326,13 +327,13 @@ def corpus_stats(paths: PathsArg = None) -> None:
 def _ingest_line(record: dict) -> str:
     """When the index last changed, and the last ingest when it changed nothing (so it is not taken for a sync)."""
     at = record.get("at")
-    changed = f"Index last changed: {at} (collection {record.get('collection')!r})." if at else "Index never changed."
+    changed = f"Index last changed: {short_time(at)} (collection {record.get('collection')!r})." if at else "Index never changed."
     attempt = record.get("attempt") or {}
     if attempt.get("changed", True) or not attempt.get("at"):
         return changed
     problems = attempt.get("problems", 0)
     said = f" ({problems} problem(s))." if problems else "."
-    return f"{changed} Last ingest: {attempt['at']}, changed nothing{said}"
+    return f"{changed} Last ingest: {short_time(attempt['at'])}, changed nothing{said}"
 
 
 llm_app = typer.Typer(no_args_is_help=True, help="Run a local LLM for `rag ask` (needs the local-llm extra).")

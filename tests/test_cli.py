@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import LANG_FILE, SCI_FILE, SMALL, TXT_FILE, free_port
+from rag.console import short_time
 
 STABLE_KEYS = {"paper_id", "title", "abstract", "source", "date", "year", "score"}
 
@@ -238,5 +239,5 @@ def test_an_ingest_that_changed_nothing_does_not_move_the_last_change(tmp_path):
     assert after["at"] == record["at"] and after["files"] == record["files"]
     assert after["attempt"]["changed"] is False and after["attempt"]["problems"] == 1
     stats = " ".join(rag(["corpus", "stats"], env, tmp_path).stdout.split())
-    assert f"Index last changed: {record['at']}" in stats
-    assert f"Last ingest: {after['attempt']['at']}, changed nothing (1 problem(s))." in stats
+    assert f"Index last changed: {short_time(record['at'])}" in stats
+    assert f"Last ingest: {short_time(after['attempt']['at'])}, changed nothing (1 problem(s))." in stats

@@ -327,7 +327,7 @@ def test_a_card_shows_one_date_written_one_way_and_where_it_came_from(monkeypatc
 
 def test_the_time_of_the_last_ingest_is_short(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.syspath_prepend(str(UI_DIR))
-    from common import short_time
+    from rag.console import short_time
 
     assert re.fullmatch(r"2024-03-1[01] \d{2}:\d{2}", short_time("2024-03-11T00:05:09+00:00"))  # in local time
     assert short_time(None) == "never"

@@ -6,7 +6,6 @@ Corpus text is untrusted: it is escaped for Markdown and never passed with unsaf
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import streamlit as st
 
 from rag.answer import Engine, make_engine
 from rag.config import Settings, get_settings
+from rag.console import short_time
 from rag.embed import make_embedder
 from rag.index import ingest, last_ingest, open_store
 from rag.llm import backend_name
@@ -151,16 +151,6 @@ def shown_date(paper: Paper) -> str:
         return f"{paper.date_raw} (year unknown)"
     day = next((d for path in paper.paths if (d := _file_info(path)[1])), "")
     return f"{day} (listing page)" if day else "no known date"
-
-
-def short_time(iso: str | None) -> str:
-    """An ISO timestamp as a short local time (`2024-03-11 14:05`), the way every page writes dates."""
-    if not iso:
-        return "never"
-    try:
-        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return iso
 
 
 def _file_info(path: str) -> tuple[str, str]:
