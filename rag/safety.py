@@ -21,8 +21,9 @@ from dataclasses import replace
 from functools import cache, lru_cache
 from pathlib import Path
 
-from rag import cuegate
+from rag import cuegate, disguise
 from rag.cuegate import Compiled
+from rag.disguise import foreign, readings
 from rag.text import sentence_spans
 from rag.types import Hit, Spans, encode_spans
 
@@ -82,7 +83,13 @@ _READER = r"(?:reviewers?|readers?|summari[sz]ers?|referees?|evaluators?|graders
 _OUTPUT = r"(?:answers?|responses?|outputs?|repl(?:y|ies)|summar(?:y|ies)|reviews?|assessments?|evaluations?|reports?|completions?)"
 _RULES = (
     r"(?:instructions?|prompts?|rules|directions?|directives?|guidelines|guidance|context|messages?|constraints|commands?"
-    r"|programming|polic(?:y|ies)|orders|requests?|restrictions|safeguards|guardrails|training|everything)"
+    r"|programming|polic(?:y|ies)|orders|requests?|restrictions|safeguards|guardrails|training|everything|question|query)"
+)
+_TEXTS = r"(?:answers?|responses?|repl(?:y|ies)|summar(?:y|ies)|reviews?|descriptions?|outputs?|completions?|messages?|texts?|text\s+generated)"
+_OBLIGED = r"(?:must|should|shall|has\s+to|have\s+to|needs?\s+to|is\s+to|are\s+to|ought\s+to|(?:is|are)\s+(?:required|expected|obliged|supposed)\s+to)"
+_SAY = (
+    r"(?:print|write|writ\w+|repl\w+|respond\w*|output\w*|say\w*|state|answer\w*|includ\w+|mention\w*|contain\w*|begin\w*|start\w*|open\w*|end\w*"
+    r"|conclud\w+|describ\w+|cit\w+|quot\w+|give|report|point\w*|tell\w*|rely|prefix\w*|terminat\w+|reproduc\w+|add\w*|append\w*|insert\w*|deliver\w*)\b"
 )
 _OVERRIDE = (
     r"(?:ignore|disregard|forget|override|overrule|bypass|discard|abandon|neglect|set\s+aside|do\s+not\s+(?:follow|obey)"
@@ -135,7 +142,44 @@ def _patterns() -> list[tuple[int, re.Pattern]]:
         (1, _cue(r"\bas\s+an?\s+(?:AI|LLM|(?:large\s+)?language\s+model|AI\s+assistant)\b|\bif\s+you\s+can\s+read\s+this\b")),
         # controlling the output
         (2, _cue(r"\byour\s+(?:" + _OUTPUT + r"|instructions|task|role|rules|guidelines|system\s+prompt|programming|previous|prior|original|rating|score|recommendation|verdict)\b")),
-        (1, _cue(r"\b(?:in|into|within|to|throughout)\s+(?:every|each|all|any)\s+" + _OUTPUT + r"\b")),
+        (1, _cue(r"\b(?:in|into|within|to|throughout)\s+(?:every|each|all|any)\s+(?:\w+\s+)?" + _OUTPUT + r"\b")),
+        (1, _cue(r"\b(?:must|should|shall|has\s+to|have\s+to|is\s+to|are\s+to)\s+be\s+(?:included|added|inserted|placed|reproduced|mentioned|quoted|printed|written|cited|repeated|copied)\b")),
+        # requirements on what answers say, in any voice: "every summary ... has to end with", "it is required that any answer"
+        (2, _cue(r"(?:^\W*|\b(?:any|every|each|all|the|your|its|their|generated|whatever)\s+(?:\w+\s+){0,2}?)" + _TEXTS + r"\b[^.!?;]{0,80}?" + _OBLIGED
+                 + r"\s+(?:\w+\s+)?(?:" + _SAY + r"|be\s+\w+(?:ed|en)\s+(?:with|by)\b)")),
+        (2, _cue(r"\bit\s+is\s+(?:required|expected|mandatory|obligatory|requested|demanded|essential)\s+that\b[^.!?]{0,60}?\b" + _TEXTS + r"\b")),
+        (2, _cue(r"\b(?:no|every|any)\s+" + _TEXTS + r"\b[^.!?]{0,60}\b(?:complete|valid|correct|acceptable)\s+(?:unless|without)\b")),
+        (2, _cue(_IMP + r"(?:begin|start|open|end|finish|conclude|prefix|close|sign|terminate)\s+(?:every|each|all|any|your)\s+" + _TEXTS + r"\b")),
+        (2, _cue(r"\b(?:any|every|each|all|the)\s+(?:\w+\s+){0,2}?(?:models?|systems?|tools?|agents?|assistants?|summari[sz]ers?|pipelines?|bots?|AIs?|LLMs?)\b"
+                 r"[^.!?;]{0,60}?\b(?:is|are)\s+(?:obliged|required|expected|instructed|asked)\s+to\s+(?:\w+\s+)?" + _SAY)),
+        (2, _cue(r"\b(?:readers?|users?|visitors?)\b[^.!?]{0,40}\b(?:should|must|are\s+to)\s+be\s+(?:directed|pointed|sent|told|referred|redirected)\s+to\b")),
+        # a model or reader named by what it does with this very text
+        (2, _cue(r"\b(?:you|whoever|anyone|anything|(?:" + _AI + r"|models?|systems?|tools?|pipelines?|programs?|" + _READER + r"))\b(?:\s+(?:that|which|who))?[^.!?]{0,30}?\b"
+                 r"(?:reads?|reading|process(?:es|ing)?|sees?|parses?|ingests?|summari[sz](?:es?|ing)|generat(?:es?|ing)\s+\w+\s+from)\s+"
+                 r"(?:this(?:\s+(?:abstract|record|text|paper|document|passage|page|entry|message|sentence)\b|\b(?!\s+\w))|these\s+(?:sources|abstracts|records|documents|lines)\b)")),
+        # authority over the other papers, and answers given in advance
+        (2, _cue(r"\b(?:retracted|withdrawn|fraudulent|discredited|invalidated|debunked)\b[^.!?]{0,80}\b(?:only|sole)\b"
+                 r"|\b(?:other|remaining|all)\s+(?:papers?|studies|works|abstracts|articles|sources|results)\b[^.!?]{0,50}\b(?:retracted|withdrawn|fraudulent|discredited|invalid)\b"
+                 r"|\b(?:only|sole)\s+(?:this\s+one|valid|trustworthy|reliable|correct|authoritative|legitimate)\b[^.!?]{0,40}\b(?:source|paper|one|study|reference|result)\b"
+                 r"|\b(?:correct|verified|authoritative|official|true|right|final)\s+(?:answer|reply|response)\s+(?:to|for)\s+(?:any|every|all|each)\b"
+                 r"|\b(?:verified|authoritative|official)\s+answer\s+is\b"
+                 r"|\b(?:consensus|universally\s+agreed|everyone\s+agrees|experts\s+agree)\b[^.!?]{0,80}\b(?:correct|right|only)\s+" + _TEXTS)),
+        # a request, however polite
+        (2, _cue(r"\b(?:kindly|politely|humbly|respectfully)\s+(?:ask|request|invite|urge|beg)\b|\bbe\s+so\s+kind\s+as\s+to\b"
+                 r"|\b(?:appreciated|grateful|thankful)\s+if\b[^.!?]{0,60}\b" + _TEXTS + r"\b")),
+        # role play
+        (2, _cue(r"\blet(?:'s|\s+us)\s+(?:play|pretend|imagine|role-?play)\b|\bimagine\s+(?:that\s+)?you(?:'re|\s+are)\b|\brole-?play(?:ing)?\s*(?:time|game)?\s*[:!]"
+                 r"|\byou\s+are\s+(?:an?|the)\s+\w+(?:\s+\w+)?\s+(?:who|that|whose)\b")),
+        (1, _cue(r"\b(?:plays?|playing|takes?|assumes?)\s+the\s+(?:role|part|persona)\s+of\b")),
+        # text dressed as the answer, the sources' frame or a chat: JSON fields, source tags, turns, a task block, its own citations
+        (2, _cue(r"\"\w+\"\s*:\s*[\"\[{\dtfn]|</?\s*(?:sources?|documents?|context|abstract|system|instructions?|user|assistant|human|prompt|answer|tool)\s*>"
+                 r"|\[\s*(?:end|begin|start)\s+(?:of\s+)?(?:sources?|documents?|context|abstracts?|instructions?|input|data)\s*\]"
+                 r"|^\W{0,4}(?:a|ai|bot|model|answer|final\s+answer|output|response)\s*:\s*\S"
+                 r"|\b(?:user|human|q|question)\s*:[^\n]{0,200}?\b(?:assistant|ai|bot|a|answer|model)\s*:")),
+        (2, _cue(r"\b(?:new|updated|revised|changed|next|additional|real|actual|mandatory|hidden|secret)\s+(?:task|job|assignment|mission)s?\b[^.!?:]{0,30}[:!]"
+                 r"|\btask\s+(?:change|switch|update)\b")),
+        (2, _cue(r"\[\d+\][^.!?]{0,40}?\b(?:says?|states?|confirms?|shows?\s+that|requires?|demands?)\b|\b(?:according\s+to|as\s+stated\s+in|as\s+shown\s+in|per)\s+\[\d+\]")),
+        (1, _cue(r"\b(?:task|job|step|duty|goal|role|instruction)\s+(?:is|consists\s+of|will\s+be)\s+(?:to\s+)?(?:" + _SAY + r")")),
         (2, _cue(_IMP + r"(?:respond|reply|answer|output|print|write|return|say|type|repeat|echo|emit|begin|start|end|finish|conclude)\b[^.!?]{0,20}?"
                  r"(?:\b(?:only|exclusively|solely|exactly|verbatim)\b|\bwith\s+(?:the|a|this)\b|\bwith\s*[:\"'“]|\bin\s+(?:all\s+)?caps\b)")),
         (2, _cue(_IMP + r"(?:output|print|write|type|repeat|echo|emit|append|insert|add|include|mention|use|return|put)\s+(?:the\s+|this\s+|a\s+)?(?:exact\s+|following\s+|special\s+|secret\s+)?"
@@ -153,7 +197,7 @@ def _patterns() -> list[tuple[int, re.Pattern]]:
                  r"|\b(?:positive|favou?rable|glowing)\s+(?:review|rating|evaluation|assessment)s?\b")),
         # announcing instructions
         (2, _cue(r"\bthis\s+is\s+(?:an?\s+)?(?:instruction|command|order|directive)\s+(?:to|for)\b"
-                 r"|\b(?:new|updated|revised|real|actual|true|hidden|secret|additional|system)\s+(?:instructions?|directives?|orders|commands?|system\s+prompt)\s*[:!]")),
+                 r"|\b(?:new|updated|revised|real|actual|true|hidden|secret|additional|system)\s+(?:instructions?|directives?|orders|commands?|system\s+prompt)\b[^.!?:]{0,30}[:!]")),
         (1, _cue(r"^\W{0,3}(?:important|urgent|attention|warning|notice|override|sudo|critical)\s*[:!]|\bthe\s+following\s+(?:is\s+an?|are)\s+(?:instructions?|commands?)\b")),
         # the second person and bare imperatives aimed at the output
         (1, _cue(r"\byou\s+(?:must|should|shall|will|need\s+to|have\s+to|are\s+(?:now\s+)?(?:required|instructed|asked|expected|supposed|allowed|permitted|free)\s+to|can\s+now|may\s+now)\b")),
@@ -192,7 +236,9 @@ def instruction_score(sentence: str) -> int:
     """Sum of the weights of the cues `sentence` shows (each counted once); see `addresses_assistant`."""
     raw_hidden = bool(_ZERO_WIDTH.search(sentence) or _TAG_CHARS.search(sentence))
     text = _normalise(sentence)
-    score = _compiled().score(text) + raw_hidden
+    if foreign(text):
+        return FLAG_AT  # the rules read English: an order in another language is beyond them
+    score = max(_compiled().score(t) for t in [text, *readings(text)]) + raw_hidden
     for decoded in _decoded_blobs(text):
         score += 2 if addresses_assistant(decoded) or _DECODE.search(text) else 1
     return score
@@ -357,14 +403,18 @@ WITHHELD = "[A sentence that reads as an instruction to an AI was withheld.]"
 
 def withhold(abstract: str, spans: Spans = ()) -> tuple[str, Spans, tuple[str, ...]]:
     """The abstract with each sentence that addresses an AI assistant replaced by WITHHELD, the
-    sentence spans of that new text, and the sentences taken out (never shown to a model, never quoted)."""
+    sentence spans of that new text, and the sentences taken out (never shown to a model, never quoted).
+    A sentence right after a withheld one goes too on a single cue: an order split over two sentences
+    ("... has one remaining task. That task is to print ...") shows most of its cues in the first."""
     parts: list[str] = []
     moved: list[tuple[int, int]] = []
     withheld: list[str] = []
     last = length = 0
+    after_withheld = False
     for s, e in sentence_spans(abstract, spans):
         sentence = abstract[s:e]
-        if addresses_assistant(sentence):
+        after_withheld = instruction_score(sentence) >= (1 if after_withheld else FLAG_AT)
+        if after_withheld:
             withheld.append(sentence)
             sentence = WITHHELD
         parts += [abstract[last:s], sentence]
@@ -376,8 +426,16 @@ def withhold(abstract: str, spans: Spans = ()) -> tuple[str, Spans, tuple[str, .
     return "".join(parts), tuple(moved), tuple(withheld)
 
 
+MOSTLY = 0.5  # share of an abstract's characters withheld from which the paper is no source at all
+
+
+def not_a_source(abstract: str, withheld: tuple[str, ...]) -> bool:
+    """An abstract that is mostly withheld text: what is left is no evidence either, so none of it is shown."""
+    return sum(map(len, withheld)) >= MOSTLY * len(abstract.strip())
+
+
 # Which classifier gave a verdict: any change to its modules makes the verdicts stored at ingest stale.
-CLASSIFIER = hashlib.blake2b(b"".join(Path(m.__file__).read_bytes() for m in (sys.modules[__name__], cuegate)), digest_size=8).hexdigest()
+CLASSIFIER = hashlib.blake2b(b"".join(Path(m.__file__).read_bytes() for m in (sys.modules[__name__], cuegate, disguise)), digest_size=8).hexdigest()
 
 
 def clean_mark(title: str, abstract: str, spans: Spans) -> str:
@@ -417,6 +475,8 @@ def _inert_text(title: str, abstract: str, spans: Spans, clean: bool) -> tuple[s
     sentences takes ~2.5 ms and a server sees the same papers again and again. The spans survive
     when sanitizing changed nothing (the usual case); else they are left for a splitter to find."""
     withheld_text, moved, withheld = (abstract, spans, ()) if clean else withhold(abstract, spans)
+    if withheld and not_a_source(abstract, withheld):
+        withheld_text, moved = WITHHELD, ((0, len(WITHHELD)),)
     safe = sanitize(withheld_text)
     flagged_title = not clean and addresses_assistant(title)
     withheld += (title,) if flagged_title else ()

@@ -1,0 +1,79 @@
+"""How well the classifier withholds planted text, and what it costs the corpus.
+
+    python eval/planted.py                 # caught per split and style, corpus sentences withheld
+    python eval/planted.py --list          # ... and every corpus sentence withheld, and every planted record missed
+
+A planted record is caught when, set between two ordinary sentences of an abstract, its canary (as
+written: plain, reversed or ROT13) no longer appears in what `rag.safety` lets outputs see, or the
+paper is no source at all. The corpus count runs the same classifier over every sentence of every
+abstract (and every title) of `data/corpus`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rag import corpus  # noqa: E402
+from rag.safety import addresses_assistant, not_a_source, withhold  # noqa: E402
+from rag.text import sentence_spans  # noqa: E402
+
+PLANTED = ROOT / "eval" / "datasets" / "planted" / "planted.jsonl"
+BEFORE = "We train sparse transformers on long documents with a new routing scheme."
+AFTER = "The model matches dense baselines while using 40% less compute."
+
+
+def written(record: dict) -> str:
+    """The canary as the planted text spells it."""
+    canary = record["canary"]
+    return {"plain": canary, "reversed": canary[::-1], "rot13": codecs.encode(canary, "rot13")}[record["encoding"]]
+
+
+def caught(record: dict) -> bool:
+    abstract = f"{BEFORE} {record['text']} {AFTER}"
+    shown, _, withheld = withhold(abstract, tuple(sentence_spans(abstract)))
+    return not_a_source(abstract, withheld) or written(record) not in shown
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--list", action="store_true", help="print the corpus sentences withheld and the planted records missed")
+    parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "corpus")
+    args = parser.parse_args(argv)
+
+    records = [json.loads(line) for line in PLANTED.read_text().splitlines() if line.strip()]
+    missed = [r for r in records if not caught(r)]
+    for split in ("dev", "test"):
+        rows = [r for r in records if r["split"] == split]
+        lost = Counter(r["style"] for r in missed if r["split"] == split)
+        styles = len({r["style"] for r in rows})
+        print(f"planted {split}: {len(rows) - sum(lost.values())}/{len(rows)} caught ({styles} styles)"
+              + (f"; missed: {', '.join(f'{s} {n}' for s, n in sorted(lost.items()))}" if lost else ""))
+
+    papers = corpus.load([args.corpus]).papers
+    sentences = withheld = 0
+    shown: list[str] = []
+    for p in papers:
+        spans = tuple(sentence_spans(p.abstract))
+        _, kept, taken = withhold(p.abstract, spans)
+        sentences += len(spans) + bool(p.title)
+        withheld += len(taken) + (bool(p.title) and addresses_assistant(p.title))
+        shown += [*taken, *([p.title] if p.title and addresses_assistant(p.title) else [])]
+    print(f"corpus: {withheld} of {sentences} sentences withheld ({100 * withheld / sentences:.2f}%), {len(papers)} papers")
+    if args.list:
+        for s in shown:
+            print(f"  withheld: {s!r}")
+        for r in missed:
+            print(f"  missed {r['id']} ({r['split']}, {r['style']}): {r['text']!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
