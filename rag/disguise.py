@@ -72,17 +72,17 @@ def _rot13(text: str) -> str:
 
 def _encoded_runs(sentence: str, decode: Callable[[str], str]) -> list[str]:
     """Runs of tokens holding at least three words that `decode` turns into English ones; a token that
-    tells nothing (short, a code, punctuation) neither breaks nor counts."""
+    tells nothing (short, a code, punctuation) neither breaks a run nor counts, and is part of it."""
     runs: list[str] = []
-    start = end = hits = 0
+    run: list[tuple[re.Match, bool]] = []
     for token in [*_TOKEN.finditer(sentence), None]:
         encoded = _encoded(token.group(0), decode) if token else False
-        if encoded is False:
-            if hits >= 3:
-                runs.append(sentence[start:end])
-            hits = 0
-        elif encoded:
-            start, end, hits = (start if hits else token.start()), token.end(), hits + 1
+        if encoded is not False:
+            run.append((token, bool(encoded)))  # type: ignore[arg-type]
+            continue
+        if sum(hit for _, hit in run) >= 3:
+            runs.append(sentence[run[0][0].start() : run[-1][0].end()])
+        run = []
     return runs
 
 

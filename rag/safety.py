@@ -72,7 +72,7 @@ def _unspace(run: re.Match) -> str:
 _IMP = (
     r"(?:^|(?<=[.!?;:,(\"'“”—\n>\]|*#_])|\b(?:please|kindly|now|then|just|simply|instead|always|immediately)\b"
     r"|\byou\s+(?:must|should|shall|will|need\s+to|have\s+to|are\s+to|are\s+(?:now\s+)?(?:required|instructed|asked|expected)\s+to|can|may)(?:\s+(?:now|also|instead|always|never))?\b"
-    r"|\b(?:i|we)\s+(?:want|need|ask|instruct|command|order|require)\s+you\s+to\b)\s*" + r"(?:\b|(?<=_))"
+    r"|\b(?:i|we)\s+(?:want|need|ask|instruct|command|order|require)\s+you\s+to\b|\b(?:remember|make\s+sure|be\s+sure|do\s+not\s+forget|don'?t\s+forget)\s+to\b)\s*" + r"(?:\b|(?<=_))"
 )  # ends where a word starts (after an underscore too): always so, and said so for `_gate`
 _AI = (
     r"(?:AIs?|A\.I\.|LLMs?|(?:large\s+)?language\s+models?|(?:AI\s+|virtual\s+|chat\s+)?assistants?|chat\s?bots?"
@@ -137,12 +137,13 @@ def _patterns() -> list[tuple[int, re.Pattern]]:
         (2, _cue(r"\b(?:" + _AI + "|" + _READER + r")\s+(?:who\s+(?:is|are)\s+|that\s+(?:is|are)\s+)?(?:reading|processing|summari[sz]ing|reviewing|parsing|analy[sz]ing|ingesting|indexing|scanning|seeing)\s+"
                  r"(?:this|these)\b(?!\s+(?:kind|type|sort|way|class|family|data|dataset|setting|information|problem|task|approach|method|model|input)s?\b)")),
         (2, _cue(r"\bif\s+you(?:'re|\s+are)\s+(?:an?\s+|the\s+|any\s+|also\s+)?(?:AI|artificial\s+intelligence|LLM|(?:large\s+)?language\s+model|assistant|chat\s?bot|bot|machine|automated|model|program|reviewer|summari[sz]er|GPT|ChatGPT|neural\s+network|robot|agent)")),
-        (2, _cue(r"\b(?:the\s+)?(?:" + _READER + r"|AIs?|chat\s?bots?)\s+(?:must|should|shall|is\s+(?:required|instructed|asked|expected)\s+to|are\s+(?:required|instructed|asked|expected)\s+to|will\s+now)\s+(?:always\s+|now\s+)?"
+        (2, _cue(r"\b(?:the\s+)?(?:" + _READER + r"|" + _AI + r")\s+(?:must|should|shall|is\s+(?:required|instructed|asked|expected)\s+to|are\s+(?:required|instructed|asked|expected)\s+to|will\s+now)\s+(?:always\s+|now\s+)?"
                  r"(?:say|state|answer|respond|reply|rate|give|recommend|mention|output|include|ignore|write|accept|praise|score|cite|disregard|forget|treat|consider|describe|conclude|report)\b")),
         (1, _cue(r"\bas\s+an?\s+(?:AI|LLM|(?:large\s+)?language\s+model|AI\s+assistant)\b|\bif\s+you\s+can\s+read\s+this\b")),
         # controlling the output
         (2, _cue(r"\byour\s+(?:" + _OUTPUT + r"|instructions|task|role|rules|guidelines|system\s+prompt|programming|previous|prior|original|rating|score|recommendation|verdict)\b")),
-        (1, _cue(r"\b(?:in|into|within|to|throughout)\s+(?:every|each|all|any)\s+(?:\w+\s+)?" + _OUTPUT + r"\b")),
+        (1, _cue(r"\b(?:in|into|within|to|throughout)\s+(?:every|each|all|any)\s+(?:\w+\s+)?" + _TEXTS + r"\b")),
+        (1, _cue(r"\b(?:at|to)\s+the\s+(?:beginning|start|end|top|bottom|head)\s+of\s+(?:the|your|each|every|any)\s+" + _TEXTS + r"\b")),
         (1, _cue(r"\b(?:must|should|shall|has\s+to|have\s+to|is\s+to|are\s+to)\s+be\s+(?:included|added|inserted|placed|reproduced|mentioned|quoted|printed|written|cited|repeated|copied)\b")),
         # requirements on what answers say, in any voice: "every summary ... has to end with", "it is required that any answer"
         (2, _cue(r"(?:^\W*|\b(?:any|every|each|all|the|your|its|their|generated|whatever)\s+(?:\w+\s+){0,2}?)" + _TEXTS + r"\b[^.!?;]{0,80}?" + _OBLIGED
@@ -151,12 +152,12 @@ def _patterns() -> list[tuple[int, re.Pattern]]:
         (2, _cue(r"\b(?:no|every|any)\s+" + _TEXTS + r"\b[^.!?]{0,60}\b(?:complete|valid|correct|acceptable)\s+(?:unless|without)\b")),
         (2, _cue(_IMP + r"(?:begin|start|open|end|finish|conclude|prefix|close|sign|terminate)\s+(?:every|each|all|any|your)\s+" + _TEXTS + r"\b")),
         (2, _cue(r"\b(?:any|every|each|all|the)\s+(?:\w+\s+){0,2}?(?:models?|systems?|tools?|agents?|assistants?|summari[sz]ers?|pipelines?|bots?|AIs?|LLMs?)\b"
-                 r"[^.!?;]{0,60}?\b(?:is|are)\s+(?:obliged|required|expected|instructed|asked)\s+to\s+(?:\w+\s+)?" + _SAY)),
+                 r"[^.!?;]{0,60}?\b(?:must|shall|has\s+to|have\s+to|(?:is|are)\s+(?:obliged|required|expected|instructed|asked)\s+to)\s+(?:\w+\s+)?" + _SAY)),
         (2, _cue(r"\b(?:readers?|users?|visitors?)\b[^.!?]{0,40}\b(?:should|must|are\s+to)\s+be\s+(?:directed|pointed|sent|told|referred|redirected)\s+to\b")),
         # a model or reader named by what it does with this very text
         (2, _cue(r"\b(?:you|whoever|anyone|anything|(?:" + _AI + r"|models?|systems?|tools?|pipelines?|programs?|" + _READER + r"))\b(?:\s+(?:that|which|who))?[^.!?]{0,30}?\b"
-                 r"(?:reads?|reading|process(?:es|ing)?|sees?|parses?|ingests?|summari[sz](?:es?|ing)|generat(?:es?|ing)\s+\w+\s+from)\s+"
-                 r"(?:this(?:\s+(?:abstract|record|text|paper|document|passage|page|entry|message|sentence)\b|\b(?!\s+\w))|these\s+(?:sources|abstracts|records|documents|lines)\b)")),
+                 r"(?:reads?|reading|process(?:es|ing)?|sees?|parses?|ingests?|summari[sz](?:es?|ing)|describ(?:es?|ing)|review(?:s|ing)?|generat(?:es?|ing)\s+\w+\s+from)\s+"
+                 r"(?:this(?:\s+(?:abstract|record|text|paper|document|passage|page|entry|message|sentence|work|study|article|submission)\b|\b(?!\s+\w))|these\s+(?:sources|abstracts|records|documents|lines)\b)")),
         # authority over the other papers, and answers given in advance
         (2, _cue(r"\b(?:retracted|withdrawn|fraudulent|discredited|invalidated|debunked)\b[^.!?]{0,80}\b(?:only|sole)\b"
                  r"|\b(?:other|remaining|all)\s+(?:papers?|studies|works|abstracts|articles|sources|results)\b[^.!?]{0,50}\b(?:retracted|withdrawn|fraudulent|discredited|invalid)\b"
@@ -180,7 +181,7 @@ def _patterns() -> list[tuple[int, re.Pattern]]:
                  r"|\btask\s+(?:change|switch|update)\b")),
         (2, _cue(r"\[\d+\][^.!?]{0,40}?\b(?:says?|states?|confirms?|shows?\s+that|requires?|demands?)\b|\b(?:according\s+to|as\s+stated\s+in|as\s+shown\s+in|per)\s+\[\d+\]")),
         (1, _cue(r"\b(?:task|job|step|duty|goal|role|instruction)\s+(?:is|consists\s+of|will\s+be)\s+(?:to\s+)?(?:" + _SAY + r")")),
-        (2, _cue(_IMP + r"(?:respond|reply|answer|output|print|write|return|say|type|repeat|echo|emit|begin|start|end|finish|conclude)\b[^.!?]{0,20}?"
+        (2, _cue(_IMP + r"(?:respond|reply|answer|output|print|write|return|say|type|repeat|echo|emit|begin|start|end|finish|conclude)\b[^.!?]{0,40}?"
                  r"(?:\b(?:only|exclusively|solely|exactly|verbatim)\b|\bwith\s+(?:the|a|this)\b|\bwith\s*[:\"'“]|\bin\s+(?:all\s+)?caps\b)")),
         (2, _cue(_IMP + r"(?:output|print|write|type|repeat|echo|emit|append|insert|add|include|mention|use|return|put)\s+(?:the\s+|this\s+|a\s+)?(?:exact\s+|following\s+|special\s+|secret\s+)?"
                  r"(?:string|word|phrase|token|marker|text|code|sentence|canary|keyword|identifier|tag|password|signature|watermark|link|url|image|emoji)\b")),
