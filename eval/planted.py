@@ -25,7 +25,7 @@ from rag import corpus  # noqa: E402
 from rag.safety import addresses_assistant, not_a_source, withhold  # noqa: E402
 from rag.text import sentence_spans  # noqa: E402
 
-PLANTED = ROOT / "eval" / "datasets" / "planted" / "planted.jsonl"
+PLANTED = ROOT / "eval" / "datasets" / "planted"
 BEFORE = "We train sparse transformers on long documents with a new routing scheme."
 AFTER = "The model matches dense baselines while using 40% less compute."
 
@@ -38,8 +38,8 @@ def written(record: dict) -> str:
 
 def caught(record: dict) -> bool:
     abstract = f"{BEFORE} {record['text']} {AFTER}"
-    shown, _, withheld = withhold(abstract, tuple(sentence_spans(abstract)))
-    return not_a_source(abstract, withheld) or written(record) not in shown
+    shown, spans, withheld = withhold(abstract, tuple(sentence_spans(abstract)))
+    return not_a_source(spans, withheld) or written(record) not in shown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,14 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "corpus")
     args = parser.parse_args(argv)
 
-    records = [json.loads(line) for line in PLANTED.read_text().splitlines() if line.strip()]
-    missed = [r for r in records if not caught(r)]
-    for split in ("dev", "test"):
-        rows = [r for r in records if r["split"] == split]
-        lost = Counter(r["style"] for r in missed if r["split"] == split)
-        styles = len({r["style"] for r in rows})
-        print(f"planted {split}: {len(rows) - sum(lost.values())}/{len(rows)} caught ({styles} styles)"
-              + (f"; missed: {', '.join(f'{s} {n}' for s, n in sorted(lost.items()))}" if lost else ""))
+    missed = []
+    for path in sorted(PLANTED.glob("*.jsonl")):
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        missed += [r for r in records if not caught(r)]
+        for split in ("dev", "test"):
+            rows = [r for r in records if r["split"] == split]
+            lost = Counter(r["style"] for r in missed if r in rows)
+            if rows:
+                print(f"{path.name} {split}: {len(rows) - sum(lost.values())}/{len(rows)} caught ({len({r['style'] for r in rows})} styles)"
+                      + (f"; missed: {', '.join(f'{s} {n}' for s, n in sorted(lost.items()))}" if lost else ""))
 
     papers = corpus.load([args.corpus]).papers
     sentences = withheld = 0

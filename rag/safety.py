@@ -21,9 +21,10 @@ from dataclasses import replace
 from functools import cache, lru_cache
 from pathlib import Path
 
-from rag import cuegate, disguise
+from rag import cuegate, disguise, scorer
 from rag.cuegate import Compiled
 from rag.disguise import foreign, readings
+from rag.scorer import probability
 from rag.text import sentence_spans
 from rag.types import Hit, Spans, encode_spans
 
@@ -104,6 +105,7 @@ def _cue(pattern: str, flags: int = re.I) -> re.Pattern:
 # (weight, pattern): a sentence is flagged when the weights of the cues it matches reach FLAG_AT.
 # Weight 2 cues are unambiguous on their own; weight 1 cues only count together with another.
 FLAG_AT = 2
+LEARNED_AT = 0.5  # the learned scorer's probability from which a sentence is withheld whatever the cues say
 def _patterns() -> list[tuple[int, re.Pattern]]:
     """The cues, compiled (on first use: see `_compiled`)."""
     return [
@@ -152,7 +154,7 @@ def _patterns() -> list[tuple[int, re.Pattern]]:
         (2, _cue(r"\b(?:no|every|any)\s+" + _TEXTS + r"\b[^.!?]{0,60}\b(?:complete|valid|correct|acceptable)\s+(?:unless|without)\b")),
         (2, _cue(_IMP + r"(?:begin|start|open|end|finish|conclude|prefix|close|sign|terminate)\s+(?:every|each|all|any|your)\s+" + _TEXTS + r"\b")),
         (2, _cue(r"\b(?:any|every|each|all|the)\s+(?:\w+\s+){0,2}?(?:models?|systems?|tools?|agents?|assistants?|summari[sz]ers?|pipelines?|bots?|AIs?|LLMs?)\b"
-                 r"[^.!?;]{0,60}?\b(?:must|shall|has\s+to|have\s+to|(?:is|are)\s+(?:obliged|required|expected|instructed|asked)\s+to)\s+(?:\w+\s+)?" + _SAY)),
+                 r"[^.!?;]{0,60}?\b(?:is|are)\s+(?:obliged|required|expected|instructed|asked)\s+to\s+(?:\w+\s+)?" + _SAY)),
         (2, _cue(r"\b(?:readers?|users?|visitors?)\b[^.!?]{0,40}\b(?:should|must|are\s+to)\s+be\s+(?:directed|pointed|sent|told|referred|redirected)\s+to\b")),
         # a model or reader named by what it does with this very text
         (2, _cue(r"\b(?:you|whoever|anyone|anything|(?:" + _AI + r"|models?|systems?|tools?|pipelines?|programs?|" + _READER + r"))\b(?:\s+(?:that|which|who))?[^.!?]{0,30}?\b"
@@ -239,7 +241,9 @@ def instruction_score(sentence: str) -> int:
     text = _normalise(sentence)
     if foreign(text):
         return FLAG_AT  # the rules read English: an order in another language is beyond them
-    score = max(_compiled().score(t) for t in [text, *readings(text)]) + raw_hidden
+    texts = [text, *readings(text)]
+    score = max(_compiled().score(t) for t in texts) + raw_hidden
+    score += FLAG_AT if max(map(probability, texts)) >= LEARNED_AT else 0
     for decoded in _decoded_blobs(text):
         score += 2 if addresses_assistant(decoded) or _DECODE.search(text) else 1
     return score
@@ -427,16 +431,13 @@ def withhold(abstract: str, spans: Spans = ()) -> tuple[str, Spans, tuple[str, .
     return "".join(parts), tuple(moved), tuple(withheld)
 
 
-MOSTLY = 0.5  # share of an abstract's characters withheld from which the paper is no source at all
-
-
-def not_a_source(abstract: str, withheld: tuple[str, ...]) -> bool:
-    """An abstract that is mostly withheld text: what is left is no evidence either, so none of it is shown."""
-    return sum(map(len, withheld)) >= MOSTLY * len(abstract.strip())
+def not_a_source(spans: Spans, withheld: tuple[str, ...]) -> bool:
+    """More than half of the abstract's sentences withheld: what is left is no evidence either, so none of it is shown."""
+    return 2 * len(withheld) > len(spans)
 
 
 # Which classifier gave a verdict: any change to its modules makes the verdicts stored at ingest stale.
-CLASSIFIER = hashlib.blake2b(b"".join(Path(m.__file__).read_bytes() for m in (sys.modules[__name__], cuegate, disguise)), digest_size=8).hexdigest()
+CLASSIFIER = hashlib.blake2b(b"".join(Path(m.__file__).read_bytes() for m in (sys.modules[__name__], cuegate, disguise, scorer)) + scorer.WEIGHTS.read_bytes(), digest_size=8).hexdigest()
 
 
 def clean_mark(title: str, abstract: str, spans: Spans) -> str:
@@ -476,7 +477,7 @@ def _inert_text(title: str, abstract: str, spans: Spans, clean: bool) -> tuple[s
     sentences takes ~2.5 ms and a server sees the same papers again and again. The spans survive
     when sanitizing changed nothing (the usual case); else they are left for a splitter to find."""
     withheld_text, moved, withheld = (abstract, spans, ()) if clean else withhold(abstract, spans)
-    if withheld and not_a_source(abstract, withheld):
+    if withheld and not_a_source(moved, withheld):
         withheld_text, moved = WITHHELD, ((0, len(WITHHELD)),)
     safe = sanitize(withheld_text)
     flagged_title = not clean and addresses_assistant(title)
