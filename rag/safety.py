@@ -259,6 +259,13 @@ def addresses_assistant(sentence: str) -> bool:
     return instruction_score(sentence) >= FLAG_AT
 
 
+def gives_order(sentence: str) -> bool:
+    """An answer's sentence that reads as an order, by the cues alone (read decoded too): the learned
+    scorer and the language test know abstracts, not what a model writes."""
+    text = _normalise(sentence)
+    return max(_compiled().score(t) for t in [text, *readings(text)]) >= FLAG_AT
+
+
 # ------------------------------------------------------------------ making output inert
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[PX^_][^\x1b]*(?:\x1b\\)?|\x1b[ -/]*[0-~]?|\x9b[0-?]*[ -/]*[@-~]")
