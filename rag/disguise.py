@@ -56,7 +56,10 @@ def readings(sentence: str) -> list[str]:
     """The stretches of the sentence written backwards or in ROT13 (three or more words that are English
     words only once decoded), decoded, and the sentence with leetspeak digits read as letters: what
     an obedient model would read."""
-    found = [decode(run) for decode in (_reverse, _rot13) for run in _encoded_runs(sentence, decode)]
+    vocabulary = _vocabulary()
+    unknown = [w for w in _LONG_WORD.findall(sentence.lower()) if w not in vocabulary]
+    decoders = [d for d in (_reverse, _rot13) if sum(d(w) in vocabulary for w in unknown) >= 3]  # most sentences: none
+    found = [decode(run) for decode in decoders for run in _encoded_runs(sentence, decode)]
     if len(_LEET.findall(sentence)) >= 3:
         found += [_LEET.sub(lambda m: m.group(0).translate(table), sentence) for table in _DIGIT_LETTERS]
     return found
@@ -106,7 +109,10 @@ def foreign(sentence: str) -> bool:
     """Written, in some clause, in another language: a third or more of its letters of another script
     (Cyrillic, CJK, ...), or Latin words of which none is an English function word and two or more are
     another language's."""
-    return any(_foreign_clause(clause) for clause in _CLAUSE.split(_ADDRESS.sub(" ", sentence)))
+    text = _ADDRESS.sub(" ", sentence)
+    if text.isascii() and sum(w.lower() in _OTHER_STOPWORDS for w in _WORD.findall(text)) < 2:
+        return False  # the usual sentence: no other script, and too few of another language's words
+    return any(_foreign_clause(clause) for clause in _CLAUSE.split(text))
 
 
 def _foreign_clause(clause: str) -> bool:

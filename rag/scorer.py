@@ -17,12 +17,13 @@ import numpy as np
 
 WEIGHTS = Path(__file__).resolve().parent / "resources" / "planted-scorer.npy"
 BUCKETS = 1 << 14
-_TOKEN = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*|[{}\[\]<>\"|:]")
+_TOKEN = re.compile(r"[^\W_]+(?:[-'][^\W_]+)*|[{}<>\"|]")
 _CODE = re.compile(r"(?=\S*\d)(?=\S*[A-Za-z])\S{6,}")  # letters and digits mixed: an identifier or a planted code
 
 
 def tokens(sentence: str) -> list[str]:
-    """Lower-cased words and the punctuation of markup; an identifier is one token, <code>."""
+    """Lower-cased words and the braces, angle brackets, quotes and bars of markup (square brackets and
+    colons are in every citation and URL); an identifier is one token, <code>."""
     return ["<code>" if _CODE.fullmatch(t) else t.lower() for t in _TOKEN.findall(sentence)]
 
 
