@@ -2,6 +2,7 @@
 
     python eval/planted.py                 # caught per split and style, corpus sentences withheld
     python eval/planted.py --list          # ... and every corpus sentence withheld, and every planted record missed
+    python eval/planted.py --time          # ... and the classifier's time per corpus abstract (median of 5 passes)
 
 A planted record is caught when, set between two ordinary sentences of an abstract, its canary (as
 written: plain, reversed or ROT13) no longer appears in what `rag.safety` lets outputs see, or the
@@ -14,7 +15,10 @@ from __future__ import annotations
 import argparse
 import codecs
 import json
+import os
+import statistics
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -42,9 +46,22 @@ def caught(record: dict) -> bool:
     return not_a_source(spans, withheld) or written(record) not in shown
 
 
+def timing(abstracts: list[tuple[str, tuple[tuple[int, int], ...]]], passes: int = 5) -> str:
+    """Milliseconds per abstract for `withhold` (spans given, cues compiled and weights loaded before)."""
+    runs = []
+    for _ in range(passes):
+        started = time.perf_counter()
+        for abstract, spans in abstracts:
+            withhold(abstract, spans)
+        runs.append(1000 * (time.perf_counter() - started) / len(abstracts))
+    return (f"classifier: {statistics.median(runs):.2f} ms per abstract, median of {passes} passes over {len(abstracts)} "
+            f"({', '.join(f'{r:.2f}' for r in runs)}); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--list", action="store_true", help="print the corpus sentences withheld and the planted records missed")
+    parser.add_argument("--time", action="store_true", help="time the classifier over every corpus abstract, 5 passes")
     parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "corpus")
     args = parser.parse_args(argv)
 
@@ -69,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         withheld += len(taken) + (bool(p.title) and addresses_assistant(p.title))
         shown += [*taken, *([p.title] if p.title and addresses_assistant(p.title) else [])]
     print(f"corpus: {withheld} of {sentences} sentences withheld ({100 * withheld / sentences:.2f}%), {len(papers)} papers")
+    if args.time:
+        print(timing([(p.abstract, tuple(sentence_spans(p.abstract))) for p in papers]))
     if args.list:
         for s in shown:
             print(f"  withheld: {s!r}")
