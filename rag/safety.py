@@ -1,11 +1,12 @@
 """Abstracts are untrusted text: spot sentences that talk to an AI, and make any output inert.
 
 `addresses_assistant` decides whether a sentence is an instruction aimed at a model (or at "the
-reviewer/summarizer") rather than a statement about the world; the engine withholds such sentences
-from the LLM and never quotes them. `sanitize` and `terminal_safe` make text safe to render as
-Markdown/HTML or to print. `repeats_withheld` tells whether an answer passes a withheld sentence on.
-
-Pure functions over strings, standard library only.
+reviewer/summarizer") rather than a statement about the world, or text dressed as an answer or as
+the sources' frame; the engine withholds such sentences from the LLM and never quotes them. Cue
+words and rules are here (their fast path in rag/cuegate.py), decoded readings and other languages
+in rag/disguise.py, and a learned second opinion in rag/scorer.py. `sanitize` and `terminal_safe`
+make text safe to render as Markdown/HTML or to print. `repeats_withheld` tells whether an answer
+passes a withheld sentence on.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import base64
 import binascii
 import hashlib
 import re
-import sys
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -250,7 +250,9 @@ def instruction_score(sentence: str) -> int:
 
 
 def addresses_assistant(sentence: str) -> bool:
-    """True when the sentence speaks to an AI model or to the reader as one: an order, a role, a template token.
+    """True when the sentence speaks to an AI model or to the reader as one: an order, a role, a template
+    token, a requirement on what answers say, a claim of authority over the other papers, text dressed as
+    an answer; also when written in another language, or when the learned scorer is sure enough.
 
     Sentences *about* prompts, instructions or assistants ("We instruction-tune the model", "attacks
     that make LLMs ignore previous instructions") are statements and are not flagged: only cues that
@@ -443,8 +445,9 @@ def not_a_source(spans: Spans, withheld: tuple[str, ...]) -> bool:
     return 2 * len(withheld) > len(spans)
 
 
-# Which classifier gave a verdict: any change to its modules makes the verdicts stored at ingest stale.
-CLASSIFIER = hashlib.blake2b(b"".join(Path(m.__file__).read_bytes() for m in (sys.modules[__name__], cuegate, disguise, scorer)) + scorer.WEIGHTS.read_bytes(), digest_size=8).hexdigest()
+# Which classifier gave a verdict: any change to its code or weights makes the verdicts stored at ingest stale.
+_PARTS = (Path(__file__), Path(cuegate.__file__), Path(disguise.__file__), Path(scorer.__file__), scorer.WEIGHTS)
+CLASSIFIER = hashlib.blake2b(b"".join(part.read_bytes() for part in _PARTS), digest_size=8).hexdigest()
 
 
 def clean_mark(title: str, abstract: str, spans: Spans) -> str:
