@@ -163,7 +163,7 @@ def drop_planted(text: str, sources: list[Hit], question: str = "") -> str:
     pieces, last = [], 0
     for start, end in claim_spans(text):
         body = MARKER.sub(" ", text[start:end])
-        if gives_order(body) or any(code.lower() not in known for code in CODE.findall(body)):
+        if gives_order(body[len(m.group(0)) if (m := LABEL.match(body)) else 0 :]) or any(code.lower() not in known for code in CODE.findall(body)):
             pieces += [text[last:start], PLANTED]
             last = end
     return "".join(pieces) + text[last:]
