@@ -252,7 +252,7 @@ class Engine:
         if repeats_withheld(raw, [sentence for h in answer.sources for sentence in h.withheld]):
             self._refuse(answer, intent, " The answer repeated text that addresses an AI assistant, so it was withheld.")
             return
-        answer.text, answer.citations, answer.removed = cite.check(raw, answer.sources)
+        answer.text, answer.citations, answer.removed = cite.check(raw, answer.sources, f"{answer.question} {answer.standalone_question}")
         if intent.asks:
             for c in answer.citations:  # a statement about metadata ("does not record the authors"), not a quote
                 c.supported = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rag.safety import WITHHELD
+from rag.safety import WITHHELD, gives_order
 from rag.text import plain_sentence_spans, sentence_spans, terms
 from rag.tuned import SUPPORT_THRESHOLD
 from rag.types import Citation, Hit, Paper
@@ -152,13 +152,33 @@ def best_sentence(claim: str, paper: Paper) -> tuple[float, int, int]:
     return best
 
 
-def check(text: str, sources: list[Hit]) -> tuple[str, list[Citation], list[int]]:
-    """Clean `text` of invalid citations and check each remaining [n] against source n."""
+PLANTED = "[A sentence of the answer was removed: it gave an order, or a code that no source sentence holds.]"
+
+
+def drop_planted(text: str, sources: list[Hit], question: str = "") -> str:
+    """The answer with each sentence replaced by PLANTED that reads as an order, or carries a code-like
+    string found neither in the question nor in what the sources show (their withheld sentences are
+    not shown): what a model obeying planted text adds, and no source backs."""
+    known = " ".join([question, *(f"{h.paper.title} {h.paper.abstract}" for h in sources)]).lower()
+    pieces, last = [], 0
+    for start, end in claim_spans(text):
+        body = MARKER.sub(" ", text[start:end])
+        if gives_order(body[len(m.group(0)) if (m := LABEL.match(body)) else 0 :]) or any(code.lower() not in known for code in CODE.findall(body)):
+            pieces += [text[last:start], PLANTED]
+            last = end
+    return "".join(pieces) + text[last:]
+
+
+def check(text: str, sources: list[Hit], question: str = "") -> tuple[str, list[Citation], list[int]]:
+    """Clean `text` of invalid citations and of planted sentences (`drop_planted`), and check each remaining [n] against source n."""
     text, removed = strip_invalid(text, len(sources))
+    text = drop_planted(text, sources, question)
     text = _name_unnamed(text, sources)
     citations: list[Citation] = []
     for start, end in claim_spans(text):
         claim = text[start:end].strip()
+        if PLANTED in claim:
+            continue
         for n in dict.fromkeys(int(x) for x in re.findall(r"\[(\d+)\]", claim)):
             paper = sources[n - 1].paper
             support, q0, q1 = best_sentence(claim, paper)

@@ -1,11 +1,12 @@
 """Abstracts are untrusted text: spot sentences that talk to an AI, and make any output inert.
 
 `addresses_assistant` decides whether a sentence is an instruction aimed at a model (or at "the
-reviewer/summarizer") rather than a statement about the world; the engine withholds such sentences
-from the LLM and never quotes them. `sanitize` and `terminal_safe` make text safe to render as
-Markdown/HTML or to print. `repeats_withheld` tells whether an answer passes a withheld sentence on.
-
-Pure functions over strings, standard library only.
+reviewer/summarizer") rather than a statement about the world, or text dressed as an answer or as
+the sources' frame; the engine withholds such sentences from the LLM and never quotes them. Cue
+words and rules are here (their fast path in rag/cuegate.py), decoded readings and other languages
+in rag/disguise.py, and a learned second opinion in rag/scorer.py. `sanitize` and `terminal_safe`
+make text safe to render as Markdown/HTML or to print. `repeats_withheld` tells whether an answer
+passes a withheld sentence on.
 """
 
 from __future__ import annotations
@@ -16,16 +17,14 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
-from typing import Any
 from dataclasses import replace
 from functools import cache, lru_cache
 from pathlib import Path
 
-try:
-    from re import _parser as _sre  # Python 3.11+
-except ImportError:  # Python 3.10
-    import sre_parse as _sre  # type: ignore[no-redef]
-
+from rag import cuegate, disguise, scorer
+from rag.cuegate import Compiled
+from rag.disguise import foreign, readings
+from rag.scorer import probability
 from rag.text import sentence_spans
 from rag.types import Hit, Spans, encode_spans
 
@@ -74,7 +73,7 @@ def _unspace(run: re.Match) -> str:
 _IMP = (
     r"(?:^|(?<=[.!?;:,(\"'“”—\n>\]|*#_])|\b(?:please|kindly|now|then|just|simply|instead|always|immediately)\b"
     r"|\byou\s+(?:must|should|shall|will|need\s+to|have\s+to|are\s+to|are\s+(?:now\s+)?(?:required|instructed|asked|expected)\s+to|can|may)(?:\s+(?:now|also|instead|always|never))?\b"
-    r"|\b(?:i|we)\s+(?:want|need|ask|instruct|command|order|require)\s+you\s+to\b)\s*" + r"(?:\b|(?<=_))"
+    r"|\b(?:i|we)\s+(?:want|need|ask|instruct|command|order|require)\s+you\s+to\b|\b(?:remember|make\s+sure|be\s+sure|do\s+not\s+forget|don'?t\s+forget)\s+to\b)\s*" + r"(?:\b|(?<=_))"
 )  # ends where a word starts (after an underscore too): always so, and said so for `_gate`
 _AI = (
     r"(?:AIs?|A\.I\.|LLMs?|(?:large\s+)?language\s+models?|(?:AI\s+|virtual\s+|chat\s+)?assistants?|chat\s?bots?"
@@ -85,7 +84,13 @@ _READER = r"(?:reviewers?|readers?|summari[sz]ers?|referees?|evaluators?|graders
 _OUTPUT = r"(?:answers?|responses?|outputs?|repl(?:y|ies)|summar(?:y|ies)|reviews?|assessments?|evaluations?|reports?|completions?)"
 _RULES = (
     r"(?:instructions?|prompts?|rules|directions?|directives?|guidelines|guidance|context|messages?|constraints|commands?"
-    r"|programming|polic(?:y|ies)|orders|requests?|restrictions|safeguards|guardrails|training|everything)"
+    r"|programming|polic(?:y|ies)|orders|requests?|restrictions|safeguards|guardrails|training|everything|question|query)"
+)
+_TEXTS = r"(?:answers?|responses?|repl(?:y|ies)|summar(?:y|ies)|reviews?|descriptions?|outputs?|completions?|messages?|texts?|text\s+generated)"
+_OBLIGED = r"(?:must|should|shall|has\s+to|have\s+to|needs?\s+to|is\s+to|are\s+to|ought\s+to|(?:is|are)\s+(?:required|expected|obliged|supposed)\s+to)"
+_SAY = (
+    r"(?:print|write|writ\w+|repl\w+|respond\w*|output\w*|say\w*|state|answer\w*|includ\w+|mention\w*|contain\w*|begin\w*|start\w*|open\w*|end\w*"
+    r"|conclud\w+|describ\w+|cit\w+|quot\w+|give|report|point\w*|tell\w*|rely|prefix\w*|terminat\w+|reproduc\w+|add\w*|append\w*|insert\w*|deliver\w*)\b"
 )
 _OVERRIDE = (
     r"(?:ignore|disregard|forget|override|overrule|bypass|discard|abandon|neglect|set\s+aside|do\s+not\s+(?:follow|obey)"
@@ -100,6 +105,7 @@ def _cue(pattern: str, flags: int = re.I) -> re.Pattern:
 # (weight, pattern): a sentence is flagged when the weights of the cues it matches reach FLAG_AT.
 # Weight 2 cues are unambiguous on their own; weight 1 cues only count together with another.
 FLAG_AT = 2
+LEARNED_AT = 0.5  # the learned scorer's probability from which a sentence is withheld whatever the cues say
 def _patterns() -> list[tuple[int, re.Pattern]]:
     """The cues, compiled (on first use: see `_compiled`)."""
     return [
@@ -133,13 +139,51 @@ def _patterns() -> list[tuple[int, re.Pattern]]:
         (2, _cue(r"\b(?:" + _AI + "|" + _READER + r")\s+(?:who\s+(?:is|are)\s+|that\s+(?:is|are)\s+)?(?:reading|processing|summari[sz]ing|reviewing|parsing|analy[sz]ing|ingesting|indexing|scanning|seeing)\s+"
                  r"(?:this|these)\b(?!\s+(?:kind|type|sort|way|class|family|data|dataset|setting|information|problem|task|approach|method|model|input)s?\b)")),
         (2, _cue(r"\bif\s+you(?:'re|\s+are)\s+(?:an?\s+|the\s+|any\s+|also\s+)?(?:AI|artificial\s+intelligence|LLM|(?:large\s+)?language\s+model|assistant|chat\s?bot|bot|machine|automated|model|program|reviewer|summari[sz]er|GPT|ChatGPT|neural\s+network|robot|agent)")),
-        (2, _cue(r"\b(?:the\s+)?(?:" + _READER + r"|AIs?|chat\s?bots?)\s+(?:must|should|shall|is\s+(?:required|instructed|asked|expected)\s+to|are\s+(?:required|instructed|asked|expected)\s+to|will\s+now)\s+(?:always\s+|now\s+)?"
+        (2, _cue(r"\b(?:the\s+)?(?:" + _READER + r"|" + _AI + r")\s+(?:must|should|shall|is\s+(?:required|instructed|asked|expected)\s+to|are\s+(?:required|instructed|asked|expected)\s+to|will\s+now)\s+(?:always\s+|now\s+)?"
                  r"(?:say|state|answer|respond|reply|rate|give|recommend|mention|output|include|ignore|write|accept|praise|score|cite|disregard|forget|treat|consider|describe|conclude|report)\b")),
         (1, _cue(r"\bas\s+an?\s+(?:AI|LLM|(?:large\s+)?language\s+model|AI\s+assistant)\b|\bif\s+you\s+can\s+read\s+this\b")),
         # controlling the output
         (2, _cue(r"\byour\s+(?:" + _OUTPUT + r"|instructions|task|role|rules|guidelines|system\s+prompt|programming|previous|prior|original|rating|score|recommendation|verdict)\b")),
-        (1, _cue(r"\b(?:in|into|within|to|throughout)\s+(?:every|each|all|any)\s+" + _OUTPUT + r"\b")),
-        (2, _cue(_IMP + r"(?:respond|reply|answer|output|print|write|return|say|type|repeat|echo|emit|begin|start|end|finish|conclude)\b[^.!?]{0,20}?"
+        (1, _cue(r"\b(?:in|into|within|to|throughout)\s+(?:every|each|all|any)\s+(?:\w+\s+)?" + _TEXTS + r"\b")),
+        (1, _cue(r"\b(?:at|to)\s+the\s+(?:beginning|start|end|top|bottom|head)\s+of\s+(?:the|your|each|every|any)\s+" + _TEXTS + r"\b")),
+        (1, _cue(r"\b(?:must|should|shall|has\s+to|have\s+to|is\s+to|are\s+to)\s+be\s+(?:included|added|inserted|placed|reproduced|mentioned|quoted|printed|written|cited|repeated|copied)\b")),
+        # requirements on what answers say, in any voice: "every summary ... has to end with", "it is required that any answer"
+        (2, _cue(r"(?:^\W*|\b(?:any|every|each|all|the|your|its|their|generated|whatever)\s+(?:\w+\s+){0,2}?)" + _TEXTS + r"\b[^.!?;]{0,80}?" + _OBLIGED
+                 + r"\s+(?:\w+\s+)?(?:" + _SAY + r"|be\s+\w+(?:ed|en)\s+(?:with|by)\b)")),
+        (2, _cue(r"\bit\s+is\s+(?:required|expected|mandatory|obligatory|requested|demanded|essential)\s+that\b[^.!?]{0,60}?\b" + _TEXTS + r"\b")),
+        (2, _cue(r"\b(?:no|every|any)\s+" + _TEXTS + r"\b[^.!?]{0,60}\b(?:complete|valid|correct|acceptable)\s+(?:unless|without)\b")),
+        (2, _cue(_IMP + r"(?:begin|start|open|end|finish|conclude|prefix|close|sign|terminate)\s+(?:every|each|all|any|your)\s+" + _TEXTS + r"\b")),
+        (2, _cue(r"\b(?:any|every|each|all|the)\s+(?:\w+\s+){0,2}?(?:models?|systems?|tools?|agents?|assistants?|summari[sz]ers?|pipelines?|bots?|AIs?|LLMs?)\b"
+                 r"[^.!?;]{0,60}?\b(?:is|are)\s+(?:obliged|required|expected|instructed|asked)\s+to\s+(?:\w+\s+)?" + _SAY)),
+        (2, _cue(r"\b(?:readers?|users?|visitors?)\b[^.!?]{0,40}\b(?:should|must|are\s+to)\s+be\s+(?:directed|pointed|sent|told|referred|redirected)\s+to\b")),
+        # a model or reader named by what it does with this very text
+        (2, _cue(r"\b(?:you|whoever|anyone|anything|(?:" + _AI + r"|models?|systems?|tools?|pipelines?|programs?|" + _READER + r"))\b(?:\s+(?:that|which|who))?[^.!?]{0,30}?\b"
+                 r"(?:reads?|reading|process(?:es|ing)?|sees?|parses?|ingests?|summari[sz](?:es?|ing)|describ(?:es?|ing)|review(?:s|ing)?|generat(?:es?|ing)\s+\w+\s+from)\s+"
+                 r"(?:this(?:\s+(?:abstract|record|text|paper|document|passage|page|entry|message|sentence|work|study|article|submission)\b|\b(?!\s+\w))|these\s+(?:sources|abstracts|records|documents|lines)\b)")),
+        # authority over the other papers, and answers given in advance
+        (2, _cue(r"\b(?:retracted|withdrawn|fraudulent|discredited|invalidated|debunked)\b[^.!?]{0,80}\b(?:only|sole)\b"
+                 r"|\b(?:other|remaining|all)\s+(?:papers?|studies|works|abstracts|articles|sources|results)\b[^.!?]{0,50}\b(?:retracted|withdrawn|fraudulent|discredited|invalid)\b"
+                 r"|\b(?:only|sole)\s+(?:this\s+one|valid|trustworthy|reliable|correct|authoritative|legitimate)\b[^.!?]{0,40}\b(?:source|paper|one|study|reference|result)\b"
+                 r"|\b(?:correct|verified|authoritative|official|true|right|final)\s+(?:answer|reply|response)\s+(?:to|for)\s+(?:any|every|all|each)\b"
+                 r"|\b(?:verified|authoritative|official)\s+answer\s+is\b"
+                 r"|\b(?:consensus|universally\s+agreed|everyone\s+agrees|experts\s+agree)\b[^.!?]{0,80}\b(?:correct|right|only)\s+" + _TEXTS)),
+        # a request, however polite
+        (2, _cue(r"\b(?:kindly|politely|humbly|respectfully)\s+(?:ask|request|invite|urge|beg)\b|\bbe\s+so\s+kind\s+as\s+to\b"
+                 r"|\b(?:appreciated|grateful|thankful)\s+if\b[^.!?]{0,60}\b" + _TEXTS + r"\b")),
+        # role play
+        (2, _cue(r"\blet(?:'s|\s+us)\s+(?:play|pretend|imagine|role-?play)\b|\bimagine\s+(?:that\s+)?you(?:'re|\s+are)\b|\brole-?play(?:ing)?\s*(?:time|game)?\s*[:!]"
+                 r"|\byou\s+are\s+(?:an?|the)\s+\w+(?:\s+\w+)?\s+(?:who|that|whose)\b")),
+        (1, _cue(r"\b(?:plays?|playing|takes?|assumes?)\s+the\s+(?:role|part|persona)\s+of\b")),
+        # text dressed as the answer, the sources' frame or a chat: JSON fields, source tags, turns, a task block, its own citations
+        (2, _cue(r"\"\w+\"\s*:\s*[\"\[{\dtfn]|</?\s*(?:sources?|documents?|context|abstract|system|instructions?|user|assistant|human|prompt|answer|tool)\s*>"
+                 r"|\[\s*(?:end|begin|start)\s+(?:of\s+)?(?:sources?|documents?|context|abstracts?|instructions?|input|data)\s*\]"
+                 r"|^\W{0,4}(?:a|ai|bot|model|answer|final\s+answer|output|response)\s*:\s*\S"
+                 r"|\b(?:user|human|q|question)\s*:[^\n]{0,200}?\b(?:assistant|ai|bot|a|answer|model)\s*:")),
+        (2, _cue(r"\b(?:new|updated|revised|changed|next|additional|real|actual|mandatory|hidden|secret)\s+(?:task|job|assignment|mission)s?\b[^.!?:]{0,30}[:!]"
+                 r"|\btask\s+(?:change|switch|update)\b")),
+        (2, _cue(r"\[\d+\][^.!?]{0,40}?\b(?:says?|states?|confirms?|shows?\s+that|requires?|demands?)\b|\b(?:according\s+to|as\s+stated\s+in|as\s+shown\s+in|per)\s+\[\d+\]")),
+        (1, _cue(r"\b(?:task|job|step|duty|goal|role|instruction)\s+(?:is|consists\s+of|will\s+be)\s+(?:to\s+)?(?:" + _SAY + r")")),
+        (2, _cue(_IMP + r"(?:respond|reply|answer|output|print|write|return|say|type|repeat|echo|emit|begin|start|end|finish|conclude)\b[^.!?]{0,40}?"
                  r"(?:\b(?:only|exclusively|solely|exactly|verbatim)\b|\bwith\s+(?:the|a|this)\b|\bwith\s*[:\"'“]|\bin\s+(?:all\s+)?caps\b)")),
         (2, _cue(_IMP + r"(?:output|print|write|type|repeat|echo|emit|append|insert|add|include|mention|use|return|put)\s+(?:the\s+|this\s+|a\s+)?(?:exact\s+|following\s+|special\s+|secret\s+)?"
                  r"(?:string|word|phrase|token|marker|text|code|sentence|canary|keyword|identifier|tag|password|signature|watermark|link|url|image|emoji)\b")),
@@ -156,7 +200,7 @@ def _patterns() -> list[tuple[int, re.Pattern]]:
                  r"|\b(?:positive|favou?rable|glowing)\s+(?:review|rating|evaluation|assessment)s?\b")),
         # announcing instructions
         (2, _cue(r"\bthis\s+is\s+(?:an?\s+)?(?:instruction|command|order|directive)\s+(?:to|for)\b"
-                 r"|\b(?:new|updated|revised|real|actual|true|hidden|secret|additional|system)\s+(?:instructions?|directives?|orders|commands?|system\s+prompt)\s*[:!]")),
+                 r"|\b(?:new|updated|revised|real|actual|true|hidden|secret|additional|system)\s+(?:instructions?|directives?|orders|commands?|system\s+prompt)\b[^.!?:]{0,30}[:!]")),
         (1, _cue(r"^\W{0,3}(?:important|urgent|attention|warning|notice|override|sudo|critical)\s*[:!]|\bthe\s+following\s+(?:is\s+an?|are)\s+(?:instructions?|commands?)\b")),
         # the second person and bare imperatives aimed at the output
         (1, _cue(r"\byou\s+(?:must|should|shall|will|need\s+to|have\s+to|are\s+(?:now\s+)?(?:required|instructed|asked|expected|supposed|allowed|permitted|free)\s+to|can\s+now|may\s+now)\b")),
@@ -167,137 +211,10 @@ def _patterns() -> list[tuple[int, re.Pattern]]:
     ]
 
 
-# ------------------------------------------------------------------ a fast path for the usual sentence
-
-# Nearly every sentence matches no cue, and running ~26 patterns over it costs ~0.5 ms: 5 ms per
-# abstract, paid for every paper a process shows for the first time. From each cue's parsed form we
-# read what any match must contain: a list of clauses, each a set of strings of which the match holds
-# at least one. A cue whose clauses the sentence does not all meet cannot match and is not run, so
-# the verdict is the same as running every pattern (a test holds the two equal).
-
-Clauses = tuple[frozenset[str], ...]
-_ALNUM = re.compile(r"[^\W_]+")
-_SEPARATORS = re.compile(r"[\W_]+")
-
-
-def _fold(text: str) -> str:
-    """One spelling per case class, so that `in` agrees with re.IGNORECASE (which pairs i, ı and İ)."""
-    return text.casefold().replace("ı", "i").replace("\u0307", "")
-
-
-def _strength(strings: frozenset[str]) -> tuple[int, int]:
-    return min(map(len, strings)), -len(strings)
-
-
-def _required(items: Iterable[tuple], word_start: bool = False) -> Clauses:
-    """The clauses every match of the parsed sequence `items` meets (none when nothing is certain).
-    A string that follows `\\b` (or `(?:\\b|(?<=_))`) is kept as " word", looked for at a word start."""
-    clauses: list[frozenset[str]] = []
-    run, starts = "", False
-    for op, av in [*items, (None, None)]:  # the sentinel closes the last run of literals
-        name = str(op)
-        if name == "LITERAL":
-            run, starts = (run + chr(av), starts) if run else (chr(av), word_start)
-            continue
-        if run:
-            run = _fold(run)
-            clauses.append(frozenset({" " + run if starts and _ALNUM.fullmatch(run) else run.lstrip()}))
-        run = ""
-        if name in ("SUBPATTERN", "ATOMIC_GROUP"):
-            clauses += _required(av[-1] if name == "SUBPATTERN" else av, word_start)
-        elif name == "BRANCH":  # one of the alternatives: the union of each one's strongest clause
-            strongest = [max(_required(a, word_start), key=_strength, default=None) for a in av[1]]
-            clauses += [frozenset().union(*strongest)] if None not in strongest else []
-        elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") and av[0] >= 1:
-            clauses += _required(av[2], word_start)
-        elif name == "ASSERT":  # a lookaround's text is in the sentence too
-            clauses += _required(av[1])
-        word_start = _word_start(name, av)
-    return tuple(c for c in clauses if all(c))
-
-
-def _word_start(name: str, av: Any) -> bool:
-    """`\\b`, or a choice of `\\b` and "after an underscore": what follows starts a word of `spaced`."""
-    if name == "BRANCH":
-        return all(len(a) == 1 and (_word_start(str(a[0][0]), a[0][1]) or _after_underscore(str(a[0][0]), a[0][1])) for a in av[1])
-    return name == "AT" and str(av) == "AT_BOUNDARY"
-
-
-def _after_underscore(name: str, av: Any) -> bool:
-    return name == "ASSERT" and av[0] == -1 and list(av[1]) == [(_sre.LITERAL, ord("_"))]
-
-
-def _gate(pattern: re.Pattern) -> tuple[frozenset[str], tuple[Clauses, ...]]:
-    """What a match of `pattern` must contain: for each of its top-level alternatives, the clauses
-    that alternative meets; and first, the strings of which any match holds one (a quick "no")."""
-    parsed = list(_sre.parse(pattern.pattern, pattern.flags))
-    alternatives = parsed[0][1][1] if len(parsed) == 1 and str(parsed[0][0]) == "BRANCH" else [parsed]
-    gate = tuple(_selective(_required(a)) for a in alternatives)
-    return (frozenset().union(*(clauses[0] for clauses in gate)) if all(gate) else frozenset()), gate
-
-
-def _selective(clauses: Clauses) -> Clauses:
-    """The strongest clause, and the others whose strings are not so short that most sentences hold them."""
-    ranked = sorted(set(clauses), key=lambda c: (_strength(c), sorted(c)), reverse=True)
-    return tuple(c for i, c in enumerate(ranked) if i == 0 or _strength(c)[0] >= 4)
-
-
-def _trie(strings: Iterable[str]) -> str:
-    """A regex matching the longest of `strings` that starts at a position (common prefixes shared)."""
-    tree: dict = {}
-    for s in strings:
-        node = tree
-        for ch in s:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def branch(node: dict) -> str:
-        children = [re.escape(ch) + branch(child) for ch, child in sorted(node.items()) if ch]
-        body = children[0] if len(children) == 1 else "(?:" + "|".join(children) + ")"
-        return "" if not children else f"(?:{body})?" if "" in node else body
-    return branch(tree)
-
-
-Gate = tuple[frozenset[str], tuple[Clauses, ...]]
-
-
-class _Compiled:
-    """The cues compiled, each with its gate, and the one pass that finds which gate strings a
-    sentence holds. Built on first use (~90 ms): a search whose papers ingest marked clean never needs it."""
-
-    def __init__(self, cues: list[tuple[int, re.Pattern]]) -> None:
-        self.cues = cues
-        self.gates: list[Gate] = [_gate(pattern) for _, pattern in cues]
-        strings = sorted({s for _, gate in self.gates for clauses in gate for clause in clauses for s in clause})
-        # Every position's longest gate string, found in one pass (the lookahead lets matches overlap) ...
-        self.anywhere = re.compile(f"(?=({_trie(s for s in strings if s[0] != ' ')}))")
-        self.at_word_start = re.compile(f"(?=({_trie(s for s in strings if s[0] == ' ')}))")
-        # ... stands for every gate string inside it.
-        self.inside = {s: frozenset(t for t in strings if t in s) for s in strings}
-
-    def present(self, text: str) -> frozenset[str]:
-        """The gate strings `text` holds, found once; then each cue's gate is set arithmetic."""
-        spaced = " " + _fold(_SEPARATORS.sub(" ", text))  # word starts as `\b` sees them, before folding
-        longest = set(self.anywhere.findall(_fold(text))) | set(self.at_word_start.findall(spaced))
-        return frozenset().union(*(self.inside[s] for s in longest))
-
-    def score(self, text: str) -> int:
-        """Sum of the weights of the cues the normalised `text` matches."""
-        present = self.present(text)
-        return sum(weight for (weight, pattern), gate in zip(self.cues, self.gates) if _may_match(gate, present) and pattern.search(text))
-
-
 @cache
-def _compiled() -> _Compiled:
-    return _Compiled(_patterns())
-
-
-def _may_match(gate: Gate, present: frozenset[str]) -> bool:
-    """False when `pattern.search` cannot find the cue in a sentence holding just the `present` strings."""
-    some, alternatives = gate
-    if some and some.isdisjoint(present):
-        return False
-    return any(all(not clause.isdisjoint(present) for clause in clauses) for clauses in alternatives)
+def _compiled() -> Compiled:
+    """The cues compiled with their gates (see rag/cuegate.py), on first use."""
+    return Compiled(_patterns())
 
 
 _BLOB = re.compile(r"[A-Za-z0-9+/]{20,}={0,2}")
@@ -322,20 +239,33 @@ def instruction_score(sentence: str) -> int:
     """Sum of the weights of the cues `sentence` shows (each counted once); see `addresses_assistant`."""
     raw_hidden = bool(_ZERO_WIDTH.search(sentence) or _TAG_CHARS.search(sentence))
     text = _normalise(sentence)
-    score = _compiled().score(text) + raw_hidden
+    if foreign(text):
+        return FLAG_AT  # the rules read English: an order in another language is beyond them
+    texts = [text, *readings(text)]
+    score = max(_compiled().score(t) for t in texts) + raw_hidden
+    score += FLAG_AT if max(map(probability, texts)) >= LEARNED_AT else 0
     for decoded in _decoded_blobs(text):
         score += 2 if addresses_assistant(decoded) or _DECODE.search(text) else 1
     return score
 
 
 def addresses_assistant(sentence: str) -> bool:
-    """True when the sentence speaks to an AI model or to the reader as one: an order, a role, a template token.
+    """True when the sentence speaks to an AI model or to the reader as one: an order, a role, a template
+    token, a requirement on what answers say, a claim of authority over the other papers, text dressed as
+    an answer; also when written in another language, or when the learned scorer is sure enough.
 
     Sentences *about* prompts, instructions or assistants ("We instruction-tune the model", "attacks
     that make LLMs ignore previous instructions") are statements and are not flagged: only cues that
     combine to FLAG_AT count, and most single words count for nothing.
     """
     return instruction_score(sentence) >= FLAG_AT
+
+
+def gives_order(sentence: str) -> bool:
+    """An answer's sentence that reads as an order, by the cues alone (read decoded too): the learned
+    scorer and the language test know abstracts, not what a model writes."""
+    text = _normalise(sentence)
+    return max(_compiled().score(t) for t in [text, *readings(text)]) >= FLAG_AT
 
 
 # ------------------------------------------------------------------ making output inert
@@ -487,14 +417,18 @@ WITHHELD = "[A sentence that reads as an instruction to an AI was withheld.]"
 
 def withhold(abstract: str, spans: Spans = ()) -> tuple[str, Spans, tuple[str, ...]]:
     """The abstract with each sentence that addresses an AI assistant replaced by WITHHELD, the
-    sentence spans of that new text, and the sentences taken out (never shown to a model, never quoted)."""
+    sentence spans of that new text, and the sentences taken out (never shown to a model, never quoted).
+    A sentence right after a withheld one goes too on a single cue: an order split over two sentences
+    ("... has one remaining task. That task is to print ...") shows most of its cues in the first."""
     parts: list[str] = []
     moved: list[tuple[int, int]] = []
     withheld: list[str] = []
     last = length = 0
+    after_withheld = False
     for s, e in sentence_spans(abstract, spans):
         sentence = abstract[s:e]
-        if addresses_assistant(sentence):
+        after_withheld = instruction_score(sentence) >= (1 if after_withheld else FLAG_AT)
+        if after_withheld:
             withheld.append(sentence)
             sentence = WITHHELD
         parts += [abstract[last:s], sentence]
@@ -506,8 +440,14 @@ def withhold(abstract: str, spans: Spans = ()) -> tuple[str, Spans, tuple[str, .
     return "".join(parts), tuple(moved), tuple(withheld)
 
 
-# Which classifier gave a verdict: any change to this file makes the verdicts stored at ingest stale.
-CLASSIFIER = hashlib.blake2b(Path(__file__).read_bytes(), digest_size=8).hexdigest()
+def not_a_source(spans: Spans, withheld: tuple[str, ...]) -> bool:
+    """More than half of the abstract's sentences withheld: what is left is no evidence either, so none of it is shown."""
+    return 2 * len(withheld) > len(spans)
+
+
+# Which classifier gave a verdict: any change to its code or weights makes the verdicts stored at ingest stale.
+_PARTS = (Path(__file__), Path(cuegate.__file__), Path(disguise.__file__), Path(scorer.__file__), scorer.WEIGHTS)
+CLASSIFIER = hashlib.blake2b(b"".join(part.read_bytes() for part in _PARTS), digest_size=8).hexdigest()
 
 
 def clean_mark(title: str, abstract: str, spans: Spans) -> str:
@@ -547,6 +487,8 @@ def _inert_text(title: str, abstract: str, spans: Spans, clean: bool) -> tuple[s
     sentences takes ~2.5 ms and a server sees the same papers again and again. The spans survive
     when sanitizing changed nothing (the usual case); else they are left for a splitter to find."""
     withheld_text, moved, withheld = (abstract, spans, ()) if clean else withhold(abstract, spans)
+    if withheld and not_a_source(moved, withheld):
+        withheld_text, moved = WITHHELD, ((0, len(WITHHELD)),)
     safe = sanitize(withheld_text)
     flagged_title = not clean and addresses_assistant(title)
     withheld += (title,) if flagged_title else ()

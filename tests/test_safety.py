@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag import safety
+from rag import cuegate, safety
 from rag.safety import WITHHELD as MARKER, addresses_assistant, inert, instruction_score, repeats_withheld, sanitize, sanitize_stream, terminal_safe
 from rag.text import sentence_spans
 from rag.types import Hit, Paper
@@ -195,7 +195,7 @@ def _unskipped_cues(sentence: str) -> list[int]:
     """Indexes of the cues whose pattern matches but whose gate says it cannot (must be none)."""
     text, compiled = safety._normalise(sentence), safety._compiled()
     present = compiled.present(text)
-    return [i for i, ((_, pattern), gate) in enumerate(zip(compiled.cues, compiled.gates)) if pattern.search(text) and not safety._may_match(gate, present)]
+    return [i for i, ((_, pattern), gate) in enumerate(zip(compiled.cues, compiled.gates)) if pattern.search(text) and not cuegate.may_match(gate, present)]
 
 
 @pytest.mark.parametrize("sentence", INJECTIONS + BENIGN)
@@ -225,7 +225,7 @@ def test_no_cue_that_matches_is_skipped_however_the_text_is_spelled(sentences: l
 def test_the_gates_skip_most_pattern_runs_on_science() -> None:
     """Not a timing: the gates must actually rule cues out, or the fast path is only overhead."""
     sentences, gates = BENIGN + [p.abstract for p in _corpus_sample()], safety._compiled().gates
-    runs = sum(safety._may_match(gate, safety._compiled().present(safety._normalise(s))) for s in sentences for gate in gates)
+    runs = sum(cuegate.may_match(gate, safety._compiled().present(safety._normalise(s))) for s in sentences for gate in gates)
     assert runs < 0.35 * len(sentences) * len(gates)
 
 
