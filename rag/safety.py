@@ -235,11 +235,12 @@ def _decoded_blobs(text: str) -> list[str]:
     return found
 
 
-def instruction_score(sentence: str) -> int:
-    """Sum of the weights of the cues `sentence` shows (each counted once); see `addresses_assistant`."""
+def instruction_score(sentence: str, english: bool = True) -> int:
+    """Sum of the weights of the cues `sentence` shows (each counted once); see `addresses_assistant`.
+    In an English abstract (`english`) a sentence in another language counts as an order."""
     raw_hidden = bool(_ZERO_WIDTH.search(sentence) or _TAG_CHARS.search(sentence))
     text = _normalise(sentence)
-    if foreign(text):
+    if english and foreign(text):
         return FLAG_AT  # the rules read English: an order in another language is beyond them
     texts = [text, *readings(text)]
     score = max(_compiled().score(t) for t in texts) + raw_hidden
@@ -249,7 +250,7 @@ def instruction_score(sentence: str) -> int:
     return score
 
 
-def addresses_assistant(sentence: str) -> bool:
+def addresses_assistant(sentence: str, english: bool = True) -> bool:
     """True when the sentence speaks to an AI model or to the reader as one: an order, a role, a template
     token, a requirement on what answers say, a claim of authority over the other papers, text dressed as
     an answer; also when written in another language, or when the learned scorer is sure enough.
@@ -258,7 +259,14 @@ def addresses_assistant(sentence: str) -> bool:
     that make LLMs ignore previous instructions") are statements and are not flagged: only cues that
     combine to FLAG_AT count, and most single words count for nothing.
     """
-    return instruction_score(sentence) >= FLAG_AT
+    return instruction_score(sentence, english) >= FLAG_AT
+
+
+def in_english(abstract: str, spans: Spans = ()) -> bool:
+    """Most of the abstract is English: a clause in another language inside it is planted, while an abstract
+    written in another language is that paper's own text (the rules then read its English cues only)."""
+    found = sentence_spans(abstract, spans)
+    return 2 * sum(foreign(_normalise(abstract[s:e])) for s, e in found) <= len(found)
 
 
 def gives_order(sentence: str) -> bool:
@@ -425,9 +433,10 @@ def withhold(abstract: str, spans: Spans = ()) -> tuple[str, Spans, tuple[str, .
     withheld: list[str] = []
     last = length = 0
     after_withheld = False
+    english = in_english(abstract, spans)
     for s, e in sentence_spans(abstract, spans):
         sentence = abstract[s:e]
-        after_withheld = instruction_score(sentence) >= (1 if after_withheld else FLAG_AT)
+        after_withheld = instruction_score(sentence, english) >= (1 if after_withheld else FLAG_AT)
         if after_withheld:
             withheld.append(sentence)
             sentence = WITHHELD
@@ -454,7 +463,8 @@ def clean_mark(title: str, abstract: str, spans: Spans) -> str:
     """What ingest stores when neither the title nor any sentence of the abstract addresses an AI,
     so a search need not classify the paper again: a digest of this classifier and of the very text
     it read (a record whose text changed no longer matches). "" when something was flagged."""
-    if addresses_assistant(title) or any(addresses_assistant(abstract[s:e]) for s, e in sentence_spans(abstract, spans)):
+    english = in_english(abstract, spans)
+    if addresses_assistant(title, english) or any(addresses_assistant(abstract[s:e], english) for s, e in sentence_spans(abstract, spans)):
         return ""
     return _mark(title, abstract, spans)
 
