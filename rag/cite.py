@@ -111,8 +111,8 @@ def _name_unnamed(text: str, sources: list[Hit]) -> str:
         content = line.rstrip("\r\n")
         bullet = BULLET.match(content)
         unnamed = UNNAMED.match(content, bullet.end()) if bullet else None
-        first = MARKER.search(content, bullet.end()) if unnamed else None
-        if first is None:
+        first = MARKER.search(content, bullet.end()) if bullet and unnamed else None
+        if first is None or bullet is None or unnamed is None:
             lines.append(line)
             continue
         n = _numbers(first.group(1))[0]

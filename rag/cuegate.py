@@ -9,14 +9,12 @@ the verdict is the same as running every pattern (a test holds the two equal).
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterable
 from typing import Any
 
-try:
-    from re import _parser as _sre  # Python 3.11+
-except ImportError:  # Python 3.10
-    import sre_parse as _sre  # type: ignore[no-redef]
+_sre: Any = importlib.import_module("re._parser")  # private, and untyped: tests/test_dependency_internals.py pins what is read
 
 Clauses = tuple[frozenset[str], ...]
 _ALNUM = re.compile(r"[^\W_]+")
@@ -50,7 +48,8 @@ def _required(items: Iterable[tuple], word_start: bool = False) -> Clauses:
             clauses += _required(av[-1] if name == "SUBPATTERN" else av, word_start)
         elif name == "BRANCH":  # one of the alternatives: the union of each one's strongest clause
             strongest = [max(_required(a, word_start), key=_strength, default=None) for a in av[1]]
-            clauses += [frozenset().union(*strongest)] if None not in strongest else []
+            found = [s for s in strongest if s is not None]
+            clauses += [frozenset().union(*found)] if len(found) == len(strongest) else []
         elif name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") and av[0] >= 1:
             clauses += _required(av[2], word_start)
         elif name == "ASSERT":  # a lookaround's text is in the sentence too

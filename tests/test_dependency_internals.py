@@ -1,7 +1,7 @@
 """What the package reads of its dependencies beyond their public API, pinned here so that an upgrade
 which changes it fails these tests instead of quietly changing answers:
 
-- `re._parser` (rag/safety.py): the parse tree of the injection patterns, to derive their must-contain strings;
+- `re._parser` (rag/cuegate.py): the parse tree of the injection patterns, to derive their must-contain strings;
 - the openai client's `_prepare_options` and `_calculate_retry_timeout` (rag/llm.py): the hooks that bound
   every attempt and retry of a call by one time budget;
 - bm25s's `scores` CSC arrays and `vocab_dict` (rag/lexicon.py): document frequencies and the papers holding a term;
