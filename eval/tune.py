@@ -18,7 +18,8 @@ from rag import evaluate
 from rag.answer import Engine
 from rag.config import DATASETS_DIR, Settings
 from rag.embed import make_embedder
-from rag.index import ingest, open_store
+from rag.ingest import ingest
+from rag.store import open_store
 from rag.query import analyse
 from rag.retrieve import Retriever
 

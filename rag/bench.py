@@ -1,6 +1,6 @@
 """`rag bench`: how ingest and search scale, on synthetic corpora of about 10k and 100k chunks.
 
-The harness drives the product only through its public surface (`rag.index.ingest`,
+The harness drives the product only through its public surface (`rag.ingest.ingest`,
 `rag.retrieve.Retriever.search`, and the `rag` CLI in fresh processes), so it measures whichever
 storage and retrieval core is installed. Corpora are real sentences of the default corpus
 recombined by a seeded generator, so every run on every machine indexes the same texts.
@@ -554,7 +554,7 @@ class Bench:
         """MiniLM on the first abstracts of the default corpus: raw rate, ingest rate, cold load cost."""
         from rag import corpus
         from rag.embed import MiniLMEmbedding
-        from rag.index import ingest
+        from rag.ingest import ingest
 
         say = self.say(f"MiniLM, {self.o.model_sample} abstracts")
         path = self.work / "model-sample.jsonl"
@@ -613,7 +613,7 @@ class Bench:
 
     def store_block(self, store: Store, synth: SynthCorpus, raw: Figure, minilm_load: Figure) -> dict[str, Figure]:
         """Every per-index figure for one store; the index of the last ingest run serves the later steps."""
-        from rag.index import ingest
+        from rag.ingest import ingest
 
         say = self.say(f"{synth.chunks:,} chunks, {store.name}")
 

@@ -73,7 +73,7 @@ def run_ingest(
     settings: Settings, paths: list[Path], embedder: Any, store: Any = None, prune: bool = False, rebuild: bool = False
 ) -> int:
     """Ingest with a progress bar; print what was skipped and a summary line; return the exit code."""
-    from rag.index import ingest
+    from rag.ingest import ingest
 
     session.wrote = True
     with progress_bar("embedding papers") as on_progress:

@@ -40,7 +40,8 @@ TIMEOUT = 120
 @pytest.fixture(scope="module")
 def small_index(tmp_path_factory: pytest.TempPathFactory, embedder, make_settings) -> Path:
     """The small corpus ingested once for this module; the app only reads it."""
-    from rag.index import ingest, open_store
+    from rag.ingest import ingest
+    from rag.store import open_store
 
     data_dir = tmp_path_factory.mktemp("ui_index") / "index"
     settings = make_settings(data_dir=data_dir, corpus_paths=[SMALL])
