@@ -157,6 +157,11 @@ class OpenAICompatibleEmbedding(Embedder):
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text))
 
+    def get_text_embedding_batch(self, texts: list[str]) -> list[list[float]]:
+        """Vectors for `texts`, in order: `concurrency` requests stay in flight until the last is sent, with
+        no pause between rounds (a slow request holds up only the order, never the others)."""
+        return self._get_text_embeddings(texts)
+
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         batches = [texts[i : i + self._request_size] for i in range(0, len(texts), self._request_size)]
         if len(batches) <= 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,31 +35,39 @@ def meta_hash(paper: Paper) -> str:
     return hashlib.sha1(json.dumps(paper_to_meta(paper), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def batch_size(settings: Settings) -> int:
-    """Papers chunked, embedded and written together: enough to keep the embedder busy, few enough to bound memory."""
-    return max(settings.embed_batch_size * 4, 64)
+def batch_size(settings: Settings, embedder: Any) -> int:
+    """Papers chunked, embedded and written together: enough to give every request an embedder keeps in
+    flight its texts (`embed_batch_size` is what one call takes), few enough to bound memory."""
+    return max(settings.embed_batch_size * 4, 64, 2 * embedder.embed_batch_size)
 
 
 def embed_and_write(
     store: Store, papers: list[Paper], embedder: Any, settings: Settings, report: IngestReport, on_progress: Progress | None
 ) -> int | None:
     """Chunk, embed and write a batch of papers at a time, so memory does not grow with the corpus;
-    return the vectors' size (None when nothing was embedded)."""
-    batch = batch_size(settings)
+    return the vectors' size (None when nothing was embedded). The next batch is embedded while one
+    is written, so a remote embedder is never left idle waiting for Chroma."""
+    size = batch_size(settings, embedder)
+    batches = [papers[start : start + size] for start in range(0, len(papers), size)]
     dimension = None
-    for start in range(0, len(papers), batch):
-        part = papers[start : start + batch]
-        flat, vectors = _chunk_and_embed(part, embedder, settings)  # before deleting: a failing embedder costs nothing
-        if len(vectors):
-            dimension = vectors.shape[1]
-            check_dimension(store, embedder, dimension)
-        store.delete_papers([p.paper_id for p in part])
-        store.add_chunks(flat, vectors)
-        counts = _counts(flat)
-        store.put_records([(p, ledger(p, counts.get(p.paper_id, 0), embedder.model_name)) for p in part])
-        report.embedded += len(flat)
-        if on_progress:
-            on_progress(start + len(part), len(papers))
+    done = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-ahead") as ahead:
+        pending = [ahead.submit(_chunk_and_embed, part, embedder, settings) for part in batches[:1]]
+        for i, part in enumerate(batches):
+            flat, vectors = pending.pop().result()  # made before deleting: a failing embedder costs nothing
+            if i + 1 < len(batches):
+                pending.append(ahead.submit(_chunk_and_embed, batches[i + 1], embedder, settings))
+            if len(vectors):
+                dimension = vectors.shape[1]
+                check_dimension(store, embedder, dimension)
+            store.delete_papers([p.paper_id for p in part])
+            store.add_chunks(flat, vectors)
+            counts = _counts(flat)
+            store.put_records([(p, ledger(p, counts.get(p.paper_id, 0), embedder.model_name)) for p in part])
+            report.embedded += len(flat)
+            done += len(part)
+            if on_progress:
+                on_progress(done, len(papers))
     return dimension
 
 
@@ -150,7 +159,7 @@ def _rechunk(
 ) -> int:
     """Chunk and embed stored papers again, leaving their records in place (a record changes only when
     its chunk count does); return the chunks written."""
-    batch = batch_size(settings)
+    batch = batch_size(settings, embedder)
     written = 0
     for start in range(0, len(papers), batch):
         part = papers[start : start + batch]
