@@ -36,9 +36,9 @@ def meta_hash(paper: Paper) -> str:
 
 
 def batch_size(settings: Settings, embedder: Any) -> int:
-    """Papers chunked, embedded and written together: enough to give every request an embedder keeps in
-    flight its texts (`embed_batch_size` is what one call takes), few enough to bound memory."""
-    return max(settings.embed_batch_size * 4, 64, 2 * embedder.embed_batch_size)
+    """Papers chunked, embedded and written together: a few requests' worth for each request the embedder
+    keeps in flight (one, unless it says otherwise), few enough to bound memory."""
+    return max(settings.embed_batch_size * 4, 64) * getattr(embedder, "in_flight", 1)
 
 
 def embed_and_write(
