@@ -97,8 +97,10 @@ def _sync(
 ) -> IngestReport:
     """Read the files, compare them with the stored records, and write what differs; the stamp last."""
     stored = {pid: {k: meta[k] for k in _LEDGER if k in meta} for pid, meta, _ in store.records()}
+    identities = {key: pid for pid, m in stored.items() for key in corpus_mod.identity_keys(m.get("doi", ""), m.get("arxiv_id", ""))}
     corpus = corpus_mod.load(
         files, stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()}, skipped=skipped,
+        identities=identities,
     )
     report = IngestReport(corpus=corpus)
     plan = _plan(store, stored, corpus, prune, report)
@@ -145,8 +147,9 @@ def ingest_lock(settings: Settings) -> Iterator[None]:
         yield
 
 
-# What planning reads of a record. The rest (title, spans, authors) is not kept: 0.7 KB a record instead of 2.6 KB.
-_LEDGER = ("text_hash", "meta_hash", "n_chunks", "classified", "content", "paths")
+# What planning, and matching entries to stored papers by DOI or arXiv id, read of a record. The rest (title,
+# spans, authors) is not kept: 0.7 KB a record instead of 2.6 KB.
+_LEDGER = ("text_hash", "meta_hash", "n_chunks", "classified", "content", "paths", "doi", "arxiv_id")
 
 
 def _plan(store: Store, stored: dict[str, dict], corpus: Corpus, prune: bool, report: IngestReport) -> Plan:
