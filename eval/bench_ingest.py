@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rag import bench, corpus
 from rag.config import DEFAULT_CORPUS, PROJECT_ROOT
@@ -46,6 +47,7 @@ def arxiv_rows(n: int) -> Iterator[dict]:
 
 
 def concurrency(papers: int, delay: float, request_size: int, levels: list[int], runs: int) -> None:
+    """Median papers/s of ingest, and of the embedder alone on the same chunk texts, at each concurrency."""
     from rag.embed import make_embedder
     from rag.ingest import ingest
 
@@ -54,27 +56,33 @@ def concurrency(papers: int, delay: float, request_size: int, levels: list[int],
         sentences, titles = pool()
         bench.write_jsonl(path, bench.synth_rows(papers, bench.SEED, sentences, titles))
         endpoint = bench.FakeEmbeddings(delay=delay)
-        rates: dict[int, float] = {}
+        rates: dict[int, tuple[float, float]] = {}
         try:
             for level in levels:
+                def settings(run: int) -> Any:
+                    return bench.bench_settings(
+                        path, Path(root) / f"index-{level}-{run}", embed_backend="openai-compatible",
+                        embed_base_url=endpoint.base_url, embed_api_key="bench", embed_model="fake-embed",
+                        embed_concurrency=level, embed_batch_size=request_size,
+                    )
+                embedder = make_embedder(settings(0))
+                _, texts = bench.chunk_texts(path, embedder, settings(0).chunk_tokens)
+                raw = [bench.timed(lambda: embedder.get_text_embedding_batch(texts))[0] for _ in range(runs)]
                 seconds = []
                 for run in range(runs):
-                    settings = bench.bench_settings(
-                        path, Path(root) / f"index-{level}-{run}", embed_backend="openai-compatible",
-                        embed_base_url=endpoint.base_url, embed_api_key="bench", embed_model="fake-embed", embed_concurrency=level,
-                        embed_batch_size=request_size,
-                    )
                     started = time.perf_counter()
-                    report = ingest([path], settings, make_embedder(settings))
+                    report = ingest([path], settings(run), make_embedder(settings(run)))
                     seconds.append(time.perf_counter() - started)
                     assert report.added == papers, report
-                rates[level] = papers / statistics.median(seconds)
-                print(f"concurrency {level}: {rates[level]:.1f} papers/s (median of {runs}: {', '.join(f'{s:.1f}' for s in seconds)} s; "
-                      f"{endpoint.served} requests so far, at most {endpoint.max_in_flight} in flight)", flush=True)
+                rates[level] = (papers / statistics.median(raw), papers / statistics.median(seconds))
+                print(f"concurrency {level}: embedding alone {rates[level][0]:.1f} papers/s ({len(texts)} chunks; runs "
+                      f"{', '.join(f'{s:.1f}' for s in raw)} s), ingest {rates[level][1]:.1f} papers/s (runs "
+                      f"{', '.join(f'{s:.1f}' for s in seconds)} s); at most {endpoint.max_in_flight} requests in flight", flush=True)
         finally:
             endpoint.close()
     low, high = min(levels), max(levels)
-    print(f"{papers} papers, {delay * 1000:.0f} ms a request of {request_size} texts: concurrency {high} ingests {rates[high] / rates[low]:.1f}x as fast as {low}")
+    print(f"{papers} papers, {delay * 1000:.0f} ms a request of {request_size} texts, medians of {runs}: concurrency {high} "
+          f"embeds {rates[high][0] / rates[low][0]:.1f}x and ingests {rates[high][1] / rates[low][1]:.1f}x as fast as {low}")
 
 
 def memory(sizes: list[int], out: Path) -> None:

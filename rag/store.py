@@ -178,7 +178,7 @@ def _where(settings: Settings) -> str:
 
 @dataclass
 class Store:
-    """The two collections of one index, with paged reads."""
+    """The two collections of one index: paged reads, and the writes ingest and repair make."""
 
     chunks: Any
     papers: Any
