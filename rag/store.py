@@ -285,11 +285,12 @@ class Store:
                 metas = [{**m, **_filter_fields(by_paper[m["paper_id"]])} for m in got["metadatas"]]
                 self.chunks.update(ids=got["ids"], metadatas=metas)
 
-    def put_records(self, records: list[tuple[Paper, dict]]) -> None:
-        """Write paper records, each a paper and its ingest ledger (hashes, chunk count, embedder)."""
+    def put_records(self, records: list[tuple[Paper, dict]], fresh: bool = False) -> None:
+        """Write paper records, each a paper and its ingest ledger (hashes, chunk count, embedder). `fresh`:
+        none of them is stored (their old versions were just deleted), so Chroma need not look any up."""
         for start in range(0, len(records), PAGE):
             part = records[start : start + PAGE]
-            self.papers.upsert(
+            (self.papers.add if fresh else self.papers.upsert)(
                 ids=[p.paper_id for p, _ in part], documents=[p.abstract for p, _ in part],
                 metadatas=[record_meta(p, ledger) for p, ledger in part], embeddings=_unit(len(part)),
             )

@@ -63,7 +63,7 @@ def embed_and_write(
             store.delete_papers([p.paper_id for p in part])
             store.add_chunks(flat, vectors)
             counts = _counts(flat)
-            store.put_records([(p, ledger(p, counts.get(p.paper_id, 0), embedder.model_name)) for p in part])
+            store.put_records([(p, ledger(p, counts.get(p.paper_id, 0), embedder.model_name)) for p in part], fresh=True)
             report.embedded += len(flat)
             done += len(part)
             if on_progress:
