@@ -18,8 +18,9 @@ from rag.dev import evaluate
 from rag.answer import Engine
 from rag.config import DATASETS_DIR, Settings
 from rag.embed import make_embedder
-from rag.index import ingest, open_store
+from rag.ingest import ingest
 from rag.question import read_question
+from rag.store import open_store
 from rag.retrieve import Retriever
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 1.0)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the engine's imports cost a second that `rag ingest` and `r
 def open_retriever(settings: Settings) -> Any:
     """The retriever over the index, ingesting the default corpus first when the index is empty."""
     from rag.embed import make_embedder
-    from rag.index import open_store
+    from rag.store import open_store
     from rag.retrieve import Retriever
 
     embedder = make_embedder(settings)

@@ -107,7 +107,7 @@ def ingest(
 
 def run_repair(settings: Settings, paths: list[Path] | None, rebuild: bool) -> int:
     """`rag ingest --repair`: from the paper records alone, so it works when the corpus files are gone."""
-    from rag.index import repair
+    from rag.ingest import repair
 
     if paths or rebuild:
         raise ConfigError("--repair reads no corpus file and keeps the index: give it no PATHS and no --rebuild")
@@ -306,7 +306,7 @@ def ui(port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0
 def corpus_stats(paths: PathsArg = None) -> None:
     """Papers per file, duplicates merged, entries skipped and why."""
     from rag import corpus
-    from rag.index import last_ingest
+    from rag.ingest import last_ingest
 
     settings = get_settings()
     loaded = corpus.load(paths or settings.corpus_paths)

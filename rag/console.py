@@ -4,6 +4,7 @@ answers with their checked citations. Only stdout and stderr are written here; n
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,16 +42,23 @@ session = Session()
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A progress callback (done, total) drawn on stderr once work starts, so `--json` output stays clean."""
+    """A progress callback (done, total) drawn on stderr once work starts, so `--json` output stays clean;
+    it shows the rate since its first report (items a second), what a user tuning a remote embedder watches."""
     bar: Progress | None = None
+    first = (0, 0.0)  # (done, time) at the first report: the rate counts from there
 
     def update(done: int, total: int) -> None:
-        nonlocal bar
+        nonlocal bar, first
+        now = time.perf_counter()
         if bar is None:
-            bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
+            columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+            bar = Progress(*columns, console=err)
             bar.start()
-            bar.add_task(label, total=total)
-        bar.update(bar.task_ids[0], completed=done, total=total)
+            bar.add_task(label, total=total, rate="")
+            first = (done, now)
+        rate = (done - first[0]) / (now - first[1]) if now > first[1] else 0.0
+        shown = "" if done == first[0] else f"{rate:,.1f}/s" if rate < 10 else f"{rate:,.0f}/s"
+        bar.update(bar.task_ids[0], completed=done, total=total, rate=shown)
 
     try:
         yield update
@@ -74,7 +82,7 @@ def run_ingest(
     settings: Settings, paths: list[Path], embedder: Any, store: Any = None, prune: bool = False, rebuild: bool = False
 ) -> int:
     """Ingest with a progress bar; print what was skipped and a summary line; return the exit code."""
-    from rag.index import ingest
+    from rag.ingest import ingest
 
     session.wrote = True
     with progress_bar("embedding papers") as on_progress:

@@ -78,20 +78,25 @@ def load(
     paths: Iterable[Path],
     stored: Mapping[str, tuple[str, Iterable[str]]] | None = None,
     skipped: Iterable[Problem] = (),
+    identities: Mapping[str, str] | None = None,
 ) -> Corpus:
     """Read every file under `paths` in sorted order, merging papers that appear in more than one place.
 
     `stored` maps ids already in an index to (content hash, source paths); such an id counts as
     taken when none of its paths is read now, so a file ingested on its own cannot reuse the id
-    of a different paper stored from another file. `skipped`: what an earlier `expand` of the
-    paths left out, reported with the rest.
+    of a different paper stored from another file. `identities` maps the DOIs and arXiv ids of
+    stored papers (`identity_keys`) to their ids: an entry sharing one with a paper stored from
+    files not read now takes that paper's id, so two ingests keep one paper, and a notice says
+    which entry it now holds. `skipped`: what an earlier `expand` of the paths left out, reported
+    with the rest.
     """
     corpus = Corpus(papers=[], problems=list(skipped))
     files = expand(paths, corpus.problems)
     read_now = {str(f.resolve()) for f in files}
     by_id: dict[str, Paper] = {}
-    known: dict[str, str] = {}  # "doi:..." / "arxiv:..." -> id of the paper that has it
     taken = {pid: content for pid, (content, where) in (stored or {}).items() if not read_now.intersection(where)}
+    known = {key: pid for key, pid in (identities or {}).items() if pid in taken}  # identity key -> id of the paper that has it
+    elsewhere = {pid: Path(next(iter(where), "")).name for pid, (_, where) in (stored or {}).items() if pid in known.values()}
     for file in files:
         papers, found = read_file(file)
         problems = [p for p in found if not p.notice]
@@ -105,8 +110,19 @@ def load(
         for paper in papers:
             paper.paths = [path]
             corpus.merged += _add(by_id, taken, paper, corpus.problems, known, corpus.notices)
+    corpus.notices += [_replaced(by_id[pid], was) for pid, was in elsewhere.items() if pid in by_id]
     corpus.papers = list(by_id.values())
     return corpus
+
+
+def _replaced(paper: Paper, was: str) -> Problem:
+    """An entry that took the place of a paper stored from another file, by a shared DOI or arXiv id."""
+    keys = ", ".join(identity_keys(paper.doi, paper.arxiv_id))
+    message = (
+        f"the same paper ({keys}) was stored from {was}; it is now stored once, with the title, abstract "
+        f"and metadata of entry {paper.positions[0]} of this file"
+    )
+    return Problem(paper.source, message, notice=True)
 
 
 def read_file(path: Path) -> tuple[list[Paper], list[Problem]]:
@@ -613,7 +629,9 @@ def _add(
     slot = next((known[key] for key in _identity(paper) if key in known), None) or _slot(by_id, taken, paper, problems)
     duplicate = slot in by_id
     if duplicate:
-        if conflict := _other_date(by_id[slot], paper):
+        if _content(by_id[slot]) != _content(paper):
+            notices.append(_kept(by_id[slot], paper))  # the first one's date too: no second notice about it
+        elif conflict := _other_date(by_id[slot], paper):
             notices.append(conflict)
         _fold(by_id[slot], paper)
     else:
@@ -625,9 +643,24 @@ def _add(
 
 
 def _identity(paper: Paper) -> list[str]:
+    return identity_keys(paper.doi, paper.arxiv_id)
+
+
+def identity_keys(doi: str, arxiv_id: str) -> list[str]:
     """Keys that name one paper whatever its text: the DOI, the arXiv id without its version."""
-    keys = [f"doi:{paper.doi}"] if paper.doi else []
-    return keys + ([f"arxiv:{ids.arxiv_base(paper.arxiv_id)}"] if paper.arxiv_id else [])
+    keys = [f"doi:{doi}"] if doi else []
+    return keys + ([f"arxiv:{ids.arxiv_base(arxiv_id)}"] if arxiv_id else [])
+
+
+def _kept(first: Paper, paper: Paper) -> Problem:
+    """Two entries of one paper (a shared DOI or arXiv id) whose texts differ: which one the index keeps."""
+    keys = ", ".join(identity_keys(first.doi or paper.doi, first.arxiv_id or paper.arxiv_id))
+    message = (
+        f"entry {paper.positions[0]} of {paper.source} is the same paper ({keys}) as entry {first.positions[0]} "
+        f"of {first.source}; kept the title, abstract and metadata of {first.source}, read first "
+        f"({paper.source} adds only what it lacks)"
+    )
+    return Problem(paper.source, message, notice=True)
 
 
 def _slot(by_id: dict[str, Paper], taken: Mapping[str, str], paper: Paper, problems: list[Problem]) -> str:

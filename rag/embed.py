@@ -38,6 +38,8 @@ class Embedder:
     of every cold `rag search`, and its batching and callbacks add nothing here.
     """
 
+    in_flight = 1  # requests it keeps going at once: a remote endpoint's concurrency
+
     def __init__(self, model_name: str, embed_batch_size: int) -> None:
         self.model_name = model_name
         self.embed_batch_size = embed_batch_size
@@ -144,7 +146,7 @@ class OpenAICompatibleEmbedding(Embedder):
         self._client = bounded_client(base_url, api_key, timeout, max_retries)
         self._endpoint = display_url(base_url or "https://api.openai.com/v1")
         self._request_size = batch_size
-        self._concurrency = concurrency
+        self.in_flight = concurrency
         self._timeout = timeout
         self._scrub = scrubber(api_key)
 
@@ -157,12 +159,17 @@ class OpenAICompatibleEmbedding(Embedder):
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer(text))
 
+    def get_text_embedding_batch(self, texts: list[str]) -> list[list[float]]:
+        """Vectors for `texts`, in order: `concurrency` requests stay in flight until the last is sent, with
+        no pause between rounds (a slow request holds up only the order, never the others)."""
+        return self._get_text_embeddings(texts)
+
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         batches = [texts[i : i + self._request_size] for i in range(0, len(texts), self._request_size)]
         if len(batches) <= 1:
             results = [self._embed_batch(b) for b in batches]
         else:
-            pool = ThreadPoolExecutor(max_workers=min(self._concurrency, len(batches)), thread_name_prefix="embed")
+            pool = ThreadPoolExecutor(max_workers=min(self.in_flight, len(batches)), thread_name_prefix="embed")
             try:
                 results = list(pool.map(self._embed_batch, batches))  # map keeps input order
             finally:
@@ -235,7 +242,7 @@ class HashingEmbedding(Embedder):
     def count_tokens(self, text: str) -> int:
         return len(_HASH_WORD.findall(text)) + 2
 
-    def _vector(self, text: str) -> list[float]:
+    def vector(self, text: str) -> list[float]:
         words = _HASH_WORD.findall(text.lower())
         vec = np.zeros(HASHING_DIM, dtype=np.float32)
         for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:])]:
@@ -246,7 +253,7 @@ class HashingEmbedding(Embedder):
         return (vec / norm if norm else vec).tolist()
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return [self._vector(t) for t in texts]
+        return [self.vector(t) for t in texts]
 
 
 def make_embedder(settings: Settings) -> Embedder:

@@ -32,8 +32,8 @@ Progress = Callable[[int, int], None]
 
 
 class Store(Protocol):
-    """What the lexicon reads of the index (`rag.index.Store`): its version stamp and its paper records.
-    Declared here so that the index, which refreshes the lexicon after an ingest, is not imported by it."""
+    """What the lexicon reads of the index (`rag.store.Store`): its version stamp and its paper records.
+    Declared here so that the store stays below the lexicon, which ingest refreshes after it writes."""
 
     def stamp(self) -> dict: ...
 

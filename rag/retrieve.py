@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rag.config import Settings
-from rag.index import Store, check_embedder, open_store
+from rag.store import Store, check_embedder, open_store
 from rag.lexicon import Lexicon, Progress
 from rag.safety import inert
 from rag.text import terms
@@ -81,19 +81,14 @@ class Retriever:
 
     def _dense(self, vector: np.ndarray, filters: Filters, ids: list[str] | None) -> dict[str, tuple[float, Chunk]]:
         """Paper id -> (best chunk cosine, that chunk), for the nearest chunks."""
-        found = self.store.chunks.query(
-            query_embeddings=vector[None, :], n_results=self.settings.candidates,
-            where=_where(filters, ids), include=["metadatas", "distances"],
-        )
-        return _best_chunks(found["ids"][0], found["metadatas"][0], [1.0 - d for d in found["distances"][0]])
+        return _best_chunks(*self.store.nearest_chunks(vector, self.settings.candidates, filters, ids))
 
     def _complete(self, dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], vector: np.ndarray, bm25_all: np.ndarray) -> None:
         """Exact scores for candidates only one retriever found: cosine of their chunks, BM25 from the array."""
         missing = self.lexicon.chunk_ids(sorted(pid for pid in lexical if pid not in dense))
         if missing:
-            got = self.store.chunks.get(ids=missing, include=["metadatas", "embeddings"])
-            cosines = (np.asarray(got["embeddings"], dtype=np.float32) @ vector).tolist() if got["ids"] else []
-            dense.update(_best_chunks(got["ids"], got["metadatas"], cosines))
+            ids, metas, vectors = self.store.chunks_by_id(missing)
+            dense.update(_best_chunks(ids, metas, (vectors @ vector).tolist() if ids else []))
         for pid, score in self.lexicon.score_of(bm25_all, [p for p in dense if p not in lexical]).items():
             if score > 0:
                 lexical[pid] = score
@@ -159,18 +154,3 @@ def _best_chunks(ids: list[str], metas: list[dict], cosines: list[float]) -> dic
 def _labels_pass(filters: Filters, meta: dict) -> bool:
     return filters.allows_labels(meta.get("categories") or [], meta.get("venue", ""))
 
-
-def _where(filters: Filters, ids: list[str] | None = None) -> dict | None:
-    """The filters as a Chroma metadata filter on chunks (year -1 = unknown never passes a year filter);
-    `ids`: the only papers a category or venue filter lets through."""
-    clauses: list[dict] = [{"paper_id": {"$in": ids}}] if ids else []
-    if filters.year_from is not None or filters.year_to is not None:
-        clauses.append({"year": {"$gte": filters.year_from if filters.year_from is not None else 0}})
-        if filters.year_to is not None:
-            clauses.append({"year": {"$lte": filters.year_to}})
-    if filters.sources:
-        by_source = [{"sources": {"$contains": s}} for s in sorted(filters.sources)]
-        clauses.append(by_source[0] if len(by_source) == 1 else {"$or": by_source})
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}

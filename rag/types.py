@@ -190,42 +190,6 @@ class Hit:
         }
 
 
-def paper_from_meta(meta: dict) -> Paper:
-    """Rebuild a Paper from its stored record (Chroma metadata: scalars and non-empty lists, -1 for unknown)."""
-    return Paper(
-        paper_id=meta["paper_id"],
-        title=meta.get("title", ""),
-        abstract=meta.get("abstract", ""),
-        date_raw=meta.get("date_raw", ""),
-        date=meta.get("date", ""),
-        year=None if meta.get("year", -1) == -1 else meta["year"],
-        authors=None if meta.get("authors", -1) == -1 else meta["authors"],
-        organisation=meta.get("organisation", ""),
-        sources=list(meta.get("sources") or []),
-        positions=list(meta.get("positions") or []),
-        paths=list(meta.get("paths") or []),
-        spans=decode_spans(meta.get("spans", "")),
-        clean=meta.get("clean", ""),
-        doi=meta.get("doi", ""),
-        arxiv_id=meta.get("arxiv_id", ""),
-        pmid=meta.get("pmid", ""),
-        url=meta.get("url", ""),
-        venue=meta.get("venue", ""),
-        categories=list(meta.get("categories") or []),
-    )
-
-
-def paper_to_meta(p: Paper) -> dict:
-    """Flatten a Paper for Chroma: no None (-1 stands for unknown) and no empty lists (left out)."""
-    d = asdict(p)
-    del d["spans"], d["clean"]  # derived from the text: stored with the record (`index._record`), never hashed as metadata
-    d["year"] = -1 if p.year is None else p.year
-    d["authors"] = -1 if p.authors is None else p.authors
-    return {k: v for k, v in d.items() if v != [] and not (k in OPTIONAL_META and v == "")}
-
-
-# Left out of a record when empty, so papers without them keep the record (and metadata hash) they had before.
-OPTIONAL_META = ("doi", "arxiv_id", "pmid", "url", "venue")
 
 
 def identifiers(p: Paper) -> dict:

@@ -135,7 +135,8 @@ def small_corpus():
 @pytest.fixture(scope="session")
 def shared_index(tmp_path_factory: pytest.TempPathFactory, embedder):
     """The small corpus ingested once into an embedded Chroma index; tests must not change it."""
-    from rag.index import ingest, open_store
+    from rag.ingest import ingest
+    from rag.store import open_store
 
     s = build_settings(data_dir=tmp_path_factory.mktemp("shared") / "index", corpus_paths=[SMALL])
     store = open_store(s)
@@ -252,7 +253,8 @@ def tiny_corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_index(tmp_path_factory: pytest.TempPathFactory, tiny_corpus_dir: Path, embedder):
     """The tiny corpus ingested with the real MiniLM embedder into an embedded Chroma index, searched
     once so that the embedder and the lexical cache are loaded before any test times a call."""
-    from rag.index import ingest, open_store
+    from rag.ingest import ingest
+    from rag.store import open_store
     from rag.retrieve import Retriever
 
     settings = build_settings(data_dir=tmp_path_factory.mktemp("tiny_index") / "index", corpus_paths=[tiny_corpus_dir])

@@ -139,7 +139,8 @@ def test_untitled_abstract_starting_with_a_closing_tag_cannot_close_the_quote_ea
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory, embedder, make_settings):
     """tests/fixtures/answer ingested once (real embedder, embedded Chroma); tests must not change it."""
-    from rag.index import ingest, open_store
+    from rag.ingest import ingest
+    from rag.store import open_store
     from rag.retrieve import Retriever
 
     s = make_settings(data_dir=tmp_path_factory.mktemp("answer") / "index", corpus_paths=[FIXTURE])
@@ -525,7 +526,8 @@ def test_a_year_filter_keeps_only_the_papers_of_that_year_about_the_topic(tiny):
 @pytest.fixture(scope="session")
 def full(tmp_path_factory, embedder, make_settings):
     """The default corpus (data/corpus, 305 papers) ingested once; about a minute or two."""
-    from rag.index import ingest, open_store
+    from rag.ingest import ingest
+    from rag.store import open_store
     from rag.retrieve import Retriever
 
     corpus = ROOT / "data" / "corpus"

@@ -124,7 +124,8 @@ def test_parse_filters_keeps_clears_and_repeats():
 @pytest.mark.slow
 def test_rag_chat_command_reads_stdin_until_eof(tmp_path, make_settings):
     from rag.embed import HashingEmbedding
-    from rag.index import ingest, open_store
+    from rag.ingest import ingest
+    from rag.store import open_store
 
     settings = make_settings(data_dir=tmp_path / "index", corpus_paths=[SMALL], embed_backend="hashing")
     ingest([SMALL], settings, HashingEmbedding(), store=open_store(settings))

@@ -5,7 +5,7 @@ which changes it fails these tests instead of quietly changing answers:
 - the openai client's `_prepare_options` and `_calculate_retry_timeout` (rag/llm.py): the hooks that bound
   every attempt and retry of a call by one time budget;
 - bm25s's `scores` CSC arrays and `vocab_dict` (rag/lexicon.py): document frequencies and the papers holding a term;
-- Chroma's sqlite tables and HNSW file header (rag/index.py): damage checks and `rag ingest --repair`.
+- Chroma's sqlite tables and HNSW file header (rag/store_faults.py): damage checks and `rag ingest --repair`.
 
 bibtexparser's `_transform_python_value_string` (rag/formats.py, a bare `%` kept) is pinned by its
 behaviour in tests/test_formats.py.
@@ -125,6 +125,6 @@ def test_chroma_keeps_the_sqlite_tables_and_hnsw_header_the_index_reads(tmp_path
     segment = tmp_path / scopes["VECTOR"]
     header = (segment / "header.bin").read_bytes()
     capacity, per_element = (int.from_bytes(header[at : at + 8], "little") for at in (12, 28))
-    assert len(header) == 100 and int.from_bytes(header[:4], "little") == 1  # layout 1, as rag/index.py reads it
+    assert len(header) == 100 and int.from_bytes(header[:4], "little") == 1  # layout 1, as rag/store_faults.py reads it
     assert per_element >= 8 * 4 and (segment / "data_level0.bin").stat().st_size == capacity * per_element
     assert (segment / "length.bin").stat().st_size == 4 * capacity and (segment / "link_lists.bin").exists()

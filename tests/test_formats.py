@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from rag import corpus, ids
-from rag.types import Paper, paper_from_meta, paper_to_meta
+from rag.store import paper_from_meta, paper_to_meta
+from rag.types import Paper
 
 FORMATS = Path(__file__).parent / "fixtures" / "formats"
 
@@ -177,7 +178,8 @@ def test_links_only_from_valid_identifiers(doi, arxiv, pmid, url, link):
 
 def test_category_and_venue_filters_fail_closed(tmp_path, make_settings):
     from rag.embed import HashingEmbedding
-    from rag.index import ingest, open_store
+    from rag.ingest import ingest
+    from rag.store import open_store
     from rag.retrieve import Retriever
     from rag.types import Filters
 

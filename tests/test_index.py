@@ -15,7 +15,9 @@ import pytest
 from conftest import LANG_FILE, SCI_FILE, SMALL, SMALL_PAPERS, TXT_FILE, free_port
 from rag import corpus as corpus_mod
 from rag.chunk import chunk_paper, embed_text
-from rag.index import StoreError, connect, ingest, open_store
+from rag.errors import StoreError
+from rag.ingest import ingest
+from rag.store import connect, open_store
 from rag.retrieve import Retriever
 
 # ---------------------------------------------------------------- helpers
@@ -122,7 +124,7 @@ def test_reingest_unchanged_embeds_and_deletes_nothing(shared_index, embedder):
 
 
 def test_ingest_records_last_sync(shared_index):
-    from rag.index import last_ingest
+    from rag.ingest import last_ingest
 
     record = last_ingest(shared_index.settings)
     assert record is not None

@@ -24,7 +24,8 @@ import rag
 
 from conftest import build_settings
 from rag.embed import HashingEmbedding
-from rag.index import Store, ingest, open_store
+from rag.ingest import ingest
+from rag.store import Store, open_store
 from rag.retrieve import Retriever
 
 ROOT = Path(rag.__file__).resolve().parent.parent  # the checkout whose `rag` is under test
@@ -268,14 +269,14 @@ def test_a_restore_killed_between_its_steps_is_completed_by_the_next_command(
 ) -> None:
     """The damaged records are deleted only once their copy is complete; a kill right after that deletion
     leaves the copy alone, which the next command puts in place."""
-    from rag import index
+    from rag import store as store_mod
 
     data = cut_short(persisted, tmp_path, "index_metadata.pickle", "abstracts-papers")
     settings = build_settings(data_dir=data, embed_backend="hashing")
-    store = index.open_store(settings, repairing=True)
-    monkeypatch.setattr(index, "_finish_restore", lambda *args: None)  # the kill: after the copy, before the swap
-    client = index.connect(settings)
-    index._restore_papers(client, store)
+    store = store_mod.open_store(settings, repairing=True)
+    monkeypatch.setattr(store_mod, "_finish_restore", lambda *args: None)  # the kill: after the copy, before the swap
+    client = store_mod.connect(settings)
+    store_mod._restore_papers(client, store)
     client.delete_collection(store.papers.name)
     monkeypatch.undo()
     assert cli(data, "search", "--json", "speech recognition").returncode == 0

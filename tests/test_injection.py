@@ -117,7 +117,7 @@ def leaks(texts: list[str]) -> list[str]:
 def hostile_index(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """The hostile corpus in a real embedded Chroma index, with the hashing embedder."""
     from rag.embed import HashingEmbedding
-    from rag.index import ingest
+    from rag.ingest import ingest
     from rag.retrieve import Retriever
 
     with pytest.MonkeyPatch.context() as mp:

@@ -29,7 +29,8 @@ def text_of(result: Any) -> str:
 def hashing_index(tmp_path_factory, make_settings):
     """The small corpus indexed with the hashing embedder (no model to load in the server process)."""
     from rag.embed import HashingEmbedding
-    from rag.index import ingest, open_store
+    from rag.ingest import ingest
+    from rag.store import open_store
 
     settings = make_settings(data_dir=tmp_path_factory.mktemp("mcp") / "index", corpus_paths=[SMALL], embed_backend="hashing")
     ingest([SMALL], settings, HashingEmbedding(), store=open_store(settings))

@@ -112,7 +112,7 @@ def planted_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def planted_index(tmp_path_factory: pytest.TempPathFactory, planted_corpus: Path) -> SimpleNamespace:
     from rag.embed import HashingEmbedding
-    from rag.index import ingest
+    from rag.ingest import ingest
     from rag.retrieve import Retriever
 
     settings: Settings = build_settings(data_dir=tmp_path_factory.mktemp("planted-index"), corpus_paths=[planted_corpus], embed_backend="hashing")

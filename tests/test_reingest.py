@@ -15,10 +15,13 @@ import pytest
 from rich.console import Console
 
 from conftest import LANG_FILE, SCI_FILE, SMALL
-from rag import console, index
+from rag import console, write
 from rag import corpus as corpus_mod
+from rag import ingest as ingest_mod
+from rag import store as store_mod
 from rag.embed import HashingEmbedding
-from rag.index import INGEST_KEY, ingest, open_store
+from rag.ingest import INGEST_KEY, ingest
+from rag.store import open_store
 from rag.lexicon import Lexicon, cache_dir
 from rag.safety import CLASSIFIER
 
@@ -45,7 +48,7 @@ class Reads:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.parses = self.records = 0
-        load, records = corpus_mod.load, index.Store.records
+        load, records = corpus_mod.load, store_mod.Store.records
 
         def counted_load(*args, **kwargs):
             self.parses += 1
@@ -56,7 +59,7 @@ class Reads:
             return records(store, *args, **kwargs)
 
         monkeypatch.setattr(corpus_mod, "load", counted_load)
-        monkeypatch.setattr(index.Store, "records", counted_records)
+        monkeypatch.setattr(store_mod.Store, "records", counted_records)
 
     @property
     def none(self) -> bool:
@@ -143,7 +146,7 @@ def test_an_ingest_that_stops_before_its_stamp_leaves_no_record(folder, settings
         raise KeyboardInterrupt
 
     with monkeypatch.context() as mp:
-        mp.setattr(index, "_stamp", killed)
+        mp.setattr(ingest_mod, "_stamp", killed)
         with pytest.raises(KeyboardInterrupt):
             ingest([folder], settings, hashing)
     (folder / LANG_FILE).write_bytes(original)
@@ -168,7 +171,7 @@ def test_chunk_ids_are_read_only_when_their_total_disagrees_with_the_records(fol
     ingest([folder], settings, hashing)
     edit_abstract(folder / LANG_FILE, keep_stat=False)
     with monkeypatch.context() as mp:
-        mp.setattr(index.Store, "chunk_counts", lambda _store: pytest.fail("chunk ids read though the totals agree"))
+        mp.setattr(store_mod.Store, "chunk_counts", lambda _store: pytest.fail("chunk ids read though the totals agree"))
         assert ingest([folder], settings, hashing).added == 1
     store = open_store(settings)
     several = next(pid for pid, meta, _ in store.records() if meta["n_chunks"] > 1)
@@ -181,7 +184,8 @@ def test_records_of_an_older_version_get_spans_and_verdicts_without_embedding(fo
     """An index built by an older classifier, before sentence spans and clean marks were stored: the
     next ingest rewrites those records only, so searches then neither split nor classify them."""
     with monkeypatch.context() as mp:
-        mp.setattr(index, "CLASSIFIER", "older")
+        for module in (ingest_mod, write):  # what the records say, and what the ingest key says
+            mp.setattr(module, "CLASSIFIER", "older")
         ingest([folder], settings, hashing)
     store = open_store(settings)
     got = store.papers.get(include=["metadatas", "documents", "embeddings"])

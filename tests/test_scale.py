@@ -10,8 +10,10 @@ import uuid
 import pytest
 
 from conftest import SMALL, SMALL_PAPERS
-from rag import index, lexicon
-from rag.index import ingest, open_store
+from rag import lexicon
+from rag import store as store_mod
+from rag.ingest import ingest
+from rag.store import open_store
 from rag.retrieve import Retriever
 
 NEW_PAPER = {
@@ -25,7 +27,7 @@ NEW_PAPER = {
 
 def test_every_read_and_write_is_paged(tmp_path, make_settings, embedder, monkeypatch):
     """With pages of 3 records, a 12-paper corpus needs many calls; nothing may be lost between them."""
-    monkeypatch.setattr(index, "PAGE", 3)
+    monkeypatch.setattr(store_mod, "PAGE", 3)
     s = make_settings(data_dir=tmp_path / "index", corpus_paths=[SMALL])
     first = ingest([SMALL], s, embedder)
     store = open_store(s)

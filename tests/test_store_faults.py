@@ -25,10 +25,12 @@ import pytest
 import rag
 
 from conftest import SMALL, SMALL_PAPERS, build_settings, free_port, stop
-from rag import corpus, index
+from rag import corpus
+from rag import store as store_mod
 from rag.embed import HashingEmbedding, OpenAICompatibleEmbedding
 from rag.errors import StoreError
-from rag.index import ingest, open_store
+from rag.ingest import ingest
+from rag.store import open_store
 from rag.retrieve import Retriever
 from test_endpoints import FakeEndpoint
 
@@ -178,7 +180,7 @@ def test_a_full_disk_says_so_and_that_the_index_is_intact(built: Path, tmp_path:
     data = tmp_path / "index"
     shutil.copytree(built, data)
     with pytest.raises(StoreError) as caught:
-        index.Guarded(Failing(error), str(data / "chroma")).count()
+        store_mod.Guarded(Failing(error), str(data / "chroma")).count()
     free = shutil.disk_usage(data).free // 2**20
     assert str(caught.value) == (
         f"no space left on the device holding the index ({free} MB free); "
@@ -192,14 +194,14 @@ def test_rebuilding_is_advised_only_for_an_index_found_damaged(built: Path, tmp_
     shutil.copytree(built, data)
     from chromadb.errors import InternalError
 
-    words = index.Guarded(Failing(InternalError("database disk image is malformed")), str(data / "chroma"))
+    words = store_mod.Guarded(Failing(InternalError("database disk image is malformed")), str(data / "chroma"))
     with pytest.raises(StoreError) as intact:
         words.count()
     assert "passed an integrity check" in str(intact.value) and "move the folder away" not in str(intact.value)
     damage(data / "chroma" / "chroma.sqlite3", "garbage")
     for error in (InternalError("something odd"), *full_disk_errors()):
         with pytest.raises(StoreError) as broken:
-            index.Guarded(Failing(error), str(data / "chroma")).count()
+            store_mod.Guarded(Failing(error), str(data / "chroma")).count()
         assert "is damaged (chroma.sqlite3" in str(broken.value) and "move the folder away" in str(broken.value)
 
 
@@ -243,7 +245,7 @@ def test_ingest_onto_a_full_disk_is_one_line_and_loses_nothing(built: Path, tmp_
 
 
 STORED_IDS = (
-    "import json; from rag.config import get_settings; from rag.index import open_store; "
+    "import json; from rag.config import get_settings; from rag.store import open_store; "
     "print(json.dumps([pid for pid, _, _ in open_store(get_settings()).records()]))"
 )
 
@@ -284,7 +286,7 @@ def server(tmp_path: Path) -> Iterator[SimpleNamespace]:
 
 @pytest.fixture
 def short_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(index, "CHROMA_TIMEOUT", TIMEOUT, raising=False)  # raising=False: an older rag, with no such bound, can be measured too
+    monkeypatch.setattr(store_mod, "CHROMA_TIMEOUT", TIMEOUT, raising=False)  # raising=False: an older rag, with no such bound, can be measured too
 
 
 @pytest.mark.slow
@@ -333,7 +335,7 @@ def test_cli_search_on_a_stopped_server_is_one_line(server) -> None:
     embedder = HashingEmbedding()
     ingest([SMALL], server.settings, embedder, store=open_store(server.settings))
     server.proc.send_signal(signal.SIGSTOP)
-    code = f"import sys; from rag import index; index.CHROMA_TIMEOUT = {TIMEOUT}; sys.argv = ['rag'] + sys.argv[1:]; from rag.cli import main; main()"
+    code = f"import sys; from rag import store; store.CHROMA_TIMEOUT = {TIMEOUT}; sys.argv = ['rag'] + sys.argv[1:]; from rag.cli import main; main()"
     env = {"RAG_CHROMA_HOST": "127.0.0.1", "RAG_CHROMA_PORT": str(server.port)}
     started = time.monotonic()
     result = cli(server.settings.data_dir, "search", "speech", env=env, launch=("-c", code))

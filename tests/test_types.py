@@ -9,7 +9,8 @@ from dataclasses import replace
 
 from rag.safety import clean_mark
 from rag.text import sentence_spans
-from rag.types import Paper, decode_spans, encode_spans, paper_from_meta, paper_to_meta
+from rag.store import paper_from_meta, paper_to_meta
+from rag.types import Paper, decode_spans, encode_spans
 
 names = st.lists(st.text(min_size=1, max_size=20), max_size=3)
 papers = st.builds(

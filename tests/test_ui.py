@@ -40,7 +40,8 @@ TIMEOUT = 120
 @pytest.fixture(scope="module")
 def small_index(tmp_path_factory: pytest.TempPathFactory, embedder, make_settings) -> Path:
     """The small corpus ingested once for this module; the app only reads it."""
-    from rag.index import ingest, open_store
+    from rag.ingest import ingest
+    from rag.store import open_store
 
     data_dir = tmp_path_factory.mktemp("ui_index") / "index"
     settings = make_settings(data_dir=data_dir, corpus_paths=[SMALL])
@@ -378,7 +379,7 @@ def test_eval_page_opens_the_report_rag_eval_last_wrote(small_app_env, small_ind
     """`rag eval --out DIR` names DIR in the data dir; the page offers it first, before the default eval/out."""
     from rag.answer import make_engine
     from rag.dev.evaluate import LAST_REPORT, Question, timed_run
-    from rag.index import open_store
+    from rag.store import open_store
     from rag.retrieve import Retriever
 
     settings = make_settings(data_dir=small_index, corpus_paths=[SMALL])

@@ -15,7 +15,8 @@ from rag.answer import Engine, make_engine
 from rag.config import Settings, get_settings
 from rag.console import short_time
 from rag.embed import make_embedder
-from rag.index import ingest, last_ingest, open_store
+from rag.ingest import ingest, last_ingest
+from rag.store import open_store
 from rag.llm import backend_name
 from rag.retrieve import Retriever
 from rag.types import Filters, Hit, Paper

@@ -132,7 +132,8 @@ class Prepared:
 
 def prepare(folder: Path, settings: Settings, embedder: Any, on_progress: Progress | None = None) -> Prepared:
     """Convert the folder's corpus and ingest it into its own collection (only new or changed documents are embedded)."""
-    from rag.index import ingest, open_store
+    from rag.ingest import ingest
+    from rag.store import open_store
     from rag.retrieve import Retriever
 
     if not folder.is_dir():

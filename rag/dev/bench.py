@@ -1,6 +1,6 @@
 """`rag bench`: how ingest and search scale, on synthetic corpora of about 10k and 100k chunks.
 
-The harness drives the product only through its public surface (`rag.index.ingest`,
+The harness drives the product only through its public surface (`rag.ingest.ingest`,
 `rag.retrieve.Retriever.search`, and the `rag` CLI in fresh processes), so it measures whichever
 storage and retrieval core is installed. Corpora are real sentences of the default corpus
 recombined by a seeded generator, so every run on every machine indexes the same texts.
@@ -554,7 +554,7 @@ class Bench:
         """MiniLM on the first abstracts of the default corpus: raw rate, ingest rate, cold load cost."""
         from rag import corpus
         from rag.embed import MiniLMEmbedding
-        from rag.index import ingest
+        from rag.ingest import ingest
 
         say = self.say(f"MiniLM, {self.o.model_sample} abstracts")
         path = self.work / "model-sample.jsonl"
@@ -613,7 +613,7 @@ class Bench:
 
     def store_block(self, store: Store, synth: SynthCorpus, raw: Figure, minilm_load: Figure) -> dict[str, Figure]:
         """Every per-index figure for one store; the index of the last ingest run serves the later steps."""
-        from rag.index import ingest
+        from rag.ingest import ingest
 
         say = self.say(f"{synth.chunks:,} chunks, {store.name}")
 
@@ -734,3 +734,68 @@ def plot(result: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- a fake embeddings endpoint
+
+
+class FakeEmbeddings:
+    """A real HTTP `/v1/embeddings` endpoint on 127.0.0.1 answering with the hashing embedder's vectors, for
+    benchmarks and tests of remote embedding: each request takes `delay` seconds plus up to `jitter` more
+    (seeded: requests then finish out of order), vectors are listed in reverse (the `index` field says which
+    is which), and the first `throttle` requests get HTTP 429 with Retry-After. It counts requests in flight."""
+
+    def __init__(self, delay: float = 0.0, jitter: float = 0.0, throttle: int = 0, retry_after: float = 0.2) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from rag.embed import HashingEmbedding
+
+        fake = self
+        self.delay, self.jitter, self.throttle, self.retry_after = delay, jitter, throttle, retry_after
+        self.throttled = self.served = self.in_flight = self.max_in_flight = 0
+        self.vectors = HashingEmbedding()
+        self._lock = threading.Lock()
+        self._rng = random.Random(SEED)
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["input"]
+                status, body = fake._answer(texts)
+                raw = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                if status == 429:
+                    self.send_header("Retry-After", f"{fake.retry_after:g}")
+                self.end_headers()
+                self.wfile.write(raw)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def _answer(self, texts: list[str]) -> tuple[int, dict]:
+        with self._lock:
+            if self.throttled < self.throttle:
+                self.throttled += 1
+                return 429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}}
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            pause = self.delay + self._rng.uniform(0.0, self.jitter)
+        time.sleep(pause)
+        data = [{"object": "embedding", "index": i, "embedding": self.vectors.vector(t)} for i, t in enumerate(texts)]
+        with self._lock:
+            self.in_flight -= 1
+            self.served += 1
+        return 200, {"object": "list", "data": data[::-1], "model": "fake-embed"}
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
