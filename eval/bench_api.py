@@ -56,8 +56,12 @@ def search_print(body: dict[str, Any]) -> Any:
 
 def chat_print(body: dict[str, Any]) -> Any:
     rag = body["rag"]
-    return (body["choices"][0]["message"]["content"], rag["refused"], [(c["n"], c["paper_id"], c["quote"]) for c in rag["citations"]],
-            [s["paper_id"] for s in rag["sources"]])
+    return (
+        body["choices"][0]["message"]["content"],
+        rag["refused"],
+        [(c["n"], c["paper_id"], c["quote"]) for c in rag["citations"]],
+        [s["paper_id"] for s in rag["sources"]],
+    )
 
 
 ENDPOINTS: dict[str, tuple[Callable[[str], tuple[str, dict]], Callable[[dict], Any]]] = {
@@ -69,8 +73,14 @@ ENDPOINTS: dict[str, tuple[Callable[[str], tuple[str, dict]], Callable[[dict], A
 def start_server(port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "RAG_LLM_BACKEND": "extractive", "ANONYMIZED_TELEMETRY": "False"}
     with open(log, "wb") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                                stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rag.cli", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -98,7 +108,9 @@ async def serial(base: str, questions: list[str]) -> dict[str, list[Any]]:
     return expected
 
 
-async def load(base: str, name: str, clients: int, questions: list[str], expected: list[Any], total: int, max_seconds: float) -> dict[str, Any]:
+async def load(
+    base: str, name: str, clients: int, questions: list[str], expected: list[Any], total: int, max_seconds: float
+) -> dict[str, Any]:
     """`clients` workers send requests back to back until `total` are done or time is up."""
     build, fingerprint = ENDPOINTS[name]
     latencies: list[float] = []
@@ -129,12 +141,20 @@ async def load(base: str, name: str, clients: int, questions: list[str], expecte
         seconds = time.perf_counter() - t0
     ordered = sorted(latencies)
     return {
-        "endpoint": name, "clients": clients, "requests": len(ordered), "seconds": round(seconds, 3),
+        "endpoint": name,
+        "clients": clients,
+        "requests": len(ordered),
+        "seconds": round(seconds, 3),
         "requests_per_s": round(len(ordered) / seconds, 2),
         "p50_ms": round(1000 * ordered[len(ordered) // 2], 1),
         "p95_ms": round(1000 * ordered[math.ceil(0.95 * len(ordered)) - 1], 1),
-        "max_ms": round(1000 * ordered[-1], 1), "failed": failures.total(), "failures": dict(failures), "different_from_serial": wrong,
-        "load_average_1m": round(os.getloadavg()[0], 2),  # other work on the machine skews the figures; this says how much
+        "max_ms": round(1000 * ordered[-1], 1),
+        "failed": failures.total(),
+        "failures": dict(failures),
+        "different_from_serial": wrong,
+        "load_average_1m": round(
+            os.getloadavg()[0], 2
+        ),  # other work on the machine skews the figures; this says how much
     }
 
 
@@ -166,7 +186,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out")
     parser.add_argument("--requests", type=int, default=200, help="Requests per endpoint and client count.")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="Time limit per endpoint and client count.")
-    parser.add_argument("--questions", type=int, default=20, help="Distinct questions, from eval/datasets/default.jsonl.")
+    parser.add_argument(
+        "--questions", type=int, default=20, help="Distinct questions, from eval/datasets/default.jsonl."
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -176,22 +198,28 @@ def main() -> None:
         questions = load_questions(args.questions)
         t = time.perf_counter()
         expected = asyncio.run(serial(base, questions))
-        print(f"serial pass ({len(questions)} questions per endpoint, index opened on first use): {time.perf_counter() - t:.1f} s")
+        print(
+            f"serial pass ({len(questions)} questions per endpoint, index opened on first use): {time.perf_counter() - t:.1f} s"
+        )
         rows = []
         for name in ENDPOINTS:
             for clients in CLIENTS:
                 row = asyncio.run(load(base, name, clients, questions, expected[name], args.requests, args.max_seconds))
                 rows.append(row)
-                print(f"{name:18} {clients:3} clients: {row['requests']:4} requests in {row['seconds']:6.1f} s, "
-                      f"{row['requests_per_s']:7.1f} req/s, p50 {row['p50_ms']:7.1f} ms, p95 {row['p95_ms']:7.1f} ms, "
-                      f"failed {row['failed']}, different from serial {row['different_from_serial']}, "
-                      f"load average {row['load_average_1m']:.1f} on {os.cpu_count()} cores")
+                print(
+                    f"{name:18} {clients:3} clients: {row['requests']:4} requests in {row['seconds']:6.1f} s, "
+                    f"{row['requests_per_s']:7.1f} req/s, p50 {row['p50_ms']:7.1f} ms, p95 {row['p95_ms']:7.1f} ms, "
+                    f"failed {row['failed']}, different from serial {row['different_from_serial']}, "
+                    f"load average {row['load_average_1m']:.1f} on {os.cpu_count()} cores"
+                )
                 for failure, count in row["failures"].items():
                     print(f"    {count} x {failure}")
     finally:
         server.terminate()
         server.wait(timeout=15)
-    (args.out / "bench_api.json").write_text(json.dumps({"questions": len(questions), "cores": os.cpu_count(), "runs": rows}, indent=2))
+    (args.out / "bench_api.json").write_text(
+        json.dumps({"questions": len(questions), "cores": os.cpu_count(), "runs": rows}, indent=2)
+    )
     plot(rows, args.out / "bench_api.png")
     print(f"wrote {args.out / 'bench_api.json'} and {args.out / 'bench_api.png'}")
     if any(r["failed"] or r["different_from_serial"] for r in rows):

@@ -41,8 +41,12 @@ def arxiv_rows(n: int) -> Iterator[dict]:
         month = i // 99_999  # arXiv numbers up to 99999 papers a month: YYMM.NNNNN
         yield {
             "id": f"{15 + month // 12:02d}{month % 12 + 1:02d}.{i % 99_999 + 1:05d}",
-            "title": row["title"], "abstract": row["abstract"], "authors": "A. Author, B. Author and C. Author",
-            "categories": "cs.LG stat.ML", "doi": "", "update_date": row["date"],
+            "title": row["title"],
+            "abstract": row["abstract"],
+            "authors": "A. Author, B. Author and C. Author",
+            "categories": "cs.LG stat.ML",
+            "doi": "",
+            "update_date": row["date"],
         }
 
 
@@ -59,12 +63,19 @@ def concurrency(papers: int, delay: float, request_size: int, levels: list[int],
         rates: dict[int, tuple[float, float]] = {}
         try:
             for level in levels:
+
                 def settings(run: int) -> Any:
                     return bench.bench_settings(
-                        path, Path(root) / f"index-{level}-{run}", embed_backend="openai-compatible",
-                        embed_base_url=endpoint.base_url, embed_api_key="bench", embed_model="fake-embed",
-                        embed_concurrency=level, embed_batch_size=request_size,
+                        path,
+                        Path(root) / f"index-{level}-{run}",
+                        embed_backend="openai-compatible",
+                        embed_base_url=endpoint.base_url,
+                        embed_api_key="bench",
+                        embed_model="fake-embed",
+                        embed_concurrency=level,
+                        embed_batch_size=request_size,
                     )
+
                 embedder = make_embedder(settings(0))
                 _, texts = bench.chunk_texts(path, embedder, settings(0).chunk_tokens)
                 raw = [bench.timed(lambda: embedder.get_text_embedding_batch(texts))[0] for _ in range(runs)]
@@ -75,14 +86,19 @@ def concurrency(papers: int, delay: float, request_size: int, levels: list[int],
                     seconds.append(time.perf_counter() - started)
                     assert report.added == papers, report
                 rates[level] = (papers / statistics.median(raw), papers / statistics.median(seconds))
-                print(f"concurrency {level}: embedding alone {rates[level][0]:.1f} papers/s ({len(texts)} chunks; runs "
-                      f"{', '.join(f'{s:.1f}' for s in raw)} s), ingest {rates[level][1]:.1f} papers/s (runs "
-                      f"{', '.join(f'{s:.1f}' for s in seconds)} s); at most {endpoint.max_in_flight} requests in flight", flush=True)
+                print(
+                    f"concurrency {level}: embedding alone {rates[level][0]:.1f} papers/s ({len(texts)} chunks; runs "
+                    f"{', '.join(f'{s:.1f}' for s in raw)} s), ingest {rates[level][1]:.1f} papers/s (runs "
+                    f"{', '.join(f'{s:.1f}' for s in seconds)} s); at most {endpoint.max_in_flight} requests in flight",
+                    flush=True,
+                )
         finally:
             endpoint.close()
     low, high = min(levels), max(levels)
-    print(f"{papers} papers, {delay * 1000:.0f} ms a request of {request_size} texts, medians of {runs}: concurrency {high} "
-          f"embeds {rates[high][0] / rates[low][0]:.1f}x and ingests {rates[high][1] / rates[low][1]:.1f}x as fast as {low}")
+    print(
+        f"{papers} papers, {delay * 1000:.0f} ms a request of {request_size} texts, medians of {runs}: concurrency {high} "
+        f"embeds {rates[high][0] / rates[low][0]:.1f}x and ingests {rates[high][1] / rates[low][1]:.1f}x as fast as {low}"
+    )
 
 
 def memory(sizes: list[int], out: Path) -> None:

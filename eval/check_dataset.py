@@ -27,10 +27,9 @@ from statistics import mean
 import numpy as np
 
 from rag.corpus import load
-from rag.errors import CorpusError, UserError
 from rag.dev.evaluate import KINDS
-from rag.dev.metrics import normalise
-from rag.dev.metrics import ndcg_at_k
+from rag.dev.metrics import ndcg_at_k, normalise
+from rag.errors import CorpusError, UserError
 from rag.types import Paper
 
 STYLES = ("lexical", "paraphrase")
@@ -78,7 +77,9 @@ class Lexical:
         """Papers sharing at least one term with the query, best first; ties by paper id."""
         import bm25s
 
-        tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)[0]
+        tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stemmer, return_ids=False, show_progress=False)[
+            0
+        ]
         if not tokens:
             return []
         scores = np.asarray(self._bm25.get_scores(tokens), dtype=float)
@@ -161,7 +162,11 @@ def mentioned(fact: str, gold: list[Paper], d: dict) -> bool:
 
 
 def metadata_values(paper: Paper) -> list[str]:
-    return [str(v) for v in (paper.year, paper.authors, paper.date_raw, paper.date, paper.organisation) if v not in (None, "")]
+    return [
+        str(v)
+        for v in (paper.year, paper.authors, paper.date_raw, paper.date, paper.organisation)
+        if v not in (None, "")
+    ]
 
 
 def check_expect(rec: Record, gold: list[Paper]) -> list[str]:
@@ -170,15 +175,19 @@ def check_expect(rec: Record, gold: list[Paper]) -> list[str]:
     if expect is None:
         return []
     if rec.data["kind"] != "metadata" or not isinstance(expect, dict) or not expect:
-        return [f"{rec.where}: expect belongs only on metadata questions, as an object such as {{\"count\": 4}}"]
-    problems = [f"{rec.where}: expect key {k!r} is not one of {', '.join(EXPECT_KEYS)}" for k in expect if k not in EXPECT_KEYS]
+        return [f'{rec.where}: expect belongs only on metadata questions, as an object such as {{"count": 4}}']
+    problems = [
+        f"{rec.where}: expect key {k!r} is not one of {', '.join(EXPECT_KEYS)}" for k in expect if k not in EXPECT_KEYS
+    ]
     if "count" in expect and expect["count"] != len(gold):
         problems.append(f"{rec.where}: expect count {expect['count']} but gold lists {len(gold)} papers")
     for key in ("authors", "year", "date", "organisation"):
         if key in expect:
             values = {getattr(p, key) for p in gold}
             if values != {expect[key]}:
-                problems.append(f"{rec.where}: expect {key} {expect[key]!r} but the gold papers have {sorted(map(str, values))}")
+                problems.append(
+                    f"{rec.where}: expect {key} {expect[key]!r} but the gold papers have {sorted(map(str, values))}"
+                )
     return problems
 
 
@@ -222,7 +231,11 @@ def check_conversation(rec: Record, papers: dict[str, Paper]) -> list[str]:
     if not isinstance(d["id"], str) or not d["id"]:
         problems.append(f"{rec.where}: id must be a non-empty string")
     turns = d["turns"]
-    if not isinstance(turns, list) or not 2 <= len(turns) <= 3 or not all(isinstance(t, str) and t.strip() for t in turns):
+    if (
+        not isinstance(turns, list)
+        or not 2 <= len(turns) <= 3
+        or not all(isinstance(t, str) and t.strip() for t in turns)
+    ):
         problems.append(f"{rec.where}: turns must be a list of 2 or 3 non-empty question strings")
     for field, allowed in (("follow", FOLLOWS), ("style", STYLES), ("split", SPLITS)):
         if d[field] not in allowed:
@@ -256,15 +269,19 @@ def check_conversation(rec: Record, papers: dict[str, Paper]) -> list[str]:
     if expect_none and d["must_mention"]:
         problems.append(f"{rec.where}: an expect_none answer names no paper; empty must_mention")
     if follow in ("filter", "narrow") and not set(gold) <= set(previous):
-        problems.append(f"{rec.where}: a {follow} answer keeps some of the previous papers; gold must be a subset of gold_previous")
+        problems.append(
+            f"{rec.where}: a {follow} answer keeps some of the previous papers; gold must be a subset of gold_previous"
+        )
     if follow in ("it", "yesno") and (len(gold) != 1 or gold != previous):
-        problems.append(f"{rec.where}: an {follow} turn is about the one previous paper; gold and gold_previous must be that same single paper")
+        problems.append(
+            f"{rec.where}: an {follow} turn is about the one previous paper; gold and gold_previous must be that same single paper"
+        )
     if follow == "new_topic" and set(gold) & set(previous):
         problems.append(f"{rec.where}: a new_topic answer starts afresh; gold shares papers with gold_previous")
     if "expect" in d and follow != "yesno":
         problems.append(f"{rec.where}: expect belongs only on yesno conversations")
     if follow == "yesno" and d.get("expect") not in ("yes", "no"):
-        problems.append(f"{rec.where}: a yesno conversation needs expect \"yes\" or \"no\"")
+        problems.append(f'{rec.where}: a yesno conversation needs expect "yes" or "no"')
     if "missing" in d:
         if d["missing"] is not True or follow != "it":
             problems.append(f"{rec.where}: missing belongs only on it conversations, as true")
@@ -288,8 +305,17 @@ def conversation_table(records: list[Record]) -> list[str]:
     for follow in (*FOLLOWS, "all"):
         group = [r for r in records if follow in ("all", r.data["follow"])]
         splits = Counter(r.data["split"] for r in group)
-        rows.append([follow, len(group), splits["dev"], splits["test"], sum(len(r.data["turns"]) == 3 for r in group),
-                     sum(bool(r.data.get("expect_none")) for r in group), sum(bool(r.data.get("missing")) for r in group)])
+        rows.append(
+            [
+                follow,
+                len(group),
+                splits["dev"],
+                splits["test"],
+                sum(len(r.data["turns"]) == 3 for r in group),
+                sum(bool(r.data.get("expect_none")) for r in group),
+                sum(bool(r.data.get("missing")) for r in group),
+            ]
+        )
     return ["| " + " | ".join(map(str, row)) + " |" for row in rows]
 
 
@@ -310,7 +336,9 @@ def assign_splits(records: list[Record]) -> None:
     for rec in records:
         if rec.data.get("split") in SPLITS:
             counts[stratum(rec)][rec.data["split"]] += 1
-    for rec in sorted((r for r in records if r.data.get("split") not in SPLITS), key=lambda r: stable_hash(str(r.data.get("id")))):
+    for rec in sorted(
+        (r for r in records if r.data.get("split") not in SPLITS), key=lambda r: stable_hash(str(r.data.get("id")))
+    ):
         c = counts[stratum(rec)]
         rec.data["split"] = min(SPLITS, key=lambda s: (c[s], s))
         c[rec.data["split"]] += 1
@@ -343,8 +371,17 @@ def table(records: list[Record], rankings: dict[int, list[str]]) -> list[str]:
         answerable = [r for r in group if r.gold]
         misses = sum(1 for r in answerable if (best_rank(rankings[id(r)], r.gold) or TOP + 1) > TOP)
         ndcg = mean(ndcg_at_k(rankings[id(r)], set(r.gold), 10) for r in answerable) if answerable else None
-        rows.append([*key, len(group), splits["dev"], splits["test"], len(answerable), misses if answerable else "-",
-                     f"{ndcg:.3f}" if ndcg is not None else "-"])
+        rows.append(
+            [
+                *key,
+                len(group),
+                splits["dev"],
+                splits["test"],
+                len(answerable),
+                misses if answerable else "-",
+                f"{ndcg:.3f}" if ndcg is not None else "-",
+            ]
+        )
     return ["| " + " | ".join(map(str, row)) + " |" for row in rows]
 
 
@@ -380,7 +417,11 @@ def run(paths: list[Path], corpus_path: Path, write: bool) -> int:
             write_file(path, recs)
     else:
         problems += check_ranks(records, ranks)
-    valid = [r for r in records if all(f in r.data for f in REQUIRED) and r.data["kind"] in KINDS and r.data["style"] in STYLES]
+    valid = [
+        r
+        for r in records
+        if all(f in r.data for f in REQUIRED) and r.data["kind"] in KINDS and r.data["style"] in STYLES
+    ]
     print("\n".join(table(valid, rankings)))
     if conv_files:
         valid_conv = [r for r in conversations if not check_conversation(r, papers)]
@@ -403,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         missing = [str(p) for p in paths if not p.is_file()]
         if missing or not paths:
-            raise CorpusError(f"no such question file: {', '.join(missing) or 'eval/datasets/*.jsonl'}; give JSONL question files")
+            raise CorpusError(
+                f"no such question file: {', '.join(missing) or 'eval/datasets/*.jsonl'}; give JSONL question files"
+            )
         if not args.corpus.exists():
             raise CorpusError(f"{args.corpus}: no such corpus; pass --corpus with the folder the gold ids refer to")
         return run(paths, args.corpus, args.write)

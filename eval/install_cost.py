@@ -37,8 +37,25 @@ GROUPS = [
     ("extra mcp", ["mcp"]),
     ("extra local-llm", ["xllamacpp"]),
 ]
-WATCHED = {"fastapi", "uvicorn", "starlette", "streamlit", "mcp", "matplotlib", "llama_index", "nltk", "numba",
-           "chromadb", "onnxruntime", "bm25s", "scipy", "grpc", "opentelemetry", "pandas", "pyarrow"}
+WATCHED = {
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "streamlit",
+    "mcp",
+    "matplotlib",
+    "llama_index",
+    "nltk",
+    "numba",
+    "chromadb",
+    "onnxruntime",
+    "bm25s",
+    "scipy",
+    "grpc",
+    "opentelemetry",
+    "pandas",
+    "pyarrow",
+}
 QUESTION = "which papers report FP8 training speedups?"
 
 
@@ -56,16 +73,23 @@ def install(folder: Path) -> None:
     base = [line for line in core if re.split(r"[<>=\[; ]", line, maxsplit=1)[0] not in named]
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
     python = folder / "bin" / "python"
-    site = Path(subprocess.check_output([python, "-c", "import site; print(site.getsitepackages()[0])"], text=True).strip())
+    site = Path(
+        subprocess.check_output([python, "-c", "import site; print(site.getsitepackages()[0])"], text=True).strip()
+    )
     for label, names in GROUPS:
         before = _megabytes(site)
         start = time.perf_counter()
-        done = subprocess.run([python, "-m", "pip", "install", "-q", *(base if label == "base" else [specs[n] for n in names])],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [python, "-m", "pip", "install", "-q", *(base if label == "base" else [specs[n] for n in names])],
+            capture_output=True,
+            text=True,
+        )
         seconds = time.perf_counter() - start
         count = len(subprocess.check_output([python, "-m", "pip", "list", "--format=freeze"], text=True).splitlines())
         status = "" if done.returncode == 0 else f"  FAILED: {done.stderr.strip().splitlines()[-1]}"
-        print(f"{label:18s} {seconds:6.1f} s  +{_megabytes(site) - before:4d} MB  {count:3d} packages{status}", flush=True)
+        print(
+            f"{label:18s} {seconds:6.1f} s  +{_megabytes(site) - before:4d} MB  {count:3d} packages{status}", flush=True
+        )
 
 
 def _megabytes(folder: Path) -> int:

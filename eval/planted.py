@@ -54,13 +54,17 @@ def timing(abstracts: list[tuple[str, tuple[tuple[int, int], ...]]], passes: int
         for abstract, spans in abstracts:
             withhold(abstract, spans)
         runs.append(1000 * (time.perf_counter() - started) / len(abstracts))
-    return (f"classifier: {statistics.median(runs):.2f} ms per abstract, median of {passes} passes over {len(abstracts)} "
-            f"({', '.join(f'{r:.2f}' for r in runs)}); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    return (
+        f"classifier: {statistics.median(runs):.2f} ms per abstract, median of {passes} passes over {len(abstracts)} "
+        f"({', '.join(f'{r:.2f}' for r in runs)}); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--list", action="store_true", help="print the corpus sentences withheld and the planted records missed")
+    parser.add_argument(
+        "--list", action="store_true", help="print the corpus sentences withheld and the planted records missed"
+    )
     parser.add_argument("--time", action="store_true", help="time the classifier over every corpus abstract, 5 passes")
     parser.add_argument("--corpus", type=Path, default=ROOT / "data" / "corpus")
     args = parser.parse_args(argv)
@@ -73,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             rows = [r for r in records if r["split"] == split]
             lost = Counter(r["style"] for r in missed if r in rows)
             if rows:
-                print(f"{path.name} {split}: {len(rows) - sum(lost.values())}/{len(rows)} caught ({len({r['style'] for r in rows})} styles)"
-                      + (f"; missed: {', '.join(f'{s} {n}' for s, n in sorted(lost.items()))}" if lost else ""))
+                print(
+                    f"{path.name} {split}: {len(rows) - sum(lost.values())}/{len(rows)} caught ({len({r['style'] for r in rows})} styles)"
+                    + (f"; missed: {', '.join(f'{s} {n}' for s, n in sorted(lost.items()))}" if lost else "")
+                )
 
     papers = corpus.load([args.corpus]).papers
     sentences = withheld = 0
@@ -85,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         sentences += len(spans) + bool(p.title)
         withheld += len(taken) + (bool(p.title) and addresses_assistant(p.title))
         shown += [*taken, *([p.title] if p.title and addresses_assistant(p.title) else [])]
-    print(f"corpus: {withheld} of {sentences} sentences withheld ({100 * withheld / sentences:.2f}%), {len(papers)} papers")
+    print(
+        f"corpus: {withheld} of {sentences} sentences withheld ({100 * withheld / sentences:.2f}%), {len(papers)} papers"
+    )
     if args.time:
         print(timing([(p.abstract, tuple(sentence_spans(p.abstract))) for p in papers]))
     if args.list:

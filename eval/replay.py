@@ -16,10 +16,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from rag.dev import evaluate
 from rag.answer import METADATA_MODEL, Engine
 from rag.app import open_retriever
 from rag.config import DATASETS_DIR, Settings
+from rag.dev import evaluate
 
 FIGURES = ("citation_precision", "citation_recall", "citation_supported", "must_mention")
 
@@ -38,7 +38,9 @@ class Scripted:
         return None  # a saved run kept no verdicts: the offline judgement stands
 
 
-def replay(rows: list[dict], questions: dict[tuple[str, str], evaluate.Question], engine: Engine, chat: Scripted) -> list[dict]:
+def replay(
+    rows: list[dict], questions: dict[tuple[str, str], evaluate.Question], engine: Engine, chat: Scripted
+) -> list[dict]:
     """The rows with each model-written answer re-checked; the others as they were."""
     out = []
     for row in rows:
@@ -60,10 +62,14 @@ def replay(rows: list[dict], questions: dict[tuple[str, str], evaluate.Question]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path)
-    parser.add_argument("--dataset", type=Path, action="append", help="Question file(s) of the run (default: eval/datasets/*.jsonl).")
+    parser.add_argument(
+        "--dataset", type=Path, action="append", help="Question file(s) of the run (default: eval/datasets/*.jsonl)."
+    )
     args = parser.parse_args()
     rows = json.loads(args.results.read_text(encoding="utf-8"))["questions"]
-    questions = {(q.dataset, q.id): q for q in evaluate.load_datasets(args.dataset or sorted(DATASETS_DIR.glob("*.jsonl")))}
+    questions = {
+        (q.dataset, q.id): q for q in evaluate.load_datasets(args.dataset or sorted(DATASETS_DIR.glob("*.jsonl")))
+    }
     settings = Settings()
     chat = Scripted()
     after = replay(rows, questions, Engine(settings, open_retriever(settings), chat), chat)

@@ -75,7 +75,9 @@ def main() -> int:
         return 0
     w = train(planted, [s for paper in clean for s in paper])
     np.save(WEIGHTS, w)
-    print(f"trained on {len(planted)} planted and {sum(map(len, clean))} corpus sentences; wrote {WEIGHTS.relative_to(ROOT)} ({WEIGHTS.stat().st_size} bytes)")
+    print(
+        f"trained on {len(planted)} planted and {sum(map(len, clean))} corpus sentences; wrote {WEIGHTS.relative_to(ROOT)} ({WEIGHTS.stat().st_size} bytes)"
+    )
     return 0
 
 

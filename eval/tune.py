@@ -14,14 +14,14 @@ import argparse
 from pathlib import Path
 from statistics import mean
 
-from rag.dev import evaluate
 from rag.answer import Engine
 from rag.config import DATASETS_DIR, Settings
+from rag.dev import evaluate
 from rag.embed import make_embedder
 from rag.ingest import ingest
 from rag.question import read_question
-from rag.store import open_store
 from rag.retrieve import Retriever
+from rag.store import open_store
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 1.0)
 THRESHOLDS = (0.20, 0.24, 0.28, 0.32, 0.36, 0.40)
@@ -31,7 +31,9 @@ def _groups(q: evaluate.Question) -> list[str]:
     return [f"style:{q.style}", f"kind:{q.kind}"]
 
 
-def retrieval_grid(settings: Settings, embedder: object, questions: list[evaluate.Question]) -> dict[float, dict[str, float]]:
+def retrieval_grid(
+    settings: Settings, embedder: object, questions: list[evaluate.Question]
+) -> dict[float, dict[str, float]]:
     """Weight -> {group: hybrid nDCG@10 minus the better of BM25 and dense alone} (groups: every
     style and kind) plus "all" (mean hybrid nDCG@10), over the answerable dev questions."""
 
@@ -46,15 +48,21 @@ def retrieval_grid(settings: Settings, embedder: object, questions: list[evaluat
         return by_group
 
     single = Retriever(settings, embedder)
-    best_single = {g: max(mean(v), mean(d)) for (g, v), d in zip(ndcg(single, "bm25").items(), ndcg(single, "dense").values())}
+    best_single = {
+        g: max(mean(v), mean(d)) for (g, v), d in zip(ndcg(single, "bm25").items(), ndcg(single, "dense").values())
+    }
     grid = {}
     for weight in WEIGHTS:
         hybrid = ndcg(Retriever(settings.model_copy(update={"bm25_weight": weight}), embedder), "hybrid")
-        grid[weight] = {g: mean(v) - best_single[g] for g, v in sorted(hybrid.items()) if g != "all"} | {"all": mean(hybrid["all"])}
+        grid[weight] = {g: mean(v) - best_single[g] for g, v in sorted(hybrid.items()) if g != "all"} | {
+            "all": mean(hybrid["all"])
+        }
     return grid
 
 
-def answer_grid(settings: Settings, embedder: object, questions: list[evaluate.Question]) -> dict[float, dict[str, float]]:
+def answer_grid(
+    settings: Settings, embedder: object, questions: list[evaluate.Question]
+) -> dict[float, dict[str, float]]:
     """Refusal threshold -> accuracy, refusal recall and false refusals over all dev questions."""
     grid = {}
     for threshold in THRESHOLDS:
@@ -63,7 +71,10 @@ def answer_grid(settings: Settings, embedder: object, questions: list[evaluate.Q
         answers = [(q, engine.ask(q.question)) for q in questions]
         answerable = [a for q, a in answers if q.gold]
         unanswerable = [a for q, a in answers if not q.gold]
-        correct = [(a.refused if not q.gold else (not a.refused and bool(set(q.gold) & {c.paper_id for c in a.citations}))) for q, a in answers]
+        correct = [
+            (a.refused if not q.gold else (not a.refused and bool(set(q.gold) & {c.paper_id for c in a.citations})))
+            for q, a in answers
+        ]
         grid[threshold] = {
             "accuracy": mean(correct),
             "refusal_recall": mean(a.refused for a in unanswerable),

@@ -29,7 +29,9 @@ from rag.types import Answer, Citation, Conversation, Filters, Hit
 
 REFUSAL = "The corpus does not answer this."
 METADATA_MODEL = "metadata (computed)"
-METADATA_NOTICE = "Computed from the papers' metadata (dates, author counts, organisations), not quoted from their text."
+METADATA_NOTICE = (
+    "Computed from the papers' metadata (dates, author counts, organisations), not quoted from their text."
+)
 LLM_DOWN_NOTICE = "The LLM could not be used ({why}), so this answer quotes the abstracts instead (extractive)."
 LIST_BY_CODE = "{model} judged each paper; the list quotes each relevant one"
 DECLINED_NOTICE = "The model said its sources do not answer this, though they passed the relevance check: shown instead are the sentences that match the question best."
@@ -81,7 +83,11 @@ class Engine:
         return self.answerer.name
 
     def ask(
-        self, question: str, filters: Filters = Filters(), k: int | None = None, history: Conversation | None = None,
+        self,
+        question: str,
+        filters: Filters = Filters(),
+        k: int | None = None,
+        history: Conversation | None = None,
         on_progress: Progress | None = None,
     ) -> Answer:
         streamed = Streamed(self.ask_stream(question, filters, k, history, on_progress))
@@ -91,7 +97,11 @@ class Engine:
         return streamed.answer
 
     def ask_stream(
-        self, question: str, filters: Filters = Filters(), k: int | None = None, history: Conversation | None = None,
+        self,
+        question: str,
+        filters: Filters = Filters(),
+        k: int | None = None,
+        history: Conversation | None = None,
         on_progress: Progress | None = None,
     ) -> Generator[str, None, Answer]:
         """Yield answer text as it is produced (inert: no HTML, links or control characters);
@@ -114,8 +124,12 @@ class Engine:
             return answer
         listed = intent.is_list or intent.is_summary  # a summary covers every relevant paper, as a list does
         any_year = self.any_year(intent)
-        hits, on_topic = self.search(intent, k or (self.settings.list_k if listed else self.settings.answer_k), any_year)
-        answer = Answer(question=question, standalone_question=standalone, text="", mode=self.mode, model=self.model, sources=hits)
+        hits, on_topic = self.search(
+            intent, k or (self.settings.list_k if listed else self.settings.answer_k), any_year
+        )
+        answer = Answer(
+            question=question, standalone_question=standalone, text="", mode=self.mode, model=self.model, sources=hits
+        )
         answer.timings["retrieve"] = time.perf_counter() - t0
         reason = self.refusal(intent, hits, on_topic)
         if reason is None:
@@ -130,7 +144,9 @@ class Engine:
             yield answer.text
         else:
             yield from self._generate(answer, intent, t0)
-        how_to = self.quoter.notice if self.answerer is self.quoter and not answer.refused else ""  # last: the same every time
+        how_to = (
+            self.quoter.notice if self.answerer is self.quoter and not answer.refused else ""
+        )  # last: the same every time
         answer.notice = " ".join(x for x in (answer.notice, self.unknown_year_note(intent, any_year), how_to) if x)
         answer.suspicious = [h.paper.paper_id for h in answer.sources if h.withheld]
         answer.timings["total"] = time.perf_counter() - t0
@@ -142,7 +158,9 @@ class Engine:
         """Mistakes in the question or its options, named before any work is done."""
         check_request(question, filters, k, self.settings.max_question_chars)
         if not self.answerer.fits(question):
-            raise QuestionError(f"the question does not fit the model's context (RAG_LLM_CONTEXT={self.settings.llm_context}); shorten it")
+            raise QuestionError(
+                f"the question does not fit the model's context (RAG_LLM_CONTEXT={self.settings.llm_context}); shorten it"
+            )
 
     def back_reference(self, asked: Intent, history: Conversation | None) -> tuple[str | None, list[Hit]]:
         """Whether the question points back at the previous answer's papers ("those", "it"), and those papers."""
@@ -157,8 +175,14 @@ class Engine:
         found = self.followups.answer(asked, previous, earlier)
         text, citations, removed = cite.check(sanitize(found.text), found.sources)
         answer = Answer(
-            question=question, standalone_question=f"{earlier} {question}".strip(), text=text, mode="extractive", model=self.quoter.name,
-            sources=found.sources, citations=citations, removed=removed,
+            question=question,
+            standalone_question=f"{earlier} {question}".strip(),
+            text=text,
+            mode="extractive",
+            model=self.quoter.name,
+            sources=found.sources,
+            citations=citations,
+            removed=removed,
         )
         answer.unsupported = not found.computed and not any(c.supported for c in citations)
         return answer
@@ -229,7 +253,10 @@ class Engine:
     def _generate(self, answer: Answer, intent: Intent, t0: float) -> Generator[str, None, None]:
         writer, answer.notice = self.writer(intent, answer.sources)
         if writer is self.quoter and self.answerer is not self.quoter:
-            answer.mode, answer.model = "extractive", self.quoter.name if answer.notice else LIST_BY_CODE.format(model=self.model)
+            answer.mode, answer.model = (
+                "extractive",
+                self.quoter.name if answer.notice else LIST_BY_CODE.format(model=self.model),
+            )
         if writer is not self.quoter:
             answer.sources = writer.fit(intent, [h for h in answer.sources if h.relevant])
         try:
@@ -242,7 +269,11 @@ class Engine:
         if _LLM_REFUSAL.match(raw) and writer is not self.quoter and self.settings.llm_quote_when_declined:
             # Small models decline questions their sources do answer (half of the paraphrases, for a
             # 1.5B model): the evidence step already judged them relevant, so quote the evidence rather than refuse.
-            answer.notice, answer.model, answer.declined = DECLINED_NOTICE, f"{self.model}, then extractive quotes", True
+            answer.notice, answer.model, answer.declined = (
+                DECLINED_NOTICE,
+                f"{self.model}, then extractive quotes",
+                True,
+            )
             yield "\n\n"
             raw = yield from self._stream(self.quoter, answer, intent, t0)
         t = time.perf_counter()
@@ -250,9 +281,13 @@ class Engine:
             self._refuse(answer, intent, "")
             return
         if repeats_withheld(raw, [sentence for h in answer.sources for sentence in h.withheld]):
-            self._refuse(answer, intent, " The answer repeated text that addresses an AI assistant, so it was withheld.")
+            self._refuse(
+                answer, intent, " The answer repeated text that addresses an AI assistant, so it was withheld."
+            )
             return
-        answer.text, answer.citations, answer.removed = cite.check(raw, answer.sources, f"{answer.question} {answer.standalone_question}")
+        answer.text, answer.citations, answer.removed = cite.check(
+            raw, answer.sources, f"{answer.question} {answer.standalone_question}"
+        )
         if intent.asks:
             for c in answer.citations:  # a statement about metadata ("does not record the authors"), not a quote
                 c.supported = True
@@ -265,7 +300,9 @@ class Engine:
             answer.uncited = [h.paper.paper_id for h in answer.sources if h.relevant and h.paper.paper_id not in named]
         answer.timings["check"] = time.perf_counter() - t
 
-    def _stream(self, answerer: ExtractiveAnswerer | LLMAnswerer, answer: Answer, intent: Intent, t0: float) -> Generator[str, None, str]:
+    def _stream(
+        self, answerer: ExtractiveAnswerer | LLMAnswerer, answer: Answer, intent: Intent, t0: float
+    ) -> Generator[str, None, str]:
         """Yield `answerer`'s text, made inert, as it comes; return all of it."""
         pieces: list[str] = []
         for piece in sanitize_stream(answerer.stream(intent, answer.sources)):
@@ -279,23 +316,45 @@ class Engine:
         its top hits); the values are not in the abstracts, so there is no support check to fail."""
         if query.period is None and (filters.year_from is not None or filters.year_to is not None):
             query = replace(query, period=Period.years(filters.year_from, filters.year_to))
-        papers = [p for p in self.retriever.store.all_papers() if not filters.sources or set(filters.sources) & set(p.sources)]
+        papers = [
+            p for p in self.retriever.store.all_papers() if not filters.sources or set(filters.sources) & set(p.sources)
+        ]
         papers = [p for p in papers if filters.allows_labels(p.categories, p.venue)]
         topic_ids = None
         if query.topic:
             hits = self.retriever.search(query.topic, self.settings.candidates, Filters(sources=filters.sources))
-            picked = hits[:3] if query.ask == "paper" else [hits[i - 1] for i in sorted(self.offline.relevant(query.topic, hits))]
+            picked = (
+                hits[:3]
+                if query.ask == "paper"
+                else [hits[i - 1] for i in sorted(self.offline.relevant(query.topic, hits))]
+            )
             topic_ids = [h.paper.paper_id for h in picked]
         found = metadata.answer(query, papers, topic_ids)
         sources = [inert(Hit(p, score=1.0)) for p in found.papers]
         text = sanitize(found.text)
         citations = [
-            Citation(n=i, paper_id=h.paper.paper_id, title=h.paper.display_title, claim=text, quote="", quote_start=0, quote_end=0, support=1.0, supported=True)
+            Citation(
+                n=i,
+                paper_id=h.paper.paper_id,
+                title=h.paper.display_title,
+                claim=text,
+                quote="",
+                quote_start=0,
+                quote_end=0,
+                support=1.0,
+                supported=True,
+            )
             for i, h in enumerate(sources, 1)
         ]
         return Answer(
-            question=question, standalone_question=standalone, text=text, mode=self.mode, model=METADATA_MODEL,
-            sources=sources, citations=citations, notice=METADATA_NOTICE,
+            question=question,
+            standalone_question=standalone,
+            text=text,
+            mode=self.mode,
+            model=METADATA_MODEL,
+            sources=sources,
+            citations=citations,
+            notice=METADATA_NOTICE,
         )
 
     def unknown_year_note(self, intent: Intent, any_year: list[Hit] | None) -> str:

@@ -50,7 +50,12 @@ from rag.errors import ConfigError, QuestionError, UserError
 from rag.serve import is_loopback
 from rag.types import Answer, Conversation, Turn
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 413: "request_too_large"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    413: "request_too_large",
+}
 # Answers run in threads of their own, so answers waiting on a slow LLM never hold the ones searches use.
 ANSWER_THREADS = 40
 
@@ -94,14 +99,19 @@ def completion(answer: Answer) -> dict[str, Any]:
 
 
 def problem(status: int, message: str, kind: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind or _ERROR_TYPES.get(status, "invalid_request_error")}}, status_code=status)
+    return JSONResponse(
+        {"error": {"message": message, "type": kind or _ERROR_TYPES.get(status, "invalid_request_error")}},
+        status_code=status,
+    )
 
 
 def _validation_message(e: RequestValidationError) -> str:
     """The first problem in one line, e.g. `messages.0.role: Input should be 'system', ...`."""
     errors = e.errors()
     first = errors[0]
-    if first["loc"] == ("body",) and first["type"] == "model_attributes_type":  # JSON but not an object, or not sent as JSON
+    if (
+        first["loc"] == ("body",) and first["type"] == "model_attributes_type"
+    ):  # JSON but not an object, or not sent as JSON
         return "the request body must be a JSON object, sent with Content-Type: application/json"
     if first["type"] == "json_invalid":  # loc is ("body", character offset)
         at = first["loc"][-1] if len(first["loc"]) > 1 else "?"
@@ -123,7 +133,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = problem(413, f"the request body is larger than {self.limit} bytes (RAG_API_MAX_BODY_BYTES); send less")
+        too_large = problem(
+            413, f"the request body is larger than {self.limit} bytes (RAG_API_MAX_BODY_BYTES); send less"
+        )
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
             await too_large(scope, receive, send)
@@ -163,8 +175,11 @@ def key_check(settings: Settings) -> Callable[..., None]:
     def require_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         given = credentials.credentials.encode() if credentials else b""
         if not hmac.compare_digest(given, expected):
-            raise HTTPException(401, "missing or wrong API key: send the header `Authorization: Bearer <RAG_API_KEY>`",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "missing or wrong API key: send the header `Authorization: Bearer <RAG_API_KEY>`",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     return require_key
 
@@ -178,13 +193,19 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     answer_threads = anyio.CapacityLimiter(ANSWER_THREADS)
     started = int(time.time())
     app = FastAPI(
-        title="rag-abstracts", version="1", docs_url=None, redoc_url=None, openapi_url=None,
+        title="rag-abstracts",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
         description="Cited answers from a corpus of paper abstracts, OpenAI-compatible. Every [n] in an answer is checked "
         "against the abstract it cites.",
     )
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
-    errors: dict[int | str, dict[str, Any]] = {"4XX": {"model": ErrorBody, "description": "Bad request, wrong key or unknown paper."},
-                                                "5XX": {"model": ErrorBody, "description": "Index, embedder or LLM not usable, or a bug."}}
+    errors: dict[int | str, dict[str, Any]] = {
+        "4XX": {"model": ErrorBody, "description": "Bad request, wrong key or unknown paper."},
+        "5XX": {"model": ErrorBody, "description": "Index, embedder or LLM not usable, or a bug."},
+    }
     router = APIRouter(dependencies=[Depends(key_check(settings))] if settings.api_key else [], responses=errors)
 
     @router.get("/openapi.json", include_in_schema=False)
@@ -195,16 +216,33 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def docs() -> str:
         return docs_page(openapi_schema(app, settings))
 
-    @router.post("/v1/chat/completions", response_model=ChatCompletion, summary="Answer a question with checked citations",
-                 responses={200: {"content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}}}})
+    @router.post(
+        "/v1/chat/completions",
+        response_model=ChatCompletion,
+        summary="Answer a question with checked citations",
+        responses={
+            200: {"content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}}}
+        },
+    )
     async def chat_completions(body: ChatRequest) -> Any:
         question, history = conversation_of(body.messages)
-        filters = check_scope(settings, "question", question, body.k, body.year_from, body.year_to, body.sources,
-                              body.categories, body.venues)
+        filters = check_scope(
+            settings,
+            "question",
+            question,
+            body.k,
+            body.year_from,
+            body.year_to,
+            body.sources,
+            body.categories,
+            body.venues,
+        )
         check_history(settings, history)
         engine = await run_in_threadpool(holder.get)
         if not body.stream:
-            return completion(await anyio.to_thread.run_sync(engine.ask, question, filters, body.k, history, limiter=answer_threads))
+            return completion(
+                await anyio.to_thread.run_sync(engine.ask, question, filters, body.k, history, limiter=answer_threads)
+            )
         streamed = Streamed(engine.ask_stream(question, filters, body.k, history))
         pieces = iter(streamed)
 
@@ -212,13 +250,25 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             return anyio.to_thread.run_sync(next, pieces, None, limiter=answer_threads)
 
         first = await pull()  # retrieval and the LLM's first piece: errors still get a status
-        return StreamingResponse(sse_events(engine.model, first or "", pull, streamed), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(
+            sse_events(engine.model, first or "", pull, streamed),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )
 
     @router.post("/v1/search", response_model=SearchResponse, summary="Find the papers that best match a query")
     async def search(body: SearchRequest) -> Any:
-        filters = check_scope(settings, "query", body.query, body.k, body.year_from, body.year_to, body.sources,
-                              body.categories, body.venues)
+        filters = check_scope(
+            settings,
+            "query",
+            body.query,
+            body.k,
+            body.year_from,
+            body.year_to,
+            body.sources,
+            body.categories,
+            body.venues,
+        )
         engine = await run_in_threadpool(holder.get)
         hits = await run_in_threadpool(engine.retriever.search, body.query, body.k, filters, body.method)
         return {"results": [h.to_json() for h in hits]}
@@ -234,7 +284,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @router.get("/v1/models", response_model=ModelList, summary="The model that answers")
     async def models() -> Any:
         engine = await run_in_threadpool(holder.get)
-        return {"object": "list", "data": [{"id": engine.model, "object": "model", "created": started, "owned_by": "rag-abstracts"}]}
+        return {
+            "object": "list",
+            "data": [{"id": engine.model, "object": "model", "created": started, "owned_by": "rag-abstracts"}],
+        }
 
     @app.get("/health", response_model=Health, summary="Liveness; needs no key")
     async def health() -> Any:
@@ -256,7 +309,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return response
 
     @app.exception_handler(UserError)
-    @app.exception_handler(Exception)  # a bug: Starlette sends this reply, then re-raises so the server log keeps the traceback
+    @app.exception_handler(
+        Exception
+    )  # a bug: Starlette sends this reply, then re-raises so the server log keeps the traceback
     async def failed(_: Request, e: Exception) -> JSONResponse:
         status, body = error_body(e)
         return JSONResponse(body, status_code=status)
@@ -284,35 +339,59 @@ def openapi_schema(app: FastAPI, settings: Settings) -> dict[str, Any]:
     models.update(defs["$defs"])
     for request in ("ChatRequest", "SearchRequest"):
         models[request]["properties"]["k"]["anyOf"][0]["maximum"] = settings.api_max_k
-    models["SearchRequest"]["properties"]["query"].update(maxLength=settings.max_question_chars, pattern=r"\S")  # \S: not blank
-    models["ChatRequest"]["properties"]["messages"]["contains"] = {"properties": {"role": {"const": "user"}}, "required": ["role"]}
+    models["SearchRequest"]["properties"]["query"].update(
+        maxLength=settings.max_question_chars, pattern=r"\S"
+    )  # \S: not blank
+    models["ChatRequest"]["properties"]["messages"]["contains"] = {
+        "properties": {"role": {"const": "user"}},
+        "required": ["role"],
+    }
     return schema
 
 
 def docs_page(schema: dict[str, Any]) -> str:
     """The schema as one HTML page, every route and every field with its type and description; built here, so a
     browser loads nothing from elsewhere (Swagger UI would fetch its scripts from a CDN)."""
-    routes = "".join(_route_html(method, path, op) for path, ops in schema["paths"].items() for method, op in ops.items())
+    routes = "".join(
+        _route_html(method, path, op) for path, ops in schema["paths"].items() for method, op in ops.items()
+    )
     models = "".join(_model_html(name, spec) for name, spec in schema["components"]["schemas"].items())
     info = schema["info"]
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(info['title'])} API</title><style>"
-            "body{font:15px sans-serif;max-width:70em;margin:auto;padding:1em}td{border-top:1px solid #ddd;padding:.3em;"
-            f"vertical-align:top}}</style></head><body><h1>{_esc(info['title'])} API</h1><p>{_esc(info['description'])} "
-            "The schema itself: <code>/openapi.json</code>.</p><h2>Routes</h2><ul>" + routes + "</ul>" + models + "</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(info['title'])} API</title><style>"
+        "body{font:15px sans-serif;max-width:70em;margin:auto;padding:1em}td{border-top:1px solid #ddd;padding:.3em;"
+        f"vertical-align:top}}</style></head><body><h1>{_esc(info['title'])} API</h1><p>{_esc(info['description'])} "
+        "The schema itself: <code>/openapi.json</code>.</p><h2>Routes</h2><ul>"
+        + routes
+        + "</ul>"
+        + models
+        + "</body></html>"
+    )
 
 
 def _route_html(method: str, path: str, op: dict[str, Any]) -> str:
     body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
-    answers = " or ".join(f"{_type_html(c['schema'])} ({kind})" for kind, c in op["responses"]["200"].get("content", {}).items())
-    params = "".join(f"; <code>{_esc(p['name'])}</code> ({p['in']}): {_esc(p.get('description', ''))}" for p in op.get("parameters", []))
-    return (f"<li><code>{method.upper()} {_esc(path)}</code>: {_esc(op.get('summary', ''))}{params}"
-            + (f"; body {_type_html(body)}" if body else "") + f"; returns {answers}</li>")
+    answers = " or ".join(
+        f"{_type_html(c['schema'])} ({kind})" for kind, c in op["responses"]["200"].get("content", {}).items()
+    )
+    params = "".join(
+        f"; <code>{_esc(p['name'])}</code> ({p['in']}): {_esc(p.get('description', ''))}"
+        for p in op.get("parameters", [])
+    )
+    return (
+        f"<li><code>{method.upper()} {_esc(path)}</code>: {_esc(op.get('summary', ''))}{params}"
+        + (f"; body {_type_html(body)}" if body else "")
+        + f"; returns {answers}</li>"
+    )
 
 
 def _model_html(name: str, spec: dict[str, Any]) -> str:
     required = set(spec.get("required", ()))
-    rows = "".join(f"<tr><td><code>{_esc(field)}</code></td><td>{_type_html(prop)}</td><td>{'required' * (field in required)}</td>"
-                   f"<td>{_esc(prop.get('description', ''))}</td></tr>" for field, prop in spec.get("properties", {}).items())
+    rows = "".join(
+        f"<tr><td><code>{_esc(field)}</code></td><td>{_type_html(prop)}</td><td>{'required' * (field in required)}</td>"
+        f"<td>{_esc(prop.get('description', ''))}</td></tr>"
+        for field, prop in spec.get("properties", {}).items()
+    )
     return f"<h2 id='{_esc(name)}'>{_esc(name)}</h2><p>{_esc(spec.get('description', ''))}</p><table>{rows}</table>"
 
 
@@ -343,4 +422,6 @@ def _check_free(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
             probe.bind((host, port))
     except OSError as e:
-        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --port or --host") from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({e.strerror or e}); choose another --port or --host"
+        ) from None

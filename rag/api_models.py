@@ -31,7 +31,9 @@ def utf8(text: str) -> str:
     try:
         text.encode()
     except UnicodeEncodeError as e:
-        raise ValueError(f"character {e.start} is an unpaired surrogate ({text[e.start]!r}), not text; send UTF-8 text") from None
+        raise ValueError(
+            f"character {e.start} is an unpaired surrogate ({text[e.start]!r}), not text; send UTF-8 text"
+        ) from None
     return text
 
 
@@ -43,8 +45,10 @@ Utf8 = Annotated[str, AfterValidator(utf8)]
 
 class ErrorDetail(BaseModel):
     message: str = Field(description="What is wrong and what to do, in one line.")
-    type: str = Field(description="invalid_request_error, authentication_error, not_found_error, request_too_large, "
-                      "service_unavailable (index, embedder or LLM endpoint not usable) or server_error.")
+    type: str = Field(
+        description="invalid_request_error, authentication_error, not_found_error, request_too_large, "
+        "service_unavailable (index, embedder or LLM endpoint not usable) or server_error."
+    )
 
 
 class ErrorBody(BaseModel):
@@ -54,15 +58,38 @@ class ErrorBody(BaseModel):
 class Scope(BaseModel):
     """Options shared by answers and searches; numbers are strict, so `true` or "5" is refused, not read as 1 or 5."""
 
-    k: int | None = Field(default=None, ge=1, strict=True, description="How many papers (default: RAG_TOP_K for a search; RAG_ANSWER_K, "
-                          "or RAG_LIST_K for a 'which papers' question, for an answer); at most RAG_API_MAX_K.")
-    year_from: int | None = Field(default=None, ge=0, le=9999, strict=True, description="Only papers from this year on (papers with no known year are left out).")
-    year_to: int | None = Field(default=None, ge=0, le=9999, strict=True, description="Only papers up to this year (papers with no known year are left out).")
-    sources: list[Utf8] = Field(default_factory=list, description="Only papers from these corpus files (file names as in `source`); empty: all.")
-    categories: list[Utf8] = Field(default_factory=list, description="Only papers in one of these categories "
-                                   "(e.g. cs.CL); papers with none are left out.")
-    venues: list[Utf8] = Field(default_factory=list, description="Only papers from one of these venues (the whole "
-                               "name, any case); papers with none are left out.")
+    k: int | None = Field(
+        default=None,
+        ge=1,
+        strict=True,
+        description="How many papers (default: RAG_TOP_K for a search; RAG_ANSWER_K, "
+        "or RAG_LIST_K for a 'which papers' question, for an answer); at most RAG_API_MAX_K.",
+    )
+    year_from: int | None = Field(
+        default=None,
+        ge=0,
+        le=9999,
+        strict=True,
+        description="Only papers from this year on (papers with no known year are left out).",
+    )
+    year_to: int | None = Field(
+        default=None,
+        ge=0,
+        le=9999,
+        strict=True,
+        description="Only papers up to this year (papers with no known year are left out).",
+    )
+    sources: list[Utf8] = Field(
+        default_factory=list, description="Only papers from these corpus files (file names as in `source`); empty: all."
+    )
+    categories: list[Utf8] = Field(
+        default_factory=list,
+        description="Only papers in one of these categories (e.g. cs.CL); papers with none are left out.",
+    )
+    venues: list[Utf8] = Field(
+        default_factory=list,
+        description="Only papers from one of these venues (the whole name, any case); papers with none are left out.",
+    )
 
 
 class TextPart(BaseModel):
@@ -98,16 +125,26 @@ class ChatRequest(Scope):
 
     model_config = ConfigDict(extra="ignore")
 
-    model: str | None = Field(default=None, description="Ignored: the server answers with its configured model, named in the response.")
-    messages: list[ChatMessage] = Field(min_length=1, description="The conversation; the last user message is the question, "
-                                        "earlier user/assistant pairs let it be a follow-up.")
-    stream: bool = Field(default=False, description="Send the answer as server-sent events (`data: {chunk}` lines, then "
-                         "`data: [DONE]`); the sources come in the last chunk, the one with a finish_reason.")
+    model: str | None = Field(
+        default=None, description="Ignored: the server answers with its configured model, named in the response."
+    )
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        description="The conversation; the last user message is the question, "
+        "earlier user/assistant pairs let it be a follow-up.",
+    )
+    stream: bool = Field(
+        default=False,
+        description="Send the answer as server-sent events (`data: {chunk}` lines, then "
+        "`data: [DONE]`); the sources come in the last chunk, the one with a finish_reason.",
+    )
 
 
 class SearchRequest(Scope):
     query: Utf8 = Field(description="What to search for.")
-    method: Literal["hybrid", "bm25", "dense"] = Field(default="hybrid", description="hybrid (BM25 and dense fused), or one retriever alone.")
+    method: Literal["hybrid", "bm25", "dense"] = Field(
+        default="hybrid", description="hybrid (BM25 and dense fused), or one retriever alone."
+    )
 
 
 class PaperOut(BaseModel):
@@ -116,10 +153,14 @@ class PaperOut(BaseModel):
     paper_id: str = Field(description="Stable id: a hash of the title and abstract.")
     title: str = Field(description="The title, or the abstract's opening words when the source has none.")
     has_title: bool = Field(description="Whether `title` is the paper's own title.")
-    abstract: str = Field(description="The abstract, with markup removed and any sentence addressed to an AI replaced by a marker.")
+    abstract: str = Field(
+        description="The abstract, with markup removed and any sentence addressed to an AI replaced by a marker."
+    )
     source: str = Field(description="The first corpus file the paper came from.")
     sources: list[str] = Field(description="Every corpus file the paper came from.")
-    date: str | None = Field(description="ISO date, or the date as written when it is not a full date; empty when unknown.")
+    date: str | None = Field(
+        description="ISO date, or the date as written when it is not a full date; empty when unknown."
+    )
     year: int | None = Field(description="Publication year, when known.")
     authors: int | None = Field(description="Number of authors, when known.")
     organisation: str = Field(description="Organisation, when known.")
@@ -130,7 +171,9 @@ class PaperOut(BaseModel):
     source_url: str | None = Field(default=None, description="The URL the source file gives: shown, never linked.")
     venue: str | None = Field(default=None, description="Journal or conference, when known.")
     categories: list[str] = Field(default=[], description="Subject categories (e.g. arXiv's cs.CL), when known.")
-    suspicious: bool = Field(description="The abstract held text addressed to an AI; each such sentence is replaced by a marker.")
+    suspicious: bool = Field(
+        description="The abstract held text addressed to an AI; each such sentence is replaced by a marker."
+    )
 
 
 class HitOut(PaperOut):
@@ -160,7 +203,9 @@ class AnswerOut(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     question: str = Field(description="The question as asked.")
-    standalone_question: str = Field(description="The question rewritten to stand alone (follow-ups), as retrieval saw it.")
+    standalone_question: str = Field(
+        description="The question rewritten to stand alone (follow-ups), as retrieval saw it."
+    )
     answer: str = Field(description="The checked answer text with its [n] markers.")
     mode: str = Field(description="llm or extractive.")
     model: str = Field(description="The answering model.")
@@ -169,7 +214,9 @@ class AnswerOut(BaseModel):
     citations: list[CitationOut] = Field(description="Every [n] in the answer, checked against the cited abstract.")
     removed_citations: list[int] = Field(description="Citation numbers that named no given source and were removed.")
     uncited_candidates: list[str] = Field(description="Paper ids a list answer left out although they look relevant.")
-    sources: list[HitOut] = Field(description="The papers given to the answerer, in [n] order (the closest ones for a refusal).")
+    sources: list[HitOut] = Field(
+        description="The papers given to the answerer, in [n] order (the closest ones for a refusal)."
+    )
     notice: str = Field(description="A note for the user, e.g. how to configure an LLM.")
     bibtex: str = Field(default="", description="The cited papers as BibTeX entries, in [n] order.")
     timings: dict[str, float] = Field(description="Seconds spent per step (retrieve, first_token, check, total).")
@@ -179,14 +226,19 @@ class SearchResult(BaseModel):
     title: str = Field(description="Title of source n (the list is in [n] order).")
     url: str | None = Field(description="doi.org, arXiv or PubMed link from the paper's identifier; else null.")
     date: str | None = Field(description="Publication date, when known.")
-    snippet: str = Field(description="The sentence the answer quotes from this source, else the abstract's first sentence.")
+    snippet: str = Field(
+        description="The sentence the answer quotes from this source, else the abstract's first sentence."
+    )
 
 
 class Sources(BaseModel):
     citations: list[str] = Field(description="The papers the answer cites, in [n] order: each link, else title.")
-    search_results: list[SearchResult] = Field(description="Every source in [n] order ([n] is search_results[n-1]), "
-                                               "with the quoted sentence as snippet.")
-    rag: AnswerOut = Field(description="The full checked answer: citations with paper id, quote, offsets and support; refusal; timings.")
+    search_results: list[SearchResult] = Field(
+        description="Every source in [n] order ([n] is search_results[n-1]), with the quoted sentence as snippet."
+    )
+    rag: AnswerOut = Field(
+        description="The full checked answer: citations with paper id, quote, offsets and support; refusal; timings."
+    )
 
 
 class AssistantMessage(BaseModel):
@@ -228,7 +280,9 @@ class ChatCompletionChunk(BaseModel):
     model: str = Field(description="The answering model.")
     choices: list[ChunkChoice] = Field(description="One choice.")
     citations: list[str] | None = Field(default=None, description="Last chunk only: as in a chat.completion.")
-    search_results: list[SearchResult] | None = Field(default=None, description="Last chunk only: as in a chat.completion.")
+    search_results: list[SearchResult] | None = Field(
+        default=None, description="Last chunk only: as in a chat.completion."
+    )
     rag: AnswerOut | None = Field(default=None, description="Last chunk only: as in a chat.completion.")
 
 
@@ -261,12 +315,14 @@ def sources_of(answer: Answer) -> dict[str, Any]:
     for n, hit in enumerate(answer.sources, 1):
         quote = next((c.quote for c in answer.citations if c.n == n and c.quote), None)
         first = sentences(hit.paper.abstract, hit.paper.spans)[:1]
-        results.append({
-            "title": hit.paper.display_title,
-            "url": hit.paper.link,
-            "date": hit.paper.date or hit.paper.date_raw or None,
-            "snippet": quote or (first[0] if first else hit.paper.abstract),
-        })
+        results.append(
+            {
+                "title": hit.paper.display_title,
+                "url": hit.paper.link,
+                "date": hit.paper.date or hit.paper.date_raw or None,
+                "snippet": quote or (first[0] if first else hit.paper.abstract),
+            }
+        )
     citations = [paper.link or paper.display_title for _, paper in answer.cited()]
     return {"citations": citations, "search_results": results, "rag": answer_json(answer)}
 
@@ -275,10 +331,17 @@ def _event(payload: dict[str, Any] | str) -> str:
     return f"data: {payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-async def sse_events(model: str, first: str, pull: Callable[[], Awaitable[str | None]], streamed: Streamed) -> AsyncIterator[str]:
+async def sse_events(
+    model: str, first: str, pull: Callable[[], Awaitable[str | None]], streamed: Streamed
+) -> AsyncIterator[str]:
     """The answer as OpenAI chunk events, `pull` giving each piece after `first` (None: done); an error after
     the first piece becomes an `error` event, which OpenAI clients raise, since the 200 status has already been sent."""
-    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    head = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
 
     def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
         return _event({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})

@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # the engine's imports cost a second that `rag ingest` and `r
 def open_retriever(settings: Settings) -> Any:
     """The retriever over the index, ingesting the default corpus first when the index is empty."""
     from rag.embed import make_embedder
-    from rag.store import open_store
     from rag.retrieve import Retriever
+    from rag.store import open_store
 
     embedder = make_embedder(settings)
     store = open_store(settings)
@@ -49,7 +49,9 @@ class EngineHolder:
     """One engine for all requests, built on first use behind a lock: the server starts at once, and a
     broken index or LLM setting is reported to each request as a one-line error instead of a crash."""
 
-    def __init__(self, settings: Settings, engine: Engine | None = None, build: Callable[[Settings], Engine] = build_engine) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine | None = None, build: Callable[[Settings], Engine] = build_engine
+    ) -> None:
         self._settings = settings
         self._engine = engine
         self._build = build
@@ -78,8 +80,15 @@ def check_length(settings: Settings, what: str, text: str) -> None:
 
 
 def check_scope(
-    settings: Settings, what: str, text: str, k: int | None, year_from: int | None, year_to: int | None,
-    sources: list[str], categories: Iterable[str] = (), venues: Iterable[str] = (),
+    settings: Settings,
+    what: str,
+    text: str,
+    k: int | None,
+    year_from: int | None,
+    year_to: int | None,
+    sources: list[str],
+    categories: Iterable[str] = (),
+    venues: Iterable[str] = (),
 ) -> Filters:
     """Reject a question or query the engine would answer badly or slowly (empty or huge, k too large, reversed
     years) with a message saying what to change; return the filters."""
@@ -87,7 +96,9 @@ def check_scope(
         raise QuestionError(f"the {what} is empty; send some text")
     check_length(settings, what, text)
     if k is not None and k > settings.api_max_k:
-        raise QuestionError(f"k={k} is more than the {settings.api_max_k} papers allowed (RAG_API_MAX_K); ask for fewer")
+        raise QuestionError(
+            f"k={k} is more than the {settings.api_max_k} papers allowed (RAG_API_MAX_K); ask for fewer"
+        )
     if year_from is not None and year_to is not None and year_from > year_to:
         raise QuestionError(f"year_from {year_from} is after year_to {year_to}; swap them")
     return Filters(year_from, year_to, tuple(sources), tuple(categories), tuple(venues))

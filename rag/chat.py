@@ -87,8 +87,12 @@ def show_sources(answer: Answer | None) -> None:
     for n, hit in enumerate(answer.sources, 1):
         p = hit.paper
         link = f" {p.link}" if p.link else ""
-        out.print(f"[{n}] {p.display_title} ({p.date or p.date_raw or 'undated'}; {p.source}; id {p.paper_id}){link}",
-                  markup=False, highlight=False, soft_wrap=True)
+        out.print(
+            f"[{n}] {p.display_title} ({p.date or p.date_raw or 'undated'}; {p.source}; id {p.paper_id}){link}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def parse_filters(args: list[str], current: Filters) -> Filters:

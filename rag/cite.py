@@ -97,7 +97,7 @@ def _body(claim: str, paper: Paper) -> str:
         body = re.sub(re.escape(paper.title), " ", body, flags=re.I)
     label = LABEL.match(body)
     if label and set(terms(label.group(1))) <= set(terms(f"{paper.title} {paper.abstract}")):
-        body = body[label.end():]
+        body = body[label.end() :]
     return body
 
 
@@ -116,10 +116,10 @@ def _name_unnamed(text: str, sources: list[Hit]) -> str:
             lines.append(line)
             continue
         n = _numbers(first.group(1))[0]
-        body = content[unnamed.end():]
+        body = content[unnamed.end() :]
         cited = body if MARKER.search(body) else f"{body} [{n}]"
         title = sources[n - 1].paper.display_title
-        lines.append(f"{content[:bullet.end()]}{title}{': ' if unnamed.group() else ' '}{cited}{line[len(content):]}")
+        lines.append(f"{content[: bullet.end()]}{title}{': ' if unnamed.group() else ' '}{cited}{line[len(content) :]}")
     return "".join(lines)
 
 
@@ -139,7 +139,11 @@ def best_sentence(claim: str, paper: Paper) -> tuple[float, int, int]:
         named = bool(set(terms(MARKER.sub(" ", claim))))
         return (1.0 if named else 0.0), spans[0][0], spans[0][1]
     context = set(terms(metadata_text(paper)))
-    quotable = [(start, end, set(terms(paper.abstract[start:end])) | context) for start, end in spans if WITHHELD not in paper.abstract[start:end]]
+    quotable = [
+        (start, end, set(terms(paper.abstract[start:end])) | context)
+        for start, end in spans
+        if WITHHELD not in paper.abstract[start:end]
+    ]
     best = (-1.0, 0, 0)
     for start, end, words in quotable:  # a withheld sentence is never a quote
         got = len(wanted & words) / len(wanted)
@@ -163,7 +167,9 @@ def drop_planted(text: str, sources: list[Hit], question: str = "") -> str:
     pieces, last = [], 0
     for start, end in claim_spans(text):
         body = MARKER.sub(" ", text[start:end])
-        if gives_order(body[len(m.group(0)) if (m := LABEL.match(body)) else 0 :]) or any(code.lower() not in known for code in CODE.findall(body)):
+        if gives_order(body[len(m.group(0)) if (m := LABEL.match(body)) else 0 :]) or any(
+            code.lower() not in known for code in CODE.findall(body)
+        ):
             pieces += [text[last:start], PLANTED]
             last = end
     return "".join(pieces) + text[last:]
@@ -185,9 +191,15 @@ def check(text: str, sources: list[Hit], question: str = "") -> tuple[str, list[
             foreign = _foreign_codes(claim, paper)
             citations.append(
                 Citation(
-                    n=n, paper_id=paper.paper_id, title=paper.display_title, claim=claim,
-                    quote=paper.abstract[q0:q1], quote_start=q0, quote_end=q1,
-                    support=round(support, 3), supported=support >= SUPPORT_THRESHOLD and not foreign,
+                    n=n,
+                    paper_id=paper.paper_id,
+                    title=paper.display_title,
+                    claim=claim,
+                    quote=paper.abstract[q0:q1],
+                    quote_start=q0,
+                    quote_end=q1,
+                    support=round(support, 3),
+                    supported=support >= SUPPORT_THRESHOLD and not foreign,
                 )
             )
     return text, citations, removed

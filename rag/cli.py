@@ -28,7 +28,6 @@ from rag.console import (
 from rag.errors import ConfigError, LLMError, UserError, require_extra
 from rag.safety import terminal_safe
 
-
 EVAL_MODULES = ("matplotlib",)  # the eval extra: `rag eval` and `rag bench` draw their plots with it
 
 
@@ -56,8 +55,12 @@ app.add_typer(corpus_app, name="corpus")
 PathsArg = Annotated[Optional[list[Path]], typer.Argument(help="Corpus files or folders (default: RAG_CORPUS_PATHS).")]
 YearFrom = Annotated[Optional[int], typer.Option("--year-from", help="Only papers from this year on.")]
 YearTo = Annotated[Optional[int], typer.Option("--year-to", help="Only papers up to this year.")]
-SourceOpt = Annotated[Optional[list[str]], typer.Option("--source", help="Only papers from this corpus file (repeatable).")]
-CategoryOpt = Annotated[Optional[list[str]], typer.Option("--category", help="Only papers in this category (repeatable).")]
+SourceOpt = Annotated[
+    Optional[list[str]], typer.Option("--source", help="Only papers from this corpus file (repeatable).")
+]
+CategoryOpt = Annotated[
+    Optional[list[str]], typer.Option("--category", help="Only papers in this category (repeatable).")
+]
 VenueOpt = Annotated[Optional[list[str]], typer.Option("--venue", help="Only papers from this venue (repeatable).")]
 
 
@@ -90,7 +93,9 @@ def _embedder(settings: Settings) -> Any:
 def ingest(
     paths: PathsArg = None,
     prune: Annotated[bool, typer.Option(help="Also delete stored papers whose files are not among PATHS.")] = False,
-    rebuild: Annotated[bool, typer.Option(help="Drop the index and embed everything again (e.g. after changing the embedder).")] = False,
+    rebuild: Annotated[
+        bool, typer.Option(help="Drop the index and embed everything again (e.g. after changing the embedder).")
+    ] = False,
     repair: Annotated[
         bool, typer.Option(help="Embed the chunks again from the stored papers (after a crash); reads no corpus file.")
     ] = False,
@@ -102,7 +107,9 @@ def ingest(
     settings = get_settings()
     if repair:
         raise typer.Exit(run_repair(settings, paths, rebuild))
-    raise typer.Exit(run_ingest(settings, paths or settings.corpus_paths, _embedder(settings), prune=prune, rebuild=rebuild))
+    raise typer.Exit(
+        run_ingest(settings, paths or settings.corpus_paths, _embedder(settings), prune=prune, rebuild=rebuild)
+    )
 
 
 def run_repair(settings: Settings, paths: list[Path] | None, rebuild: bool) -> int:
@@ -114,8 +121,11 @@ def run_repair(settings: Settings, paths: list[Path] | None, rebuild: bool) -> i
     session.wrote = True
     with progress_bar("embedding stored papers") as on_progress:
         restored = repair(settings, _embedder(settings), on_progress)
-    err.print(f"{restored.store.count()} papers stored; {restored.papers} embedded again ({restored.chunks} chunks) "
-              "from their stored abstracts", highlight=False)
+    err.print(
+        f"{restored.store.count()} papers stored; {restored.papers} embedded again ({restored.chunks} chunks) "
+        "from their stored abstracts",
+        highlight=False,
+    )
     return 0
 
 
@@ -128,7 +138,9 @@ def search(
     source: SourceOpt = None,
     category: CategoryOpt = None,
     venue: VenueOpt = None,
-    method: Annotated[Method, typer.Option(help="Which retriever: both fused, or one alone for comparison.")] = Method.hybrid,
+    method: Annotated[
+        Method, typer.Option(help="Which retriever: both fused, or one alone for comparison.")
+    ] = Method.hybrid,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, best first.")] = False,
 ) -> None:
     """Find the papers that best match a question."""
@@ -157,7 +169,12 @@ def search(
 @app.command()
 def ask(
     question: str,
-    k: Annotated[Optional[int], typer.Option("-k", help="Papers given to the answerer (default: RAG_ANSWER_K, or RAG_LIST_K for 'which papers').")] = None,
+    k: Annotated[
+        Optional[int],
+        typer.Option(
+            "-k", help="Papers given to the answerer (default: RAG_ANSWER_K, or RAG_LIST_K for 'which papers')."
+        ),
+    ] = None,
     year_from: YearFrom = None,
     year_to: YearTo = None,
     source: SourceOpt = None,
@@ -166,7 +183,9 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of streaming text.")] = False,
     as_markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown with a reference list.")] = False,
     bib: Annotated[Optional[Path], typer.Option("--bib", help="Also write the cited papers as BibTeX here.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", help="Also name the answering model and how to configure one.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also name the answering model and how to configure one.")
+    ] = False,
 ) -> None:
     """Answer a question with citations [n] checked against the cited abstracts."""
     session.read_only = True
@@ -209,14 +228,34 @@ def _write_bib(path: Path, answer: Any) -> None:
 
 @app.command("eval")
 def eval_command(
-    dataset: Annotated[Optional[list[Path]], typer.Option(help="Question file (JSONL) or folder of them; repeatable (default: every *.jsonl in eval/datasets/).")] = None,
+    dataset: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            help="Question file (JSONL) or folder of them; repeatable (default: every *.jsonl in eval/datasets/)."
+        ),
+    ] = None,
     split: Annotated[Split, typer.Option(help="Run only the dev or the test questions, or all.")] = Split.all,
-    mode_opt: Annotated[Mode, typer.Option("--mode", help="extractive, or llm (the configured endpoint).")] = Mode.extractive,
-    compare: Annotated[bool, typer.Option(help="With --mode llm: run extractive on the same questions too and write compare.md.")] = False,
-    beir: Annotated[Optional[Path], typer.Option(help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv): score the retrievers on it instead.")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Where results.json, report.md and the plots go.")] = Path("eval/out"),
-    check: Annotated[Optional[Path], typer.Option(help="Thresholds file: exit 1 when a test-split figure fails it.")] = None,
-    judge: Annotated[bool, typer.Option(help="With --mode llm: also llama-index Faithfulness/Relevancy, judged by the same LLM.")] = False,
+    mode_opt: Annotated[
+        Mode, typer.Option("--mode", help="extractive, or llm (the configured endpoint).")
+    ] = Mode.extractive,
+    compare: Annotated[
+        bool, typer.Option(help="With --mode llm: run extractive on the same questions too and write compare.md.")
+    ] = False,
+    beir: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv): score the retrievers on it instead."
+        ),
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where results.json, report.md and the plots go.")] = Path(
+        "eval/out"
+    ),
+    check: Annotated[
+        Optional[Path], typer.Option(help="Thresholds file: exit 1 when a test-split figure fails it.")
+    ] = None,
+    judge: Annotated[
+        bool, typer.Option(help="With --mode llm: also llama-index Faithfulness/Relevancy, judged by the same LLM.")
+    ] = False,
 ) -> None:
     """Score retrieval (BM25, dense, hybrid) and answers per split, file, kind and style; write a report with plots."""
     require_extra("rag eval", "eval", *EVAL_MODULES)
@@ -242,7 +281,12 @@ def eval_command(
         with progress_bar(f"{name} questions") as on_progress:
             engine = Engine(settings, retriever, model)
             runs[name] = evaluate.timed_run(
-                engine, questions, out_dir / name if compare else out_dir, on_progress, judged=judge and model is not None, chats=chats
+                engine,
+                questions,
+                out_dir / name if compare else out_dir,
+                on_progress,
+                judged=judge and model is not None,
+                chats=chats,
             )
     result, timing = runs[mode]
     for shown in tables.summary(evaluate.by_split(result)):
@@ -264,8 +308,16 @@ def eval_command(
 
 
 # The project's .streamlit/config.toml, as flags: an installed package has no such file beside it.
-STREAMLIT_FLAGS = ("--server.address", "127.0.0.1", "--server.headless", "true",
-                   "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer")
+STREAMLIT_FLAGS = (
+    "--server.address",
+    "127.0.0.1",
+    "--server.headless",
+    "true",
+    "--browser.gatherUsageStats",
+    "false",
+    "--client.toolbarMode",
+    "viewer",
+)
 
 
 def _beir_eval(folder: Path, out_dir: Path) -> None:
@@ -294,7 +346,16 @@ def ui(port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0
 
     from rag.config import UI_DIR
 
-    cmd = [sys.executable, "-m", "streamlit", "run", str(UI_DIR / "app.py"), "--server.port", str(port), *STREAMLIT_FLAGS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(UI_DIR / "app.py"),
+        "--server.port",
+        str(port),
+        *STREAMLIT_FLAGS,
+    ]
     out.print(f"Open http://127.0.0.1:{port}", highlight=False)
     sys.stdout.flush()
     # Streamlit replaces this process, so a signal sent to `rag ui` stops the server itself
@@ -327,7 +388,11 @@ def corpus_stats(paths: PathsArg = None) -> None:
 def _ingest_line(record: dict) -> str:
     """When the index last changed, and the last ingest when it changed nothing (so it is not taken for a sync)."""
     at = record.get("at")
-    changed = f"Index last changed: {short_time(at)} (collection {record.get('collection')!r})." if at else "Index never changed."
+    changed = (
+        f"Index last changed: {short_time(at)} (collection {record.get('collection')!r})."
+        if at
+        else "Index never changed."
+    )
     attempt = record.get("attempt") or {}
     if attempt.get("changed", True) or not attempt.get("at"):
         return changed
@@ -344,27 +409,53 @@ app.add_typer(llm_app, name="llm")
 def llm_serve(
     model: Annotated[Path, typer.Option("--model", help="A GGUF model file.")],
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    host: Annotated[str, typer.Option(help="Address to listen on; keep 127.0.0.1 unless others must reach it (no API key).")] = "127.0.0.1",
-    ctx: Annotated[int, typer.Option(help="Context window in tokens (prompt plus answer); match RAG_LLM_CONTEXT.")] = 8192,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; keep 127.0.0.1 unless others must reach it (no API key).")
+    ] = "127.0.0.1",
+    ctx: Annotated[
+        int, typer.Option(help="Context window in tokens (prompt plus answer); match RAG_LLM_CONTEXT.")
+    ] = 8192,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: llama.cpp's choice).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's log.")] = False,
-    parallel: Annotated[int, typer.Option(help="Requests decoded together (llama.cpp slots); match RAG_LLM_CONCURRENCY to judge papers in parallel.")] = 1,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            help="Requests decoded together (llama.cpp slots); match RAG_LLM_CONCURRENCY to judge papers in parallel."
+        ),
+    ] = 1,
 ) -> None:
     """Serve a GGUF model with llama.cpp's OpenAI-compatible server until Ctrl-C; prints the RAG_LLM_BASE_URL to set."""
     require_extra("rag llm serve", "local-llm", "xllamacpp")
     from rag.serve import serve_forever
 
-    serve_forever(model, host, port, ctx, threads, verbose, parallel=parallel, say=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True))
+    serve_forever(
+        model,
+        host,
+        port,
+        ctx,
+        threads,
+        verbose,
+        parallel=parallel,
+        say=lambda line: out.print(line, highlight=False, markup=False, soft_wrap=True),
+    )
 
 
 @app.command()
 def bench(
-    sizes: Annotated[Optional[str], typer.Option(help="Corpus sizes in chunks, comma-separated (default 10000,100000).")] = None,
+    sizes: Annotated[
+        Optional[str], typer.Option(help="Corpus sizes in chunks, comma-separated (default 10000,100000).")
+    ] = None,
     runs: Annotated[Optional[int], typer.Option(help="Runs per timed step; figures are medians (default 3).")] = None,
     server: Annotated[bool, typer.Option(help="Also measure against a `chroma run` server on 127.0.0.1.")] = True,
-    model_sample: Annotated[Optional[int], typer.Option(help="Real abstracts embedded with MiniLM for its rates (default 300).")] = None,
-    quick: Annotated[bool, typer.Option(help="A ~500-chunk corpus, 1 run, 20 MiniLM abstracts: proves the harness works.")] = False,
-    out_dir: Annotated[Path, typer.Option("--out", help="Where the corpora, bench.json and bench.png go.")] = Path("bench-out"),
+    model_sample: Annotated[
+        Optional[int], typer.Option(help="Real abstracts embedded with MiniLM for its rates (default 300).")
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option(help="A ~500-chunk corpus, 1 run, 20 MiniLM abstracts: proves the harness works.")
+    ] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the corpora, bench.json and bench.png go.")] = Path(
+        "bench-out"
+    ),
 ) -> None:
     """Measure ingest, cold start and search speed on synthetic corpora of 10k-100k chunks."""
     require_extra("rag bench", "eval", *EVAL_MODULES)
@@ -374,21 +465,28 @@ def bench(
     result = bench_mod.run(options, err)
     for table in bench_mod.tables(result):
         out.print(table)
-    out.print(f"{out_dir / 'bench.json'}, {out_dir / 'bench.png'}; {result['meta']['elapsed_s']:.0f} s", highlight=False)
+    out.print(
+        f"{out_dir / 'bench.json'}, {out_dir / 'bench.png'}; {result['meta']['elapsed_s']:.0f} s", highlight=False
+    )
+
 
 # ------------------------------------------------------------ serving: the HTTP API, MCP, a terminal chat
 
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on; keep 127.0.0.1 unless RAG_API_KEY is set.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; keep 127.0.0.1 unless RAG_API_KEY is set.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
 ) -> None:
     """Serve the OpenAI-compatible HTTP API (cited chat completions, search, papers) until Ctrl-C."""
     require_extra("rag serve", "api", "fastapi", "uvicorn")
     from rag.api import serve as serve_api
 
-    serve_api(get_settings(), host, port, say=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True))
+    serve_api(
+        get_settings(), host, port, say=lambda line: err.print(line, highlight=False, markup=False, soft_wrap=True)
+    )
 
 
 @app.command("mcp")
@@ -402,7 +500,12 @@ def mcp_command() -> None:
 
 @app.command()
 def chat(
-    k: Annotated[Optional[int], typer.Option("-k", help="Papers given to the answerer (default: RAG_ANSWER_K, or RAG_LIST_K for 'which papers').")] = None,
+    k: Annotated[
+        Optional[int],
+        typer.Option(
+            "-k", help="Papers given to the answerer (default: RAG_ANSWER_K, or RAG_LIST_K for 'which papers')."
+        ),
+    ] = None,
     year_from: YearFrom = None,
     year_to: YearTo = None,
     source: SourceOpt = None,

@@ -53,7 +53,7 @@ class Paths(BaseModel):
             try:
                 return json.loads(value)
             except json.JSONDecodeError as e:
-                raise ValueError(f"not a JSON list of paths ({e.msg}); write one path, [\"a\", \"b\"] or a:b") from None
+                raise ValueError(f'not a JSON list of paths ({e.msg}); write one path, ["a", "b"] or a:b') from None
         return [part for part in value.split(os.pathsep) if part.strip()]
 
 
@@ -62,8 +62,12 @@ class Store(BaseModel):
 
     TITLE: ClassVar[str] = "Store"
 
-    collection: str = Field(default="abstracts", min_length=3, max_length=512, description="Chroma collection name (3-512 characters).")
-    chroma_host: str | None = Field(default=None, description="Chroma server host; set it to use a server instead of the embedded index.")
+    collection: str = Field(
+        default="abstracts", min_length=3, max_length=512, description="Chroma collection name (3-512 characters)."
+    )
+    chroma_host: str | None = Field(
+        default=None, description="Chroma server host; set it to use a server instead of the embedded index."
+    )
     chroma_port: int = Field(default=8000, ge=1, le=65535, description="Chroma server port, used with RAG_CHROMA_HOST.")
 
 
@@ -77,14 +81,42 @@ class Embedding(BaseModel):
         description="`onnx`: bundled all-MiniLM-L6-v2, offline. `openai-compatible`: an embeddings endpoint. "
         "`hashing`: word hashing, no model (fast, no synonyms; for benchmarks and huge corpora).",
     )
-    embed_model: str = Field(default="text-embedding-3-small", description="Model name for the openai-compatible embedder.")
-    embed_base_url: str | None = Field(default=None, description="Base URL of the embeddings endpoint (None: api.openai.com).")
-    embed_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("RAG_EMBED_API_KEY", "OPENAI_API_KEY"), description="Key for the embeddings endpoint (falls back to OPENAI_API_KEY).")
+    embed_model: str = Field(
+        default="text-embedding-3-small", description="Model name for the openai-compatible embedder."
+    )
+    embed_base_url: str | None = Field(
+        default=None, description="Base URL of the embeddings endpoint (None: api.openai.com)."
+    )
+    embed_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RAG_EMBED_API_KEY", "OPENAI_API_KEY"),
+        description="Key for the embeddings endpoint (falls back to OPENAI_API_KEY).",
+    )
     embed_batch_size: int = Field(default=32, ge=1, le=4096, description="Texts embedded per batch.")
-    embed_concurrency: int = Field(default=4, ge=1, le=64, description="Embedding requests in flight at once (openai-compatible), so a GPU server stays busy.")
-    embed_timeout: float = Field(default=30.0, gt=0, le=3600, description="Seconds to wait for one embeddings request; it gives up after twice this, retries included.")
-    embed_max_retries: int = Field(default=2, ge=0, le=10, description="Retries of an embeddings request on 429/5xx/dropped connections, with backoff.")
-    chunk_tokens: int = Field(default=256, ge=32, le=8192, description="Largest chunk in embedder word pieces; longer abstracts split on sentences.")
+    embed_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Embedding requests in flight at once (openai-compatible), so a GPU server stays busy.",
+    )
+    embed_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds to wait for one embeddings request; it gives up after twice this, retries included.",
+    )
+    embed_max_retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of an embeddings request on 429/5xx/dropped connections, with backoff.",
+    )
+    chunk_tokens: int = Field(
+        default=256,
+        ge=32,
+        le=8192,
+        description="Largest chunk in embedder word pieces; longer abstracts split on sentences.",
+    )
 
 
 class Retrieval(BaseModel):
@@ -94,15 +126,24 @@ class Retrieval(BaseModel):
 
     top_k: int = Field(default=10, ge=1, le=1000, description="Papers returned by a search.")
     candidates: int = Field(default=50, ge=1, le=10000, description="Chunks each retriever contributes before fusion.")
-    fusion: Literal["weighted", "rrf"] = Field(default="weighted", description="How hybrid search combines BM25 and dense: weighted scores or reciprocal rank fusion.")
+    fusion: Literal["weighted", "rrf"] = Field(
+        default="weighted",
+        description="How hybrid search combines BM25 and dense: weighted scores or reciprocal rank fusion.",
+    )
     bm25_weight: float = Field(
-        default=0.3, ge=0.0, le=1.0,
+        default=0.3,
+        ge=0.0,
+        le=1.0,
         description="Least share of BM25 in weighted fusion; it rises toward 1 as the best BM25 paper holds more of the query's words (1: BM25 only).",
     )
     rrf_k: int = Field(default=60, ge=1, description="Reciprocal rank fusion constant (fusion=rrf).")
     answer_k: int = Field(default=6, ge=1, le=100, description="Papers given to the answerer for an ordinary question.")
-    list_k: int = Field(default=12, ge=1, le=100, description="Papers given to the answerer for a \"which papers\" question.")
-    refuse_below: float = Field(default=0.24, ge=0.0, le=1.0, description="Refuse when the best paper's relevance (0-1) is below this.")
+    list_k: int = Field(
+        default=12, ge=1, le=100, description='Papers given to the answerer for a "which papers" question.'
+    )
+    refuse_below: float = Field(
+        default=0.24, ge=0.0, le=1.0, description="Refuse when the best paper's relevance (0-1) is below this."
+    )
 
 
 class LLMEndpoint(BaseModel):
@@ -111,19 +152,45 @@ class LLMEndpoint(BaseModel):
     TITLE: ClassVar[str] = "LLM endpoint"
 
     llm_backend: Literal["auto", "extractive", "openai", "openai-compatible"] = Field(
-        default="auto", description="`auto`: openai-compatible when RAG_LLM_BASE_URL is set, else `extractive` (no LLM)."
+        default="auto",
+        description="`auto`: openai-compatible when RAG_LLM_BASE_URL is set, else `extractive` (no LLM).",
     )
     llm_model: str = Field(default="gpt-4o-mini", description="Chat model name at the endpoint.")
-    llm_base_url: str | None = Field(default=None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1.")
-    llm_api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("RAG_LLM_API_KEY", "OPENAI_API_KEY"), description="Key for the LLM endpoint (falls back to OPENAI_API_KEY); never logged.")
+    llm_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1."
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RAG_LLM_API_KEY", "OPENAI_API_KEY"),
+        description="Key for the LLM endpoint (falls back to OPENAI_API_KEY); never logged.",
+    )
     llm_timeout: float = Field(default=60.0, gt=0, le=3600, description="Seconds to wait for the LLM endpoint.")
-    llm_max_retries: int = Field(default=2, ge=0, le=10, description="Retries on 429/5xx/dropped connections, with backoff.")
+    llm_max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries on 429/5xx/dropped connections, with backoff."
+    )
     llm_temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="Sampling temperature.")
     llm_max_tokens: int = Field(default=512, ge=1, le=32768, description="Longest answer, in tokens.")
-    llm_context: int = Field(default=8192, ge=512, description="The model's context window in tokens; sources that would overflow it are dropped.")
-    llm_source_sentences: int = Field(default=0, ge=0, le=100, description="Sentences of each abstract an LLM is shown, those that bear most on the question (0: the whole abstract); fewer means a shorter prompt, which a small local model reads faster.")
-    llm_concurrency: int = Field(default=4, ge=1, le=64, description="Papers the LLM judges at once (one short yes/no request each); a local server serves as many as it has parallel slots.")
-    llm_quote_when_declined: bool = Field(default=True, description="When the LLM says its sources do not answer though they passed the relevance check, show the sentences that match best (extractive) instead of a refusal.")
+    llm_context: int = Field(
+        default=8192,
+        ge=512,
+        description="The model's context window in tokens; sources that would overflow it are dropped.",
+    )
+    llm_source_sentences: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Sentences of each abstract an LLM is shown, those that bear most on the question (0: the whole abstract); fewer means a shorter prompt, which a small local model reads faster.",
+    )
+    llm_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Papers the LLM judges at once (one short yes/no request each); a local server serves as many as it has parallel slots.",
+    )
+    llm_quote_when_declined: bool = Field(
+        default=True,
+        description="When the LLM says its sources do not answer though they passed the relevance check, show the sentences that match best (extractive) instead of a refusal.",
+    )
 
 
 class Limits(BaseModel):
@@ -131,14 +198,33 @@ class Limits(BaseModel):
 
     TITLE: ClassVar[str] = "Request limits"
 
-    api_key: SecretStr | None = Field(default=None, description="Bearer key `rag serve` requires on every route but /health (unset: no key); never logged.")
-    max_question_chars: int = Field(default=2000, ge=1, le=100_000, description="Longest question every front door accepts, in characters (in the HTTP API, each earlier turn too).")
-    api_max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000, description="Largest HTTP API request body, in bytes.")
-    api_max_k: int = Field(default=50, ge=1, le=1000, description="Largest `k` (papers per search or answer) the HTTP API accepts.")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer key `rag serve` requires on every route but /health (unset: no key); never logged.",
+    )
+    max_question_chars: int = Field(
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="Longest question every front door accepts, in characters (in the HTTP API, each earlier turn too).",
+    )
+    api_max_body_bytes: int = Field(
+        default=1_000_000, ge=1024, le=100_000_000, description="Largest HTTP API request body, in bytes."
+    )
+    api_max_k: int = Field(
+        default=50, ge=1, le=1000, description="Largest `k` (papers per search or answer) the HTTP API accepts."
+    )
 
 
 # Deployment settings by concern, in the order the settings table lists them.
-CONCERNS: tuple[type[Paths | Store | Embedding | Retrieval | LLMEndpoint | Limits], ...] = (Paths, Store, Embedding, Retrieval, LLMEndpoint, Limits)
+CONCERNS: tuple[type[Paths | Store | Embedding | Retrieval | LLMEndpoint | Limits], ...] = (
+    Paths,
+    Store,
+    Embedding,
+    Retrieval,
+    LLMEndpoint,
+    Limits,
+)
 
 
 class Settings(BaseSettings, Limits, LLMEndpoint, Retrieval, Embedding, Store, Paths):
@@ -189,8 +275,17 @@ def settings_table() -> str:
     """The settings table of docs/settings.md: a heading, a line and a table per concern."""
     blocks = []
     for concern in CONCERNS:
-        lines = [f"### {concern.TITLE}", "", concern.__doc__ or "", "", "| variable | default | meaning |", "|---|---|---|"]
-        lines += [f"| `{var}` | {f'`{default}`' if default else '(unset)'} | {doc} |" for var, default, doc in _rows(concern)]
+        lines = [
+            f"### {concern.TITLE}",
+            "",
+            concern.__doc__ or "",
+            "",
+            "| variable | default | meaning |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| `{var}` | {f'`{default}`' if default else '(unset)'} | {doc} |" for var, default, doc in _rows(concern)
+        ]
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)
 
@@ -203,7 +298,9 @@ def env_example() -> str:
     return "\n".join(blocks)
 
 
-if __name__ == "__main__":  # python -m rag.config [--env]: print the settings tables of docs/settings.md (or .env.example)
+if (
+    __name__ == "__main__"
+):  # python -m rag.config [--env]: print the settings tables of docs/settings.md (or .env.example)
     import sys
 
     print(env_example() if "--env" in sys.argv else settings_table(), end="")

@@ -51,7 +51,13 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         nonlocal bar, first
         now = time.perf_counter()
         if bar is None:
-            columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+            columns = (
+                TextColumn(label),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+            )
             bar = Progress(*columns, console=err)
             bar.start()
             bar.add_task(label, total=total, rate="")
@@ -151,9 +157,11 @@ def _print_citations(answer: Any) -> None:
             out.print(title + (f" {escape(link)}" if link else ""), highlight=False)
         if c.quote:  # a computed metadata answer quotes nothing
             flag = "" if c.supported else " (unsupported)"
-            out.print(f"    \"{terminal_safe(c.quote)}\"{flag}", markup=False, highlight=False)
+            out.print(f'    "{terminal_safe(c.quote)}"{flag}', markup=False, highlight=False)
     if answer.uncited:
-        titles = "; ".join(terminal_safe(h.paper.display_title) for h in answer.sources if h.paper.paper_id in answer.uncited)
+        titles = "; ".join(
+            terminal_safe(h.paper.display_title) for h in answer.sources if h.paper.paper_id in answer.uncited
+        )
         out.print(f"[yellow]Also relevant but not in the answer:[/yellow] {escape(titles)}", highlight=False)
 
 

@@ -54,9 +54,10 @@ _BOMS = (
 )
 
 
-def _windows_1252(err: UnicodeDecodeError) -> tuple[str, int]:
+def _windows_1252(err: UnicodeError) -> tuple[str, int]:
     """Codec error handler: read bytes that are not UTF-8 as Windows-1252 (Latin-1 where it has no character)."""
-    bad = err.object[err.start:err.end]
+    assert isinstance(err, UnicodeDecodeError)  # registered for decoding only
+    bad = err.object[err.start : err.end]
     return "".join(_CP1252[b] for b in bad), err.end
 
 
@@ -95,8 +96,12 @@ def load(
     read_now = {str(f.resolve()) for f in files}
     by_id: dict[str, Paper] = {}
     taken = {pid: content for pid, (content, where) in (stored or {}).items() if not read_now.intersection(where)}
-    known = {key: pid for key, pid in (identities or {}).items() if pid in taken}  # identity key -> id of the paper that has it
-    elsewhere = {pid: Path(next(iter(where), "")).name for pid, (_, where) in (stored or {}).items() if pid in known.values()}
+    known = {
+        key: pid for key, pid in (identities or {}).items() if pid in taken
+    }  # identity key -> id of the paper that has it
+    elsewhere = {
+        pid: Path(next(iter(where), "")).name for pid, (_, where) in (stored or {}).items() if pid in known.values()
+    }
     for file in files:
         papers, found = read_file(file)
         problems = [p for p in found if not p.notice]
@@ -141,7 +146,9 @@ def read_file(path: Path) -> tuple[list[Paper], list[Problem]]:
     papers, more = _parse(name, path.suffix.lower(), lines)
     problems += more
     if not papers and all(p.line is not None for p in problems):
-        problems.append(Problem(name, "no paper found in this file (each entry needs an abstract); nothing read from it"))
+        problems.append(
+            Problem(name, "no paper found in this file (each entry needs an abstract); nothing read from it")
+        )
     return papers, problems
 
 
@@ -224,9 +231,13 @@ def _decode(name: str, raw: bytes) -> tuple[list[str] | None, list[Problem]]:
     codec = next((codec for bom, codec in _BOMS if raw.startswith(bom)), None)
     if codec:
         try:
-            lines, problems = _NEWLINE.split(raw.decode(codec)), []
+            lines, problems = _NEWLINE.split(raw.decode(codec)), list[Problem]()
         except UnicodeDecodeError as e:
-            return None, [Problem(name, f"not valid {codec.upper()} text (bad bytes at offset {e.start}); re-save the file as UTF-8")]
+            return None, [
+                Problem(
+                    name, f"not valid {codec.upper()} text (bad bytes at offset {e.start}); re-save the file as UTF-8"
+                )
+            ]
     elif b"\x00" in raw[:8192]:
         return None, [Problem(name, "binary file, not text; give .txt, .jsonl or .csv files")]
     else:
@@ -290,7 +301,7 @@ def _read_text(name: str, text_lines: list[str]) -> tuple[list[Paper], list[Prob
             if title:
                 problems.append(Problem(name, "title with no abstract; skipped", title[0]))
                 title = None
-            add("", line[len(_ABSTRACT_PREFIX):], lineno)
+            add("", line[len(_ABSTRACT_PREFIX) :], lineno)
         elif m := _AUTHORS_LINE.match(line):
             meta["authors"] = int(m.group(1))
         elif nxt == "·" and line != "·" and not _looks_like_abstract(line):
@@ -446,7 +457,9 @@ def _csv_rows(name: str, lines: list[str], delimiter: str, problems: list[Proble
         except csv.Error as e:
             end = max(reader.line_num, start)
             where = f"line {start}" if end == start else f"lines {start}-{end}"
-            problems.append(Problem(name, f"bad quoting ({e}) in {where}; read one row per line: check its quotes", start))
+            problems.append(
+                Problem(name, f"bad quoting ({e}) in {where}; read one row per line: check its quotes", start)
+            )
             for lineno in range(start, end + 1):
                 if lines[lineno - 1].strip():
                     yield lineno, _lenient_row(lines[lineno - 1], delimiter)
@@ -465,17 +478,23 @@ def _lenient_row(line: str, delimiter: str) -> list[str]:
         return next(csv.reader([line], delimiter=delimiter), [])
 
 
-def _csv_fields(name: str, columns: list[str], values: list[str], delimiter: str, lineno: int, problems: list[Problem]) -> dict | None:
+def _csv_fields(
+    name: str, columns: list[str], values: list[str], delimiter: str, lineno: int, problems: list[Problem]
+) -> dict | None:
     """Row values by column; surplus values (an unquoted delimiter) rejoin a last `abstract` column."""
     fields = dict(zip(columns, values))
-    if not any(v.strip() for v in values[len(columns):]):
+    if not any(v.strip() for v in values[len(columns) :]):
         return fields
     where = f"row has {len(values)} fields but the header has {len(columns)}"
     if columns[-1] != "abstract":
         problems.append(Problem(name, f"{where}; skipped: quote fields that hold a {delimiter!r}", lineno))
         return None
-    fields["abstract"] = delimiter.join(values[len(columns) - 1:])
-    problems.append(Problem(name, f"{where}; the extra ones were joined to 'abstract': quote fields that hold a {delimiter!r}", lineno))
+    fields["abstract"] = delimiter.join(values[len(columns) - 1 :])
+    problems.append(
+        Problem(
+            name, f"{where}; the extra ones were joined to 'abstract': quote fields that hold a {delimiter!r}", lineno
+        )
+    )
     return fields
 
 
@@ -563,7 +582,13 @@ def _user_id(name: str, value: object, lineno: int, problems: list[Problem]) -> 
     """The record's own `id` when it is usable: short text without control characters."""
     text = _scalar(value)
     if text is None or len(text.strip()) > MAX_ID_CHARS or any(ord(c) < 32 or c == "\x7f" for c in text.strip()):
-        problems.append(Problem(name, f"id is not usable (it must be text of at most {MAX_ID_CHARS} characters, no control characters); the content hash is used", lineno))
+        problems.append(
+            Problem(
+                name,
+                f"id is not usable (it must be text of at most {MAX_ID_CHARS} characters, no control characters); the content hash is used",
+                lineno,
+            )
+        )
         return None
     return text.strip() or None
 
@@ -605,20 +630,34 @@ def _apply_authors(paper: Paper, value: object) -> None:
 # ---------------------------------------------------------------- records and ids
 
 
-def _make_paper(name: str, position: int, title: str, abstract: str, lineno: int, problems: list[Problem]) -> Paper | None:
+def _make_paper(
+    name: str, position: int, title: str, abstract: str, lineno: int, problems: list[Problem]
+) -> Paper | None:
     size = len(title) + len(abstract)
     if size > MAX_ENTRY_CHARS:
-        problems.append(Problem(name, f"entry of {size:,} characters is longer than the {MAX_ENTRY_CHARS:,} an abstract may be; skipped", lineno))
+        problems.append(
+            Problem(
+                name,
+                f"entry of {size:,} characters is longer than the {MAX_ENTRY_CHARS:,} an abstract may be; skipped",
+                lineno,
+            )
+        )
         return None
     title, abstract = clean_text(title), clean_text(abstract)
     if not abstract:
         problems.append(Problem(name, "entry has an empty abstract; skipped", lineno))
         return None
-    return Paper(paper_id=paper_id(title, abstract), title=title, abstract=abstract, sources=[name], positions=[position])
+    return Paper(
+        paper_id=paper_id(title, abstract), title=title, abstract=abstract, sources=[name], positions=[position]
+    )
 
 
 def _add(
-    by_id: dict[str, Paper], taken: Mapping[str, str], paper: Paper, problems: list[Problem], known: dict[str, str],
+    by_id: dict[str, Paper],
+    taken: Mapping[str, str],
+    paper: Paper,
+    problems: list[Problem],
+    known: dict[str, str],
     notices: list[Problem],
 ) -> bool:
     """Store `paper`, or fold it into the same paper seen before (True: it was a duplicate).
@@ -743,9 +782,25 @@ _ASCII_NON_WORD = bytes(c if chr(c).isalnum() and c < 128 or c == ord("_") else 
 
 
 _GREEK = {
-    "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "varepsilon": "ε",
-    "theta": "θ", "lambda": "λ", "mu": "μ", "pi": "π", "sigma": "σ", "tau": "τ", "phi": "φ",
-    "omega": "ω", "times": "×", "cdot": "·", "leq": "≤", "geq": "≥", "approx": "≈",
+    "alpha": "α",
+    "beta": "β",
+    "gamma": "γ",
+    "delta": "δ",
+    "epsilon": "ε",
+    "varepsilon": "ε",
+    "theta": "θ",
+    "lambda": "λ",
+    "mu": "μ",
+    "pi": "π",
+    "sigma": "σ",
+    "tau": "τ",
+    "phi": "φ",
+    "omega": "ω",
+    "times": "×",
+    "cdot": "·",
+    "leq": "≤",
+    "geq": "≥",
+    "approx": "≈",
 }
 _ACCENTS = {("'", "e"): "é", ("'", "a"): "á", ('"', "i"): "ï", ('"', "o"): "ö", ('"', "u"): "ü", ("`", "e"): "è"}
 
@@ -771,7 +826,9 @@ def _undo_markup(s: str) -> str:
     s = re.sub(r"\\(url|footnote|textbf|textit|emph|mathrm|text|mathbf)\{", " ", s)
     s = re.sub(r"\\color\[[^\]\\]*\]\{[^{}]*\}", "", s)  # no backslash inside: linear on hostile input
     s = re.sub(r"\\([a-zA-Z]+)", lambda m: _GREEK.get(m.group(1), m.group(1)), s)
-    s = re.sub(r"\$([^$]{1,40})\$", lambda m: m.group(1) if re.search(r"[_^αβγδεθλμπστφω×·]", m.group(1)) else m.group(0), s)
+    s = re.sub(
+        r"\$([^$]{1,40})\$", lambda m: m.group(1) if re.search(r"[_^αβγδεθλμπστφω×·]", m.group(1)) else m.group(0), s
+    )
     s = re.sub(r"\{(?:it|bf|em) ([^{}]*)\}", r"\1", s)
     s = s.replace("\\%", "%").replace("\\(", "").replace("\\)", "").replace("\\", "")
     s = re.sub(r"(?<=[\w.)])~(?=[\w(%])", " ", s).replace(" %", "%")

@@ -14,7 +14,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-_sre: Any = importlib.import_module("re._parser")  # private, and untyped: tests/test_dependency_internals.py pins what is read
+_sre: Any = importlib.import_module(
+    "re._parser"
+)  # private, and untyped: tests/test_dependency_internals.py pins what is read
 
 Clauses = tuple[frozenset[str], ...]
 _ALNUM = re.compile(r"[^\W_]+")
@@ -61,7 +63,10 @@ def _required(items: Iterable[tuple], word_start: bool = False) -> Clauses:
 def _word_start(name: str, av: Any) -> bool:
     """`\\b`, or a choice of `\\b` and "after an underscore": what follows starts a word of `spaced`."""
     if name == "BRANCH":
-        return all(len(a) == 1 and (_word_start(str(a[0][0]), a[0][1]) or _after_underscore(str(a[0][0]), a[0][1])) for a in av[1])
+        return all(
+            len(a) == 1 and (_word_start(str(a[0][0]), a[0][1]) or _after_underscore(str(a[0][0]), a[0][1]))
+            for a in av[1]
+        )
     return name == "AT" and str(av) == "AT_BOUNDARY"
 
 
@@ -97,6 +102,7 @@ def _trie(strings: Iterable[str]) -> str:
         children = [re.escape(ch) + branch(child) for ch, child in sorted(node.items()) if ch]
         body = children[0] if len(children) == 1 else "(?:" + "|".join(children) + ")"
         return "" if not children else f"(?:{body})?" if "" in node else body
+
     return branch(tree)
 
 
@@ -126,7 +132,11 @@ class Compiled:
     def score(self, text: str) -> int:
         """Sum of the weights of the cues the normalised `text` matches."""
         present = self.present(text)
-        return sum(weight for (weight, pattern), gate in zip(self.cues, self.gates) if may_match(gate, present) and pattern.search(text))
+        return sum(
+            weight
+            for (weight, pattern), gate in zip(self.cues, self.gates)
+            if may_match(gate, present) and pattern.search(text)
+        )
 
 
 def may_match(gate: Gate, present: frozenset[str]) -> bool:

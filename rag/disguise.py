@@ -36,8 +36,7 @@ _OTHER_STOPWORDS = frozenset(
     "el los las y con del por para es una su como lo se debe cualquier "
     "il di della che gli con per non una sono questo ogni deve "
     "het een van en met niet zijn voor dat alle alleen "
-    "os um uma com não para toda todo deve"
-    .split()
+    "os um uma com não para toda todo deve".split()
 )
 
 
@@ -117,7 +116,9 @@ def foreign(sentence: str) -> bool:
 
 def _foreign_clause(clause: str) -> bool:
     letters = [c for c in clause if c.isalpha()]
-    if len(letters) >= 6 and sum(not ("a" <= c.lower() <= "z" or "\u00c0" <= c <= "\u024f") for c in letters) >= 0.3 * len(letters):
+    if len(letters) >= 6 and sum(
+        not ("a" <= c.lower() <= "z" or "\u00c0" <= c <= "\u024f") for c in letters
+    ) >= 0.3 * len(letters):
         return True
     words = [w.lower() for w in _WORD.findall(clause)]
     return len(words) >= 4 and _common(clause) == 0 and sum(w in _OTHER_STOPWORDS for w in words) >= 2

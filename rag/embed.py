@@ -53,7 +53,11 @@ class Embedder:
     def get_text_embedding_batch(self, texts: list[str]) -> list[list[float]]:
         """Vectors for `texts`, in order, `embed_batch_size` at a time."""
         step = self.embed_batch_size
-        return [vec for start in range(0, len(texts), step) for vec in self._get_text_embeddings(texts[start : start + step])]
+        return [
+            vec
+            for start in range(0, len(texts), step)
+            for vec in self._get_text_embeddings(texts[start : start + step])
+        ]
 
     def get_text_embedding(self, text: str) -> list[float]:
         return self._get_text_embeddings([text])[0]
@@ -114,7 +118,9 @@ class MiniLMEmbedding(Embedder):
             encs = tokenizer.encode_batch([texts[i] for i in idx])
             ids = np.array([e.ids for e in encs], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
-            hidden = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
+            hidden = session.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            )[0]
             pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
             pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
             for i, vec in zip(idx, pooled):
@@ -134,8 +140,14 @@ class OpenAICompatibleEmbedding(Embedder):
     """
 
     def __init__(
-        self, model: str, base_url: str | None, api_key: str | None, batch_size: int = 32,
-        concurrency: int = 4, timeout: float = 30.0, max_retries: int = 2,
+        self,
+        model: str,
+        base_url: str | None,
+        api_key: str | None,
+        batch_size: int = 32,
+        concurrency: int = 4,
+        timeout: float = 30.0,
+        max_retries: int = 2,
     ) -> None:
         # `batch_size * concurrency` texts per call, split again below into concurrent requests.
         super().__init__(model, batch_size * concurrency)
@@ -208,9 +220,13 @@ class OpenAICompatibleEmbedding(Embedder):
             data = sorted(json.loads(body)["data"], key=lambda d: d["index"])
             vectors = [[float(x) for x in d["embedding"]] for d in data]
         except (ValueError, KeyError, TypeError) as e:
-            raise EmbedError(f"malformed response from the embeddings endpoint {self._endpoint} ({type(e).__name__}); is it an OpenAI-compatible server?") from None
+            raise EmbedError(
+                f"malformed response from the embeddings endpoint {self._endpoint} ({type(e).__name__}); is it an OpenAI-compatible server?"
+            ) from None
         if len(vectors) != expected or not all(vectors):
-            raise EmbedError(f"malformed response from the embeddings endpoint {self._endpoint}: {len(vectors)} vectors for {expected} texts")
+            raise EmbedError(
+                f"malformed response from the embeddings endpoint {self._endpoint}: {len(vectors)} vectors for {expected} texts"
+            )
         return vectors
 
     def _check_dimension(self, dim: int) -> None:
@@ -228,6 +244,7 @@ class OpenAICompatibleEmbedding(Embedder):
         from rag.llm import EMBED_ENDPOINT, explain
 
         return explain(e, EMBED_ENDPOINT, self._endpoint, self.model_name, self._timeout)
+
 
 class HashingEmbedding(Embedder):
     """Word and word-pair feature hashing into 384 dimensions: no model, deterministic, thousands of texts/s.
@@ -266,8 +283,15 @@ def make_embedder(settings: Settings) -> Embedder:
 
     key = settings.embed_api_key.get_secret_value() if settings.embed_api_key else os.environ.get("OPENAI_API_KEY")
     if not key and not settings.embed_base_url:
-        raise ConfigError("RAG_EMBED_BACKEND=openai-compatible needs RAG_EMBED_BASE_URL or an API key (RAG_EMBED_API_KEY / OPENAI_API_KEY)")
+        raise ConfigError(
+            "RAG_EMBED_BACKEND=openai-compatible needs RAG_EMBED_BASE_URL or an API key (RAG_EMBED_API_KEY / OPENAI_API_KEY)"
+        )
     return OpenAICompatibleEmbedding(
-        settings.embed_model, settings.embed_base_url, key, settings.embed_batch_size,
-        concurrency=settings.embed_concurrency, timeout=settings.embed_timeout, max_retries=settings.embed_max_retries,
+        settings.embed_model,
+        settings.embed_base_url,
+        key,
+        settings.embed_batch_size,
+        concurrency=settings.embed_concurrency,
+        timeout=settings.embed_timeout,
+        max_retries=settings.embed_max_retries,
     )

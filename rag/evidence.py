@@ -72,7 +72,8 @@ class OfflineJudge:
         top = max(h.score for h in hits) or 1.0
         floor = self.relevance.refuse_below
         return {
-            i for i, (h, share) in enumerate(zip(hits, held), 1)
+            i
+            for i, (h, share) in enumerate(zip(hits, held), 1)
             if share >= KEY_SHARE * best and h.score / top >= SCORE_SHARE and self.relevance.score(query, h) >= floor
         }
 
@@ -128,8 +129,10 @@ class LLMJudge:
         if not known or max(known) - min(known) < LLM_SPREAD:  # no verdict that tells the papers apart
             return [replace(o, by=FAILED, error=e) if e else o for o, e in zip(offline, errors)]
         if self.offline.anchored(intent.query, hits):  # the corpus's own words decide; the model orders
-            return [replace(o, strength=p, by="llm") if p is not None else _unjudged(o, e)
-                    for o, p, e in zip(offline, probabilities, errors)]
+            return [
+                replace(o, strength=p, by="llm") if p is not None else _unjudged(o, e)
+                for o, p, e in zip(offline, probabilities, errors)
+            ]
         best = max(known)
         floor = self.offline.relevance.refuse_below
         above = [self.offline.relevance.score(intent.query, h) >= floor for h in hits]

@@ -38,7 +38,10 @@ _FINDING = re.compile(
 _REPORTS = [
     ("Speed", re.compile(r"\b(?:speed-?ups?|faster|throughput|latency|wall-?clock|accelerat\w*)\b", re.I)),
     ("Memory", re.compile(r"\b(?:memory|footprint|[GMT]B|compress\w*)\b")),
-    ("Accuracy and quality", re.compile(r"\b(?:accura\w*|perplexity|BLEU|F1|scores?|outperform\w*|state-of-the-art|error)\b", re.I)),
+    (
+        "Accuracy and quality",
+        re.compile(r"\b(?:accura\w*|perplexity|BLEU|F1|scores?|outperform\w*|state-of-the-art|error)\b", re.I),
+    ),
 ]
 OTHER = "Other findings"
 _NAME = r"([A-Z][\w\-]*[A-Z0-9][\w\-]*)(?<![A-Z]s)"  # COAT, FedLoGe, DP-LoRA; not a plural like LLMs
@@ -149,7 +152,9 @@ class ExtractiveAnswerer:
             return self._metadata(intent, hits)
         listed = (intent.is_list or intent.is_summary) and not intent.one
         if intent.filter_only:
-            keep = [i for i, h in enumerate(hits, 1) if h.quotes()] or [1]  # "papers from 2019": the filter is the answer
+            keep = [i for i, h in enumerate(hits, 1) if h.quotes()] or [
+                1
+            ]  # "papers from 2019": the filter is the answer
         elif listed:
             keep = [i for i, h in enumerate(hits, 1) if h.relevant and h.quotes()] or [1]
         else:
@@ -163,16 +168,30 @@ class ExtractiveAnswerer:
     def _paper_line(self, n: int, hit: Hit, numeric: bool) -> str:
         """The paper's name and its answering sentences; asked for a number its sentences lack, it says so."""
         lacks = numeric and lacks_figure(hit)
-        return f"{label(hit.paper)}: " + " ".join(f"{s} [{n}]" for s in hit.quotes()) + (" (The abstract gives no figure for this.)" if lacks else "")
+        return (
+            f"{label(hit.paper)}: "
+            + " ".join(f"{s} [{n}]" for s in hit.quotes())
+            + (" (The abstract gives no figure for this.)" if lacks else "")
+        )
 
     def _metadata(self, intent: Intent, hits: list[Hit]) -> str:
         n = self.relevance.named(intent.query, hits)
         p = hits[n - 1].paper
         if intent.asks == "authors":
-            return f"{p.display_title} lists {p.authors} authors [{n}]." if p.authors else f"The corpus does not record the authors of {p.display_title} [{n}]."
-        return f"{p.display_title} is dated {p.date_raw} [{n}]." if p.date_raw else f"The corpus does not record the date of {p.display_title} [{n}]."
+            return (
+                f"{p.display_title} lists {p.authors} authors [{n}]."
+                if p.authors
+                else f"The corpus does not record the authors of {p.display_title} [{n}]."
+            )
+        return (
+            f"{p.display_title} is dated {p.date_raw} [{n}]."
+            if p.date_raw
+            else f"The corpus does not record the date of {p.display_title} [{n}]."
+        )
 
-    def evidence_spans(self, query: str, hit: Hit, numeric: bool = False, results: bool = False) -> tuple[tuple[int, int], ...]:
+    def evidence_spans(
+        self, query: str, hit: Hit, numeric: bool = False, results: bool = False
+    ) -> tuple[tuple[int, int], ...]:
         """Offsets of up to three sentences of the abstract, in their order: the one that best answers the
         query, plus findings (numbers, results) and the sentence naming the method when they bear on it;
         with `results` (a summary), a sentence reporting a figure when the abstract has one."""
@@ -189,7 +208,9 @@ class ExtractiveAnswerer:
                 chosen[row[1]] = row
         if results and not any(_FIGURE.search(row[2]) for row in chosen.values()):
             # asked what papers report: the paper's best sentence with a figure, however few words it shares
-            chosen.update({row[1]: row for row in [r for r in ranked if _FIGURE.search(r[2]) and _FINDING.search(r[2])][:1]})
+            chosen.update(
+                {row[1]: row for row in [r for r in ranked if _FIGURE.search(r[2]) and _FINDING.search(r[2])][:1]}
+            )
         return tuple((start, start + len(row[2])) for start, row in sorted(chosen.items()))
 
     def excerpt(self, query: str, hit: Hit, n: int) -> str:
@@ -199,7 +220,9 @@ class ExtractiveAnswerer:
         scored = self._scored(query, hit, False)
         if len(scored) <= n:
             return hit.paper.abstract
-        kept = sorted(sorted(range(len(scored)), key=lambda i: (-scored[i][0], -scored[i][3], i))[:n])  # no shared word: findings first
+        kept = sorted(
+            sorted(range(len(scored)), key=lambda i: (-scored[i][0], -scored[i][3], i))[:n]
+        )  # no shared word: findings first
         pieces = [scored[kept[0]][2]]
         for before, i in zip(kept, kept[1:]):
             pieces.append((" " if i == before + 1 else " … ") + scored[i][2])
@@ -221,7 +244,9 @@ class ExtractiveAnswerer:
             if WITHHELD in sentence or _STRUCTURED.search(sentence):
                 continue  # a sentence addressed to an AI (replaced by a marker), or one imitating an answer: never quoted
             got = set(terms(sentence))
-            score = sum(self.lexicon.idf(t) for t in wanted if t in got | title) + 0.1 * sum(1 for t in wanted if t in got)
+            score = sum(self.lexicon.idf(t) for t in wanted if t in got | title) + 0.1 * sum(
+                1 for t in wanted if t in got
+            )
             finding = bool(_NUMBER.search(sentence)) + bool(_FINDING.search(sentence))
             score *= 1 + (0.2 if numeric else 0.1) * finding
             scored.append((score, start, sentence, finding, bool(name) and name in sentence.lower()))

@@ -117,7 +117,7 @@ class FollowUps:
             words = re.findall(r"[\w-]+", sentence.lower())
             held = [i for i, w in enumerate(words) if any(k in w for k in keys)]
             if held and WITHHELD not in sentence:
-                near = " ".join(words[max(0, held[0] - 3): held[0] + 2])
+                near = " ".join(words[max(0, held[0] - 3) : held[0] + 2])
                 return ("No" if _NEGATION.search(near) else "Yes"), sentence
         return None, ""
 

@@ -24,7 +24,7 @@ def doi(text: str) -> str:
     value = unquote(text.strip()).lower()
     for prefix in _DOI_PREFIXES:
         if value.startswith(prefix):
-            value = value[len(prefix):].strip()
+            value = value[len(prefix) :].strip()
             break
     return value if _DOI.fullmatch(value) else ""
 
@@ -34,7 +34,7 @@ def arxiv_id(text: str) -> str:
     value = text.strip()
     for prefix in _ARXIV_PREFIXES:
         if value.lower().startswith(prefix):
-            value = value[len(prefix):].strip()
+            value = value[len(prefix) :].strip()
             break
     return value if _ARXIV_NEW.fullmatch(value) or _ARXIV_OLD.fullmatch(value) else ""
 

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from rag import corpus as corpus_mod
-from rag import lexicon
+from rag import lexicon, write
 from rag import store as store_mod
 from rag import types as types_mod
-from rag import write
 from rag.config import Settings
 from rag.errors import StoreError
 from rag.safety import CLASSIFIER
@@ -92,14 +91,27 @@ def ingest(
 
 
 def _sync(
-    store: Store, files: list[Path], skipped: list[types_mod.Problem], prints: dict[str, str] | None, key: dict,
-    embedder: Any, settings: Settings, prune: bool, on_progress: Progress | None,
+    store: Store,
+    files: list[Path],
+    skipped: list[types_mod.Problem],
+    prints: dict[str, str] | None,
+    key: dict,
+    embedder: Any,
+    settings: Settings,
+    prune: bool,
+    on_progress: Progress | None,
 ) -> IngestReport:
     """Read the files, compare them with the stored records, and write what differs; the stamp last."""
     stored = {pid: {k: meta[k] for k in _LEDGER if k in meta} for pid, meta, _ in store.records()}
-    identities = {key: pid for pid, m in stored.items() for key in corpus_mod.identity_keys(m.get("doi", ""), m.get("arxiv_id", ""))}
+    identities = {
+        key: pid
+        for pid, m in stored.items()
+        for key in corpus_mod.identity_keys(m.get("doi", ""), m.get("arxiv_id", ""))
+    }
     corpus = corpus_mod.load(
-        files, stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()}, skipped=skipped,
+        files,
+        stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()},
+        skipped=skipped,
         identities=identities,
     )
     report = IngestReport(corpus=corpus)
@@ -112,7 +124,9 @@ def _sync(
     write.write_records(store, plan.refresh)
     store.delete_papers(plan.delete)
     stamp = _stamp(store, plan.ledger, embedder, dimension)
-    clean = prints is not None and not corpus.problems  # a file with problems is read again, and its problems shown, every time
+    clean = (
+        prints is not None and not corpus.problems
+    )  # a file with problems is read again, and its problems shown, every time
     stamp[INGEST_KEY] = json.dumps(_ingest_record(store, stamp, prints, key, plan, corpus)) if clean else ""
     if stamp != store.stamp():
         store.set_stamp(stamp)
@@ -138,12 +152,16 @@ def ingest_lock(settings: Settings) -> Iterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         handle = open(settings.data_dir / "ingest.lock", "a+")
     except OSError as e:
-        raise StoreError(f"cannot write to {settings.data_dir} ({e.strerror}); set RAG_DATA_DIR to a writable folder") from None
+        raise StoreError(
+            f"cannot write to {settings.data_dir} ({e.strerror}); set RAG_DATA_DIR to a writable folder"
+        ) from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StoreError(f"another ingest is running on {settings.data_dir}; wait for it to finish and run this again") from None
+            raise StoreError(
+                f"another ingest is running on {settings.data_dir}; wait for it to finish and run this again"
+            ) from None
         yield
 
 
@@ -258,15 +276,28 @@ def _code_hash() -> str:
 
 def _ingest_key(settings: Settings, embedder: Any) -> dict:
     """Everything besides the files that decides what an ingest stores."""
-    return {"embedder": embedder.model_name, "chunk_tokens": settings.chunk_tokens, "schema": SCHEMA, "code": _code_hash(), "classifier": CLASSIFIER}
+    return {
+        "embedder": embedder.model_name,
+        "chunk_tokens": settings.chunk_tokens,
+        "schema": SCHEMA,
+        "code": _code_hash(),
+        "classifier": CLASSIFIER,
+    }
 
 
-def _ingest_record(store: Store, stamp: dict, prints: dict[str, str] | None, key: dict, plan: Plan, corpus: Corpus) -> dict:
+def _ingest_record(
+    store: Store, stamp: dict, prints: dict[str, str] | None, key: dict, plan: Plan, corpus: Corpus
+) -> dict:
     """What a later ingest of the same files needs to report without reading them, and to check that it may."""
     return {
-        "version": stamp["version"], "key": key, "files": prints, "papers": len(corpus.papers),
-        "stored": len(plan.ledger), "chunks": store.chunk_count(),
-        "exclusive": len(plan.ledger) == len(corpus.papers),  # every stored paper is from these files: --prune has nothing to do
+        "version": stamp["version"],
+        "key": key,
+        "files": prints,
+        "papers": len(corpus.papers),
+        "stored": len(plan.ledger),
+        "chunks": store.chunk_count(),
+        "exclusive": len(plan.ledger)
+        == len(corpus.papers),  # every stored paper is from these files: --prune has nothing to do
     }
 
 
@@ -301,7 +332,8 @@ def _record_ingest(settings: Settings, report: IngestReport, files: list[Path]) 
     problems = len(report.corpus.problems) if report.corpus else 0
     if _changed(report):
         record.update(
-            at=now, collection=settings.collection,
+            at=now,
+            collection=settings.collection,
             server=f"{settings.chroma_host}:{settings.chroma_port}" if settings.chroma_host else None,
             files=sorted({f.name for f in files}),
         )

@@ -40,6 +40,8 @@ class Store(Protocol):
     def count(self) -> int: ...
 
     def records(self, include_documents: bool = False) -> Iterator[tuple[str, dict, str]]: ...
+
+
 _SURFACE = re.compile(r"\w[\w.\-]*\w|\w")  # words as written, hyphens and dots kept: gpt-3.5, mamba-2
 FORMAT = 3  # bumped when what the cache holds changes, so an older cache is rebuilt
 SHOW_PROGRESS_FROM = 2000  # papers: a smaller rebuild takes about a second and needs no bar
@@ -51,7 +53,15 @@ class Lexicon:
 
     version = ""  # the store version it reflects (set by `open`)
 
-    def __init__(self, bm25: Any, rows: list[str], years: np.ndarray, chunks: np.ndarray, sources: dict[str, list[int]], words: str) -> None:
+    def __init__(
+        self,
+        bm25: Any,
+        rows: list[str],
+        years: np.ndarray,
+        chunks: np.ndarray,
+        sources: dict[str, list[int]],
+        words: str,
+    ) -> None:
         self.bm25 = bm25
         self.rows = rows
         self.years = years
@@ -207,7 +217,14 @@ class Lexicon:
             bm25.index((ids, vocab), show_progress=False)
         if on_progress:
             on_progress(len(rows), total)
-        return cls(bm25, rows, np.asarray(years, dtype=np.int32), np.asarray(chunks, dtype=np.int32), sources, "\n".join(sorted(words))), version
+        return cls(
+            bm25,
+            rows,
+            np.asarray(years, dtype=np.int32),
+            np.asarray(chunks, dtype=np.int32),
+            sources,
+            "\n".join(sorted(words)),
+        ), version
 
     def _save(self, folder: Path, version: str) -> None:
         """Write to a temporary folder, then swap it in: readers never see half a cache."""
@@ -258,4 +275,3 @@ def _stamp(folder: Path) -> str:
         return json.loads((folder / "stamp.json").read_text()).get("version", "")
     except (OSError, ValueError):
         return ""
-

@@ -146,7 +146,9 @@ def _bounded_class() -> type:
 
 def bounded_client(base_url: str | None, api_key: str | None, attempt_timeout: float, max_retries: int) -> Any:
     """An openai client whose `budget(seconds)` block bounds all attempts of a call together."""
-    return _bounded_class()(base_url=base_url, api_key=api_key or "not-needed", attempt_timeout=attempt_timeout, max_retries=max_retries)
+    return _bounded_class()(
+        base_url=base_url, api_key=api_key or "not-needed", attempt_timeout=attempt_timeout, max_retries=max_retries
+    )
 
 
 def display_url(url: str) -> str:
@@ -193,8 +195,11 @@ class OpenAIChat:
         with self._client.budget(self.budget) as clock:
             try:
                 response = self._client.chat.completions.create(
-                    model=self.name, messages=messages, stream=True,  # type: ignore[arg-type]
-                    temperature=self.settings.llm_temperature, max_tokens=self.settings.llm_max_tokens,
+                    model=self.name,
+                    messages=messages,
+                    stream=True,  # type: ignore[arg-type]
+                    temperature=self.settings.llm_temperature,
+                    max_tokens=self.settings.llm_max_tokens,
                 )
                 with response:
                     yield from self._pieces(response, clock)
@@ -209,13 +214,19 @@ class OpenAIChat:
         with self._client.budget(self.budget):
             try:
                 response = self._client.chat.completions.create(
-                    model=self.name, messages=messages, max_tokens=1, temperature=0.0,  # type: ignore[arg-type]
-                    logprobs=True, top_logprobs=10,
+                    model=self.name,
+                    messages=messages,
+                    max_tokens=1,
+                    temperature=0.0,  # type: ignore[arg-type]
+                    logprobs=True,
+                    top_logprobs=10,
                 )
             except Exception as e:  # noqa: BLE001 - mapped to one line below
                 raise LLMError(self._scrub(self._explain(e))) from None
         if not getattr(response, "choices", None):
-            raise LLMError(f"malformed response from {self.endpoint} (model {self.name}): no choices; is it an OpenAI-compatible server?")
+            raise LLMError(
+                f"malformed response from {self.endpoint} (model {self.name}): no choices; is it an OpenAI-compatible server?"
+            )
         return yes_share(response)
 
     def _pieces(self, response: Iterator[Any], clock: Clock) -> Iterator[str]:
@@ -234,7 +245,9 @@ class OpenAIChat:
             if piece:
                 yield piece
         if not parsed:
-            raise LLMError(f"malformed response from {self.endpoint} (model {self.name}): no completion chunks; is it an OpenAI-compatible server?")
+            raise LLMError(
+                f"malformed response from {self.endpoint} (model {self.name}): no completion chunks; is it an OpenAI-compatible server?"
+            )
         if not finished:
             raise LLMError(f"the answer from {self.endpoint} stopped before it finished (no finish_reason); try again")
 
@@ -269,7 +282,9 @@ class EndpointKind:
 
 
 LLM_ENDPOINT = EndpointKind("LLM endpoint", "RAG_LLM_API_KEY", "RAG_LLM_MODEL", "RAG_LLM_BASE_URL", "RAG_LLM_TIMEOUT")
-EMBED_ENDPOINT = EndpointKind("embeddings endpoint", "RAG_EMBED_API_KEY", "RAG_EMBED_MODEL", "RAG_EMBED_BASE_URL", "RAG_EMBED_TIMEOUT")
+EMBED_ENDPOINT = EndpointKind(
+    "embeddings endpoint", "RAG_EMBED_API_KEY", "RAG_EMBED_MODEL", "RAG_EMBED_BASE_URL", "RAG_EMBED_TIMEOUT"
+)
 
 
 def explain(e: Exception, kind: EndpointKind, endpoint: str, model: str, timeout: float) -> str:

@@ -19,7 +19,9 @@ from rag.references import answer_json
 
 YearFrom = Annotated[int | None, Field(ge=0, le=9999, description="Only papers from this year on.")]
 YearTo = Annotated[int | None, Field(ge=0, le=9999, description="Only papers up to this year.")]
-K = Annotated[int | None, Field(ge=1, description="How many papers (default: the server's setting); at most RAG_API_MAX_K.")]
+K = Annotated[
+    int | None, Field(ge=1, description="How many papers (default: the server's setting); at most RAG_API_MAX_K.")
+]
 Text = Annotated[str, Field(description="In plain words, e.g. 'which papers report FP8 training speedups?'.")]
 STATS_URI = "corpus://stats"
 
@@ -34,8 +36,12 @@ def _reported(call: Callable[[], Any], error: type[Exception] = ToolError) -> An
 
 
 def build_server(holder: EngineHolder, settings: Settings) -> MCPServer:
-    server = MCPServer("rag-abstracts", log_level="WARNING", instructions="Search a corpus of scientific paper abstracts and get answers whose "
-                       "[n] citations are checked against the cited abstracts.")
+    server = MCPServer(
+        "rag-abstracts",
+        log_level="WARNING",
+        instructions="Search a corpus of scientific paper abstracts and get answers whose "
+        "[n] citations are checked against the cited abstracts.",
+    )
 
     @server.tool()
     def search_papers(query: Text, k: K = None, year_from: YearFrom = None, year_to: YearTo = None) -> dict[str, Any]:
@@ -60,7 +66,9 @@ def build_server(holder: EngineHolder, settings: Settings) -> MCPServer:
         return _reported(run)
 
     @server.tool()
-    def get_paper(paper_id: Annotated[str, Field(description="A paper_id from search_papers or a citation.")]) -> dict[str, Any]:
+    def get_paper(
+        paper_id: Annotated[str, Field(description="A paper_id from search_papers or a citation.")],
+    ) -> dict[str, Any]:
         """One paper by its paper_id (from search_papers or a citation): title, abstract, date, source file,
         identifiers (doi, arxiv_id, pmid) and `url`, a doi.org, arXiv or PubMed link (null when it has none)."""
 
@@ -72,7 +80,12 @@ def build_server(holder: EngineHolder, settings: Settings) -> MCPServer:
 
         return _reported(run)
 
-    @server.resource(STATS_URI, name="corpus-stats", description="How many papers the index holds, and where.", mime_type="application/json")
+    @server.resource(
+        STATS_URI,
+        name="corpus-stats",
+        description="How many papers the index holds, and where.",
+        mime_type="application/json",
+    )
     def corpus_stats() -> dict[str, Any]:
         def run() -> dict[str, Any]:
             engine = holder.get()

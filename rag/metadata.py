@@ -40,7 +40,6 @@ class MetaAnswer:
     not_recorded: bool = False  # the answer rests on metadata the corpus lacks, so no citation can back it
 
 
-
 # ---------------------------------------------------------------- paper fields
 
 
@@ -133,7 +132,13 @@ _KNOWN: dict[str, Callable[[Paper], bool]] = {
     "authors": lambda p: p.authors is not None,
     "organisation": lambda p: bool(p.organisation),
 }
-_FIELD_WORDS = {"year": "year", "date": "date", "month": "month", "authors": "author count", "organisation": "organisation"}
+_FIELD_WORDS = {
+    "year": "year",
+    "date": "date",
+    "month": "month",
+    "authors": "author count",
+    "organisation": "organisation",
+}
 
 
 def _tests(query: MetaQuery) -> list[_Test]:
@@ -239,7 +244,7 @@ def _detail(query: MetaQuery) -> Callable[[Paper], str]:
 
 
 def _scope(query: MetaQuery, about: str) -> str:
-    """ 'on "RLHF" from 2023 with 5 or more authors': the question's conditions in words."""
+    """'on "RLHF" from 2023 with 5 or more authors': the question's conditions in words."""
     parts = [about.strip()]
     if query.missing:
         parts.append(f"with no {_FIELD_WORDS[query.missing]}")
@@ -255,7 +260,7 @@ def _scope(query: MetaQuery, about: str) -> str:
 
 
 def _unknown_text(unknown: list[tuple[Paper, str]], compared: bool = False) -> str:
-    """ ' 2 more may match but have no year: A; B.' (titles only when there are few)."""
+    """' 2 more may match but have no year: A; B.' (titles only when there are few)."""
     if not unknown:
         return ""
     counts = Counter(f for _, f in unknown)
@@ -267,7 +272,9 @@ def _unknown_text(unknown: list[tuple[Paper, str]], compared: bool = False) -> s
     return f" {len(unknown)} more may match but {have} no {fields}{names}."
 
 
-def _count_answer(query: MetaQuery, matched: list[Paper], unknown: list[tuple[Paper, str]], pool: int, about: str) -> MetaAnswer:
+def _count_answer(
+    query: MetaQuery, matched: list[Paper], unknown: list[tuple[Paper, str]], pool: int, about: str
+) -> MetaAnswer:
     limit = EXAMPLES if query.ask == "count" else LIST_MAX
     cited = matched[:limit]
     conditions = _scope(query, "")
@@ -279,11 +286,20 @@ def _count_answer(query: MetaQuery, matched: list[Paper], unknown: list[tuple[Pa
     listing = f": {_cite(cited, _detail(query))}{more}" if cited else ""
     text = f"{head}{listing}." + _unknown_text(unknown)
     return MetaAnswer(
-        text=text, papers=cited, value=len(matched), unknown=[p for p, _ in unknown], not_recorded=not matched and bool(unknown)
+        text=text,
+        papers=cited,
+        value=len(matched),
+        unknown=[p for p, _ in unknown],
+        not_recorded=not matched and bool(unknown),
     )
 
 
-_SUPERLATIVE = {"most_authors": "the most authors", "fewest_authors": "the fewest authors", "earliest": "earliest", "latest": "latest"}
+_SUPERLATIVE = {
+    "most_authors": "the most authors",
+    "fewest_authors": "the fewest authors",
+    "earliest": "earliest",
+    "latest": "latest",
+}
 
 
 def _top_answer(query: MetaQuery, known: list[Paper], unknown: list[tuple[Paper, str]], about: str) -> MetaAnswer:
@@ -292,7 +308,9 @@ def _top_answer(query: MetaQuery, known: list[Paper], unknown: list[tuple[Paper,
     scope = _scope(query, about)
     if not known:
         field_name = "author count" if by_authors else "year"
-        text = f"No paper{' ' + scope if scope else ''} has a known {field_name}." + _unknown_text(unknown, compared=True)
+        text = f"No paper{' ' + scope if scope else ''} has a known {field_name}." + _unknown_text(
+            unknown, compared=True
+        )
         return MetaAnswer(text=text, unknown=[p for p, _ in unknown], not_recorded=True)
     sign = -1 if query.ask in ("most_authors", "latest") else 1
 
@@ -330,7 +348,9 @@ def _per_year_answer(pool: list[Paper], about: str) -> MetaAnswer:
     counts = Counter(p.year for p in pool if p.year is not None)
     years = sorted(counts, reverse=True)
     unknown = [p for p in pool if p.year is None]
-    text = f"Papers per year{about}: " + (", ".join(f"{y}: {counts[y]}" for y in years) or "none has a known year") + "."
+    text = (
+        f"Papers per year{about}: " + (", ".join(f"{y}: {counts[y]}" for y in years) or "none has a known year") + "."
+    )
     if unknown:
         text += f" {len(unknown)} more have no year."
     value: dict[str, int | str] = {str(y): counts[y] for y in years}
@@ -395,5 +415,8 @@ def _named(topic: str, papers: Sequence[Paper], topic_ids: Collection[str] | Non
     if not candidates:
         return None
     names = NAME.findall(topic)
-    found = [sum(bool(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", f"{p.title} {p.abstract}")) for n in names) for p in candidates]
+    found = [
+        sum(bool(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", f"{p.title} {p.abstract}")) for n in names)
+        for p in candidates
+    ]
     return candidates[found.index(max(found))]

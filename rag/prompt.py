@@ -36,14 +36,21 @@ def format_sources(hits: list[Hit], question: str = "", excerpt: Excerpt | None 
         safe = inert(hit)
         p = safe.paper
         meta = "; ".join(x for x in (p.date_raw, f"{p.authors} authors" if p.authors else "", p.organisation) if x)
-        title, body = _inert(p.display_title).replace('"', "'"), _inert(excerpt(question, safe) if excerpt else p.abstract)
+        title, body = (
+            _inert(p.display_title).replace('"', "'"),
+            _inert(excerpt(question, safe) if excerpt else p.abstract),
+        )
         blocks.append(f'<source id="{i}" title="{title}" meta="{_inert(meta)}">\n{body}\n</source>')
     return "\n\n".join(blocks)
 
 
-def build_messages(question: str, hits: list[Hit], is_list: bool, excerpt: Excerpt | None = None) -> list[dict[str, str]]:
+def build_messages(
+    question: str, hits: list[Hit], is_list: bool, excerpt: Excerpt | None = None
+) -> list[dict[str, str]]:
     instructions = load_prompt("list_instructions" if is_list else "answer_instructions")
-    user = load_prompt("answer").format(sources=format_sources(hits, question, excerpt), question=_inert(question), instructions=instructions)
+    user = load_prompt("answer").format(
+        sources=format_sources(hits, question, excerpt), question=_inert(question), instructions=instructions
+    )
     return [{"role": "system", "content": load_prompt("system")}, {"role": "user", "content": user}]
 
 
@@ -65,7 +72,9 @@ def _encoding():
 
     spec = importlib.util.find_spec("llama_index.core")  # its folder, without importing all of llama-index
     if spec and spec.submodule_search_locations:
-        os.environ.setdefault("TIKTOKEN_CACHE_DIR", os.path.join(spec.submodule_search_locations[0], "_static", "tiktoken_cache"))
+        os.environ.setdefault(
+            "TIKTOKEN_CACHE_DIR", os.path.join(spec.submodule_search_locations[0], "_static", "tiktoken_cache")
+        )
     return tiktoken.get_encoding("cl100k_base")
 
 
@@ -73,7 +82,9 @@ def count_tokens(messages: list[dict[str, str]]) -> int:
     return sum(len(_encoding().encode(m["content"], disallowed_special=())) for m in messages)
 
 
-def fit(question: str, hits: list[Hit], is_list: bool, context: int, answer_tokens: int, excerpt: Excerpt | None = None) -> list[Hit]:
+def fit(
+    question: str, hits: list[Hit], is_list: bool, context: int, answer_tokens: int, excerpt: Excerpt | None = None
+) -> list[Hit]:
     """Drop the lowest-ranked sources until the prompt and the answer fit the model's context."""
     budget = context - answer_tokens
     while len(hits) > 1 and count_tokens(build_messages(question, hits, is_list, excerpt)) * MARGIN > budget:
@@ -105,7 +116,11 @@ class LLMAnswerer:
     def condense(self, question: str, turns: list[Turn]) -> str:
         """A follow-up rewritten by the model to stand alone, so retrieval sees its topic."""
         lines = "\n".join(f"User: {t.question}\nAssistant: {t.answer[:500]}" for t in turns[-3:])
-        text = "".join(self.chat.stream([{"role": "user", "content": load_prompt("condense").format(history=lines, question=question)}])).strip()
+        text = "".join(
+            self.chat.stream(
+                [{"role": "user", "content": load_prompt("condense").format(history=lines, question=question)}]
+            )
+        ).strip()
         return sanitize(text.splitlines()[0]).strip() if text else question
 
     def fit(self, intent: Intent, hits: list[Hit]) -> list[Hit]:

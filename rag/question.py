@@ -35,20 +35,26 @@ _SUMMARY = re.compile(
     r"what is known about|compare|comparison of)\b",
     re.I,
 )
-_NUMERIC = re.compile(r"\b(how (much|many|fast|large|big|long)|what (speedup|accuracy|score|percentage|fraction|number))\b", re.I)
+_NUMERIC = re.compile(
+    r"\b(how (much|many|fast|large|big|long)|what (speedup|accuracy|score|percentage|fraction|number))\b", re.I
+)
 _ASKS = [
     ("authors", re.compile(r"\b(how many (authors|people|researchers)|number of authors|author count)\b", re.I)),
     ("date", re.compile(r"\b(what|which) (year|date|month)\b|\bwhen was\b", re.I)),
 ]
 # "Which paper argues ...": a list question's words, but one paper is asked for.
-_ONE = re.compile(r"\b(?:which|what) (?:one |single )?(?:paper|work|study|article|publication|method|approach)\b(?! or\b)", re.I)
+_ONE = re.compile(
+    r"\b(?:which|what) (?:one |single )?(?:paper|work|study|article|publication|method|approach)\b(?! or\b)", re.I
+)
 _YES_NO = re.compile(r"^\W*(?:does|do|did|is|are|was|were|can|could|has|have|will|would|should)\b", re.I)
 _FOLLOW_UP = re.compile(
-    r"\b(it|its|they|them|their|these|those|the same|(?:this|that|the) (?:paper|method|work|model|approach|one))\b", re.I
+    r"\b(it|its|they|them|their|these|those|the same|(?:this|that|the) (?:paper|method|work|model|approach|one))\b",
+    re.I,
 )
 # Words that point back at the previous answer's papers: several ("which of those") or one ("it", "the second one").
 _BACK_MANY = re.compile(
-    r"\b(?:those|these|them|they|the above|of the (?:above|listed|previous) (?:papers|ones)|which of (?:them|these|those))\b", re.I
+    r"\b(?:those|these|them|they|the above|of the (?:above|listed|previous) (?:papers|ones)|which of (?:them|these|those))\b",
+    re.I,
 )
 _BACK_ONE = re.compile(
     r"\b(?:it|its|itself|(?:this|that|the same) (?:paper|method|work|model|approach|one)|"
@@ -60,7 +66,9 @@ _NO_YEAR = re.compile(r"\b(?:no|without|unknown|missing)\b(?: \w+){0,2} (?:year|
 _KNOWN_YEAR = re.compile(r"\b(?:has|have|with|a)\b(?: a)? known (?:publication )?(?:year|date)s?\b", re.I)
 _ORDINALS = {"first": 1, "top": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1}
 _ORDINAL = re.compile(r"\bthe (first|second|third|fourth|fifth|last|top)\b", re.I)
-BACK_WORDS = re.compile(_BACK_MANY.pattern + "|" + _BACK_ONE.pattern + r"|\b(?:of|among|from)\b(?= (?:them|those|these)\b)", re.I)
+BACK_WORDS = re.compile(
+    _BACK_MANY.pattern + "|" + _BACK_ONE.pattern + r"|\b(?:of|among|from)\b(?= (?:them|those|these)\b)", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,7 @@ class Intent:
 
     @property
     def is_summary(self) -> bool:
-        """"Summarise / what does the corpus say about X": every relevant source, as a list has."""
+        """ "Summarise / what does the corpus say about X": every relevant source, as a list has."""
         return self.kind == "summary"
 
     @property
@@ -102,9 +110,17 @@ def read_question(question: str, filters: Filters = Filters()) -> Intent:
     asks = next((name for name, pattern in _ASKS if pattern.search(question)), None)
     meta = parse(question)
     return Intent(
-        text=question, query=query, filters=filters, kind=_kind(question, asks, meta),
-        is_numeric=bool(_NUMERIC.search(question)) and asks is None, asks=asks, meta=meta, back=_refers_back(question),
-        ordinal=_ordinal(question), yes_no=bool(_YES_NO.match(query)), one=bool(_ONE.search(query)),
+        text=question,
+        query=query,
+        filters=filters,
+        kind=_kind(question, asks, meta),
+        is_numeric=bool(_NUMERIC.search(question)) and asks is None,
+        asks=asks,
+        meta=meta,
+        back=_refers_back(question),
+        ordinal=_ordinal(question),
+        yes_no=bool(_YES_NO.match(query)),
+        one=bool(_ONE.search(query)),
         continues=bool(_FOLLOW_UP.search(question)) or len(question.split()) <= 4,
         year_known=False if _NO_YEAR.search(question) else True if _KNOWN_YEAR.search(question) else None,
     )
@@ -131,7 +147,9 @@ def _year_filter(question: str, filters: Filters) -> tuple[str, Filters]:
         return question, filters
     period, m = found
     year_from, year_to = period.start[0] if period.start else None, period.end[0] if period.end else None
-    return " ".join((text[: m.start()] + text[m.end():]).split()), replace(filters, year_from=year_from, year_to=year_to)
+    return " ".join((text[: m.start()] + text[m.end() :]).split()), replace(
+        filters, year_from=year_from, year_to=year_to
+    )
 
 
 def _refers_back(question: str) -> str | None:
@@ -146,7 +164,9 @@ def _ordinal(question: str) -> int | None:
 
 
 def too_long(what: str, text: str, limit: int) -> str:
-    return f"the {what} has {len(text):,} characters, more than the {limit:,} allowed (RAG_MAX_QUESTION_CHARS); shorten it"
+    return (
+        f"the {what} has {len(text):,} characters, more than the {limit:,} allowed (RAG_MAX_QUESTION_CHARS); shorten it"
+    )
 
 
 def check_request(question: str, filters: Filters, k: int | None, max_chars: int) -> None:
@@ -154,10 +174,14 @@ def check_request(question: str, filters: Filters, k: int | None, max_chars: int
     if not question.strip():
         raise QuestionError("the question is empty; type a question about the papers")
     if not question.isprintable() and (bad := next((c for c in question if 0xD800 <= ord(c) <= 0xDFFF), None)):
-        raise QuestionError(f"the question holds bytes that are not text (\\u{ord(bad):04x} at character {question.index(bad) + 1}); type it again as UTF-8")
+        raise QuestionError(
+            f"the question holds bytes that are not text (\\u{ord(bad):04x} at character {question.index(bad) + 1}); type it again as UTF-8"
+        )
     if len(question) > max_chars:
         raise QuestionError(too_long("question", question, max_chars))
     if filters.year_from is not None and filters.year_to is not None and filters.year_from > filters.year_to:
-        raise QuestionError(f"the year range is reversed ({filters.year_from} to {filters.year_to}); swap --year-from and --year-to")
+        raise QuestionError(
+            f"the year range is reversed ({filters.year_from} to {filters.year_to}); swap --year-from and --year-to"
+        )
     if k is not None and not 1 <= k <= MAX_K:
         raise QuestionError(f"k must be between 1 and {MAX_K}, not {k}")

@@ -21,8 +21,6 @@ PAPER = r"(?:papers?|works?|stud(?:y|ies)|articles?|publications?|abstracts?)"
 ORDINAL = {"first": 1, "second": 2, "third": 3, "fourth": 4, "1st": 1, "2nd": 2, "3rd": 3, "4th": 4}
 
 
-
-
 @dataclass(frozen=True)
 class Period:
     """A span of time: inclusive (year, month) bounds, or, when no year is named, months of any year."""
@@ -78,7 +76,10 @@ _PERIODS: list[tuple[str, re.Pattern[str]]] = [
     ("range", re.compile(rf"\b{_ON}between {_A} and {_B}(?!\w)", re.I)),
     ("range", re.compile(rf"\b{_ON}from {_A} ?(?:to|until|till|through|-|–) ?{_B}(?!\w)", re.I)),
     ("range", re.compile(rf"(?<![\w-]){_A} ?(?:-|–|to|through) ?{_B}(?![\w-])", re.I)),
-    ("before", re.compile(rf"\b(?<!\bno ){_ON}(?:before|prior to|earlier than|older than) {_A}(?!\w)", re.I)),  # not "no earlier than"
+    (
+        "before",
+        re.compile(rf"\b(?<!\bno ){_ON}(?:before|prior to|earlier than|older than) {_A}(?!\w)", re.I),
+    ),  # not "no earlier than"
     ("until", re.compile(rf"\b{_ON}(?:until|up to|up until|through|no later than|in or before) {_A}(?!\w)", re.I)),
     ("after", re.compile(rf"\b{_ON}(?:after|later than|newer than) {_A}(?!\w)", re.I)),
     ("since", re.compile(rf"\b{_ON}(?:since|in or after|no earlier than|starting (?:in|from)) {_A}(?!\w)", re.I)),
@@ -112,12 +113,21 @@ def _make_period(kind: str, m: re.Match[str]) -> Period | None:
         assert y1 is not None and y2 is not None
         return Period(start=(y1, first), end=(y2, b[2])) if (y1, first) <= (y2, b[2]) else None
     if year is None:  # months of any year
-        spans = {"in": (first, last), "before": (1, first - 1), "until": (1, last), "after": (last + 1, 12), "since": (first, 12)}
+        spans = {
+            "in": (first, last),
+            "before": (1, first - 1),
+            "until": (1, last),
+            "after": (last + 1, 12),
+            "since": (first, 12),
+        }
         lo, hi = spans[kind]
         return Period(months=(lo, hi)) if 1 <= lo <= hi <= 12 else None
     bounds = {
-        "in": ((year, first), (year, last)), "before": (None, _previous(year, first)), "until": (None, (year, last)),
-        "after": (_next(year, last), None), "since": ((year, first), None),
+        "in": ((year, first), (year, last)),
+        "before": (None, _previous(year, first)),
+        "until": (None, (year, last)),
+        "after": (_next(year, last), None),
+        "since": ((year, first), None),
     }
     start, end = bounds[kind]
     return Period(start=start, end=end)
@@ -125,7 +135,7 @@ def _make_period(kind: str, m: re.Match[str]) -> Period | None:
 
 def _read_point(m: re.Match[str], prefix: str) -> _Point | None:
     """(year, first month, last month) of one matched point; None when it names no real time."""
-    g = {k[len(prefix):]: v for k, v in m.groupdict().items() if k.startswith(prefix) and v}
+    g = {k[len(prefix) :]: v for k, v in m.groupdict().items() if k.startswith(prefix) and v}
     year = int(g.get("y") or g.get("yy") or 0) or None
     if "q" in g or "h" in g or "qw" in g or "hw" in g:
         if ("qw" in g or "hw" in g) and year is None:
@@ -164,4 +174,3 @@ def _previous(year: int, month: int) -> tuple[int, int]:
 
 def _next(year: int, month: int) -> tuple[int, int]:
     return (year + 1, 1) if month == 12 else (year, month + 1)
-

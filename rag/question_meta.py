@@ -13,8 +13,22 @@ from dataclasses import dataclass, replace
 from rag.question_dates import MONTH, PAPER, Period, find_period
 
 _NUMBER_WORDS = {
-    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
-    "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "single": 1, "a single": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "fifteen": 15,
+    "twenty": 20,
+    "single": 1,
+    "a single": 1,
 }
 _NUM_WORDS = "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty"
 _NUM = rf"(?:\d{{1,3}}|{_NUM_WORDS})"
@@ -37,12 +51,22 @@ class AuthorRange:
         return f"with {self.low} to {self.high} authors"
 
 
-
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-ASKS = ("count", "list", "most_authors", "fewest_authors", "earliest", "latest", "paper", "per_year", "average_authors", "unrecorded")
+ASKS = (
+    "count",
+    "list",
+    "most_authors",
+    "fewest_authors",
+    "earliest",
+    "latest",
+    "paper",
+    "per_year",
+    "average_authors",
+    "unrecorded",
+)
 
 
 @dataclass(frozen=True)
@@ -62,8 +86,6 @@ class MetaQuery:
 
     def has_conditions(self) -> bool:
         return bool(self.period or self.authors or self.organisation or self.missing or self.recorded)
-
-
 
 
 def parse(question: str) -> MetaQuery | None:
@@ -127,12 +149,22 @@ def _frame(word: str) -> bool:
 
 
 _UNRECORDED = [
-    ("citation counts", re.compile(
-        r"\b(?:most|fewest|least|highest|lowest|how many) (?:citations|cited)\b|\bmost[- ]cited\b|\bcitation counts?\b"
-        r"|\bhow (?:often|many times) (?:was|is|has) .{1,80}? (?:been )?cited\b", re.I)),
-    ("venues", re.compile(
-        r"\b(?:which|what) (?:venue|conference|journal)s? (?:was|were|is|did)\b.*\b(?:published|appear|accepted|presented)\b"
-        r"|\b(?:published|appeared|accepted|presented) (?:in|at) (?:which|what) (?:venue|conference|journal)", re.I)),
+    (
+        "citation counts",
+        re.compile(
+            r"\b(?:most|fewest|least|highest|lowest|how many) (?:citations|cited)\b|\bmost[- ]cited\b|\bcitation counts?\b"
+            r"|\bhow (?:often|many times) (?:was|is|has) .{1,80}? (?:been )?cited\b",
+            re.I,
+        ),
+    ),
+    (
+        "venues",
+        re.compile(
+            r"\b(?:which|what) (?:venue|conference|journal)s? (?:was|were|is|did)\b.*\b(?:published|appear|accepted|presented)\b"
+            r"|\b(?:published|appeared|accepted|presented) (?:in|at) (?:which|what) (?:venue|conference|journal)",
+            re.I,
+        ),
+    ),
 ]
 
 
@@ -180,10 +212,16 @@ _MOST_AUTHORS = re.compile(
 )
 _DATE_WORDS = r"earliest|oldest|latest|newest|most recent(?:ly published)?|least recent"
 _SUPER_DATE = [
-    re.compile(r"\b(?P<w>earliest|oldest|latest|newest|most recent)(?: full| known)? (?:publication |release )?date\b", re.I),
+    re.compile(
+        r"\b(?P<w>earliest|oldest|latest|newest|most recent)(?: full| known)? (?:publication |release )?date\b", re.I
+    ),
     re.compile(rf"\b(?P<w>{_DATE_WORDS})(?=\s+(?:[\w-]+\s+){{0,4}}?(?:{PAPER}|ones?)\b)", re.I),
-    re.compile(rf"\b(?:is|was|are|were) the (?P<w>{_DATE_WORDS})\b(?= *[?.!]* *$)", re.I),  # "which paper is the oldest?"
-    re.compile(r"\b(?:published|dated|released|came out|appeared) (?P<w>first|earliest|last|latest|most recently)\b", re.I),
+    re.compile(
+        rf"\b(?:is|was|are|were) the (?P<w>{_DATE_WORDS})\b(?= *[?.!]* *$)", re.I
+    ),  # "which paper is the oldest?"
+    re.compile(
+        r"\b(?:published|dated|released|came out|appeared) (?P<w>first|earliest|last|latest|most recently)\b", re.I
+    ),
 ]
 _TOP_N = re.compile(
     rf"\b(?:top|the) (?P<n>{_NUM}) (?:[\w-]+ ){{0,2}}?{PAPER}\b|\b(?:{_DATE_WORDS}) (?P<n2>{_NUM}) {PAPER}\b",
@@ -233,10 +271,16 @@ _PAPER_ORGANISATION = re.compile(
     rf" (?:published|released|wrote|authored|produced|is behind|was behind)(?= (?:the |this |that )?{PAPER}\b)",
     re.I,
 )
-_WHO_WROTE = re.compile(r"\bwho (?:wrote|authored|are the authors of|were the authors of|is the author of)\b|\bnames? of the authors\b", re.I)
+_WHO_WROTE = re.compile(
+    r"\bwho (?:wrote|authored|are the authors of|were the authors of|is the author of)\b|\bnames? of the authors\b",
+    re.I,
+)
 _PUBLISHED = r"(?:published|released|written|posted|submitted|dated|introduced|proposed|presented|come out|came out|appear|appeared)"
 _PAPER_DATE = [
-    re.compile(rf"\b(?:in )?(?:what|which) (?:year|date|month)(?: and (?:month|year))? (?:was|were|is|did)\b(?=.*\b{_PUBLISHED}\b)", re.I),
+    re.compile(
+        rf"\b(?:in )?(?:what|which) (?:year|date|month)(?: and (?:month|year))? (?:was|were|is|did)\b(?=.*\b{_PUBLISHED}\b)",
+        re.I,
+    ),
     re.compile(rf"\bwhen (?:was|were|did|is)\b(?=.*\b{_PUBLISHED}\b)", re.I),
     re.compile(r"\b(?:the )?(?:publication|release|submission) (?:date|year|month)\b|\bhow old is\b", re.I),
 ]
@@ -290,7 +334,12 @@ def _count_or_list(text: str) -> MetaQuery | None:
         return query
     if not query.has_conditions() or not _LIST.search(text):
         return None
-    if query.topic and query.period and query.period.whole_years and not (query.authors or query.organisation or query.missing or query.recorded):
+    if (
+        query.topic
+        and query.period
+        and query.period.whole_years
+        and not (query.authors or query.organisation or query.missing or query.recorded)
+    ):
         return None  # "papers from 2019 about X": a topic search with a year filter
     return query
 
@@ -303,7 +352,13 @@ def _conditions(rest: _Rest, query: MetaQuery) -> MetaQuery:
     period = _period(rest)
     organisation = _organisation(rest)
     return replace(
-        query, period=period, authors=authors, organisation=organisation, missing=missing, recorded=recorded, topic=rest.topic(),
+        query,
+        period=period,
+        authors=authors,
+        organisation=organisation,
+        missing=missing,
+        recorded=recorded,
+        topic=rest.topic(),
     )
 
 
@@ -331,7 +386,8 @@ _RECORDED_FIELD = [
     ),
 ]
 _WHICH_ORGANISATIONS = re.compile(
-    r"(?:,? and )?\b(?:which|what) (?:organi[sz]ations|companies|labs|affiliations) (?:are|were) (?:they|those|these)\b", re.I
+    r"(?:,? and )?\b(?:which|what) (?:organi[sz]ations|companies|labs|affiliations) (?:are|were) (?:they|those|these)\b",
+    re.I,
 )
 
 
@@ -350,8 +406,13 @@ def _recorded(rest: _Rest) -> str:
 
 
 _FIELD_PREFIXES = (
-    ("year", "year"), ("date", "date"), ("undated", "date"),
-    ("organ", "organisation"), ("affil", "organisation"), ("compan", "organisation"), ("lab", "organisation"),
+    ("year", "year"),
+    ("date", "date"),
+    ("undated", "date"),
+    ("organ", "organisation"),
+    ("affil", "organisation"),
+    ("compan", "organisation"),
+    ("lab", "organisation"),
 )
 
 
@@ -396,7 +457,9 @@ _ORG = [
         r"\b(?i:credited to|affiliated with|attributed to|published by|released by|authored at|coming from|come from|came from)"
         rf" (?i:the )?{_ORG_NAME}"
     ),
-    re.compile(rf"\b(?i:{PAPER}|research)(?: (?i:that|which))?(?: (?i:are|were|is|was|come|came))? (?i:from|by|at) (?i:the )?{_ORG_NAME}"),
+    re.compile(
+        rf"\b(?i:{PAPER}|research)(?: (?i:that|which))?(?: (?i:are|were|is|was|come|came))? (?i:from|by|at) (?i:the )?{_ORG_NAME}"
+    ),
     re.compile(rf"\b(?i:did|has|have|does) {_ORG_NAME} (?i:publish|release|write|author|contribute)"),
 ]
 _NOT_ORG = re.compile(rf"^(?:{MONTH}|Q[1-4]|H[12]|The|A|An|I)$", re.I)

@@ -29,7 +29,9 @@ def answer_json(answer: Answer) -> dict:
 def bibtex(papers: list[Paper]) -> str:
     """BibTeX entries for `papers`, in order, with keys that are the same for the same papers in every run."""
     keys = cite_keys(papers)
-    text_entries: list[Block] = [Entry("article" if p.venue else "misc", key, _text_fields(p)) for p, key in zip(papers, keys)]
+    text_entries: list[Block] = [
+        Entry("article" if p.venue else "misc", key, _text_fields(p)) for p, key in zip(papers, keys)
+    ]
     library = LatexEncodingMiddleware().transform(Library(text_entries))
     for entry, paper in zip(library.entries, papers):
         entry.fields.extend(_id_fields(paper))  # verbatim fields: `\_` in a DOI would be taken literally

@@ -13,10 +13,12 @@ from rag.text import NAME, SIZE, terms, versioned
 from rag.tuned import FILTER_KEEP, LIST_KEEP
 from rag.types import Hit
 
-GENERIC = frozenset(terms(
-    "paper papers work works study studies propose proposed report reports method methods approach which what "
-    "corpus author authors wrote written listed year published summarise summarize say says describe"
-))
+GENERIC = frozenset(
+    terms(
+        "paper papers work works study studies propose proposed report reports method methods approach which what "
+        "corpus author authors wrote written listed year published summarise summarize say says describe"
+    )
+)
 # A capitalised word inside a sentence is a name ("Switchboard", "Whisper"); months and days are not.
 _CAPITALISED = re.compile(r"(?<=[\w,;:)] )[A-Z][a-z]+(?:-[A-Za-z]+)*\b")
 # Two or more capitalised words in a row inside a sentence are one name ("Monte Carlo", "World Cup").
@@ -55,7 +57,11 @@ class Relevance:
         names = [w for w in NAME.findall(query) if not SIZE.fullmatch(w)]
         names += [w for w in _CAPITALISED.findall(query) if w.lower() not in _CALENDAR and w not in names]
         unknown = [w for w in names if not self._known(w)]
-        unknown += [" ".join(v.rsplit("-", 1)) for v in versioned(query) if self._known(v.rsplit("-", 1)[0]) and not self.lexicon.mentions(v)]
+        unknown += [
+            " ".join(v.rsplit("-", 1))
+            for v in versioned(query)
+            if self._known(v.rsplit("-", 1)[0]) and not self.lexicon.mentions(v)
+        ]
         known = [w for w in names if w not in unknown]
         unknown += [size for size in SIZE.findall(query) if not self._known_size(size, known)]
         unknown += self._unknown_phrases(query, unknown)
@@ -134,7 +140,10 @@ class Relevance:
         if not names:
             return 1
         found = [
-            sum(bool(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", f"{h.paper.title} {h.paper.abstract}")) for n in names)
+            sum(
+                bool(re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", f"{h.paper.title} {h.paper.abstract}"))
+                for n in names
+            )
             for h in hits[:3]
         ]
         return found.index(max(found)) + 1

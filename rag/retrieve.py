@@ -14,9 +14,9 @@ from typing import Any, Literal
 import numpy as np
 
 from rag.config import Settings
-from rag.store import Store, check_embedder, open_store
 from rag.lexicon import Lexicon, Progress
 from rag.safety import inert
+from rag.store import Store, check_embedder, open_store
 from rag.text import terms
 from rag.types import Chunk, Filters, Hit
 
@@ -26,7 +26,9 @@ Method = Literal["hybrid", "bm25", "dense"]
 class Retriever:
     """Opens the index (Chroma + the lexical cache) once; each search reads only its hits."""
 
-    def __init__(self, settings: Settings, embedder: Any, store: Store | None = None, on_progress: Progress | None = None) -> None:
+    def __init__(
+        self, settings: Settings, embedder: Any, store: Store | None = None, on_progress: Progress | None = None
+    ) -> None:
         self.settings = settings
         self.embedder = embedder
         self.store = store or open_store(settings)
@@ -49,7 +51,9 @@ class Retriever:
         found = self.store.get_papers([paper_id]).get(paper_id)
         return inert(Hit(found, 0.0)) if found else None
 
-    def search(self, query: str, k: int | None = None, filters: Filters = Filters(), method: Method = "hybrid") -> list[Hit]:
+    def search(
+        self, query: str, k: int | None = None, filters: Filters = Filters(), method: Method = "hybrid"
+    ) -> list[Hit]:
         """Best `k` papers for `query`, made inert (`safety.inert`); empty when the filters match no paper."""
         k = k or self.settings.top_k
         allowed, labelled = self._allowed(filters)
@@ -60,7 +64,7 @@ class Retriever:
         dense = self._dense(vector, filters, labelled) if vector is not None else {}
         bm25_all = self.lexicon.scores(query_terms) if method != "dense" else None
         lexical = self.lexicon.top_from(bm25_all, self.settings.candidates, allowed) if bm25_all is not None else {}
-        if method == "hybrid":
+        if vector is not None and bm25_all is not None:  # hybrid: each candidate gets both scores
             self._complete(dense, lexical, vector, bm25_all)
         scored = fuse(dense, lexical, self.lexicon.ceiling(query_terms), method, self.settings)
         return self._hits(scored[:k], dense, lexical)
@@ -74,6 +78,7 @@ class Retriever:
         allowed = self.lexicon.allowed(filters)
         if not filters.labelled():
             return allowed, None
+        assert allowed is not None  # a category or venue filter is an active filter
         ids = sorted(pid for pid, meta, _ in self.store.records() if _labels_pass(filters, meta))
         return allowed & np.isin(np.asarray(self.lexicon.rows), ids), ids
 
@@ -83,7 +88,9 @@ class Retriever:
         """Paper id -> (best chunk cosine, that chunk), for the nearest chunks."""
         return _best_chunks(*self.store.nearest_chunks(vector, self.settings.candidates, filters, ids))
 
-    def _complete(self, dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], vector: np.ndarray, bm25_all: np.ndarray) -> None:
+    def _complete(
+        self, dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], vector: np.ndarray, bm25_all: np.ndarray
+    ) -> None:
         """Exact scores for candidates only one retriever found: cosine of their chunks, BM25 from the array."""
         missing = self.lexicon.chunk_ids(sorted(pid for pid in lexical if pid not in dense))
         if missing:
@@ -93,7 +100,9 @@ class Retriever:
             if score > 0:
                 lexical[pid] = score
 
-    def _hits(self, scored: list[tuple[str, float]], dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float]) -> list[Hit]:
+    def _hits(
+        self, scored: list[tuple[str, float]], dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float]
+    ) -> list[Hit]:
         papers = self.store.get_papers(pid for pid, _ in scored)
         dense_rank = _ranks({p: c for p, (c, _) in dense.items()})
         bm25_rank = _ranks(lexical)
@@ -109,7 +118,9 @@ class Retriever:
         return hits
 
 
-def fuse(dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], ceiling: float, method: str, settings: Settings) -> list[tuple[str, float]]:
+def fuse(
+    dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], ceiling: float, method: str, settings: Settings
+) -> list[tuple[str, float]]:
     """One score per paper, best first, ties broken by paper id.
 
     `weighted` (default): (1-w) * cosine + w * BM25 / ceiling, where the ceiling is what a paper
@@ -126,12 +137,16 @@ def fuse(dense: dict[str, tuple[float, Chunk]], lexical: dict[str, float], ceili
         score = dict(lexical)
     elif settings.fusion == "rrf":
         ranks = (_ranks({p: c for p, (c, _) in dense.items()}), _ranks(lexical))
-        score = {pid: sum(1.0 / (settings.rrf_k + r[pid]) for r in ranks if pid in r) for pid in sorted(dense.keys() | lexical.keys())}
+        score = {
+            pid: sum(1.0 / (settings.rrf_k + r[pid]) for r in ranks if pid in r)
+            for pid in sorted(dense.keys() | lexical.keys())
+        }
     else:
         share = min(1.0, max(lexical.values(), default=0.0) / ceiling) if ceiling else 0.0
         w = settings.bm25_weight + (1 - settings.bm25_weight) * share
         score = {
-            pid: (1 - w) * (dense[pid][0] if pid in dense else 0.0) + w * (lexical.get(pid, 0.0) / ceiling if ceiling else 0.0)
+            pid: (1 - w) * (dense[pid][0] if pid in dense else 0.0)
+            + w * (lexical.get(pid, 0.0) / ceiling if ceiling else 0.0)
             for pid in sorted(dense.keys() | lexical.keys())
         }
     return sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -147,10 +162,12 @@ def _best_chunks(ids: list[str], metas: list[dict], cosines: list[float]) -> dic
     for cid, meta, cosine in sorted(zip(ids, metas, cosines), key=lambda row: (-row[2], row[0])):
         pid = meta["paper_id"]
         if pid not in best:
-            best[pid] = (float(cosine), Chunk(cid, pid, "", meta["start"], meta["end"]))  # every chunk of this schema has both
+            best[pid] = (
+                float(cosine),
+                Chunk(cid, pid, "", meta["start"], meta["end"]),
+            )  # every chunk of this schema has both
     return best
 
 
 def _labels_pass(filters: Filters, meta: dict) -> bool:
     return filters.allows_labels(meta.get("categories") or [], meta.get("venue", ""))
-

@@ -117,10 +117,21 @@ def start_server(
         raise ConfigError(f"--parallel must be positive, not {parallel}")
     _xllamacpp()  # missing: say so before starting a child that would only fail
     if port and _port_taken(host, port):
-        raise ConfigError(f"cannot listen on {host}:{port}: the port is in use or the address is not local; choose another --port or --host")
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: the port is in use or the address is not local; choose another --port or --host"
+        )
 
     name = alias or path.name.removesuffix(".gguf")
-    spec = {"model": str(path.resolve()), "host": host, "port": port, "ctx": ctx, "threads": threads, "alias": name, "verbosity": verbosity, "parallel": parallel}
+    spec = {
+        "model": str(path.resolve()),
+        "host": host,
+        "port": port,
+        "ctx": ctx,
+        "threads": threads,
+        "alias": name,
+        "verbosity": verbosity,
+        "parallel": parallel,
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "rag.serve", json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -129,8 +140,10 @@ def start_server(
     if not line.startswith("READY "):
         server.stop()
         cause = line.removeprefix("ERROR ").strip() or f"no answer within {READY_TIMEOUT:.0f} s"
-        raise ConfigError(f"llama.cpp could not serve {path} on {host}:{port} ({cause}); "
-                          "is it a GGUF model file? llama.cpp's messages above say more")
+        raise ConfigError(
+            f"llama.cpp could not serve {path} on {host}:{port} ({cause}); "
+            "is it a GGUF model file? llama.cpp's messages above say more"
+        )
     server.address = line.removeprefix("READY ").strip().rstrip("/")
     server.base_url = f"{server.address}/v1"
     return server
@@ -201,11 +214,15 @@ def serve_forever(
     started = time.perf_counter()
     server = start_server(model_path, host, port, ctx, threads, verbosity=3 if verbose else QUIET, parallel=parallel)
     with server:
-        say(f"Serving {server.model} at {server.address} (ready in {time.perf_counter() - started:.1f} s). Use it with:")
+        say(
+            f"Serving {server.model} at {server.address} (ready in {time.perf_counter() - started:.1f} s). Use it with:"
+        )
         say(f"  RAG_LLM_BASE_URL={server.base_url}")
         say(f"  RAG_LLM_MODEL={server.model}")
         say("  RAG_LLM_SOURCE_SENTENCES=3")
-        say("(the last shows a small model three sentences per source: on 2 cores, the first token in 15 s instead of 31 s)")
+        say(
+            "(the last shows a small model three sentences per source: on 2 cores, the first token in 15 s instead of 31 s)"
+        )
         if not is_loopback(host):
             say(f"Warning: {host} is reachable from other machines and this server has no API key.")
         say("Press Ctrl-C to stop.")

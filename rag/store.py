@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from rag.store_faults import REPAIR_ADVICE, sqlite_records, store_error, transport_failure, vector_damage
 from rag.chunk import chunk_id
-from rag.errors import StoreError
 from rag.config import Settings
+from rag.errors import StoreError
+from rag.store_faults import REPAIR_ADVICE, sqlite_records, store_error, transport_failure, vector_damage
 from rag.types import Chunk, Filters, Paper, decode_spans, encode_spans
 
 PAGE = 2000  # records per Chroma read or write: well under its SQL-variable limit
@@ -96,7 +96,9 @@ def _http_client(settings: Settings, chroma_settings: Any) -> Any:
     url = f"http://{settings.chroma_host}:{settings.chroma_port}"
     try:
         _heartbeat(url)  # bounded, and first: the client's constructor sends a request with no timeout at all
-        client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
+        client = chromadb.HttpClient(
+            host=settings.chroma_host or "", port=settings.chroma_port, settings=chroma_settings
+        )
         _bounded(client)
     except Exception as e:  # chromadb raises several unrelated types for a dead server
         timeout = "Timeout" in type(e).__name__
@@ -244,7 +246,10 @@ class Store:
     ) -> tuple[list[str], list[dict], list[float]]:
         """Ids, metadata and cosine of the `n` chunks nearest `vector` that pass the filters (and belong to `ids`)."""
         found = self.chunks.query(
-            query_embeddings=vector[None, :], n_results=n, where=chunk_filter(filters, ids), include=["metadatas", "distances"],
+            query_embeddings=vector[None, :],
+            n_results=n,
+            where=chunk_filter(filters, ids),
+            include=["metadatas", "distances"],
         )
         return found["ids"][0], found["metadatas"][0], [1.0 - d for d in found["distances"][0]]
 
@@ -271,8 +276,11 @@ class Store:
         for start in range(0, len(flat), PAGE):
             part = flat[start : start + PAGE]
             self.chunks.add(
-                ids=[c.chunk_id for _, c in part], embeddings=vectors[start : start + PAGE],
-                metadatas=[{"paper_id": p.paper_id, "start": c.start, "end": c.end, **_filter_fields(p)} for p, c in part],
+                ids=[c.chunk_id for _, c in part],
+                embeddings=vectors[start : start + PAGE],
+                metadatas=[
+                    {"paper_id": p.paper_id, "start": c.start, "end": c.end, **_filter_fields(p)} for p, c in part
+                ],
             )
 
     def relabel_chunks(self, papers: list[tuple[Paper, int]]) -> None:
@@ -280,7 +288,9 @@ class Store:
         for start in range(0, len(papers), PAGE):
             part = papers[start : start + PAGE]
             by_paper = {p.paper_id: p for p, _ in part}
-            got = self.chunks.get(ids=[chunk_id(p.paper_id, i) for p, n in part for i in range(n)], include=["metadatas"])
+            got = self.chunks.get(
+                ids=[chunk_id(p.paper_id, i) for p, n in part for i in range(n)], include=["metadatas"]
+            )
             if got["ids"]:
                 metas = [{**m, **_filter_fields(by_paper[m["paper_id"]])} for m in got["metadatas"]]
                 self.chunks.update(ids=got["ids"], metadatas=metas)
@@ -291,8 +301,10 @@ class Store:
         for start in range(0, len(records), PAGE):
             part = records[start : start + PAGE]
             (self.papers.add if fresh else self.papers.upsert)(
-                ids=[p.paper_id for p, _ in part], documents=[p.abstract for p, _ in part],
-                metadatas=[record_meta(p, ledger) for p, ledger in part], embeddings=_unit(len(part)),
+                ids=[p.paper_id for p, _ in part],
+                documents=[p.abstract for p, _ in part],
+                metadatas=[record_meta(p, ledger) for p, ledger in part],
+                embeddings=_unit(len(part)),
             )
 
 
@@ -316,13 +328,21 @@ def open_store(settings: Settings, client: Any | None = None, repairing: bool = 
         _finish_restore(client, f"{settings.collection}-papers", where)
     if not (settings.chroma_host or repairing) and (damage := vector_damage(Path(where), thorough=False)):
         name, why = next(iter(damage.items()))
-        raise StoreError(f"the index at {where} is damaged (the vectors of collection {name!r}: {why}); "
-                         + REPAIR_ADVICE)
-    chunks = guarded(lambda: client.get_or_create_collection(
-        settings.collection, embedding_function=None, metadata={"schema": SCHEMA},
-        configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}},
-    ), where)
-    papers = guarded(lambda: client.get_or_create_collection(f"{settings.collection}-papers", embedding_function=None), where)
+        raise StoreError(
+            f"the index at {where} is damaged (the vectors of collection {name!r}: {why}); " + REPAIR_ADVICE
+        )
+    chunks = guarded(
+        lambda: client.get_or_create_collection(
+            settings.collection,
+            embedding_function=None,
+            metadata={"schema": SCHEMA},
+            configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}},
+        ),
+        where,
+    )
+    papers = guarded(
+        lambda: client.get_or_create_collection(f"{settings.collection}-papers", embedding_function=None), where
+    )
     store = Store(Guarded(chunks, where), Guarded(papers, where), settings.collection, client, where)
     # Chunks and no paper record: an index of the first layout (its chunks carry no schema), or a
     # first ingest killed before its first records, which the next ingest completes.
@@ -397,8 +417,12 @@ def _restore_papers(client: Any, store: Store) -> None:
     copy.modify(metadata={**stamp, RESTORING: "yes"})
     for start in range(0, len(records), PAGE):
         part = records[start : start + PAGE]
-        copy.add(ids=[r[0] for r in part], metadatas=[r[1] for r in part], documents=[r[2] for r in part],
-                 embeddings=_unit(len(part)))
+        copy.add(
+            ids=[r[0] for r in part],
+            metadatas=[r[1] for r in part],
+            documents=[r[2] for r in part],
+            embeddings=_unit(len(part)),
+        )
     copy.modify(metadata={**stamp, RESTORING: ""})
     _finish_restore(client, store.papers.name, store.where)
 
@@ -485,7 +509,10 @@ def paper_from_meta(meta: dict) -> Paper:
 def paper_to_meta(p: Paper) -> dict:
     """Flatten a Paper for Chroma: no None (-1 stands for unknown) and no empty lists (left out)."""
     d = asdict(p)
-    del d["spans"], d["clean"]  # derived from the text: stored with the record (`record_meta`), never hashed as metadata
+    del (
+        d["spans"],
+        d["clean"],
+    )  # derived from the text: stored with the record (`record_meta`), never hashed as metadata
     d["year"] = -1 if p.year is None else p.year
     d["authors"] = -1 if p.authors is None else p.authors
     return {k: v for k, v in d.items() if v != [] and not (k in OPTIONAL_META and v == "")}

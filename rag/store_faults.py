@@ -70,8 +70,10 @@ def store_error(e: BaseException, where: str, timeout: float) -> StoreError:
         )
     folder = Path(where)
     if (damage := damaged(folder)) is not None:
-        advice = REPAIR_ADVICE if damage.startswith("the vectors") else (
-            "move the folder away (keep it if you want to inspect it) and run `rag ingest` to rebuild it"
+        advice = (
+            REPAIR_ADVICE
+            if damage.startswith("the vectors")
+            else ("move the folder away (keep it if you want to inspect it) and run `rag ingest` to rebuild it")
         )
         return StoreError(f"the index at {where} is damaged ({damage}; the failing call said {name}: {said}); {advice}")
     if _full_disk(e, folder):
@@ -164,7 +166,6 @@ def _hnsw_damage(segment: Path, thorough: bool) -> str | None:
     return None
 
 
-
 def sqlite_records(folder: Path, collection: str) -> tuple[list[tuple[str, dict, str]], dict]:
     """(id, metadata, document) of every record of `collection`, and its metadata, from Chroma's sqlite file.
     Refused when its metadata segment has not applied the whole log: the newest records would be missing."""
@@ -172,7 +173,8 @@ def sqlite_records(folder: Path, collection: str) -> tuple[list[tuple[str, dict,
     with closing(sqlite3.connect(uri, uri=True)) as db:
         (cid, segment) = db.execute(
             "SELECT c.id, s.id FROM collections c JOIN segments s ON s.collection = c.id "
-            "WHERE c.name = ? AND s.scope = 'METADATA'", (collection,),
+            "WHERE c.name = ? AND s.scope = 'METADATA'",
+            (collection,),
         ).fetchone()
         applied = db.execute("SELECT seq_id FROM max_seq_id WHERE segment_id = ?", (segment,)).fetchone()
         logged = db.execute("SELECT max(seq_id) FROM embeddings_queue WHERE topic LIKE ?", (f"%/{cid}",)).fetchone()
@@ -181,17 +183,22 @@ def sqlite_records(folder: Path, collection: str) -> tuple[list[tuple[str, dict,
                 f"the index at {folder} is damaged (collection {collection!r}) and its newest records are not yet "
                 "in sqlite; move the folder away (keep it) and run `rag ingest` on the corpus files"
             )
-        stamp = {key: _value(row) for key, *row in db.execute(
-            "SELECT key, str_value, int_value, float_value, bool_value FROM collection_metadata "
-            "WHERE collection_id = ?", (cid,),
-        )}
+        stamp = {
+            key: _value(row)
+            for key, *row in db.execute(
+                "SELECT key, str_value, int_value, float_value, bool_value FROM collection_metadata "
+                "WHERE collection_id = ?",
+                (cid,),
+            )
+        }
         ids = db.execute("SELECT id, embedding_id FROM embeddings WHERE segment_id = ?", (segment,))
         records: dict[int, tuple[str, dict, str]] = {rowid: (pid, {}, "") for rowid, pid in ids}
         documents: dict[int, str] = {}
         for table in ("embedding_metadata", "embedding_metadata_array"):
             rows = db.execute(
                 f"SELECT m.id, m.key, m.string_value, m.int_value, m.float_value, m.bool_value FROM {table} m "
-                "JOIN embeddings e ON e.id = m.id WHERE e.segment_id = ? ORDER BY m.rowid", (segment,),
+                "JOIN embeddings e ON e.id = m.id WHERE e.segment_id = ? ORDER BY m.rowid",
+                (segment,),
             )
             for rowid, key, *row in rows:
                 if key == "chroma:document":
@@ -212,4 +219,3 @@ def _value(row: list) -> Any:
 def _seq(value: Any) -> int:
     """A sequence id as sqlite holds it: an integer, or big-endian bytes in older files."""
     return int.from_bytes(value, "big") if isinstance(value, bytes) else int(value)
-

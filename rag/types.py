@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, field
 
 from rag import ids
 
-
 Spans = tuple[tuple[int, int], ...]  # (start, end) character offsets of sentences
 
 
@@ -143,7 +142,13 @@ class Judgement:
 
     def to_json(self) -> dict:
         spans = [list(s) for s in self.spans]
-        return {"relevant": self.relevant, "strength": round(self.strength, 6), "spans": spans, "by": self.by, "error": self.error}
+        return {
+            "relevant": self.relevant,
+            "strength": round(self.strength, 6),
+            "spans": spans,
+            "by": self.by,
+            "error": self.error,
+        }
 
 
 @dataclass
@@ -188,8 +193,6 @@ class Hit:
             "suspicious": bool(self.withheld),
             "judgement": self.judgement.to_json() if self.judgement else None,
         }
-
-
 
 
 def identifiers(p: Paper) -> dict:

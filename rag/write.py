@@ -42,7 +42,12 @@ def batch_size(settings: Settings, embedder: Any) -> int:
 
 
 def embed_and_write(
-    store: Store, papers: list[Paper], embedder: Any, settings: Settings, report: IngestReport, on_progress: Progress | None
+    store: Store,
+    papers: list[Paper],
+    embedder: Any,
+    settings: Settings,
+    report: IngestReport,
+    on_progress: Progress | None,
 ) -> int | None:
     """Chunk, embed and write a batch of papers at a time, so memory does not grow with the corpus;
     return the vectors' size (None when nothing was embedded). The next batch is embedded while one
@@ -63,7 +68,9 @@ def embed_and_write(
             store.delete_papers([p.paper_id for p in part])
             store.add_chunks(flat, vectors)
             counts = _counts(flat)
-            store.put_records([(p, ledger(p, counts.get(p.paper_id, 0), embedder.model_name)) for p in part], fresh=True)
+            store.put_records(
+                [(p, ledger(p, counts.get(p.paper_id, 0), embedder.model_name)) for p in part], fresh=True
+            )
             report.embedded += len(flat)
             done += len(part)
             if on_progress:
@@ -71,7 +78,9 @@ def embed_and_write(
     return dimension
 
 
-def _chunk_and_embed(papers: list[Paper], embedder: Any, settings: Settings) -> tuple[list[tuple[Paper, Chunk]], np.ndarray]:
+def _chunk_and_embed(
+    papers: list[Paper], embedder: Any, settings: Settings
+) -> tuple[list[tuple[Paper, Chunk]], np.ndarray]:
     """Every chunk of these papers, in order, with its vector (row i of the array is chunk i)."""
     read_sentences(papers)
     flat = [(p, c) for p in papers for c in chunk_paper(p, embedder.count_tokens, settings.chunk_tokens)]
@@ -121,7 +130,9 @@ def read_sentences(papers: list[Paper]) -> None:
 def ledger(paper: Paper, n_chunks: int, embedder: str = "") -> dict:
     """What a record keeps for the next ingest to compare against: hashes, chunk count, classifier, embedder."""
     kept = {
-        "text_hash": text_hash(paper), "meta_hash": meta_hash(paper), "n_chunks": n_chunks,
+        "text_hash": text_hash(paper),
+        "meta_hash": meta_hash(paper),
+        "n_chunks": n_chunks,
         "content": corpus_mod.paper_id(paper.title, paper.abstract),
         "classified": CLASSIFIER,  # a record from an older classifier (or before spans were stored) is refreshed
     }
@@ -154,7 +165,11 @@ def restore_vectors(settings: Settings, store: Store, embedder: Any, on_progress
 
 
 def _rechunk(
-    store: Store, papers: list[Paper], recorded: dict[str, int], embedder: Any, settings: Settings,
+    store: Store,
+    papers: list[Paper],
+    recorded: dict[str, int],
+    embedder: Any,
+    settings: Settings,
     on_progress: Progress | None,
 ) -> int:
     """Chunk and embed stored papers again, leaving their records in place (a record changes only when

@@ -179,19 +179,29 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory):
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [str(exe), "run", "--path", str(root / "data"), "--host", host, "--port", str(port)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=root,
         )
     try:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"chroma server exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}")
+                pytest.fail(
+                    f"chroma server exited with {proc.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}"
+                )
             try:
-                chromadb.HttpClient(host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False)).heartbeat()
+                chromadb.HttpClient(
+                    host=host, port=port, settings=ChromaSettings(anonymized_telemetry=False)
+                ).heartbeat()
                 break
             except Exception:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"chroma server did not answer within 30 s:\n{log_path.read_text(errors='replace')[-3000:]}")
+                    pytest.fail(
+                        f"chroma server did not answer within 30 s:\n{log_path.read_text(errors='replace')[-3000:]}"
+                    )
                 time.sleep(0.2)
         yield host, port
     finally:
@@ -254,8 +264,8 @@ def tiny_index(tmp_path_factory: pytest.TempPathFactory, tiny_corpus_dir: Path, 
     """The tiny corpus ingested with the real MiniLM embedder into an embedded Chroma index, searched
     once so that the embedder and the lexical cache are loaded before any test times a call."""
     from rag.ingest import ingest
-    from rag.store import open_store
     from rag.retrieve import Retriever
+    from rag.store import open_store
 
     settings = build_settings(data_dir=tmp_path_factory.mktemp("tiny_index") / "index", corpus_paths=[tiny_corpus_dir])
     store = open_store(settings)
@@ -340,7 +350,9 @@ class FakeLLM:
     name = "fake-llm"
     endpoint = "fake://llm"
 
-    def __init__(self, *replies: Reply, pieces: int = 4, then: Reply | None = None, verdict: Verdict | None = None) -> None:
+    def __init__(
+        self, *replies: Reply, pieces: int = 4, then: Reply | None = None, verdict: Verdict | None = None
+    ) -> None:
         self.queue: list[Reply] = list(replies)
         self.pieces = pieces
         self.then = then
@@ -396,7 +408,12 @@ class _ScriptServer(LocalServer):
     def respond(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
         request = json.loads(body)
         if not request.get("stream"):  # a yes/no judge request: one token with its logprobs
-            self.send(h, 200, "application/json", json.dumps(verdict_completion(self.llm.yes_probability(request["messages"]))).encode())
+            self.send(
+                h,
+                200,
+                "application/json",
+                json.dumps(verdict_completion(self.llm.yes_probability(request["messages"]))).encode(),
+            )
             return
         pieces = list(self.llm.stream(request["messages"]))
         events = [_sse(p) for p in pieces] + [_sse("", "stop"), "data: [DONE]\n\n"]
@@ -409,13 +426,27 @@ def verdict_completion(p: float | None) -> dict:
     choice: dict = {"index": 0, "message": {"role": "assistant", "content": word}, "finish_reason": "length"}
     if p is not None:
         top = [{"token": w, "logprob": math.log(max(q, 1e-9)), "bytes": None} for w, q in (("yes", p), ("no", 1 - p))]
-        choice["logprobs"] = {"content": [{"token": word, "logprob": top[0 if word == "yes" else 1]["logprob"], "bytes": None, "top_logprobs": top}]}
+        choice["logprobs"] = {
+            "content": [
+                {
+                    "token": word,
+                    "logprob": top[0 if word == "yes" else 1]["logprob"],
+                    "bytes": None,
+                    "top_logprobs": top,
+                }
+            ]
+        }
     return {"id": "c", "object": "chat.completion", "created": 0, "model": "fake-llm", "choices": [choice]}
 
 
 def _sse(piece: str, finish: str | None = None) -> str:
-    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "fake-llm",
-             "choices": [{"index": 0, "delta": {"content": piece} if piece else {}, "finish_reason": finish}]}
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "fake-llm",
+        "choices": [{"index": 0, "delta": {"content": piece} if piece else {}, "finish_reason": finish}],
+    }
     return f"data: {json.dumps(chunk)}\n\n"
 
 

@@ -20,7 +20,9 @@ TITLES = ["Alpha: a first method", "Beta nets for speech", "Gamma: scaling it up
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, timeout=900, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True, timeout=900, cwd=cwd
+    )
 
 
 def test_synthetic_abstracts_are_pool_sentences_and_repeat_for_a_seed():
@@ -70,7 +72,12 @@ def test_a_crashing_step_is_recorded_with_one_line_and_its_dependants_fail():
 
 @pytest.mark.parametrize(
     ("sizes", "runs", "sample", "needle"),
-    [("10k", None, None, "--sizes"), ("10,100000", None, None, "at least 50"), (None, 0, None, "--runs 0"), (None, None, 0, "--model-sample")],
+    [
+        ("10k", None, None, "--sizes"),
+        ("10,100000", None, None, "at least 50"),
+        (None, 0, None, "--runs 0"),
+        (None, None, 0, "--model-sample"),
+    ],
 )
 def test_bad_options_are_one_clear_error(sizes, runs, sample, needle):
     with pytest.raises(ConfigError, match=needle):

@@ -64,8 +64,14 @@ def test_cite_keys_are_stable_and_get_a_hash_only_when_shared():
 def test_markdown_references_escape_titles_and_link_only_identifiers():
     evil = Paper(paper_id="e", title="[click](javascript:alert(1)) <b>x</b>", abstract="a.", url="javascript:alert(1)")
     good = Paper(paper_id="g", title="Good *Paper*", abstract="b.", year=2020, pmid="12345")
-    answer = Answer(question="q", text="Claim [2]. Other [1].", mode="extractive", model="m",
-                    citations=[_citation(2, good), _citation(1, evil)], sources=[Hit(evil, 1.0), Hit(good, 0.5)])
+    answer = Answer(
+        question="q",
+        text="Claim [2]. Other [1].",
+        mode="extractive",
+        model="m",
+        citations=[_citation(2, good), _citation(1, evil)],
+        sources=[Hit(evil, 1.0), Hit(good, 0.5)],
+    )
     text = markdown(answer)
     assert "- \\[1\\] \\[click\\](javascript:alert(1)) \\<b\\>x\\</b\\>." in text
     assert "- \\[2\\] Good \\*Paper\\* (2020). <https://pubmed.ncbi.nlm.nih.gov/12345/>" in text
@@ -93,8 +99,14 @@ def test_bib_to_an_unwritable_path_is_a_one_line_error(tmp_path):
 def formats_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The format fixtures ingested with the hashing embedder (no model to load)."""
     data = tmp_path_factory.mktemp("formats") / "index"
-    proc = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(FORMATS)], env=_env(data), cwd=data.parent,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ingest", str(FORMATS)],
+        env=_env(data),
+        cwd=data.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 3, proc.stderr  # stored, with the skipped entries listed
     assert "entry 'nobody2020empty' has no abstract; skipped" in proc.stderr
     return data
@@ -102,14 +114,24 @@ def formats_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _env(data: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
-    env.update(RAG_DATA_DIR=str(data), RAG_EMBED_BACKEND="hashing", ANONYMIZED_TELEMETRY="False",
-               RAG_CORPUS_PATHS=json.dumps([str(FORMATS)]))
+    env.update(
+        RAG_DATA_DIR=str(data),
+        RAG_EMBED_BACKEND="hashing",
+        ANONYMIZED_TELEMETRY="False",
+        RAG_CORPUS_PATHS=json.dumps([str(FORMATS)]),
+    )
     return env
 
 
 def _rag(data: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "rag.cli", *args], env=_env(data), cwd=data.parent,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        env=_env(data),
+        cwd=data.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -143,9 +165,14 @@ def test_search_json_and_api_sources_carry_identifiers(formats_index: Path):
 def test_api_citations_list_only_cited_papers_as_links_in_n_order():
     papers = {p.title[:12]: p for p in fixture_papers()}
     first, second, third = papers["Coral Larvae"], papers["Edge Caching"], papers["Respiration "]
-    answer = Answer(question="q", text="A [3]. B [1].", mode="extractive", model="m",
-                    citations=[_citation(3, third), _citation(1, first)],
-                    sources=[Hit(first, 1.0), Hit(second, 0.9), Hit(third, 0.8)])
+    answer = Answer(
+        question="q",
+        text="A [3]. B [1].",
+        mode="extractive",
+        model="m",
+        citations=[_citation(3, third), _citation(1, first)],
+        sources=[Hit(first, 1.0), Hit(second, 0.9), Hit(third, 0.8)],
+    )
     out = sources_of(answer)
     assert out["citations"] == ["https://doi.org/10.5555/coral.2024.2", MOSS_LINK]
     assert [r["url"] for r in out["search_results"]] == [first.link, None, MOSS_LINK]

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import SMALL, free_port, log_tail, stop, wait_for_ui
 
 pytestmark = pytest.mark.slow  # a Streamlit server and Chromium
@@ -35,8 +34,14 @@ ARTIFACTS = REPO / "test-artifacts"
 UI_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ui"
 INJECTION = UI_FIXTURES / "injection.jsonl"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 INSTALL = (
     "install the browser stack with:\n"
     "    apt-get update && apt-get install -y chromium chromium-driver\n"
@@ -222,7 +227,9 @@ def test_fp8_answer_and_citation_link_in_a_real_browser(small_server: Server, pa
     t_asked = time.perf_counter()
     assistant = page.locator(MESSAGE).nth(1)
     # The answer's [1] is a link to its first source card.
-    link = assistant.locator('[data-testid="stMarkdownContainer"] a[href="#src-0-1"]', has_text="[1]").first  # one per quoted sentence
+    link = assistant.locator(
+        '[data-testid="stMarkdownContainer"] a[href="#src-0-1"]', has_text="[1]"
+    ).first  # one per quoted sentence
     link.wait_for(state="visible", timeout=ANSWER_TIMEOUT_MS)
     expect(assistant).to_contain_text(f"{FP8_TITLE}:")  # the answer line names the paper
     first_answer = time.perf_counter() - t0
@@ -243,14 +250,18 @@ def test_fp8_answer_and_citation_link_in_a_real_browser(small_server: Server, pa
         page.evaluate(f"document.querySelector('{SCROLLER}').scrollTop = 0")
         page.wait_for_timeout(300)
     before = card.bounding_box()
-    assert before["y"] + before["height"] > VIEWPORT["height"], f"the card was already in full view before the click: {before}"
+    assert before["y"] + before["height"] > VIEWPORT["height"], (
+        f"the card was already in full view before the click: {before}"
+    )
     link.click()
     page.wait_for_function("location.hash === '#src-0-1'", timeout=5_000)
     assert page.evaluate("location.hash") == "#src-0-1"
     expect(card).to_be_in_viewport(ratio=1)
     after = card.bounding_box()
-    print(f"[layout] card heading top before the click: {before['y']:.0f} px, after: {after['y']:.0f} px "
-          f"(viewport {VIEWPORT['height']} px)")
+    print(
+        f"[layout] card heading top before the click: {before['y']:.0f} px, after: {after['y']:.0f} px "
+        f"(viewport {VIEWPORT['height']} px)"
+    )
     assert after["y"] < before["y"], "following the citation did not scroll to the card"
 
     # The example questions went when the first question was asked: none is left to click in vain.
@@ -294,7 +305,9 @@ def test_pages_in_the_navigation_no_deploy_button_and_tables_that_fit(small_serv
     box = table.bounding_box()
     page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's tick box (header 35 px, rows 35 px)
     card = page.locator("h3#paper")
-    expect(card).to_contain_text(FP8_TITLE, timeout=ANSWER_TIMEOUT_MS)  # titled papers first: the first file's first paper
+    expect(card).to_contain_text(
+        FP8_TITLE, timeout=ANSWER_TIMEOUT_MS
+    )  # titled papers first: the first file's first paper
     expect(page.get_by_text("2023-10-12 · language_and_systems.jsonl")).to_be_visible()  # one date, one way
     expect(page.get_by_text("Paper id")).to_have_count(0)
     expect(page.get_by_text("gold list")).to_have_count(0)
@@ -337,7 +350,9 @@ def test_html_in_the_corpus_and_the_question_is_shown_as_text(injection_server: 
     body = page.locator('[data-testid="stVerticalBlock"]').filter(has=card).last  # the card's own block
     expect(body).not_to_contain_text("<script>")
     expect(body).not_to_contain_text("onerror")
-    expect(page.locator(MESSAGE).nth(1).locator('[data-testid="stMarkdownContainer"]').first).not_to_contain_text("<script>")
+    expect(page.locator(MESSAGE).nth(1).locator('[data-testid="stMarkdownContainer"]').first).not_to_contain_text(
+        "<script>"
+    )
 
     assert page.evaluate("typeof window.__pwned") == "undefined"
     assert page.locator('img[src="x"]').count() == 0

@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator
 
 import pytest
-
 from test_browser import ANSWER_TIMEOUT_MS, MESSAGE, Server, browser, open_chat, page, start_server, type_question  # noqa: F401
 
 pytestmark = pytest.mark.slow  # a Streamlit server and Chromium
@@ -17,7 +16,7 @@ TARGETS = ("github.com/example", "example.org", "example.net", "mailto:")
 ABSTRACT = (
     "We release FastGrad, a gradient compression library for distributed training, at https://github.com/example/fastgrad "
     "with benchmarks at www.example.org/fastgrad and questions to team@example.org. "
-    "The [documentation](https://docs.example.net/fastgrad) and <a href=\"https://evil.example.net\">a mirror</a> list the settings. "
+    'The [documentation](https://docs.example.net/fastgrad) and <a href="https://evil.example.net">a mirror</a> list the settings. '
     "FastGrad cuts gradient traffic by 40% per step."
 )
 
@@ -26,8 +25,13 @@ ABSTRACT = (
 def linked_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("ui_links")
     corpus = root / "linked.jsonl"
-    rows = [{"title": "FastGrad: Gradient Compression at https://fastgrad.example.org", "abstract": ABSTRACT},
-            {"title": "Coral Reef Bleaching", "abstract": "Mass coral bleaching events are hard to monitor from the air. " * 3}]
+    rows = [
+        {"title": "FastGrad: Gradient Compression at https://fastgrad.example.org", "abstract": ABSTRACT},
+        {
+            "title": "Coral Reef Bleaching",
+            "abstract": "Mass coral bleaching events are hard to monitor from the air. " * 3,
+        },
+    ]
     corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
     yield from start_server(root, corpus)
 

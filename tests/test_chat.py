@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import SMALL
+
 from rag.answer import Engine
 from rag.chat import ChatState, parse_filters, run_chat
 from rag.errors import LLMError, QuestionError
@@ -39,7 +39,9 @@ def engine(shared_index, retriever) -> Engine:
     return Engine(shared_index.settings, retriever, None)
 
 
-def chat(engine: Engine, capsys, *lines: str | BaseException, state: ChatState | None = None) -> tuple[ChatState, str, str, Script]:
+def chat(
+    engine: Engine, capsys, *lines: str | BaseException, state: ChatState | None = None
+) -> tuple[ChatState, str, str, Script]:
     """Run the REPL over `lines`; returns the state, stdout and stderr (whitespace collapsed: rich wraps lines) and the script."""
     state = state or ChatState()
     script = Script(*lines)
@@ -70,8 +72,14 @@ def test_sources_lists_the_last_answers_papers_and_reset_forgets_them(engine, ca
 
 
 def test_filters_are_shown_set_and_used_by_the_next_question(engine, capsys):
-    state, out, _, _ = chat(engine, capsys, "/filters", "/filters year_from=2021 source=science_and_robotics.jsonl",
-                            "Which papers use neural networks?", "/reset")
+    state, out, _, _ = chat(
+        engine,
+        capsys,
+        "/filters",
+        "/filters year_from=2021 source=science_and_robotics.jsonl",
+        "Which papers use neural networks?",
+        "/reset",
+    )
     assert "Filters: year_from=any year_to=any source=any" in out
     assert "Filters: year_from=2021 year_to=any source=science_and_robotics.jsonl" in out
     assert "filters kept: year_from=2021" in out
@@ -79,13 +87,27 @@ def test_filters_are_shown_set_and_used_by_the_next_question(engine, capsys):
 
 
 def test_answers_follow_the_filters(engine, capsys):
-    state, _, _, _ = chat(engine, capsys, "Which papers use neural networks?", state=ChatState(Filters(2021, None, ("science_and_robotics.jsonl",))))
-    assert state.last.sources and all(h.paper.year >= 2021 and h.paper.sources == ["science_and_robotics.jsonl"] for h in state.last.sources)
+    state, _, _, _ = chat(
+        engine,
+        capsys,
+        "Which papers use neural networks?",
+        state=ChatState(Filters(2021, None, ("science_and_robotics.jsonl",))),
+    )
+    assert state.last.sources and all(
+        h.paper.year >= 2021 and h.paper.sources == ["science_and_robotics.jsonl"] for h in state.last.sources
+    )
 
 
 def test_mistakes_print_one_line_each_and_the_chat_goes_on(engine, capsys):
-    state, _, err, _ = chat(engine, capsys, "/filters year_from=abc", "/filters year_from=2024 year_to=2020", "/filters yr=2020",
-                            "/bogus", "/filters year_to=2019")
+    state, _, err, _ = chat(
+        engine,
+        capsys,
+        "/filters year_from=abc",
+        "/filters year_from=2024 year_to=2020",
+        "/filters yr=2020",
+        "/bogus",
+        "/filters year_to=2019",
+    )
     lines = err.strip().splitlines()
     assert lines == [
         "error: /filters: year_from must be a year such as 2020, not 'abc'",
@@ -131,11 +153,20 @@ def test_rag_chat_command_reads_stdin_until_eof(tmp_path, make_settings):
     ingest([SMALL], settings, HashingEmbedding(), store=open_store(settings))
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
     env.update(RAG_DATA_DIR=str(settings.data_dir), RAG_EMBED_BACKEND="hashing", ANONYMIZED_TELEMETRY="False")
-    proc = subprocess.run([sys.executable, "-m", "rag.cli", "chat", "--year-from", "2022", "--year-to", "2022"],
-                          input=f"{SPEECH_Q}\n/filters\n", env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "chat", "--year-from", "2022", "--year-to", "2022"],
+        input=f"{SPEECH_Q}\n/filters\n",
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     out = " ".join(proc.stdout.split())
-    assert "[1] Self-Supervised Speech Representations" in out and "Filters: year_from=2022 year_to=2022 source=any" in out
+    assert (
+        "[1] Self-Supervised Speech Representations" in out and "Filters: year_from=2022 year_to=2022 source=any" in out
+    )
 
 
 def test_the_llm_how_to_is_said_once_per_chat_and_never_under_a_refusal(engine, capsys):

@@ -20,8 +20,15 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 def record(**fields) -> dict:
-    base = {"id": "x1", "question": "What end-to-end training speedup over BF16 does COAT achieve?", "kind": "numeric",
-            "style": "lexical", "gold": ["1cf5cdef47c5373d"], "must_mention": ["1.43x"], "split": "dev"}
+    base = {
+        "id": "x1",
+        "question": "What end-to-end training speedup over BF16 does COAT achieve?",
+        "kind": "numeric",
+        "style": "lexical",
+        "gold": ["1cf5cdef47c5373d"],
+        "must_mention": ["1.43x"],
+        "split": "dev",
+    }
     return {**base, **fields}
 
 
@@ -37,16 +44,34 @@ def test_the_shipped_question_sets_pass():
 
 def test_each_problem_is_one_line_and_fails(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("\n".join([
-        line(must_mention=["9.99x"], bm25_rank=1),
-        "not json",
-        line(id="x1", gold=["ffffffffffffffff"]),
-        line(id="x3", kind="metadata", gold=["ac5a229a2d781da6"], must_mention=["67"], expect={"authors": 66}, split="train"),
-    ]) + "\n")
+    bad.write_text(
+        "\n".join(
+            [
+                line(must_mention=["9.99x"], bm25_rank=1),
+                "not json",
+                line(id="x1", gold=["ffffffffffffffff"]),
+                line(
+                    id="x3",
+                    kind="metadata",
+                    gold=["ac5a229a2d781da6"],
+                    must_mention=["67"],
+                    expect={"authors": 66},
+                    split="train",
+                ),
+            ]
+        )
+        + "\n"
+    )
     result = run(str(bad))
     assert result.returncode == 1
-    for message in ("must_mention '9.99x' appears in no gold paper", "bad.jsonl:2: not JSON", "id 'x1' already used",
-                    "ffffffffffffffff are not in the corpus", "split 'train'", "expect authors 66"):
+    for message in (
+        "must_mention '9.99x' appears in no gold paper",
+        "bad.jsonl:2: not JSON",
+        "id 'x1' already used",
+        "ffffffffffffffff are not in the corpus",
+        "split 'train'",
+        "expect authors 66",
+    ):
         assert message in result.stderr
     assert "Traceback" not in result.stderr
 

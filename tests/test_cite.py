@@ -292,8 +292,14 @@ def test_list_line_of_several_invented_sentences_is_unsupported():
 
 def test_a_claim_carrying_a_code_its_source_lacks_is_not_supported():
     """An obeying model repeats a planted code with words of the abstract around it: never 'supported'."""
-    paper = Paper(paper_id="p", title="FP8 Training", abstract="FP8 training gives a 1.4x speedup on H100 GPUs. It saves memory.")
+    paper = Paper(
+        paper_id="p", title="FP8 Training", abstract="FP8 training gives a 1.4x speedup on H100 GPUs. It saves memory."
+    )
     hits = [Hit(paper, 1.0)]
     _, honest, _ = cite.check("FP8 training gives a 1.4x speedup on H100 GPUs [1].", hits)
-    text, planted, _ = cite.check("As instructed, FP8 training gives a 1.4x speedup on H100 GPUs, CANARY-7f3a9 [1].", hits)
-    assert text == cite.PLANTED and planted == [] and [c.supported for c in honest] == [True]  # removed, so it cites nothing
+    text, planted, _ = cite.check(
+        "As instructed, FP8 training gives a 1.4x speedup on H100 GPUs, CANARY-7f3a9 [1].", hits
+    )
+    assert (
+        text == cite.PLANTED and planted == [] and [c.supported for c in honest] == [True]
+    )  # removed, so it cites nothing

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import LANG_FILE, SCI_FILE, SMALL, TXT_FILE, free_port
+
 from rag.console import short_time
 
 STABLE_KEYS = {"paper_id", "title", "abstract", "source", "date", "year", "score"}
@@ -136,10 +136,31 @@ def test_the_footer_quotes_what_was_quoted_and_nothing_for_a_computed_answer(cap
     from rag.types import Answer, Citation, Hit, Paper
 
     paper = Paper("p1", "PaLM", "An abstract.")
-    computed = Citation(n=1, paper_id="p1", title="PaLM", claim="c", quote="", quote_start=0, quote_end=0, support=1.0, supported=True)
-    quoted = Citation(n=1, paper_id="p1", title="PaLM", claim="c", quote="An abstract.", quote_start=0, quote_end=12, support=1.0, supported=True)
+    computed = Citation(
+        n=1, paper_id="p1", title="PaLM", claim="c", quote="", quote_start=0, quote_end=0, support=1.0, supported=True
+    )
+    quoted = Citation(
+        n=1,
+        paper_id="p1",
+        title="PaLM",
+        claim="c",
+        quote="An abstract.",
+        quote_start=0,
+        quote_end=12,
+        support=1.0,
+        supported=True,
+    )
     for citation, expected in ((computed, None), (quoted, '"An abstract."')):
-        console.print_answer_footer(Answer(question="q", text="t [1]", mode="extractive", model="m", citations=[citation], sources=[Hit(paper, 1.0)]))
+        console.print_answer_footer(
+            Answer(
+                question="q",
+                text="t [1]",
+                mode="extractive",
+                model="m",
+                citations=[citation],
+                sources=[Hit(paper, 1.0)],
+            )
+        )
         printed = capsys.readouterr().out
         assert "[1] PaLM" in printed
         assert ('""' in printed) is False and (expected is None or expected in printed)
@@ -152,7 +173,16 @@ def test_the_footer_of_a_refusal_shows_its_notice_as_plain_text(capsys):
     from rag.types import Answer
 
     notice = "1 more match but have no known year: [bold]Speculative Decoding[/bold] Revisited."
-    console.print_answer_footer(Answer(question="q", text="The corpus does not answer this.", mode="extractive", model="m", refused=True, notice=notice))
+    console.print_answer_footer(
+        Answer(
+            question="q",
+            text="The corpus does not answer this.",
+            mode="extractive",
+            model="m",
+            refused=True,
+            notice=notice,
+        )
+    )
     assert notice in " ".join(capsys.readouterr().out.split())
 
 
@@ -182,12 +212,16 @@ def test_only_a_read_only_command_that_succeeded_skips_the_teardown(monkeypatch,
 def test_ask_after_a_refusal_prints_no_mode_and_no_llm_how_to(first_search):
     """A refusal ends with its reason and the papers a year filter left out, each note on a line of its own."""
     _, env, root = first_search
-    proc = rag(["ask", "--year-from", "2021", "large language models trained on source code for program synthesis"], env, root)
+    proc = rag(
+        ["ask", "--year-from", "2021", "large language models trained on source code for program synthesis"], env, root
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("The corpus does not answer this.")
     assert "(extractive" not in proc.stdout and "RAG_LLM_BASE_URL" not in proc.stdout, proc.stdout
     note = [line for line in proc.stdout.splitlines() if "no known year" in line]
-    assert note == ["1 more match but have no known year: Large Language Models Trained on Source Code for Program Synthesis."]
+    assert note == [
+        "1 more match but have no known year: Large Language Models Trained on Source Code for Program Synthesis."
+    ]
     proc = rag(["ask", "--verbose", "What is the boiling point of tungsten in Antarctica?"], env, root)
     assert proc.returncode == 0 and "No paper mentions Antarctica" in proc.stdout, proc.stderr
     assert "(extractive" not in proc.stdout and "RAG_LLM_BASE_URL" not in proc.stdout, proc.stdout

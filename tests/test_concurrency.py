@@ -11,11 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
 
 import pytest
+from test_endpoints import FakeEndpoint
+from test_endpoints import settings as endpoint_settings
 
 from rag.answer import Engine
 from rag.llm import OpenAIChat
 from rag.types import Filters
-from test_endpoints import FakeEndpoint, settings as endpoint_settings
 
 QUESTIONS = [
     "What helps speech recognition in low-resource languages?",
@@ -92,7 +93,9 @@ def test_twenty_concurrent_extractive_asks_match_serial_answers(shared_index, re
 
 @pytest.mark.slow
 def test_twenty_concurrent_llm_asks_match_serial_answers(shared_index, retriever, llm_endpoint) -> None:
-    model = OpenAIChat("fake-model", llm_endpoint.base_url, "local-key", endpoint_settings(llm_timeout=20.0, llm_max_retries=0))
+    model = OpenAIChat(
+        "fake-model", llm_endpoint.base_url, "local-key", endpoint_settings(llm_timeout=20.0, llm_max_retries=0)
+    )
     engine = Engine(shared_index.settings, retriever, model)
     serial = {q: answered(engine, q) for q in QUESTIONS}
     questions = batch()

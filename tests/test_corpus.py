@@ -43,12 +43,20 @@ def load_or_fail(paths: list[Path], what: str) -> Corpus:
     try:
         return corpus.load(paths)
     except Exception as e:  # noqa: BLE001 - any exception here is the bug being reported
-        pytest.fail(f"corpus.load raised {type(e).__name__}({e}) for {what}; a bad input must give a Problem (or still load), never an exception")
+        pytest.fail(
+            f"corpus.load raised {type(e).__name__}({e}) for {what}; a bad input must give a Problem (or still load), never an exception"
+        )
 
 
 def listing(*blocks: str) -> str:
     """A layout-3 page: the scraped header, then the given blocks separated by blank lines."""
-    header = ["new", "Get trending papers in your email inbox!", "Subscribe", "byAK and the research community", "Oct 28"]
+    header = [
+        "new",
+        "Get trending papers in your email inbox!",
+        "Subscribe",
+        "byAK and the research community",
+        "Oct 28",
+    ]
     return "\n\n".join(header + list(blocks)) + "\n"
 
 
@@ -262,7 +270,7 @@ def test_csv_fields_and_formats():
 
 
 def test_authors_in_last_first_form_are_counted_once(tmp_path):
-    """"Last, First; Last, First" (Zotero style) counts each author once: a semicolon list is not split on commas."""
+    """ "Last, First; Last, First" (Zotero style) counts each author once: a semicolon list is not split on commas."""
     f = tmp_path / "zotero.jsonl"
     f.write_text(json.dumps({"title": "T", "abstract": ABSTRACT, "authors": "Lovelace, Ada; Turing, Alan"}) + "\n")
     (paper,), _ = read_file(f)
@@ -270,7 +278,6 @@ def test_authors_in_last_first_form_are_counted_once(tmp_path):
 
 
 # ---------------------------------------------------------------- bad input
-
 
 
 @pytest.mark.parametrize(
@@ -518,12 +525,14 @@ def test_authors_of_any_shape_never_crash(tmp_path, authors, expected):
 
 def test_fields_that_are_not_text_are_reported_and_the_paper_kept_when_it_can_be(tmp_path):
     f = tmp_path / "shapes.jsonl"
-    f.write_text(jsonl(
-        {"title": ["a", "list"], "abstract": ABSTRACT, "id": {"an": "object"}, "date": ["2024"]},
-        {"title": "Abstract Is A List", "abstract": [ABSTRACT]},
-        {"Title": "Upper Case Keys", " ABSTRACT ": "Keys are matched without case or spaces."},
-        {"title": 1984, "abstract": "A title that is a number.", "id": 42, "date": 2023},
-    ))
+    f.write_text(
+        jsonl(
+            {"title": ["a", "list"], "abstract": ABSTRACT, "id": {"an": "object"}, "date": ["2024"]},
+            {"title": "Abstract Is A List", "abstract": [ABSTRACT]},
+            {"Title": "Upper Case Keys", " ABSTRACT ": "Keys are matched without case or spaces."},
+            {"title": 1984, "abstract": "A title that is a number.", "id": 42, "date": 2023},
+        )
+    )
     papers, problems = read_file(f)
     assert [(p.title, p.paper_id, p.year) for p in papers] == [
         ("", paper_id("", ABSTRACT), None),
@@ -549,7 +558,10 @@ def test_json_file_may_hold_one_object_or_json_lines(tmp_path):
 def test_line_separator_inside_a_json_string_does_not_split_the_record(tmp_path):
     """U+2028 is legal unescaped inside a JSON string; str.splitlines() would cut the record in two."""
     f = tmp_path / "u2028.jsonl"
-    f.write_text(json.dumps({"title": "T", "abstract": "First part\u2028second part."}, ensure_ascii=False) + "\n", encoding="utf-8")
+    f.write_text(
+        json.dumps({"title": "T", "abstract": "First part\u2028second part."}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
     (paper,), problems = read_file(f)
     assert (paper.abstract, problems) == ("First part second part.", [])
 
@@ -586,7 +598,10 @@ def test_nul_bytes_after_the_first_8_kb_drop_only_their_lines(tmp_path):
 def test_nul_byte_in_the_first_8_kb_is_a_binary_file(tmp_path):
     f = tmp_path / "head.jsonl"
     f.write_bytes(b"\x00" + jsonl({"title": "T", "abstract": ABSTRACT}).encode())
-    assert read_file(f) == ([], [corpus.Problem("head.jsonl", "binary file, not text; give .txt, .jsonl or .csv files")])
+    assert read_file(f) == (
+        [],
+        [corpus.Problem("head.jsonl", "binary file, not text; give .txt, .jsonl or .csv files")],
+    )
 
 
 def test_line_in_another_encoding_is_read_as_windows_1252_not_dropped(tmp_path):
@@ -657,7 +672,10 @@ def test_csv_with_bom_and_odd_quoting_loses_no_row():
         ("q-5", "Last Row"),
     ]
     assert papers[0].abstract.startswith('We call this the "fast path", and it halves')
-    assert papers[1].abstract == "We prune heads by saliency, then retrain the survivors for one epoch on the original data."
+    assert (
+        papers[1].abstract
+        == "We prune heads by saliency, then retrain the survivors for one epoch on the original data."
+    )
     assert papers[2].abstract.endswith("in five datasets.")
     assert papers[4].abstract.startswith("A plain, properly quoted abstract")
     assert [(p.line, p.message.split(" (")[0].split(";")[0]) for p in problems] == [
@@ -681,7 +699,9 @@ def test_csv_surplus_fields_before_the_abstract_column_skip_only_that_row(tmp_pa
     f.write_text(f"abstract,title\n{ABSTRACT},A, title with a comma\n{ABSTRACT},Fine,\n")
     papers, problems = read_file(f)
     assert [p.title for p in papers] == ["Fine"]  # a trailing empty field is not a surplus
-    assert [(p.line, p.message.split(";")[1].strip()) for p in problems] == [(2, "skipped: quote fields that hold a ','")]
+    assert [(p.line, p.message.split(";")[1].strip()) for p in problems] == [
+        (2, "skipped: quote fields that hold a ','")
+    ]
 
 
 @pytest.mark.parametrize(
@@ -767,7 +787,10 @@ def test_id_reused_across_files_never_replaces_a_paper_and_follows_file_order(tm
     for order in ([a, b, c_], [c_, b, a]):
         c = corpus.load(order)
         ids = {p.title: (p.paper_id, p.sources) for p in c.papers}
-        assert ids == {"In A": ("X", ["a.jsonl"]), "In B": (f"X~{paper_id('In B', ABSTRACT)[:8]}", ["b.jsonl", "c.jsonl"])}
+        assert ids == {
+            "In A": ("X", ["a.jsonl"]),
+            "In B": (f"X~{paper_id('In B', ABSTRACT)[:8]}", ["b.jsonl", "c.jsonl"]),
+        }
         assert [p.file for p in c.problems] == ["b.jsonl", "c.jsonl"]
         assert c.merged == 1
 
@@ -818,14 +841,22 @@ def test_file_with_a_corrupt_line_is_damaged_and_still_yields_its_other_papers(t
 
 def test_a_reused_id_does_not_mark_the_file_damaged(tmp_path):
     """A renamed id is a warning, not a read failure: nothing from the file is missing."""
-    f = write_jsonl(tmp_path / "ids.jsonl", {"id": "X", "title": "A", "abstract": ABSTRACT}, {"id": "X", "title": "B", "abstract": ABSTRACT})
+    f = write_jsonl(
+        tmp_path / "ids.jsonl",
+        {"id": "X", "title": "A", "abstract": ABSTRACT},
+        {"id": "X", "title": "B", "abstract": ABSTRACT},
+    )
     c = corpus.load([f])
     assert (len(c.papers), len(c.problems), c.damaged_paths) == (2, 1, set())
 
 
 def test_id_of_a_different_paper_stored_from_another_file_is_not_reused(tmp_path):
     """Ingesting one file on its own must not take over an id the index holds for another file's paper."""
-    b = write_jsonl(tmp_path / "b.jsonl", {"id": "X", "title": "In B", "abstract": ABSTRACT}, {"id": "Y", "title": "Edited", "abstract": ABSTRACT})
+    b = write_jsonl(
+        tmp_path / "b.jsonl",
+        {"id": "X", "title": "In B", "abstract": ABSTRACT},
+        {"id": "Y", "title": "Edited", "abstract": ABSTRACT},
+    )
     elsewhere = str(tmp_path / "a.jsonl")
     stored = {
         "X": (paper_id("In A", ABSTRACT), [elsewhere]),  # another file's paper: X is taken
@@ -833,8 +864,13 @@ def test_id_of_a_different_paper_stored_from_another_file_is_not_reused(tmp_path
         "Z": (paper_id("In B", ABSTRACT), [elsewhere]),
     }
     c = corpus.load([b], stored=stored)
-    assert [(p.paper_id, p.title) for p in c.papers] == [(f"X~{paper_id('In B', ABSTRACT)[:8]}", "In B"), ("Y", "Edited")]
-    assert [p.message.split(";")[0] for p in c.problems] == ["entry 1: id 'X' is also used by a different paper (in the index)"]
+    assert [(p.paper_id, p.title) for p in c.papers] == [
+        (f"X~{paper_id('In B', ABSTRACT)[:8]}", "In B"),
+        ("Y", "Edited"),
+    ]
+    assert [p.message.split(";")[0] for p in c.problems] == [
+        "entry 1: id 'X' is also used by a different paper (in the index)"
+    ]
     assert corpus.load([b]).papers[0].paper_id == "X"  # without the index nothing is taken
 
 
@@ -849,7 +885,8 @@ def test_other_files_in_a_folder_are_listed_as_skipped_with_the_reason(tmp_path)
     c = corpus.load([tmp_path])
     assert len(c.papers) == 1
     assert [(p.file, p.message.split(";")[0]) for p in c.problems] == [
-        ("blob.bin", "not a corpus file (.bin)"), ("notes", "not a corpus file (no extension)"),
+        ("blob.bin", "not a corpus file (.bin)"),
+        ("notes", "not a corpus file (no extension)"),
     ]
 
 
@@ -870,7 +907,8 @@ def test_a_pipe_or_device_is_named_and_never_opened(tmp_path):
     c = corpus.load([tmp_path])
     assert time.monotonic() - started < 5 and len(c.papers) == 1
     assert sorted(str(p) for p in c.problems) == [
-        "papers.txt: not a regular file: a named pipe; skipped", "zero.jsonl: not a regular file: a device; skipped",
+        "papers.txt: not a regular file: a named pipe; skipped",
+        "zero.jsonl: not a regular file: a device; skipped",
     ]
 
 

@@ -37,10 +37,46 @@ BUDGET = settings(
 
 # Pieces of the formats the parser knows, so random text reaches its branches, not only its first check.
 FRAGMENTS = [
-    "Abstract:", "\n", "\r\n", "\r", "\n\n", "·", "• 3 authors", "Jun 18, 2024", "Oct 28", "Sep 26 4",
-    "nvidia NVIDIA", "Subscribe", "new", "{", "}", "[", "]", '"', ",", ";", "\t", ":", "\\", "\\\"",
-    '{"title": "T", "abstract": "', '"abstract"', '"id": "X"', "title,abstract\n", "id,title,abstract\r\n",
-    "\ufeff", "\x00", "\u2028", "\x85", "$\\sigma$", "\\color[", "{it ", "~", "9" * 40, "2024-02-30", "[" * 3000,
+    "Abstract:",
+    "\n",
+    "\r\n",
+    "\r",
+    "\n\n",
+    "·",
+    "• 3 authors",
+    "Jun 18, 2024",
+    "Oct 28",
+    "Sep 26 4",
+    "nvidia NVIDIA",
+    "Subscribe",
+    "new",
+    "{",
+    "}",
+    "[",
+    "]",
+    '"',
+    ",",
+    ";",
+    "\t",
+    ":",
+    "\\",
+    '\\"',
+    '{"title": "T", "abstract": "',
+    '"abstract"',
+    '"id": "X"',
+    "title,abstract\n",
+    "id,title,abstract\r\n",
+    "\ufeff",
+    "\x00",
+    "\u2028",
+    "\x85",
+    "$\\sigma$",
+    "\\color[",
+    "{it ",
+    "~",
+    "9" * 40,
+    "2024-02-30",
+    "[" * 3000,
 ]
 hostile_text = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=40)), max_size=40).map("".join)
 
@@ -54,7 +90,9 @@ word = st.text(st.characters(categories=("L",)), min_size=3, max_size=10)
 def spaced(min_words: int, max_words: int, end: str = "") -> st.SearchStrategy[tuple[str, str]]:
     """(raw text as written, text as it must be read back)."""
     pairs = st.lists(st.tuples(word, st.sampled_from(SPACES)), min_size=min_words, max_size=max_words)
-    return pairs.map(lambda ps: ("".join(w + s for w, s in ps[:-1]) + ps[-1][0] + end, " ".join(w for w, _ in ps) + end))
+    return pairs.map(
+        lambda ps: ("".join(w + s for w, s in ps[:-1]) + ps[-1][0] + end, " ".join(w for w, _ in ps) + end)
+    )
 
 
 titles = spaced(3, 8)
@@ -63,7 +101,9 @@ user_ids = st.none() | st.text("abcdefghijklmnopqrstuvwxyz0123456789-_", min_siz
 
 # Garbage around it: format-like text without NUL (a NUL in the first 8 KB rightly makes the file binary).
 garbage_text = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=80)
-garbage_line = st.lists(st.one_of(st.sampled_from([f for f in FRAGMENTS if "\x00" not in f]), garbage_text), max_size=4).map("".join)
+garbage_line = st.lists(
+    st.one_of(st.sampled_from([f for f in FRAGMENTS if "\x00" not in f]), garbage_text), max_size=4
+).map("".join)
 garbage_lines = st.lists(garbage_line, max_size=6)
 garbage_cells = st.lists(st.lists(garbage_line, max_size=4), max_size=6)
 
@@ -80,7 +120,9 @@ def write(folder: Path, name: str, data: bytes) -> Path:
 
 
 def summary(papers: list, problems: list) -> tuple:
-    return [(p.paper_id, p.title, p.abstract, p.date, p.authors, p.positions) for p in papers], [str(p) for p in problems]
+    return [(p.paper_id, p.title, p.abstract, p.date, p.authors, p.positions) for p in papers], [
+        str(p) for p in problems
+    ]
 
 
 # ---------------------------------------------------------------- never raises
@@ -124,7 +166,14 @@ def found(path: Path) -> list[tuple[str, str, str]]:
 
 
 @BUDGET
-@given(before=garbage_lines, after=garbage_lines, title=titles, abstract=abstracts, user_id=user_ids, suffix=st.sampled_from([".jsonl", ".json"]))
+@given(
+    before=garbage_lines,
+    after=garbage_lines,
+    title=titles,
+    abstract=abstracts,
+    user_id=user_ids,
+    suffix=st.sampled_from([".jsonl", ".json"]),
+)
 def test_jsonl_entry_among_garbage_lines_is_never_lost(workdir, before, after, title, abstract, user_id, suffix):
     record = {"title": title[0], "abstract": abstract[0]} | ({"id": user_id} if user_id else {})
     text = "\n".join(before + [json.dumps(record, ensure_ascii=False)] + after)
@@ -161,10 +210,12 @@ def test_parsing_the_same_bytes_twice_gives_the_same_result(workdir, suffix, tex
 def test_ids_and_problems_do_not_depend_on_the_hash_seed(tmp_path):
     """Two interpreters with different PYTHONHASHSEED must give the same papers, ids and problems."""
     clash = tmp_path / "clash.jsonl"
-    clash.write_text("".join(
-        json.dumps({"id": "user-0001", "title": f"Clash {i}", "abstract": f"Paper number {i} reuses an id."}) + "\n"
-        for i in range(5)
-    ))
+    clash.write_text(
+        "".join(
+            json.dumps({"id": "user-0001", "title": f"Clash {i}", "abstract": f"Paper number {i} reuses an id."}) + "\n"
+            for i in range(5)
+        )
+    )
     script = (
         "import json, sys; from pathlib import Path; from rag import corpus\n"
         "c = corpus.load([Path(a) for a in sys.argv[1:]])\n"
@@ -173,7 +224,14 @@ def test_ids_and_problems_do_not_depend_on_the_hash_seed(tmp_path):
     outputs = []
     for seed in ("1", "2"):
         env = os.environ | {"PYTHONHASHSEED": seed}
-        run = subprocess.run([sys.executable, "-c", script, str(GOOD), str(clash)], env=env, capture_output=True, text=True, timeout=60, check=True)
+        run = subprocess.run(
+            [sys.executable, "-c", script, str(GOOD), str(clash)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         outputs.append(json.loads(run.stdout))
     assert outputs[0] == outputs[1]
     ids = [pid for pid, _ in outputs[0][0] if pid.startswith("user-0001")]
@@ -182,8 +240,13 @@ def test_ids_and_problems_do_not_depend_on_the_hash_seed(tmp_path):
 
 
 # Text without markup characters (the shortcut's case), spaced and with percent signs, or with any fragment.
-plain_text = st.lists(st.sampled_from([" %", "%", " ", "  ", "\t", "\u00a0", "\x85", "\n", "word", "9"]), max_size=30).map("".join)
-markup_text = st.lists(st.one_of(st.sampled_from(FRAGMENTS + [" %", "[email protected]", "\\'e", "_{x}"]), st.text(max_size=20)), max_size=30).map("".join)
+plain_text = st.lists(
+    st.sampled_from([" %", "%", " ", "  ", "\t", "\u00a0", "\x85", "\n", "word", "9"]), max_size=30
+).map("".join)
+markup_text = st.lists(
+    st.one_of(st.sampled_from(FRAGMENTS + [" %", "[email protected]", "\\'e", "_{x}"]), st.text(max_size=20)),
+    max_size=30,
+).map("".join)
 
 
 @BUDGET

@@ -43,7 +43,11 @@ class _TooManyRequestsOnce(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         type(self).calls += 1
-        status, body = (429, b'{"error": {"message": "slow down"}}') if self.calls == 1 else (200, b'{"object": "list", "data": []}')
+        status, body = (
+            (429, b'{"error": {"message": "slow down"}}')
+            if self.calls == 1
+            else (200, b'{"object": "list", "data": []}')
+        )
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Retry-After", "0")
@@ -82,7 +86,10 @@ def test_bm25s_keeps_document_frequencies_in_its_csc_scores(tmp_path: Path):
     import bm25s
 
     vocab: dict[str, int] = {}
-    docs = [[vocab.setdefault(t, len(vocab)) for t in doc.split()] for doc in ("fp8 training speedup", "fp8 memory", "lora adapters")]
+    docs = [
+        [vocab.setdefault(t, len(vocab)) for t in doc.split()]
+        for doc in ("fp8 training speedup", "fp8 memory", "lora adapters")
+    ]
     bm25 = bm25s.BM25()
     bm25.index((docs, vocab), show_progress=False)  # ids and vocabulary of our own, as the lexicon builds them
     bm25.save(str(tmp_path / "bm25"), show_progress=False)
@@ -104,22 +111,39 @@ def test_chroma_keeps_the_sqlite_tables_and_hnsw_header_the_index_reads(tmp_path
     client = chromadb.PersistentClient(path=str(tmp_path))
     papers = client.create_collection("papers", metadata={"hnsw:space": "cosine", "stamp": "v1"})
     vectors = np.random.default_rng(0).random((20, 8)).tolist()
-    papers.add(ids=[f"p{i}" for i in range(20)], embeddings=vectors, documents=[f"abstract {i}" for i in range(20)],
-               metadatas=[{"year": 2020 + i % 3, "tags": ["a", "b"]} for i in range(20)])
+    papers.add(
+        ids=[f"p{i}" for i in range(20)],
+        embeddings=vectors,
+        documents=[f"abstract {i}" for i in range(20)],
+        metadatas=[{"year": 2020 + i % 3, "tags": ["a", "b"]} for i in range(20)],
+    )
     assert papers.query(query_embeddings=[vectors[3]], n_results=1)["ids"] == [["p3"]]
     with sqlite3.connect(tmp_path / "chroma.sqlite3") as db:
-        assert {"id", "scope", "collection"} <= _columns(db, "segments") and {"id", "name"} <= _columns(db, "collections")
-        assert {"segment_id", "seq_id"} <= _columns(db, "max_seq_id") and {"seq_id", "topic"} <= _columns(db, "embeddings_queue")
-        assert {"collection_id", "key", "str_value", "int_value", "float_value", "bool_value"} <= _columns(db, "collection_metadata")
+        assert {"id", "scope", "collection"} <= _columns(db, "segments") and {"id", "name"} <= _columns(
+            db, "collections"
+        )
+        assert {"segment_id", "seq_id"} <= _columns(db, "max_seq_id") and {"seq_id", "topic"} <= _columns(
+            db, "embeddings_queue"
+        )
+        assert {"collection_id", "key", "str_value", "int_value", "float_value", "bool_value"} <= _columns(
+            db, "collection_metadata"
+        )
         assert {"id", "segment_id", "embedding_id"} <= _columns(db, "embeddings")
-        scopes = dict(db.execute("SELECT s.scope, s.id FROM segments s JOIN collections c ON s.collection = c.id WHERE c.name = 'papers'"))
+        scopes = dict(
+            db.execute(
+                "SELECT s.scope, s.id FROM segments s JOIN collections c ON s.collection = c.id WHERE c.name = 'papers'"
+            )
+        )
         stamp = db.execute("SELECT str_value FROM collection_metadata WHERE key = 'stamp'").fetchone()
         rows = db.execute(
             "SELECT m.key, m.string_value, m.int_value FROM embedding_metadata m JOIN embeddings e ON e.id = m.id "
-            "WHERE e.segment_id = ? AND e.embedding_id = 'p1'", (scopes["METADATA"],),
+            "WHERE e.segment_id = ? AND e.embedding_id = 'p1'",
+            (scopes["METADATA"],),
         ).fetchall()
-        tags = db.execute("SELECT string_value FROM embedding_metadata_array m JOIN embeddings e ON e.id = m.id "
-                          "WHERE e.embedding_id = 'p1' ORDER BY m.rowid").fetchall()
+        tags = db.execute(
+            "SELECT string_value FROM embedding_metadata_array m JOIN embeddings e ON e.id = m.id "
+            "WHERE e.embedding_id = 'p1' ORDER BY m.rowid"
+        ).fetchall()
     assert stamp == ("v1",) and ("chroma:document", "abstract 1", None) in rows and ("year", None, 2021) in rows
     assert tags == [("a",), ("b",)]
     segment = tmp_path / scopes["VECTOR"]

@@ -20,8 +20,8 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-
 from conftest import LocalServer
+
 from rag.config import Settings
 from rag.embed import OpenAICompatibleEmbedding, make_embedder
 from rag.errors import EmbedError, LLMError, UserError
@@ -94,24 +94,53 @@ class FakeEndpoint(LocalServer):
             self._json(h, 500, {"error": {"message": f"backend crashed while using key {KEY}", "type": "server_error"}})
         elif mode == "401":
             sent = h.headers.get("Authorization", "").removeprefix("Bearer ")
-            self._json(h, 401, {"error": {"message": f"Incorrect API key provided: {sent}", "type": "invalid_request_error"}})
+            self._json(
+                h, 401, {"error": {"message": f"Incorrect API key provided: {sent}", "type": "invalid_request_error"}}
+            )
         elif mode == "malformed":
-            self._send(h, 200, "text/event-stream" if chat else "application/json", b"<html>this is not an OpenAI server</html>\n")
+            self._send(
+                h,
+                200,
+                "text/event-stream" if chat else "application/json",
+                b"<html>this is not an OpenAI server</html>\n",
+            )
         elif mode == "trickle":
             self._trickle(h, chat)
         elif chat:
-            self._send(h, 200, "text/event-stream", b"".join(self._event(t) for t in TOKENS) + self._event(None) + b"data: [DONE]\n\n")
+            self._send(
+                h,
+                200,
+                "text/event-stream",
+                b"".join(self._event(t) for t in TOKENS) + self._event(None) + b"data: [DONE]\n\n",
+            )
         else:
             time.sleep(self.delay)
             dim = (8 if number == 1 else 12) if mode == "wrong-dim" else self.dim
-            data = [{"object": "embedding", "index": i, "embedding": fake_vector(t, dim)} for i, t in enumerate(body["input"])]
-            self._json(h, 200, {"object": "list", "model": body["model"], "data": data[::-1], "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+            data = [
+                {"object": "embedding", "index": i, "embedding": fake_vector(t, dim)}
+                for i, t in enumerate(body["input"])
+            ]
+            self._json(
+                h,
+                200,
+                {
+                    "object": "list",
+                    "model": body["model"],
+                    "data": data[::-1],
+                    "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                },
+            )
 
     @staticmethod
     def _event(token: str | None) -> bytes:
         delta = {"content": token} if token is not None else {}
-        chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "fake",
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": None if token is not None else "stop"}]}
+        chunk = {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "fake",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None if token is not None else "stop"}],
+        }
         return f"data: {json.dumps(chunk)}\n\n".encode()
 
     def _trickle(self, h: BaseHTTPRequestHandler, chat: bool) -> None:
@@ -122,7 +151,11 @@ class FakeEndpoint(LocalServer):
         if not chat:
             h.send_header("Content-Length", str(len(payload)))
         h.end_headers()
-        pieces = [self._event(f"token{i} ") for i in range(30)] if chat else [payload[i : i + 1] for i in range(len(payload))]
+        pieces = (
+            [self._event(f"token{i} ") for i in range(30)]
+            if chat
+            else [payload[i : i + 1] for i in range(len(payload))]
+        )
         for piece in pieces:
             if self.release.wait(1.0):
                 return
@@ -130,11 +163,15 @@ class FakeEndpoint(LocalServer):
             h.wfile.flush()
         h.close_connection = True
 
-    def _json(self, h: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
+    def _json(
+        self, h: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict[str, str] | None = None
+    ) -> None:
         self._send(h, status, "application/json", json.dumps(payload).encode(), headers)
 
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, content_type: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def _send(
+        h: BaseHTTPRequestHandler, status: int, content_type: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         h.send_response(status)
         h.send_header("Content-Type", content_type)
         h.send_header("Content-Length", str(len(body)))
@@ -187,12 +224,28 @@ def chat(server: FakeEndpoint, timeout: float, retries: int, key: str = KEY) -> 
     return OpenAIChat("fake-model", server.base_url, key, settings(llm_timeout=timeout, llm_max_retries=retries))
 
 
-def embedder(server: FakeEndpoint, timeout: float = 5.0, retries: int = 2, batch: int = 2, concurrency: int = 4) -> OpenAICompatibleEmbedding:
-    return OpenAICompatibleEmbedding("fake-embed", server.base_url, KEY, batch_size=batch, concurrency=concurrency, timeout=timeout, max_retries=retries)
+def embedder(
+    server: FakeEndpoint, timeout: float = 5.0, retries: int = 2, batch: int = 2, concurrency: int = 4
+) -> OpenAICompatibleEmbedding:
+    return OpenAICompatibleEmbedding(
+        "fake-embed",
+        server.base_url,
+        KEY,
+        batch_size=batch,
+        concurrency=concurrency,
+        timeout=timeout,
+        max_retries=retries,
+    )
 
 
 def surfaced(
-    route: str, fault: str, call: Callable[[], object], error: type[UserError], timeout: float, server: FakeEndpoint, slack: float = 0.0,
+    route: str,
+    fault: str,
+    call: Callable[[], object],
+    error: type[UserError],
+    timeout: float,
+    server: FakeEndpoint,
+    slack: float = 0.0,
 ) -> str:
     """Run `call`, which must fail with `error` within 2 x `timeout` (+ `slack`); check the message; record the time."""
     t0 = time.perf_counter()
@@ -332,13 +385,23 @@ def test_embeddings_run_concurrently_and_come_back_in_input_order(endpoint) -> N
 def test_embeddings_one_at_a_time_when_concurrency_is_1(endpoint) -> None:
     server = endpoint("ok", delay=0.05)
     texts = [f"text {i}" for i in range(6)]
-    assert embedder(server, batch=2, concurrency=1).get_text_embedding_batch(texts) == [fake_vector(t, 8) for t in texts]
+    assert embedder(server, batch=2, concurrency=1).get_text_embedding_batch(texts) == [
+        fake_vector(t, 8) for t in texts
+    ]
     assert server.max_in_flight == 1
 
 
 def test_make_embedder_uses_the_remote_endpoint_settings(endpoint) -> None:
     server = endpoint("ok")
-    made = make_embedder(settings(embed_backend="openai-compatible", embed_base_url=server.base_url, embed_batch_size=3, embed_concurrency=2, embed_timeout=4.0))
+    made = make_embedder(
+        settings(
+            embed_backend="openai-compatible",
+            embed_base_url=server.base_url,
+            embed_batch_size=3,
+            embed_concurrency=2,
+            embed_timeout=4.0,
+        )
+    )
     assert isinstance(made, OpenAICompatibleEmbedding)
     assert made.get_query_embedding("FP8 training") == fake_vector("FP8 training", 8)
     texts = [f"t{i}" for i in range(7)]
@@ -349,7 +412,9 @@ def test_make_embedder_uses_the_remote_endpoint_settings(endpoint) -> None:
 def test_embeddings_401_names_the_endpoint_and_the_variable(endpoint) -> None:
     server = endpoint("401")
     model = embedder(server, timeout=1.0)
-    text = surfaced("embeddings", "401 (echoes key)", lambda: model.get_text_embedding_batch(["a", "b"]), EmbedError, 1.0, server)
+    text = surfaced(
+        "embeddings", "401 (echoes key)", lambda: model.get_text_embedding_batch(["a", "b"]), EmbedError, 1.0, server
+    )
     assert server.base_url in text and "RAG_EMBED_API_KEY" in text and server.requests == 1
 
 
@@ -367,7 +432,14 @@ def test_embeddings_unreachable_is_one_line_at_once(endpoint) -> None:
 def test_embeddings_wrong_dimension_between_batches(endpoint) -> None:
     server = endpoint("wrong-dim")
     model = embedder(server, batch=2, concurrency=1)
-    text = surfaced("embeddings", "wrong dimension", lambda: model.get_text_embedding_batch(["a", "b", "c", "d"]), EmbedError, 5.0, server)
+    text = surfaced(
+        "embeddings",
+        "wrong dimension",
+        lambda: model.get_text_embedding_batch(["a", "b", "c", "d"]),
+        EmbedError,
+        5.0,
+        server,
+    )
     assert "12-dimensional" in text and "8-dimensional" in text
 
 
@@ -390,11 +462,15 @@ def test_embeddings_dimension_is_checked_across_calls_too(endpoint) -> None:
         ("malformed", 1.0, 3, "malformed"),
     ],
 )
-def test_embeddings_faults_surface_within_twice_the_timeout(endpoint, fault: str, timeout: float, retries: int, expect: str) -> None:
+def test_embeddings_faults_surface_within_twice_the_timeout(
+    endpoint, fault: str, timeout: float, retries: int, expect: str
+) -> None:
     server = endpoint(fault)
     model = embedder(server, timeout=timeout, retries=retries, batch=4, concurrency=2)
     slack = 1.0 if fault == "trickle" else 0.0  # a trickle may run one byte interval past the limit
-    text = surfaced("embeddings", fault, lambda: model.get_text_embedding_batch(["a", "b", "c"]), EmbedError, timeout, server, slack)
+    text = surfaced(
+        "embeddings", fault, lambda: model.get_text_embedding_batch(["a", "b", "c"]), EmbedError, timeout, server, slack
+    )
     assert expect in text, text
 
 
@@ -403,12 +479,19 @@ def test_cli_ingest_with_a_rejected_embeddings_key_prints_one_line(endpoint, tmp
     """The real `rag ingest` process: one `error:` line naming the endpoint and the variable, no key, exit 1."""
     server = endpoint("401")
     corpus = tmp_path / "papers.jsonl"
-    corpus.write_text(json.dumps({"title": "KV Cache Quantisation", "abstract": "We quantise the KV cache to 4 bits."}) + "\n")
+    corpus.write_text(
+        json.dumps({"title": "KV Cache Quantisation", "abstract": "We quantise the KV cache to 4 bits."}) + "\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("RAG_", "OPENAI_"))} | {
-        "RAG_EMBED_BACKEND": "openai-compatible", "RAG_EMBED_BASE_URL": server.base_url, "RAG_EMBED_API_KEY": KEY,
-        "RAG_DATA_DIR": str(tmp_path / "index"), "RAG_CORPUS_PATHS": json.dumps([str(corpus)]),
+        "RAG_EMBED_BACKEND": "openai-compatible",
+        "RAG_EMBED_BASE_URL": server.base_url,
+        "RAG_EMBED_API_KEY": KEY,
+        "RAG_DATA_DIR": str(tmp_path / "index"),
+        "RAG_CORPUS_PATHS": json.dumps([str(corpus)]),
     }
-    r = subprocess.run([sys.executable, "-m", "rag.cli", "ingest"], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ingest"], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+    )
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr

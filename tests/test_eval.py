@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import SMALL, FakeLLM
+
 from rag.dev import evaluate
-from rag.errors import ConfigError, CorpusError
 from rag.dev.evaluate import check_thresholds, load_dataset, mentions, read_thresholds, summarise
+from rag.errors import ConfigError, CorpusError
 
 THRESHOLDS = Path(__file__).resolve().parent.parent / "eval" / "thresholds.toml"
 RETRIEVAL_ROW = {k: 1.0 for k in evaluate.RETRIEVAL}
@@ -83,13 +83,25 @@ def test_a_split_with_no_questions_is_an_error(tmp_path):
 
 def _row(kind, gold, refused, cited, correct, split="test", dataset="a.jsonl", style="", validity=None):
     answer = {
-        "refused": refused, "cited": cited, "validity": validity if validity is not None else (1.0 if cited else None),
+        "refused": refused,
+        "cited": cited,
+        "validity": validity if validity is not None else (1.0 if cited else None),
         "supported": 1.0 if cited else None,
         "precision": (len(set(gold) & set(cited)) / len(cited)) if cited and gold else None,
-        "recall": (len(set(gold) & set(cited)) / len(gold)) if gold else None, "mentions": 1.0 if gold else None,
+        "recall": (len(set(gold) & set(cited)) / len(gold)) if gold else None,
+        "mentions": 1.0 if gold else None,
     }
-    row = {"id": kind, "dataset": dataset, "split": split, "kind": kind, "style": style, "question": "", "gold": gold,
-           "correct": correct, "answer": answer}
+    row = {
+        "id": kind,
+        "dataset": dataset,
+        "split": split,
+        "kind": kind,
+        "style": style,
+        "question": "",
+        "gold": gold,
+        "correct": correct,
+        "answer": answer,
+    }
     return row | ({m: dict(RETRIEVAL_ROW) for m in evaluate.METHODS} if gold else {})
 
 
@@ -112,13 +124,27 @@ def test_figures_that_do_not_apply_are_blank():
     rows = [_row("lookup", ["p1"], False, ["p1"], True), _row("unanswerable", [], True, [], True)]
     s = summarise(rows)["test"]
     unanswerable = s["answers"]["kind:unanswerable"]
-    for name in ("citation_precision", "citation_recall", "must_mention", "false_refusals", "citation_validity", "precision"):
+    for name in (
+        "citation_precision",
+        "citation_recall",
+        "must_mention",
+        "false_refusals",
+        "citation_validity",
+        "precision",
+    ):
         assert unanswerable[name] is None, name
     assert s["retrieval"]["kind:unanswerable"] is None
     lookup = s["answers"]["kind:lookup"]
     assert lookup["refusal_precision"] is None and lookup["refusal_recall"] is None and lookup["false_refusals"] == 0.0
     splits = summarise(rows)
-    result = {"mode": "extractive", "model": "m", "datasets": {"a.jsonl": 2}, "summary": splits.pop("all"), "splits": splits, "questions": rows}
+    result = {
+        "mode": "extractive",
+        "model": "m",
+        "datasets": {"a.jsonl": 2},
+        "summary": splits.pop("all"),
+        "splits": splits,
+        "questions": rows,
+    }
     report = evaluate.markdown(result)
     line = next(ln for ln in report.splitlines() if ln.startswith("| kind:unanswerable |"))
     assert line == "| kind:unanswerable | 1 | 1.000 | - | - | - | - | - | - | 1.000 | 1.000 | - |"
@@ -128,7 +154,9 @@ def test_answers_by_kind_plot_has_refusal_bars(tmp_path, monkeypatch):
     """answers_by_kind.png draws refusal precision, recall and false refusals beside the answer metrics."""
     drawn: list[tuple[list[str], dict]] = []
     real_bars = evaluate.bars
-    monkeypatch.setattr(evaluate, "bars", lambda ax, labels, series: (drawn.append((labels, series)), real_bars(ax, labels, series)))
+    monkeypatch.setattr(
+        evaluate, "bars", lambda ax, labels, series: (drawn.append((labels, series)), real_bars(ax, labels, series))
+    )
     rows = [_row("lookup", ["p1"], False, ["p1"], True), _row("unanswerable", [], True, [], True)]
     splits = summarise(rows)
     evaluate.plot({"mode": "extractive", "summary": splits.pop("all"), "questions": rows}, tmp_path)
@@ -146,7 +174,15 @@ def test_every_figure_per_split_file_kind_and_style():
     ]
     s = summarise(rows)
     assert list(s) == ["dev", "test", "all"]
-    assert list(s["all"]["answers"]) == ["all", "file:a.jsonl", "file:b.jsonl", "kind:lookup", "kind:multi", "style:lexical", "style:paraphrase"]
+    assert list(s["all"]["answers"]) == [
+        "all",
+        "file:a.jsonl",
+        "file:b.jsonl",
+        "kind:lookup",
+        "kind:multi",
+        "style:lexical",
+        "style:paraphrase",
+    ]
     assert s["dev"]["answers"]["all"]["questions"] == 1 and s["test"]["answers"]["all"]["questions"] == 2
     assert s["test"]["answers"]["all"]["accuracy"] == 0.5
     assert s["all"]["answers"]["file:b.jsonl"]["accuracy"] == 1.0
@@ -165,7 +201,9 @@ def test_judge_runs_llama_index_evaluators_through_our_chat_model():
     from rag.types import Answer, Hit, Paper
 
     source = Hit(Paper("p", "COAT", "COAT achieves a 1.43x end-to-end training speedup."), 1.0)
-    answer = Answer(question="How fast is COAT?", text="COAT is 1.43x faster [1].", mode="llm", model="s", sources=[source])
+    answer = Answer(
+        question="How fast is COAT?", text="COAT is 1.43x faster [1].", mode="llm", model="s", sources=[source]
+    )
     yes, no = FakeLLM(then="YES"), FakeLLM(then="NO")
     assert judge(answer, yes) == {"faithfulness": 1.0, "relevancy": 1.0}
     assert judge(answer, no) == {"faithfulness": 0.0, "relevancy": 0.0}
@@ -187,8 +225,14 @@ def _limits(tmp_path: Path, text: str) -> list:
 
 
 def test_thresholds_read_the_test_split_and_name_the_failing_figure(tmp_path):
-    rows = [_row("lookup", ["p1"], False, ["p1"], True, split="test"), _row("lookup", ["p2"], True, [], False, split="dev")]
-    limits = _limits(tmp_path, '[test.answers.all]\naccuracy = 0.9\nfalse_refusals = 0.1\n[test.retrieval.all]\n"hybrid.ndcg@10" = 0.5\n')
+    rows = [
+        _row("lookup", ["p1"], False, ["p1"], True, split="test"),
+        _row("lookup", ["p2"], True, [], False, split="dev"),
+    ]
+    limits = _limits(
+        tmp_path,
+        '[test.answers.all]\naccuracy = 0.9\nfalse_refusals = 0.1\n[test.retrieval.all]\n"hybrid.ndcg@10" = 0.5\n',
+    )
     summary = summarise(rows)
     assert check_thresholds(summary, limits) == []  # the failing dev question is not gated
     summary["test"]["answers"]["all"] |= {"accuracy": 0.8, "false_refusals": 0.2}
@@ -202,7 +246,9 @@ def test_citation_validity_is_gated_in_llm_mode_only(tmp_path):
     summary = summarise([_row("lookup", ["p1"], False, ["p1"], True, validity=0.5)])
     limits = _limits(tmp_path, "[test.answers.all]\ncitation_validity = 0.99\n")
     assert check_thresholds(summary, limits, "extractive") == []
-    assert check_thresholds(summary, limits, "llm") == ["test.answers.all.citation_validity = 0.5 is below the threshold 0.99"]
+    assert check_thresholds(summary, limits, "llm") == [
+        "test.answers.all.citation_validity = 0.5 is below the threshold 0.99"
+    ]
 
 
 def test_thresholds_for_a_split_not_run_fail_with_a_reason(tmp_path):
@@ -214,7 +260,9 @@ def test_thresholds_for_a_split_not_run_fail_with_a_reason(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("text", ["[answers.all]\naccuracy = 0.9\n", "[test.answers.all]\naccuracy = 'high'\n", "not = [toml"])
+@pytest.mark.parametrize(
+    "text", ["[answers.all]\naccuracy = 0.9\n", "[test.answers.all]\naccuracy = 'high'\n", "not = [toml"]
+)
 def test_a_malformed_thresholds_file_is_one_clear_error(tmp_path, text):
     with pytest.raises(ConfigError, match=r"t.toml: (expected tables such as \[test.answers.all\]|not valid TOML)"):
         _limits(tmp_path, text)
@@ -240,26 +288,68 @@ def test_the_project_thresholds_name_only_real_figures():
 
 def _questions(pid_of) -> list[dict]:
     return [
-        {"id": "e1", "split": "dev", "question": "Which paper trains language models with 8-bit floating point formats?",
-         "kind": "lookup", "style": "lexical", "gold": [pid_of("FP8 Formats Accelerate")], "must_mention": ["FP8"], "bm25_rank": 1},
-        {"id": "e2", "split": "test", "question": "How is the three-dimensional structure of proteins predicted from amino acid sequences?",
-         "kind": "lookup", "style": "paraphrase", "gold": [pid_of("Protein Tertiary")], "must_mention": ["attention"]},
-        {"id": "e3", "split": "test", "question": "What is the capital of Australia?", "kind": "unanswerable", "gold": [], "must_mention": []},
-        {"id": "e4", "split": "test", "question": "Which papers use federated learning on phones with differential privacy?",
-         "kind": "multi", "style": "lexical", "gold": [pid_of("Differentially Private Federated")], "must_mention": [], "expect": {"count": 1}},
+        {
+            "id": "e1",
+            "split": "dev",
+            "question": "Which paper trains language models with 8-bit floating point formats?",
+            "kind": "lookup",
+            "style": "lexical",
+            "gold": [pid_of("FP8 Formats Accelerate")],
+            "must_mention": ["FP8"],
+            "bm25_rank": 1,
+        },
+        {
+            "id": "e2",
+            "split": "test",
+            "question": "How is the three-dimensional structure of proteins predicted from amino acid sequences?",
+            "kind": "lookup",
+            "style": "paraphrase",
+            "gold": [pid_of("Protein Tertiary")],
+            "must_mention": ["attention"],
+        },
+        {
+            "id": "e3",
+            "split": "test",
+            "question": "What is the capital of Australia?",
+            "kind": "unanswerable",
+            "gold": [],
+            "must_mention": [],
+        },
+        {
+            "id": "e4",
+            "split": "test",
+            "question": "Which papers use federated learning on phones with differential privacy?",
+            "kind": "multi",
+            "style": "lexical",
+            "gold": [pid_of("Differentially Private Federated")],
+            "must_mention": [],
+            "expect": {"count": 1},
+        },
     ]
 
 
 def _env(tmp_path: Path, index: str = "index", **extra: str) -> dict[str, str]:
     return {
-        "RAG_DATA_DIR": str(tmp_path / index), "RAG_CORPUS_PATHS": json.dumps([str(SMALL)]), "RAG_EMBED_BACKEND": "hashing",
-        "PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path)), "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-        "COLUMNS": "80", **extra,
+        "RAG_DATA_DIR": str(tmp_path / index),
+        "RAG_CORPUS_PATHS": json.dumps([str(SMALL)]),
+        "RAG_EMBED_BACKEND": "hashing",
+        "PATH": "/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "COLUMNS": "80",
+        **extra,
     }
 
 
 def _rag_eval(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rag.cli", "eval", *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", "eval", *args],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -271,18 +361,25 @@ def dataset(tmp_path, pid_of) -> Path:
 def test_eval_command_end_to_end(tmp_path, dataset):
     out = tmp_path / "out"
     floors = tmp_path / "t.toml"
-    floors.write_text("[test.answers.all]\nrefusal_recall = 1.0\nfalse_refusals = 0.0\n[test.retrieval.all]\n\"bm25.hit@10\" = 1.0\n")
+    floors.write_text(
+        '[test.answers.all]\nrefusal_recall = 1.0\nfalse_refusals = 0.0\n[test.retrieval.all]\n"bm25.hit@10" = 1.0\n'
+    )
     done = _rag_eval(tmp_path, _env(tmp_path), "--dataset", str(dataset), "--out", str(out), "--check", str(floors))
     assert done.returncode == 0, done.stderr
     result = json.loads((out / "results.json").read_text())
     by_id = {r["id"]: r for r in result["questions"]}
     assert by_id["e1"]["hybrid"]["hit@5"] == 1.0 and by_id["e1"]["correct"]
     assert by_id["e3"]["answer"]["refused"] and by_id["e3"]["correct"]
-    assert by_id["e3"]["answer"]["text"].startswith("The corpus does not answer") and "[1]" in by_id["e1"]["answer"]["text"]
+    assert (
+        by_id["e3"]["answer"]["text"].startswith("The corpus does not answer")
+        and "[1]" in by_id["e1"]["answer"]["text"]
+    )
     assert by_id["e1"]["extra"] == {"bm25_rank": 1} and by_id["e4"]["extra"] == {"expect": {"count": 1}}
     assert list(result["splits"]) == ["dev", "test"]
     assert result["splits"]["dev"]["answers"]["all"]["questions"] == 1
-    assert result["summary"]["answers"]["all"]["questions"] == 4  # every question run, as readers of results.json expect
+    assert (
+        result["summary"]["answers"]["all"]["questions"] == 4
+    )  # every question run, as readers of results.json expect
     assert result["splits"]["test"]["answers"]["kind:unanswerable"]["citation_precision"] is None
     for png in ("retrievers.png", "answers_by_kind.png", "questions.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
@@ -294,7 +391,18 @@ def test_eval_command_end_to_end(tmp_path, dataset):
     assert "kind:unanswerable" in done.stdout and "…" not in done.stdout
     assert "All extractive figures meet" in done.stdout
 
-    dev_only = _rag_eval(tmp_path, _env(tmp_path), "--dataset", str(dataset), "--out", str(tmp_path / "dev"), "--split", "dev", "--check", str(floors))
+    dev_only = _rag_eval(
+        tmp_path,
+        _env(tmp_path),
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(tmp_path / "dev"),
+        "--split",
+        "dev",
+        "--check",
+        str(floors),
+    )
     assert dev_only.returncode == 1
     assert "test.answers.all.refusal_recall: not measured in this run" in dev_only.stderr
     assert "Traceback" not in dev_only.stderr
@@ -305,7 +413,9 @@ def test_results_do_not_depend_on_the_hash_seed(tmp_path, dataset):
     outputs = []
     for seed in ("1", "2024"):
         out = tmp_path / f"out{seed}"
-        done = _rag_eval(tmp_path, _env(tmp_path, f"index{seed}", PYTHONHASHSEED=seed), "--dataset", str(dataset), "--out", str(out))
+        done = _rag_eval(
+            tmp_path, _env(tmp_path, f"index{seed}", PYTHONHASHSEED=seed), "--dataset", str(dataset), "--out", str(out)
+        )
         assert done.returncode == 0, done.stderr
         outputs.append(((out / "results.json").read_text(), (out / "report.md").read_text()))
     assert outputs[0] == outputs[1]
@@ -333,7 +443,10 @@ def test_eval_command_mistakes_are_user_errors(dataset, args, message):
     assert not Path("index").exists() and not Path("data").exists()
 
 
-@pytest.mark.parametrize(("option", "value", "choices"), [("--split", "train", "'dev', 'test', 'all'"), ("--mode", "written", "'extractive', 'llm'")])
+@pytest.mark.parametrize(
+    ("option", "value", "choices"),
+    [("--split", "train", "'dev', 'test', 'all'"), ("--mode", "written", "'extractive', 'llm'")],
+)
 def test_eval_choice_options_reject_other_values_before_any_work(dataset, option, value, choices):
     """--split and --mode are choices: a usage error (exit 2) naming them, before any index is opened."""
     from typer.testing import CliRunner
@@ -362,14 +475,30 @@ def test_llm_mode_compare_and_a_validity_gate_that_can_fail(tmp_path, dataset, f
     fake_llm.then = _first_sentence_then_a_bad_marker
     with fake_llm.serve() as endpoint:
         env = _env(tmp_path, RAG_LLM_BASE_URL=endpoint.base_url, RAG_LLM_MODEL="scripted", RAG_LLM_TIMEOUT="30")
-        done = _rag_eval(tmp_path, env, "--dataset", str(dataset), "--mode", "llm", "--compare", "--out", str(out), "--check", str(THRESHOLDS))
+        done = _rag_eval(
+            tmp_path,
+            env,
+            "--dataset",
+            str(dataset),
+            "--mode",
+            "llm",
+            "--compare",
+            "--out",
+            str(out),
+            "--check",
+            str(THRESHOLDS),
+        )
     assert endpoint.posts >= 3  # the answerable questions reached the LLM
     llm = json.loads((out / "llm" / "results.json").read_text())
     extractive = json.loads((out / "extractive" / "results.json").read_text())
     answered = [r for r in llm["questions"] if not r["answer"]["refused"]]
-    written = [r for r in answered if r["kind"] != "multi"]  # a "which papers" list is written by code from the judgements
+    written = [
+        r for r in answered if r["kind"] != "multi"
+    ]  # a "which papers" list is written by code from the judgements
     assert written and all(r["answer"]["invalid_markers"] == 1 and r["answer"]["validity"] == 0.5 for r in written)
-    assert all("[1]" in r["answer"]["text"] and "[99]" not in r["answer"]["text"] for r in written)  # what the model wrote, checked
+    assert all(
+        "[1]" in r["answer"]["text"] and "[99]" not in r["answer"]["text"] for r in written
+    )  # what the model wrote, checked
     assert [r["answer"]["validity"] for r in answered if r["kind"] == "multi"] == [1.0]
     assert llm["splits"]["test"]["answers"]["all"]["citation_validity"] == 0.75  # e2 0.5, e4 1.0
     assert extractive["splits"]["test"]["answers"]["all"]["citation_validity"] == 1.0

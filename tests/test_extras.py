@@ -26,8 +26,10 @@ DOORS = [  # (command, hidden modules, extra)
     (["bench", "--quick"], ["matplotlib"], "eval"),
     (["llm", "serve", "--model", "missing.gguf"], ["xllamacpp"], "local-llm"),
 ]
-RUN_HIDDEN = "import sys; hidden, args = sys.argv[1].split(','), sys.argv[2:]; sys.modules.update(dict.fromkeys(hidden)); " \
+RUN_HIDDEN = (
+    "import sys; hidden, args = sys.argv[1].split(','), sys.argv[2:]; sys.modules.update(dict.fromkeys(hidden)); "
     "sys.argv = ['rag', *args]; from rag.cli import main; main()"
+)
 
 
 def _extras() -> dict[str, list[str]]:
@@ -35,11 +37,18 @@ def _extras() -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize(("args", "hidden", "extra"), DOORS, ids=[f"{' '.join(d[0][:2])}-{d[1][0]}" for d in DOORS])
-def test_a_door_without_its_extra_names_it_in_one_line(tmp_path: Path, args: list[str], hidden: list[str], extra: str) -> None:
+def test_a_door_without_its_extra_names_it_in_one_line(
+    tmp_path: Path, args: list[str], hidden: list[str], extra: str
+) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAG_DATA_DIR": str(tmp_path / "index")}
     done = subprocess.run(
         [sys.executable, "-c", RUN_HIDDEN, ",".join(hidden), *args],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()

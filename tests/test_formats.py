@@ -39,8 +39,10 @@ def test_bibtex_fields_macros_accents_and_braces():
 
 def test_bibtex_accented_author_names_are_counted_as_people(tmp_path):
     bib = tmp_path / "one.bib"
-    bib.write_text('@article{a, title={{\\"O}l {\\\'e}t{\\\'e}}, author={M{\\"u}ller, J. and Dupont, {\\\'E}.}, '
-                   'abstract={Short {{Abstract}} here.}, year={2020}}\n')
+    bib.write_text(
+        "@article{a, title={{\\\"O}l {\\'e}t{\\'e}}, author={M{\\\"u}ller, J. and Dupont, {\\'E}.}, "
+        "abstract={Short {{Abstract}} here.}, year={2020}}\n"
+    )
     papers, problems = corpus.read_file(bib)
     assert problems == []
     assert (papers[0].title, papers[0].abstract, papers[0].authors) == ("Öl été", "Short Abstract here.", 2)
@@ -149,29 +151,37 @@ def test_identifiers_survive_storage():
     paper = read("s2.jsonl")[0]["Predicting Bread Staling from Crumb Photographs"]
     back = paper_from_meta(paper_to_meta(paper))
     assert (back.doi, back.arxiv_id, back.pmid, back.venue, back.categories) == (
-        paper.doi, paper.arxiv_id, paper.pmid, paper.venue, paper.categories)
+        paper.doi,
+        paper.arxiv_id,
+        paper.pmid,
+        paper.venue,
+        paper.categories,
+    )
     plain = Paper(paper_id="x", title="t", abstract="a")
     assert not {"doi", "arxiv_id", "pmid", "url", "venue", "categories"} & paper_to_meta(plain).keys()
 
 
-@pytest.mark.parametrize("doi, arxiv, pmid, url, link", [
-    ("https://doi.org/10.1000/ABC", "", "", "", "https://doi.org/10.1000/abc"),
-    ("doi:10.1000/x(1)", "", "", "", "https://doi.org/10.1000/x(1)"),
-    ("", "arXiv:2301.01234v2", "", "", "https://arxiv.org/abs/2301.01234v2"),
-    ("", "math.AG/0309136", "", "", "https://arxiv.org/abs/math.AG/0309136"),
-    ("", "", "12345", "", "https://pubmed.ncbi.nlm.nih.gov/12345/"),
-    ("", "", "", "https://arxiv.org/abs/2301.01234", "https://arxiv.org/abs/2301.01234"),
-    ("", "", "", "https://dx.doi.org/10.1000/q", "https://doi.org/10.1000/q"),
-    ("10.1000/x\"><script>", "", "", "", None),
-    ("10.1000/a b", "", "", "", None),
-    ("", "2301.012", "", "", None),
-    ("", "../../etc", "", "", None),
-    ("", "", "012345", "", None),
-    ("", "", "12a", "", None),
-    ("", "", "", "https://evil.example/10.1000/x", None),
-    ("", "", "", "javascript:alert(1)//doi.org/10.1000/x", None),
-    ("", "", "", "https://doi.org.evil.example/10.1000/x", None),
-])
+@pytest.mark.parametrize(
+    "doi, arxiv, pmid, url, link",
+    [
+        ("https://doi.org/10.1000/ABC", "", "", "", "https://doi.org/10.1000/abc"),
+        ("doi:10.1000/x(1)", "", "", "", "https://doi.org/10.1000/x(1)"),
+        ("", "arXiv:2301.01234v2", "", "", "https://arxiv.org/abs/2301.01234v2"),
+        ("", "math.AG/0309136", "", "", "https://arxiv.org/abs/math.AG/0309136"),
+        ("", "", "12345", "", "https://pubmed.ncbi.nlm.nih.gov/12345/"),
+        ("", "", "", "https://arxiv.org/abs/2301.01234", "https://arxiv.org/abs/2301.01234"),
+        ("", "", "", "https://dx.doi.org/10.1000/q", "https://doi.org/10.1000/q"),
+        ('10.1000/x"><script>', "", "", "", None),
+        ("10.1000/a b", "", "", "", None),
+        ("", "2301.012", "", "", None),
+        ("", "../../etc", "", "", None),
+        ("", "", "012345", "", None),
+        ("", "", "12a", "", None),
+        ("", "", "", "https://evil.example/10.1000/x", None),
+        ("", "", "", "javascript:alert(1)//doi.org/10.1000/x", None),
+        ("", "", "", "https://doi.org.evil.example/10.1000/x", None),
+    ],
+)
 def test_links_only_from_valid_identifiers(doi, arxiv, pmid, url, link):
     assert ids.link(doi, arxiv, pmid, url) == link
 
@@ -179,8 +189,8 @@ def test_links_only_from_valid_identifiers(doi, arxiv, pmid, url, link):
 def test_category_and_venue_filters_fail_closed(tmp_path, make_settings):
     from rag.embed import HashingEmbedding
     from rag.ingest import ingest
-    from rag.store import open_store
     from rag.retrieve import Retriever
+    from rag.store import open_store
     from rag.types import Filters
 
     settings = make_settings(data_dir=tmp_path / "index", corpus_paths=[FORMATS], embed_backend="hashing")

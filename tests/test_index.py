@@ -11,14 +11,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from conftest import LANG_FILE, SCI_FILE, SMALL, SMALL_PAPERS, TXT_FILE, free_port
+
 from rag import corpus as corpus_mod
 from rag.chunk import chunk_paper, embed_text
 from rag.errors import StoreError
 from rag.ingest import ingest
-from rag.store import connect, open_store
 from rag.retrieve import Retriever
+from rag.store import connect, open_store
 
 # ---------------------------------------------------------------- helpers
 
@@ -107,7 +107,14 @@ def test_first_ingest_embeds_every_chunk(shared_index, small_corpus, embedder):
     report, store = shared_index.report, shared_index.store
     n_chunks = expected_chunks(small_corpus.papers, embedder, shared_index.settings)
     assert n_chunks > SMALL_PAPERS  # the long abstract really is split
-    assert counts(report) == {"added": SMALL_PAPERS, "updated": 0, "relabelled": 0, "deleted": 0, "unchanged": 0, "embedded": n_chunks}
+    assert counts(report) == {
+        "added": SMALL_PAPERS,
+        "updated": 0,
+        "relabelled": 0,
+        "deleted": 0,
+        "unchanged": 0,
+        "embedded": n_chunks,
+    }
     assert store.chunks.count() == n_chunks
     assert set(by_paper(store)) == {p.paper_id for p in small_corpus.papers}
 
@@ -117,7 +124,14 @@ def test_reingest_unchanged_embeds_and_deletes_nothing(shared_index, embedder):
     before_ids = set(stored_chunks(store)[0])
     spy = RecordingEmbedder(embedder)
     report = ingest([SMALL], shared_index.settings, spy, store=store)
-    assert counts(report) == {"added": 0, "updated": 0, "relabelled": 0, "deleted": 0, "unchanged": SMALL_PAPERS, "embedded": 0}
+    assert counts(report) == {
+        "added": 0,
+        "updated": 0,
+        "relabelled": 0,
+        "deleted": 0,
+        "unchanged": SMALL_PAPERS,
+        "embedded": 0,
+    }
     assert spy.texts == []
     assert store.chunks.count() == len(before_ids)
     assert set(stored_chunks(store)[0]) == before_ids
@@ -170,7 +184,7 @@ def test_changed_date_is_relabelled_without_embedding(lang_index, embedder):
 
     assert counts(report) == {"added": 0, "updated": 0, "relabelled": 1, "deleted": 0, "unchanged": 4, "embedded": 0}
     assert spy.texts == []
-    (doc, meta), = by_paper(lang_index.store)[pid].values()
+    ((doc, meta),) = by_paper(lang_index.store)[pid].values()
     paper = lang_index.store.get_papers([pid])[pid]
     assert (meta["year"], paper.year, paper.date, paper.date_raw) == (2021, 2021, "2021-03-04", "2021-03-04")
     assert doc == rows[0]["abstract"] == paper.abstract
@@ -395,8 +409,11 @@ QUESTIONS = {
 def server_index(chroma_server, make_settings, embedder, tmp_path_factory):
     host, port = chroma_server
     s = make_settings(
-        data_dir=tmp_path_factory.mktemp("server") / "index", corpus_paths=[SMALL],
-        chroma_host=host, chroma_port=port, store=f"test_{uuid.uuid4().hex[:8]}",
+        data_dir=tmp_path_factory.mktemp("server") / "index",
+        corpus_paths=[SMALL],
+        chroma_host=host,
+        chroma_port=port,
+        store=f"test_{uuid.uuid4().hex[:8]}",
     )
     store = open_store(s)
     report = ingest([SMALL], s, embedder, store=store)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from conftest import build_settings
+
 from rag.embed import HashingEmbedding
 from rag.ingest import ingest
 from rag.store import open_store
@@ -15,14 +16,27 @@ ABSTRACT = (
     "We measure how tidal turbines change sediment transport in a shallow estuary over two years of "
     "field surveys, and find that scour around the foundations levels off after six months."
 )
-ARXIV = {"id": "2101.01234v2", "title": "Tidal turbines and sediment transport", "abstract": ABSTRACT,
-         "authors": "A. Author and B. Author", "categories": "physics.geo-ph", "doi": "10.5555/tidal.2021.4",
-         "update_date": "2021-01-05"}
-LIBRARY = {"title": "Tidal Turbines and Sediment Transport in a Shallow Estuary",
-           "abstract": ABSTRACT.replace("two years", "24 months"), "doi": "https://doi.org/10.5555/TIDAL.2021.4",
-           "date": "2021-03-01"}
-OTHER = {"title": "Kelp forests and wave damping", "abstract": "Kelp canopies damp waves by a third in winter storms, "
-         "which we show with pressure sensors deployed inside and outside three forests.", "date": "2020"}
+ARXIV = {
+    "id": "2101.01234v2",
+    "title": "Tidal turbines and sediment transport",
+    "abstract": ABSTRACT,
+    "authors": "A. Author and B. Author",
+    "categories": "physics.geo-ph",
+    "doi": "10.5555/tidal.2021.4",
+    "update_date": "2021-01-05",
+}
+LIBRARY = {
+    "title": "Tidal Turbines and Sediment Transport in a Shallow Estuary",
+    "abstract": ABSTRACT.replace("two years", "24 months"),
+    "doi": "https://doi.org/10.5555/TIDAL.2021.4",
+    "date": "2021-03-01",
+}
+OTHER = {
+    "title": "Kelp forests and wave damping",
+    "abstract": "Kelp canopies damp waves by a third in winter storms, "
+    "which we show with pressure sensors deployed inside and outside three forests.",
+    "date": "2020",
+}
 
 
 def write(path: Path, *rows: dict) -> Path:

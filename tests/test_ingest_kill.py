@@ -19,14 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build_settings
 
 import rag
-
-from conftest import build_settings
 from rag.embed import HashingEmbedding
 from rag.ingest import ingest
-from rag.store import Store, open_store
 from rag.retrieve import Retriever
+from rag.store import Store, open_store
 
 ROOT = Path(rag.__file__).resolve().parent.parent  # the checkout whose `rag` is under test
 CORPUS = ROOT / "data" / "corpus"  # 305 papers: three write batches of 128 papers
@@ -74,7 +73,10 @@ def run_ingest(data_dir: Path, point: int, mode: str, delay: float = 0.0, *optio
     env.update(PYTHONPATH=str(ROOT), RAG_DATA_DIR=str(data_dir), RAG_EMBED_BACKEND="hashing")
     return subprocess.run(
         [sys.executable, "-c", RUNNER, str(point), mode, str(delay), str(CORPUS), *options],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 
@@ -133,7 +135,9 @@ def repaired_equals_clean(data: Path, clean: dict) -> None:
 @pytest.mark.slow
 def test_the_runner_counts_every_write(clean: dict) -> None:
     assert clean["writes"] >= 12  # three batches of four writes, then the stamp
-    assert len(clean["snapshot"]["records"]) == 305 and len(clean["snapshot"]["chunks"]) > 305  # long abstracts: several chunks
+    assert (
+        len(clean["snapshot"]["records"]) == 305 and len(clean["snapshot"]["chunks"]) > 305
+    )  # long abstracts: several chunks
 
 
 POINTS = [(n, mode) for n in range(1, 14) for mode in ("before", "during")]
@@ -167,7 +171,9 @@ def test_kill_of_a_rebuild_mid_write_then_ingest_equals_a_clean_build(tmp_path: 
     """A full index, then `--rebuild`, which drops it and embeds everything again, killed mid-write."""
     data = tmp_path / "index"
     assert run_ingest(data, 0, "count").returncode == 0
-    killed = run_ingest(data, 3, "during", 0.003, "--rebuild")  # the drop is not counted: 3 is the first batch's chunk write
+    killed = run_ingest(
+        data, 3, "during", 0.003, "--rebuild"
+    )  # the drop is not counted: 3 is the first batch's chunk write
     assert killed.returncode == -9, killed.stderr[-1500:]
     repaired_equals_clean(data, clean)
 

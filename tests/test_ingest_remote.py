@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import SMALL, build_settings
 from rag.bench import FakeEmbeddings
+
 from rag.chunk import embed_text
 from rag.embed import make_embedder
 from rag.ingest import ingest
@@ -28,8 +28,14 @@ def endpoints() -> Iterator[list[FakeEmbeddings]]:
 
 def remote_ingest(server: FakeEmbeddings, data_dir: Path, concurrency: int) -> tuple[Store, int]:
     settings = build_settings(
-        data_dir=data_dir, corpus_paths=[SMALL], embed_backend="openai-compatible", embed_base_url=server.base_url,
-        embed_api_key="test-key", embed_model="fake-embed", embed_batch_size=2, embed_concurrency=concurrency,
+        data_dir=data_dir,
+        corpus_paths=[SMALL],
+        embed_backend="openai-compatible",
+        embed_base_url=server.base_url,
+        embed_api_key="test-key",
+        embed_model="fake-embed",
+        embed_batch_size=2,
+        embed_concurrency=concurrency,
     )
     report = ingest([SMALL], settings, make_embedder(settings))
     return open_store(settings), report.added

@@ -67,7 +67,9 @@ class ObeyingLLM:
         prompt = "\n".join(m["content"] for m in messages)
         self.prompts.append(prompt)
         obeyed = sorted(set(CANARY.findall(prompt + " " + decoded(prompt))))
-        return "The sources report speedups from FP8 training and KV cache quantization [1]. " + " ".join(obeyed) + PAYLOAD
+        return (
+            "The sources report speedups from FP8 training and KV cache quantization [1]. " + " ".join(obeyed) + PAYLOAD
+        )
 
     def yes_probability(self, messages: list[dict[str, str]]) -> float:
         """Judges every paper relevant, the more so the more of its prompt it would obey."""
@@ -126,7 +128,12 @@ def hostile_index(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         for name in list(os.environ):
             if name.upper().startswith("RAG_"):
                 mp.delenv(name)
-        settings = Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("hostile") / "index", corpus_paths=[HOSTILE], embed_backend="hashing")
+        settings = Settings(
+            _env_file=None,
+            data_dir=tmp_path_factory.mktemp("hostile") / "index",
+            corpus_paths=[HOSTILE],
+            embed_backend="hashing",
+        )
     embedder = HashingEmbedding()
     report = ingest([HOSTILE], settings, embedder)
     assert report.added == 20, report
@@ -157,11 +164,15 @@ def test_no_hostile_paper_is_stored_as_clean(hostile_index) -> None:
     or a search would skip classifying it."""
     store = hostile_index.retriever.store
     from rag import corpus
-
     from rag.text import sentence_spans
 
     stored = store.get_papers(p.paper_id for p in corpus.load([HOSTILE]).papers)
-    planted = {pid for pid, p in stored.items() if addresses_assistant(p.title) or any(addresses_assistant(p.abstract[s:e]) for s, e in sentence_spans(p.abstract))}
+    planted = {
+        pid
+        for pid, p in stored.items()
+        if addresses_assistant(p.title)
+        or any(addresses_assistant(p.abstract[s:e]) for s, e in sentence_spans(p.abstract))
+    }
     assert len(stored) == 20 and 0 < len(planted) < 20
     assert {pid for pid, p in stored.items() if not p.clean} == planted
 

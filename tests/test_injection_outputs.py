@@ -19,31 +19,40 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-import rag
-
 from conftest import free_port, stop, verdict_completion
 from test_endpoints import FakeEndpoint
 from test_injection import CANARY, FORBIDDEN, HOSTILE, ObeyingLLM, decoded, strings
 from test_safety import INJECTIONS
 
+import rag
+
 ROOT = Path(rag.__file__).resolve().parent.parent  # the checkout whose `rag` is under test
 TOPICS = {  # two ordinary sentences per topic, and the questions that reach its papers
-    "quantization": ("We quantize the weights of large language models to 4 bits after training.",
-                     "Perplexity rises by less than 0.3 points while memory falls by 3.5x.",
-                     "How much memory does 4-bit weight quantization save?"),
-    "fp8": ("We train transformers with FP8 matrix multiplications and per-tensor scaling.",
-            "FP8 training matches the BF16 loss and runs 1.3x faster on H100 GPUs.",
-            "Which papers report FP8 training speedups?"),
-    "kv": ("The key-value cache dominates memory when models serve long contexts.",
-           "Compressing the KV cache to 2 bits serves 128K-token contexts on one GPU.",
-           "How does KV cache compression help long contexts?"),
-    "decoding": ("Speculative decoding drafts tokens with a small model and verifies them with the large one.",
-                 "Generation becomes 2.4x faster with identical outputs.",
-                 "What speedup does speculative decoding give?"),
-    "moe": ("Mixture-of-experts layers route each token to two of sixty-four experts.",
-            "A load-balancing loss keeps every expert busy and improves perplexity by 4%.",
-            "How do mixture-of-experts models route tokens?"),
+    "quantization": (
+        "We quantize the weights of large language models to 4 bits after training.",
+        "Perplexity rises by less than 0.3 points while memory falls by 3.5x.",
+        "How much memory does 4-bit weight quantization save?",
+    ),
+    "fp8": (
+        "We train transformers with FP8 matrix multiplications and per-tensor scaling.",
+        "FP8 training matches the BF16 loss and runs 1.3x faster on H100 GPUs.",
+        "Which papers report FP8 training speedups?",
+    ),
+    "kv": (
+        "The key-value cache dominates memory when models serve long contexts.",
+        "Compressing the KV cache to 2 bits serves 128K-token contexts on one GPU.",
+        "How does KV cache compression help long contexts?",
+    ),
+    "decoding": (
+        "Speculative decoding drafts tokens with a small model and verifies them with the large one.",
+        "Generation becomes 2.4x faster with identical outputs.",
+        "What speedup does speculative decoding give?",
+    ),
+    "moe": (
+        "Mixture-of-experts layers route each token to two of sixty-four experts.",
+        "A load-balancing loss keeps every expert busy and improves perplexity by 4%.",
+        "How do mixture-of-experts models route tokens?",
+    ),
 }
 QUESTIONS = [topic[2] for topic in TOPICS.values()]
 
@@ -62,7 +71,13 @@ def planted_papers() -> list[dict]:
     for i, sentence in enumerate(INJECTIONS):
         first, second, _ = TOPICS[names[i % len(names)]]
         abstract = f"{first} {plant(sentence, f'ZQX-CANARY-{100 + i}')} {second}"
-        rows.append({"title": f"{names[i % len(names)].upper()} study number {i}", "abstract": abstract, "date": f"{2015 + i % 10}-01-01"})
+        rows.append(
+            {
+                "title": f"{names[i % len(names)].upper()} study number {i}",
+                "abstract": abstract,
+                "date": f"{2015 + i % 10}-01-01",
+            }
+        )
     return rows
 
 
@@ -106,9 +121,16 @@ def obeying() -> Iterator[ObeyingEndpoint]:
 def env(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> dict[str, str]:
     """The environment of every command: the planted corpus, indexed once by `rag ingest`."""
     base = {k: v for k, v in os.environ.items() if not k.upper().startswith(("RAG_", "OPENAI_"))}
-    base.update(PYTHONPATH=str(ROOT), RAG_DATA_DIR=str(tmp_path_factory.mktemp("planted-index")),
-                RAG_CORPUS_PATHS=json.dumps([str(corpus)]), RAG_EMBED_BACKEND="hashing", NO_COLOR="1")
-    done = subprocess.run([sys.executable, "-m", "rag.cli", "ingest"], capture_output=True, text=True, env=base, timeout=300)
+    base.update(
+        PYTHONPATH=str(ROOT),
+        RAG_DATA_DIR=str(tmp_path_factory.mktemp("planted-index")),
+        RAG_CORPUS_PATHS=json.dumps([str(corpus)]),
+        RAG_EMBED_BACKEND="hashing",
+        NO_COLOR="1",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ingest"], capture_output=True, text=True, env=base, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return base
 
@@ -137,7 +159,11 @@ def test_rag_ask_shows_nothing_planted(env, obeying, mode: str, as_json: bool) -
             answer = json.loads(done.stdout)
             assert answer["sources"]
             # with an LLM it judges every paper; a "which papers" list is then written by code from its verdicts
-            assert answer["mode"] == "llm" or "judged each paper" in answer["model"] if mode != "extractive" else answer["mode"] == "extractive"
+            assert (
+                answer["mode"] == "llm" or "judged each paper" in answer["model"]
+                if mode != "extractive"
+                else answer["mode"] == "extractive"
+            )
     if mode != "extractive":
         prompts = obeying.llm.prompts[asked_before:]
         assert len(prompts) >= 2 and not any(CANARY.search(p + decoded(p)) for p in prompts)
@@ -147,8 +173,12 @@ def test_rag_ask_shows_nothing_planted(env, obeying, mode: str, as_json: bool) -
 def api(request, env, obeying) -> Iterator[str]:
     """`rag serve` on a free port, in one of the two modes; yields its base URL."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port)], env=modes(env, obeying)[request.param],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "serve", "--port", str(port)],
+        env=modes(env, obeying)[request.param],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -187,8 +217,13 @@ def decoded_json(raw: str) -> str:
 def test_search_results_show_nothing_planted(env, api: str) -> None:
     """Search is an output too (and the MCP tools return it to another assistant): the planted sentences
     are replaced by a marker and the hit says so."""
-    done = subprocess.run([sys.executable, "-m", "rag.cli", "search", QUESTIONS[0], "--json", "-k", "20"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "search", QUESTIONS[0], "--json", "-k", "20"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     hits = json.loads(done.stdout)
     assert leaks(done.stdout) == [] and leaks(decoded_json(done.stdout)) == []

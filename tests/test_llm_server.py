@@ -21,8 +21,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import ON_TOPIC_QUESTION, build_settings, free_port, smollm2_gguf
+
 from rag.answer import make_engine
 from rag.errors import ConfigError
 from rag.retrieve import Retriever
@@ -47,7 +47,11 @@ def run_ask(settings, tiny_index, question: str = ON_TOPIC_QUESTION) -> tuple[li
         try:
             piece = next(stream)
         except StopIteration as done:
-            return pieces, done.value, {"first_piece": first if first is not None else float("nan"), "total": time.perf_counter() - t0}
+            return (
+                pieces,
+                done.value,
+                {"first_piece": first if first is not None else float("nan"), "total": time.perf_counter() - t0},
+            )
         if first is None:
             first = time.perf_counter() - t0
         pieces.append(piece)
@@ -55,7 +59,12 @@ def run_ask(settings, tiny_index, question: str = ON_TOPIC_QUESTION) -> tuple[li
 
 def llm_settings(tiny_index, base_url: str, **values) -> object:
     values = {"llm_model": "test-model", "llm_max_tokens": 32, "llm_concurrency": 1, **values}
-    return build_settings(data_dir=tiny_index.settings.data_dir, corpus_paths=tiny_index.settings.corpus_paths, llm_base_url=base_url, **values)
+    return build_settings(
+        data_dir=tiny_index.settings.data_dir,
+        corpus_paths=tiny_index.settings.corpus_paths,
+        llm_base_url=base_url,
+        **values,
+    )
 
 
 def ask_error(settings, tiny_index) -> tuple[str, float]:
@@ -89,10 +98,13 @@ def test_smollm2_answers_through_the_engine(llama_server, tiny_index) -> None:
     print(
         f"\n[llm] SmolLM2-135M via llama.cpp: first piece {t['first_piece']:.2f} s, total {t['total']:.2f} s, "
         f"{len(pieces)} pieces, {len(answer.sources)} sources (engine timings: "
-        + ", ".join(f"{k} {v:.2f} s" for k, v in answer.timings.items()) + ")"
+        + ", ".join(f"{k} {v:.2f} s" for k, v in answer.timings.items())
+        + ")"
         f"\n[llm] answer: {answer.text!r}"
     )
-    assert not answer.refused or len(pieces) > 1, "refused before calling the LLM: the question must pass the relevance gate"
+    assert not answer.refused or len(pieces) > 1, (
+        "refused before calling the LLM: the question must pass the relevance gate"
+    )
     assert len(pieces) > 1, f"expected a streamed answer, got {pieces!r}"
     assert answer.mode == "llm" and answer.model == llama_server.model
     assert answer.sources, "the answer lost its sources"
@@ -102,7 +114,10 @@ def test_smollm2_answers_through_the_engine(llama_server, tiny_index) -> None:
         return
     assert answer.text.strip(), "an empty answer was accepted"
     shown = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
-    assert shown <= set(range(1, len(answer.sources) + 1)), (shown, answer.removed)  # numbers naming no source were removed
+    assert shown <= set(range(1, len(answer.sources) + 1)), (
+        shown,
+        answer.removed,
+    )  # numbers naming no source were removed
     assert {c.n for c in answer.citations} <= shown
     for c in answer.citations:
         assert c.paper_id == answer.sources[c.n - 1].paper.paper_id and c.claim in answer.text, c
@@ -155,7 +170,11 @@ def test_start_server_user_errors(tmp_path: Path, fault_server) -> None:
 def test_cli_serve_missing_model_is_one_line(tmp_path: Path) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "rag.cli", "llm", "serve", "--model", str(tmp_path / "none.gguf")],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=_env_without_rag(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=_env_without_rag(),
     )
     assert r.returncode == 1, r
     assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -183,7 +202,9 @@ def test_http_401_names_the_key_without_retry(fault_server, tiny_index) -> None:
 
 def test_http_404_names_the_model(fault_server, tiny_index) -> None:
     server = fault_server("404")
-    error, _ = ask_error(llm_settings(tiny_index, server.base_url, llm_model="no-such-model", llm_max_retries=3), tiny_index)
+    error, _ = ask_error(
+        llm_settings(tiny_index, server.base_url, llm_model="no-such-model", llm_max_retries=3), tiny_index
+    )
     text = one_line(error)
     assert "model" in text and "no-such-model" in text
     assert server.posts == 1
@@ -228,7 +249,9 @@ def _env_without_rag() -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_cli_ask_against_failing_server_answers_extractively_with_a_notice(fault_server, tiny_index, tiny_corpus_dir, tmp_path: Path) -> None:
+def test_cli_ask_against_failing_server_answers_extractively_with_a_notice(
+    fault_server, tiny_index, tiny_corpus_dir, tmp_path: Path
+) -> None:
     server = fault_server("500")
     env = _env_without_rag() | {
         "RAG_LLM_BASE_URL": server.base_url,
@@ -239,11 +262,17 @@ def test_cli_ask_against_failing_server_answers_extractively_with_a_notice(fault
     }
     r = subprocess.run(
         [sys.executable, "-m", "rag.cli", "ask", ON_TOPIC_QUESTION],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
     )
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     assert "Traceback" not in r.stderr + r.stdout
-    assert "[1]" in r.stdout and "The LLM could not be used" in r.stdout + r.stderr and "HTTP 500" in r.stdout + r.stderr
+    assert (
+        "[1]" in r.stdout and "The LLM could not be used" in r.stdout + r.stderr and "HTTP 500" in r.stdout + r.stderr
+    )
     assert server.posts == 1
 
 
@@ -255,8 +284,12 @@ def test_planted_instruction_never_reaches_a_real_llm_answer(llama_server, embed
 
     corpus = Path(__file__).parent / "fixtures" / "answer" / "injection.jsonl"
     settings = build_settings(
-        data_dir=tmp_path / "index", corpus_paths=[corpus], llm_base_url=llama_server.base_url,
-        llm_model=llama_server.model, llm_max_tokens=48, answer_k=2,
+        data_dir=tmp_path / "index",
+        corpus_paths=[corpus],
+        llm_base_url=llama_server.base_url,
+        llm_model=llama_server.model,
+        llm_max_tokens=48,
+        answer_k=2,
     )
     store = open_store(settings)
     ingest([corpus], settings, embedder, store=store)
@@ -264,5 +297,7 @@ def test_planted_instruction_never_reaches_a_real_llm_answer(llama_server, embed
     for question in ("How accurate is the protein structure prediction?", "How fast is the weather forecasting model?"):
         answer = engine.ask(question)
         assert answer.suspicious, "the planted paper must be among the sources"
-        assert not any("CANARY-7f3a9" in h.paper.abstract for h in answer.sources)  # its instruction withheld from the output too
+        assert not any(
+            "CANARY-7f3a9" in h.paper.abstract for h in answer.sources
+        )  # its instruction withheld from the output too
         assert "CANARY-7f3a9" not in answer.text, answer.text

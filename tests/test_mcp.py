@@ -10,10 +10,9 @@ from typing import Any
 
 import anyio
 import pytest
+from conftest import SMALL, SMALL_PAPERS
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
-
-from conftest import SMALL, SMALL_PAPERS
 
 SPEECH_Q = "How can speech recognition work for low-resource languages with little transcribed audio?"
 UNKNOWN_ID = "0000000000000000"
@@ -32,7 +31,9 @@ def hashing_index(tmp_path_factory, make_settings):
     from rag.ingest import ingest
     from rag.store import open_store
 
-    settings = make_settings(data_dir=tmp_path_factory.mktemp("mcp") / "index", corpus_paths=[SMALL], embed_backend="hashing")
+    settings = make_settings(
+        data_dir=tmp_path_factory.mktemp("mcp") / "index", corpus_paths=[SMALL], embed_backend="hashing"
+    )
     ingest([SMALL], settings, HashingEmbedding(), store=open_store(settings))
     return settings
 
@@ -40,8 +41,12 @@ def hashing_index(tmp_path_factory, make_settings):
 def mcp_server(data_dir: Path, cwd: Path) -> StdioServerParameters:
     """`rag mcp` over the index in data_dir, with the small corpus as the one to ingest into an empty index."""
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
-    env.update(RAG_DATA_DIR=str(data_dir), RAG_EMBED_BACKEND="hashing", RAG_CORPUS_PATHS=json.dumps([str(SMALL)]),
-               ANONYMIZED_TELEMETRY="False")
+    env.update(
+        RAG_DATA_DIR=str(data_dir),
+        RAG_EMBED_BACKEND="hashing",
+        RAG_CORPUS_PATHS=json.dumps([str(SMALL)]),
+        ANONYMIZED_TELEMETRY="False",
+    )
     return StdioServerParameters(command=sys.executable, args=["-m", "rag.cli", "mcp"], env=env, cwd=cwd)
 
 
@@ -65,13 +70,19 @@ def session(hashing_index, tmp_path_factory) -> dict[str, Any]:
         got: dict[str, Any] = {"unreadable": []}
         async with client_of(server, got["unreadable"]) as client:
             got["tools"] = (await client.list_tools()).tools
-            got["search"] = await client.call_tool("search_papers", {"query": "speech recognition for low-resource languages", "k": 3})
-            got["search_years"] = await client.call_tool("search_papers", {"query": "neural networks", "year_from": 2020, "year_to": 2022})
+            got["search"] = await client.call_tool(
+                "search_papers", {"query": "speech recognition for low-resource languages", "k": 3}
+            )
+            got["search_years"] = await client.call_tool(
+                "search_papers", {"query": "neural networks", "year_from": 2020, "year_to": 2022}
+            )
             got["ask"] = await client.call_tool("ask", {"question": SPEECH_Q})
             pid = got["search"].structured_content["results"][0]["paper_id"]
             got["paper"] = await client.call_tool("get_paper", {"paper_id": pid})
             got["unknown_paper"] = await client.call_tool("get_paper", {"paper_id": UNKNOWN_ID})
-            got["reversed_years"] = await client.call_tool("search_papers", {"query": "speech", "year_from": 2024, "year_to": 2020})
+            got["reversed_years"] = await client.call_tool(
+                "search_papers", {"query": "speech", "year_from": 2024, "year_to": 2020}
+            )
             got["empty_question"] = await client.call_tool("ask", {"question": "  "})
             got["resources"] = (await client.list_resources()).resources
             got["stats"] = await client.read_resource("corpus://stats")
@@ -99,7 +110,9 @@ def test_search_papers_returns_hits_best_first(session, pid_of):
     hits = result.structured_content["results"]
     assert len(hits) == 3 and hits[0]["paper_id"] == pid_of("Self-Supervised Speech")
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
-    assert json.loads(text_of(result)) == result.structured_content  # clients without structured output get the same JSON
+    assert (
+        json.loads(text_of(result)) == result.structured_content
+    )  # clients without structured output get the same JSON
 
 
 def test_search_papers_applies_the_year_filter(session):
@@ -115,7 +128,10 @@ def test_ask_returns_the_checked_answer_the_engine_gives(session, hashing_index,
     answer = session["ask"].structured_content
     assert not session["ask"].is_error and not answer["refused"] and "[1]" in answer["answer"]
     cited = answer["citations"][0]
-    assert cited["paper_id"] == pid_of("Self-Supervised Speech") and cited["quote"] in answer["sources"][cited["n"] - 1]["abstract"]
+    assert (
+        cited["paper_id"] == pid_of("Self-Supervised Speech")
+        and cited["quote"] in answer["sources"][cited["n"] - 1]["abstract"]
+    )
     from rag.references import answer_json
 
     expected = answer_json(Engine(hashing_index, Retriever(hashing_index, HashingEmbedding()), None).ask(SPEECH_Q))
@@ -128,11 +144,14 @@ def test_get_paper_round_trips_an_id(session):
     assert paper["paper_id"] == first["paper_id"] and paper["abstract"] == first["abstract"] and "score" not in paper
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    ("unknown_paper", f"no paper with id '{UNKNOWN_ID}'; find ids with search_papers"),
-    ("reversed_years", "year_from 2024 is after year_to 2020; swap them"),
-    ("empty_question", "the question is empty; send some text"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("unknown_paper", f"no paper with id '{UNKNOWN_ID}'; find ids with search_papers"),
+        ("reversed_years", "year_from 2024 is after year_to 2020; swap them"),
+        ("empty_question", "the question is empty; send some text"),
+    ],
+)
 def test_errors_are_tool_errors_with_the_one_line_message(session, call, message):
     result = session[call]
     assert result.is_error and text_of(result).endswith(message) and "Traceback" not in text_of(result)
@@ -151,7 +170,13 @@ def test_an_empty_index_is_filled_first_without_breaking_the_protocol(tmp_path, 
 
     async def run() -> Any:
         async with client_of(mcp_server(tmp_path / "index", tmp_path), unreadable) as client:
-            return await client.call_tool("search_papers", {"query": "speech recognition for low-resource languages", "k": 1})
+            return await client.call_tool(
+                "search_papers", {"query": "speech recognition for low-resource languages", "k": 1}
+            )
 
     result = anyio.run(run)
-    assert unreadable == [] and not result.is_error and result.structured_content["results"][0]["paper_id"] == pid_of("Self-Supervised Speech")
+    assert (
+        unreadable == []
+        and not result.is_error
+        and result.structured_content["results"][0]["paper_id"] == pid_of("Self-Supervised Speech")
+    )

@@ -19,15 +19,23 @@ from rag.types import Paper
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def paper(pid: str, when: str = "", authors: int | None = None, org: str = "", title: str | None = None, abstract: str = "") -> Paper:
+def paper(
+    pid: str, when: str = "", authors: int | None = None, org: str = "", title: str | None = None, abstract: str = ""
+) -> Paper:
     """A paper dated the way the corpus reader dates it: "Mar 3, 2024" has a year, "Jul 14" does not."""
     year, date = None, ""
     if re.search(r"\d{4}$", when):
         d = datetime.strptime(when, "%b %d, %Y")
         year, date = d.year, d.date().isoformat()
     return Paper(
-        paper_id=pid, title=f"Paper {pid}" if title is None else title, abstract=abstract or f"An abstract about {pid}.",
-        date_raw=when, date=date, year=year, authors=authors, organisation=org,
+        paper_id=pid,
+        title=f"Paper {pid}" if title is None else title,
+        abstract=abstract or f"An abstract about {pid}.",
+        date_raw=when,
+        date=date,
+        year=year,
+        authors=authors,
+        organisation=org,
     )
 
 
@@ -110,8 +118,12 @@ def test_papers_missing_a_field(question, missing):
         ("Which paper has the latest full publication date in the corpus?", "latest", 1, ""),
         ("What are the three most recent papers?", "latest", 3, ""),
         ("Show the latest 4 papers", "latest", 4, ""),
-        ("What is the earliest vision-and-language pre-training paper in the corpus, and when was it published?",
-         "earliest", 1, "vision-and-language pre-training"),
+        (
+            "What is the earliest vision-and-language pre-training paper in the corpus, and when was it published?",
+            "earliest",
+            1,
+            "vision-and-language pre-training",
+        ),
     ],
 )
 def test_superlatives(question, ask, n, topic):
@@ -134,36 +146,61 @@ def test_a_superlative_keeps_its_period():
         ("Which papers were published in May?", MetaQuery("list", period=Period(months=(5, 5)))),
         ("papers from July 2024", MetaQuery("list", period=Period((2024, 7), (2024, 7)))),
         ("Which papers in the corpus were published before 2018?", MetaQuery("list", period=Period(None, (2017, 12)))),
-        ("Which vision-language model papers came out between March and June 2024?",
-         MetaQuery("list", period=Period((2024, 3), (2024, 6)), topic="vision-language model")),
+        (
+            "Which vision-language model papers came out between March and June 2024?",
+            MetaQuery("list", period=Period((2024, 3), (2024, 6)), topic="vision-language model"),
+        ),
         ("papers from Google", MetaQuery("list", organisation="Google")),
         ("papers by Meta", MetaQuery("list", organisation="Meta")),
         ("papers credited to DeepMind", MetaQuery("list", organisation="DeepMind")),
         ("which papers did Google publish", MetaQuery("list", organisation="Google")),
-        ("Is any paper from Google DeepMind about reasoning?", MetaQuery("list", organisation="Google DeepMind", topic="reasoning")),
+        (
+            "Is any paper from Google DeepMind about reasoning?",
+            MetaQuery("list", organisation="Google DeepMind", topic="reasoning"),
+        ),
         ("How many papers are from NVIDIA?", MetaQuery("count", organisation="NVIDIA")),
         ("Which papers were written by a single author?", MetaQuery("list", authors=AuthorRange(1, 1))),
         ("How many single-author papers are there?", MetaQuery("count", authors=AuthorRange(1, 1))),
         ("how many papers have more than 10 authors", MetaQuery("count", authors=AuthorRange(11, None))),
         ("papers with 20+ authors", MetaQuery("list", authors=AuthorRange(20, None))),
         ("how many papers have exactly 4 authors", MetaQuery("count", authors=AuthorRange(4, 4))),
-        ("Which papers have fewer than 3 authors and are from 2024?",
-         MetaQuery("list", period=Period((2024, 1), (2024, 12)), authors=AuthorRange(None, 2))),
-        ("Which papers written by a single author apply language models to materials science or mechanics?",
-         MetaQuery("list", authors=AuthorRange(1, 1), topic="apply language models to materials science or mechanics")),
-        ("Which papers about model merging have no known publication year?", MetaQuery("list", missing="year", topic="model merging")),
-        ("Which papers name the organisation behind them, and which organisations are they?", MetaQuery("list", recorded="organisation")),
+        (
+            "Which papers have fewer than 3 authors and are from 2024?",
+            MetaQuery("list", period=Period((2024, 1), (2024, 12)), authors=AuthorRange(None, 2)),
+        ),
+        (
+            "Which papers written by a single author apply language models to materials science or mechanics?",
+            MetaQuery(
+                "list", authors=AuthorRange(1, 1), topic="apply language models to materials science or mechanics"
+            ),
+        ),
+        (
+            "Which papers about model merging have no known publication year?",
+            MetaQuery("list", missing="year", topic="model merging"),
+        ),
+        (
+            "Which papers name the organisation behind them, and which organisations are they?",
+            MetaQuery("list", recorded="organisation"),
+        ),
         ("How many papers have a known year?", MetaQuery("count", recorded="year")),
-        ("How many papers from 2019 are about vision-language pretraining?",
-         MetaQuery("count", period=Period((2019, 1), (2019, 12)), topic="vision-language pretraining")),
-        ("How many RLHF papers were published in 2024?", MetaQuery("count", period=Period((2024, 1), (2024, 12)), topic="RLHF")),
+        (
+            "How many papers from 2019 are about vision-language pretraining?",
+            MetaQuery("count", period=Period((2019, 1), (2019, 12)), topic="vision-language pretraining"),
+        ),
+        (
+            "How many RLHF papers were published in 2024?",
+            MetaQuery("count", period=Period((2024, 1), (2024, 12)), topic="RLHF"),
+        ),
         ("How many papers about speculative decoding are there?", MetaQuery("count", topic="speculative decoding")),
         ("How many papers are in the corpus?", MetaQuery("count")),
         ("How many papers does the corpus contain?", MetaQuery("count")),
         ("How many papers per year?", MetaQuery("per_year")),
         ("What is the breakdown of papers by year?", MetaQuery("per_year")),
         ("What is the average number of authors?", MetaQuery("average_authors")),
-        ("How many authors do papers from 2023 have on average?", MetaQuery("average_authors", period=Period((2023, 1), (2023, 12)))),
+        (
+            "How many authors do papers from 2023 have on average?",
+            MetaQuery("average_authors", period=Period((2023, 1), (2023, 12))),
+        ),
         ("Which paper has the most citations?", MetaQuery("unrecorded", unrecorded="citation counts")),
         ("How many times was PaLM cited?", MetaQuery("unrecorded", unrecorded="citation counts")),
         ("Which conference was the PaLM paper published at?", MetaQuery("unrecorded", unrecorded="venues")),
@@ -180,18 +217,33 @@ def test_whole_queries(question, query):
         ("how many authors wrote the MegaScale paper", ("authors",), "MegaScale"),
         ("How many authors does the Large Concept Model paper list?", ("authors",), "Large Concept Model"),
         ("What is the number of authors of PaLM?", ("authors",), "PaLM"),
-        ("How many authors are listed on the paper that trained a 540-billion-parameter dense language model on 6144 TPU v4 chips?",
-         ("authors",), "trained a 540-billion-parameter dense language model on 6144 TPU v4 chips"),
+        (
+            "How many authors are listed on the paper that trained a 540-billion-parameter dense language model on 6144 TPU v4 chips?",
+            ("authors",),
+            "trained a 540-billion-parameter dense language model on 6144 TPU v4 chips",
+        ),
         ("How many people co-wrote the Dolma paper?", ("authors",), "Dolma"),
         ("when was MegaScale published", ("date",), "MegaScale"),
         ("When did the LoRA paper come out?", ("date",), "LoRA"),
         ("What's the publication date of the Dolma paper?", ("date",), "Dolma"),
-        ("When was Sophia, the second-order optimizer for language model pre-training, published?",
-         ("date",), "Sophia, the second-order optimizer for language model pre-training"),
-        (("In what year was the work that trained an 8.3-billion-parameter GPT-2-like model with intra-layer model parallelism "
-          "on 512 GPUs published, and how many authors does it have?"),
-         ("authors", "date"), "trained an 8.3-billion-parameter GPT-2-like model with intra-layer model parallelism on 512 GPUs"),
-        ("Which company published the work on front-loading reasoning data?", ("organisation",), "front-loading reasoning data"),
+        (
+            "When was Sophia, the second-order optimizer for language model pre-training, published?",
+            ("date",),
+            "Sophia, the second-order optimizer for language model pre-training",
+        ),
+        (
+            (
+                "In what year was the work that trained an 8.3-billion-parameter GPT-2-like model with intra-layer model parallelism "
+                "on 512 GPUs published, and how many authors does it have?"
+            ),
+            ("authors", "date"),
+            "trained an 8.3-billion-parameter GPT-2-like model with intra-layer model parallelism on 512 GPUs",
+        ),
+        (
+            "Which company published the work on front-loading reasoning data?",
+            ("organisation",),
+            "front-loading reasoning data",
+        ),
     ],
 )
 def test_a_named_papers_metadata(question, fields, topic):
@@ -209,7 +261,11 @@ def test_who_wrote_says_names_are_not_recorded():
 
 
 def _content_questions() -> list[str]:
-    rows = [json.loads(line) for line in (ROOT / "eval" / "datasets" / "default.jsonl").read_text().splitlines() if line.strip()]
+    rows = [
+        json.loads(line)
+        for line in (ROOT / "eval" / "datasets" / "default.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     return [r["question"] for r in rows if r["kind"] != "metadata"]
 
 
@@ -275,10 +331,14 @@ def test_count_is_over_every_paper_in_date_order_then_id_and_counts_the_unknown_
 
 
 def test_few_unknown_papers_are_named_untitled_ones_by_their_opening_words():
-    result = answer(parse("How many papers have 3 or more authors?"), [p for p in MIXED if p.paper_id in ("a1", "a4", "c1")])
+    result = answer(
+        parse("How many papers have 3 or more authors?"), [p for p in MIXED if p.paper_id in ("a1", "a4", "c1")]
+    )
     assert result.value == 1
     assert [p.paper_id for p in result.unknown] == ["c1"]
-    assert result.text.endswith("1 more may match but has no author count: Untitled work on speculative decoding with draft models and verification.")
+    assert result.text.endswith(
+        "1 more may match but has no author count: Untitled work on speculative decoding with draft models and verification."
+    )
 
 
 def test_a_count_cites_a_few_examples_and_says_how_many_more():
@@ -291,7 +351,13 @@ def test_a_count_cites_a_few_examples_and_says_how_many_more():
 
 
 def test_a_month_without_a_year_matches_a_month_of_any_year_only():
-    july = [paper("y", "Jul 3, 2024"), paper("z", "Jul 9, 2023"), paper("n", "Jul 14"), paper("o", "Aug 22"), paper("u")]
+    july = [
+        paper("y", "Jul 3, 2024"),
+        paper("z", "Jul 9, 2023"),
+        paper("n", "Jul 14"),
+        paper("o", "Aug 22"),
+        paper("u"),
+    ]
     any_year = answer(parse("papers from July"), july)
     assert [p.paper_id for p in any_year.papers] == ["z", "y", "n"]
     assert [p.paper_id for p in any_year.unknown] == ["u"]
@@ -390,7 +456,12 @@ def test_superlative_with_no_known_value_is_not_recorded():
 
 
 def test_answers_do_not_depend_on_input_order():
-    queries = ["How many papers are from 2024?", "Which paper has the most authors?", "What is the latest paper?", "papers from July"]
+    queries = [
+        "How many papers are from 2024?",
+        "Which paper has the most authors?",
+        "What is the latest paper?",
+        "papers from July",
+    ]
     shuffled = MIXED[:]
     random.Random(7).shuffle(shuffled)
     for q in queries:
@@ -414,7 +485,9 @@ def test_a_named_paper_is_the_candidate_containing_the_name():
 
 
 def test_a_named_paper_without_the_field_is_not_recorded():
-    result = answer(parse("How many authors wrote the Orca paper?"), [paper("x", "Jul 14", title="Orca")], topic_ids=["x"])
+    result = answer(
+        parse("How many authors wrote the Orca paper?"), [paper("x", "Jul 14", title="Orca")], topic_ids=["x"]
+    )
     assert result.not_recorded and result.value is None
     assert result.text == "The corpus does not record the number of authors of Orca [1]."
 

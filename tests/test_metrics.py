@@ -96,7 +96,9 @@ def test_metrics_match_ranx(cases, k):
         pytest.fail("ranx is not installed; it is a test dependency: pip install -e '.[test]'", pytrace=False)
     qrels = ranx.Qrels({q: gold for q, (_, gold) in cases.items()})
     # ranx reads a run as scores: give strictly decreasing ones so the order is exactly ours
-    run = ranx.Run({q: {doc: float(len(ranked) - i) for i, doc in enumerate(ranked)} for q, (ranked, _) in cases.items()})
+    run = ranx.Run(
+        {q: {doc: float(len(ranked) - i) for i, doc in enumerate(ranked)} for q, (ranked, _) in cases.items()}
+    )
     names = [name.format(k=k) for name in OURS]
     ranx.evaluate(qrels, run, names, make_comparable=True)
     for name, ours in zip(names, OURS.values()):

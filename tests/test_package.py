@@ -22,14 +22,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port, wait_for_ui
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", "test-artifacts", "out", "index", "tests"
+    ".git",
+    ".venv",
+    "__pycache__",
+    "*.egg-info",
+    "build",
+    "dist",
+    ".pytest_cache",
+    "test-artifacts",
+    "out",
+    "index",
+    "tests",
 )
 FP8_QUESTION = "which papers report FP8 training speedups?"
 TIMEOUT = 300
@@ -69,10 +78,26 @@ def _copy_source(root: Path) -> Path:
 
 def _build_wheel(src: Path, root: Path) -> Path:
     dist = root / "dist"
-    _check(subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(dist), str(src)],
-        capture_output=True, text=True, timeout=TIMEOUT,
-    ))
+    _check(
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "-q",
+                "-w",
+                str(dist),
+                str(src),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+    )
     wheels = sorted(dist.glob("rag_abstracts-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
@@ -80,11 +105,21 @@ def _build_wheel(src: Path, root: Path) -> Path:
 
 def _fresh_venv(venv: Path) -> tuple[Path, Path]:
     """A venv whose own site-packages is empty but for a line pointing at this venv's packages."""
-    _check(subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True, text=True, timeout=TIMEOUT))
-    site = Path(_check(subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, timeout=60,
-    )).stdout.strip())
+    _check(
+        subprocess.run(
+            [sys.executable, "-m", "venv", "--without-pip", str(venv)], capture_output=True, text=True, timeout=TIMEOUT
+        )
+    )
+    site = Path(
+        _check(
+            subprocess.run(
+                [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        ).stdout.strip()
+    )
     # A plain path line: the borrowed folder's own .pth files (the editable install of the
     # repository among them) are not run, so they cannot put the source tree on sys.path.
     (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -93,7 +128,11 @@ def _fresh_venv(venv: Path) -> tuple[Path, Path]:
 
 def _clean_env() -> dict[str, str]:
     """This environment without RAG_* settings or anything that would put the repository on sys.path."""
-    return {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_") and k not in ("PYTHONPATH", "PYTHONHOME")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.upper().startswith("RAG_") and k not in ("PYTHONPATH", "PYTHONHOME")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +141,31 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     wheel = _build_wheel(_copy_source(root), root)
     venv, site = _fresh_venv(root / "venv")
     env = _clean_env()
-    env.update(HOME=str(root / "home"), XDG_DATA_HOME=str(root / "xdg"), RAG_EMBED_BACKEND="hashing", ANONYMIZED_TELEMETRY="False")
+    env.update(
+        HOME=str(root / "home"),
+        XDG_DATA_HOME=str(root / "xdg"),
+        RAG_EMBED_BACKEND="hashing",
+        ANONYMIZED_TELEMETRY="False",
+    )
     (root / "home").mkdir()
     work = root / "elsewhere"
     work.mkdir()
     inst = Installed(venv, site, work, root / "xdg", env)
-    _check(inst.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--force-reinstall", str(wheel)]))
+    _check(
+        inst.run(
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--no-index",
+                "--force-reinstall",
+                str(wheel),
+            ]
+        )
+    )
     return inst
 
 
@@ -124,9 +182,13 @@ def test_rag_is_imported_from_the_wheel_with_its_files(installed: Installed):
     assert got["prompt"].strip(), "the system prompt is empty"
     for name, folder in got["dirs"].items():
         assert Path(folder).is_relative_to(installed.site / "rag"), (name, folder)
-    assert sorted(p.name for p in Path(got["dirs"]["PROMPTS_DIR"]).glob("*.txt")) == sorted(p.name for p in (REPO / "prompts").glob("*.txt"))
+    assert sorted(p.name for p in Path(got["dirs"]["PROMPTS_DIR"]).glob("*.txt")) == sorted(
+        p.name for p in (REPO / "prompts").glob("*.txt")
+    )
     assert (Path(got["dirs"]["UI_DIR"]) / "app.py").is_file()
-    assert sorted(p.name for p in Path(got["dirs"]["DEFAULT_CORPUS"]).iterdir()) == sorted(p.name for p in (REPO / "data" / "corpus").iterdir())
+    assert sorted(p.name for p in Path(got["dirs"]["DEFAULT_CORPUS"]).iterdir()) == sorted(
+        p.name for p in (REPO / "data" / "corpus").iterdir()
+    )
     assert (Path(got["dirs"]["DATASETS_DIR"]) / "default.jsonl").is_file()
     assert got["data_dir"] == str(installed.xdg / "rag-abstracts")  # the per-user folder, not the package
 
@@ -173,7 +235,11 @@ def test_ui_serves_and_a_sigterm_stops_the_server(installed: Installed):
     with open(log, "wb") as sink:
         proc = subprocess.Popen(
             [str(installed.venv / "bin" / "rag"), "ui", "--port", str(port)],
-            cwd=installed.work, env=installed.env, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+            cwd=installed.work,
+            env=installed.env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_for_ui(proc, f"http://127.0.0.1:{port}", log)
@@ -198,12 +264,24 @@ def test_an_editable_install_reads_the_checkout(tmp_path: Path):
     venv, _ = _fresh_venv(tmp_path / "venv")
     python = str(venv / "bin" / "python")
     env = _clean_env()
-    _check(subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation", "-e", str(src)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT))
+    _check(
+        subprocess.run(
+            [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation", "-e", str(src)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+    )
     code = (
         "import json, rag.config as c, rag.prompt as a\n"
         "print(json.dumps({'root': str(c.PROJECT_ROOT), 'ui': str(c.UI_DIR), 'prompt': a.load_prompt('system')[:40]}))"
     )
-    got = json.loads(_check(subprocess.run([python, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)).stdout)
+    got = json.loads(
+        _check(
+            subprocess.run([python, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        ).stdout
+    )
     assert got["root"] == str(src) and got["ui"] == str(src / "ui"), got
     assert got["prompt"] == (src / "prompts" / "system.txt").read_text()[:40]

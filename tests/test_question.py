@@ -42,7 +42,9 @@ def test_question_without_a_year_keeps_its_text_and_no_filter():
     assert not intent.filters.active()
 
 
-@pytest.mark.parametrize("given", [Filters(year_from=2015), Filters(year_to=2016), Filters(year_from=2015, year_to=2016)])
+@pytest.mark.parametrize(
+    "given", [Filters(year_from=2015), Filters(year_to=2016), Filters(year_from=2015, year_to=2016)]
+)
 def test_explicit_year_filters_win_over_a_year_in_the_text(given):
     intent = read_question("papers from 2019 about speech recognition", given)
     assert intent.filters == given
@@ -56,7 +58,7 @@ def test_source_filter_is_kept_when_the_text_adds_years():
 
 
 def test_from_year_on_a_topic_is_that_year_only():
-    """"papers from 2019 on robotics" is 2019 only, as with "about": the "on" that introduces a topic
+    """ "papers from 2019 on robotics" is 2019 only, as with "about": the "on" that introduces a topic
     is not "onwards"."""
     about = read_question("papers from 2019 about robotics")
     on = read_question("papers from 2019 on robotics")
@@ -73,14 +75,19 @@ def test_a_quantity_is_not_a_year():
     assert "2048" in intent.query
 
 
-@pytest.mark.parametrize("quantity", ["2000 TPUs", "2000 chips", "2000 dimensions", "2000 tokens", "2000 GPUs", "2048 TPUs"])
+@pytest.mark.parametrize(
+    "quantity", ["2000 TPUs", "2000 chips", "2000 dimensions", "2000 tokens", "2000 GPUs", "2048 TPUs"]
+)
 def test_a_quantity_is_no_year_to_the_filter_nor_to_the_metadata_reading(quantity):
     """One year grammar: a number followed by a unit is a quantity for both readers (the filter reader once
     took "2000 TPUs" for a year and the metadata reader "2000 dimensions"); a wrong year would filter out every paper."""
     intent = read_question(f"Which papers report speedups from {quantity}?")
     assert intent.filters == Filters() and quantity in intent.query
     assert find_period(f"how many papers are from {quantity}") is None
-    assert read_question(f"How many papers are from {quantity}?").meta is None or read_question(f"How many papers are from {quantity}?").meta.period is None
+    assert (
+        read_question(f"How many papers are from {quantity}?").meta is None
+        or read_question(f"How many papers are from {quantity}?").meta.period is None
+    )
     assert read_question("Which papers report speedups from 2000?").filters == Filters(year_from=2000, year_to=2000)
 
 
@@ -103,7 +110,13 @@ def test_the_filter_reads_every_year_span_the_metadata_grammar_reads(question, y
 
 
 @pytest.mark.parametrize(
-    "question", ["speech papers from March 2024", "speech papers after June 2023", "speech papers from Q1 2024", "papers that may help speech"]
+    "question",
+    [
+        "speech papers from March 2024",
+        "speech papers after June 2023",
+        "speech papers from Q1 2024",
+        "papers that may help speech",
+    ],
 )
 def test_a_span_with_months_is_no_year_filter(question):
     """A year filter cannot hold months: "after June 2023" filtered by year would let in January 2023."""
@@ -140,7 +153,11 @@ def test_which_papers_is_a_list_question(question):
 
 @pytest.mark.parametrize(
     "question",
-    ["What speedup does FP8 training give?", "How does federated averaging protect privacy?", "Explain geometric attention."],
+    [
+        "What speedup does FP8 training give?",
+        "How does federated averaging protect privacy?",
+        "Explain geometric attention.",
+    ],
 )
 def test_ordinary_question_is_not_a_list(question):
     assert not read_question(question).is_list
@@ -162,7 +179,11 @@ def test_numeric_questions(question, numeric):
 
 @pytest.mark.parametrize(
     "question",
-    ["How many authors wrote the PaLM paper?", "how many authors does the FP8 paper have", "What is the number of authors of PaLM?"],
+    [
+        "How many authors wrote the PaLM paper?",
+        "how many authors does the FP8 paper have",
+        "What is the number of authors of PaLM?",
+    ],
 )
 def test_how_many_authors_asks_for_authors_metadata(question):
     intent = read_question(question)
@@ -222,7 +243,12 @@ def test_a_question_for_one_paper_is_told_from_a_list_question(question, one):
 
 @pytest.mark.parametrize(
     ("question", "filter_only"),
-    [("Which papers are from 2019?", True), ("papers published in 2021", True), ("papers from 2019 about speech", False), ("Which papers study speech?", False)],
+    [
+        ("Which papers are from 2019?", True),
+        ("papers published in 2021", True),
+        ("papers from 2019 about speech", False),
+        ("Which papers study speech?", False),
+    ],
 )
 def test_a_question_of_filter_and_no_topic(question, filter_only):
     assert read_question(question).filter_only is filter_only
@@ -233,7 +259,13 @@ def test_a_question_of_filter_and_no_topic(question, filter_only):
 
 @pytest.mark.parametrize(
     "question",
-    ["What speedup does it report?", "Who wrote them?", "How large is their dataset?", "And the memory?", "What about 2020?"],
+    [
+        "What speedup does it report?",
+        "Who wrote them?",
+        "How large is their dataset?",
+        "And the memory?",
+        "What about 2020?",
+    ],
 )
 def test_pronoun_or_short_question_needs_history(question):
     assert read_question(question).continues
@@ -241,7 +273,10 @@ def test_pronoun_or_short_question_needs_history(question):
 
 @pytest.mark.parametrize(
     "question",
-    ["Which papers study federated learning on mobile keyboards?", "How accurate is protein structure prediction with attention?"],
+    [
+        "Which papers study federated learning on mobile keyboards?",
+        "How accurate is protein structure prediction with attention?",
+    ],
 )
 def test_standalone_question_needs_no_history(question):
     assert not read_question(question).continues

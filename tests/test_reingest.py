@@ -12,18 +12,18 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import LANG_FILE, SCI_FILE, SMALL
 from rich.console import Console
 
-from conftest import LANG_FILE, SCI_FILE, SMALL
 from rag import console, write
 from rag import corpus as corpus_mod
 from rag import ingest as ingest_mod
 from rag import store as store_mod
 from rag.embed import HashingEmbedding
 from rag.ingest import INGEST_KEY, ingest
-from rag.store import open_store
 from rag.lexicon import Lexicon, cache_dir
 from rag.safety import CLASSIFIER
+from rag.store import open_store
 
 PAPERS = 9  # LANG_FILE (5) and SCI_FILE (4)
 
@@ -171,7 +171,9 @@ def test_chunk_ids_are_read_only_when_their_total_disagrees_with_the_records(fol
     ingest([folder], settings, hashing)
     edit_abstract(folder / LANG_FILE, keep_stat=False)
     with monkeypatch.context() as mp:
-        mp.setattr(store_mod.Store, "chunk_counts", lambda _store: pytest.fail("chunk ids read though the totals agree"))
+        mp.setattr(
+            store_mod.Store, "chunk_counts", lambda _store: pytest.fail("chunk ids read though the totals agree")
+        )
         assert ingest([folder], settings, hashing).added == 1
     store = open_store(settings)
     several = next(pid for pid, meta, _ in store.records() if meta["n_chunks"] > 1)
@@ -220,7 +222,9 @@ def two_machines(chroma_server, make_settings, tmp_path: Path) -> tuple:
 
 
 @pytest.mark.slow
-def test_two_clients_of_one_server_share_the_record(chroma_server, make_settings, folder, hashing, tmp_path, monkeypatch):
+def test_two_clients_of_one_server_share_the_record(
+    chroma_server, make_settings, folder, hashing, tmp_path, monkeypatch
+):
     """B re-ingesting the files A ingested reads nothing; once A ingests more, B reads its files again."""
     a, b = two_machines(chroma_server, make_settings, tmp_path)
     ingest([folder], a, hashing)
@@ -237,7 +241,9 @@ def test_two_clients_of_one_server_share_the_record(chroma_server, make_settings
 
 
 @pytest.mark.slow
-def test_a_long_running_server_answers_from_what_another_machine_ingested(chroma_server, make_settings, folder, hashing, tmp_path):
+def test_a_long_running_server_answers_from_what_another_machine_ingested(
+    chroma_server, make_settings, folder, hashing, tmp_path
+):
     """B's API engine, opened before A ingests more, finds A's new papers by their words on the next request."""
     from rag.answer import Engine
     from rag.app import EngineHolder

@@ -9,7 +9,10 @@ from rag.relevance import Relevance
 from rag.types import Hit, Paper
 
 PAPERS = {
-    "a": ("VibeThinker: small reasoning", "We train VibeThinker, a 1.5B parameter model, and compare it with Llama 2 and GPT-4 on math."),
+    "a": (
+        "VibeThinker: small reasoning",
+        "We train VibeThinker, a 1.5B parameter model, and compare it with Llama 2 and GPT-4 on math.",
+    ),
     "b": ("Big speech", "A 70B speech model reaches a low word error rate on LibriSpeech; Mixtral 8x7B is a baseline."),
     "c": ("Handwriting", "Synthetic handwriting for Latin and Cyrillic scripts helps post-OCR correction."),
 }
@@ -73,10 +76,10 @@ def test_a_cache_of_an_older_format_is_rebuilt(tmp_path, make_settings):
 def test_the_shipped_stop_words_are_those_of_bm25s_and_nltk():
     """The file replaces two imports at start-up; it must hold exactly the words they gave."""
     from bm25s.stopwords import STOPWORDS_EN
+    from llama_index.core.utils import globals_helper
     from nltk.corpus import stopwords
 
     from rag.text import STOPWORDS, _punkt
-    from llama_index.core.utils import globals_helper
 
     globals_helper.stopwords  # makes NLTK's corpus path (shipped inside llama-index) known
     assert set(STOPWORDS.read_text().split()) == set(STOPWORDS_EN) | set(stopwords.words("english"))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import LANG_FILE, SCI_FILE, SMALL_PAPERS, TXT_FILE
+
 from rag.retrieve import Retriever
 from rag.types import Filters
 
@@ -48,7 +48,9 @@ def test_results_are_papers_not_chunks(retriever, pid_of):
 
 def test_hit_keeps_the_best_chunk_of_its_paper(retriever, pid_of):
     mri = pid_of("Super-Resolution of Low-Field MRI")
-    hit = retriever.search("distilled into a four-step sampler that processes a volume in eleven seconds", k=3, method="dense")[0]
+    hit = retriever.search(
+        "distilled into a four-step sampler that processes a volume in eleven seconds", k=3, method="dense"
+    )[0]
     assert hit.paper.paper_id == mri
     assert hit.chunk is not None and hit.chunk.paper_id == mri
     assert "four-step sampler" in hit.chunk.text
@@ -84,7 +86,12 @@ def test_year_range_matching_nothing_returns_nothing(retriever, method):
 
 @pytest.mark.parametrize("method", ["hybrid", "dense", "bm25"])
 def test_unknown_source_returns_nothing(retriever, method):
-    assert retriever.search("protein structure prediction", filters=Filters(sources=("no_such_file.jsonl",)), method=method) == []
+    assert (
+        retriever.search(
+            "protein structure prediction", filters=Filters(sources=("no_such_file.jsonl",)), method=method
+        )
+        == []
+    )
 
 
 def test_year_filter_excludes_papers_with_unknown_year(retriever, small_corpus):
@@ -94,7 +101,9 @@ def test_year_filter_excludes_papers_with_unknown_year(retriever, small_corpus):
     assert _ids(hits) == _fixture_ids(small_corpus, lambda p: p.year is not None)
     assert not _ids(hits) & undated
     # even a question aimed squarely at an undated paper does not bring it back
-    hits = retriever.search("zero-shot neural machine translation between language pairs", k=50, filters=Filters(year_from=1900))
+    hits = retriever.search(
+        "zero-shot neural machine translation between language pairs", k=50, filters=Filters(year_from=1900)
+    )
     assert hits and not _ids(hits) & undated
 
 
@@ -199,7 +208,9 @@ def _fuse(make_settings, tmp_path, dense, lexical, ceiling=10.0, weight=0.3):
     from rag.types import Chunk
 
     chunks = {pid: (c, Chunk(f"{pid}#0", pid, "", 0, 0)) for pid, c in dense.items()}
-    return [pid for pid, _ in fuse(chunks, lexical, ceiling, "hybrid", make_settings(data_dir=tmp_path, bm25_weight=weight))]
+    return [
+        pid for pid, _ in fuse(chunks, lexical, ceiling, "hybrid", make_settings(data_dir=tmp_path, bm25_weight=weight))
+    ]
 
 
 def test_a_query_whose_words_one_paper_holds_leans_on_bm25(make_settings, tmp_path):

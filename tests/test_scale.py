@@ -8,13 +8,13 @@ import shutil
 import uuid
 
 import pytest
-
 from conftest import SMALL, SMALL_PAPERS
+
 from rag import lexicon
 from rag import store as store_mod
 from rag.ingest import ingest
-from rag.store import open_store
 from rag.retrieve import Retriever
+from rag.store import open_store
 
 NEW_PAPER = {
     "id": "tidal-kites",
@@ -39,13 +39,17 @@ def test_every_read_and_write_is_paged(tmp_path, make_settings, embedder, monkey
 
 
 @pytest.mark.slow
-def test_two_clients_of_one_server_see_each_others_ingests(chroma_server, make_settings, embedder, tmp_path, monkeypatch):
+def test_two_clients_of_one_server_see_each_others_ingests(
+    chroma_server, make_settings, embedder, tmp_path, monkeypatch
+):
     """Each client keeps its own lexical cache; after the other one ingests, the stale cache is rebuilt
     once and the new paper is found; an unchanged index is opened from the cache without a rebuild."""
     host, port = chroma_server
     collection = f"test_{uuid.uuid4().hex[:8]}"
     a, b = (
-        make_settings(data_dir=tmp_path / name, corpus_paths=[SMALL], chroma_host=host, chroma_port=port, collection=collection)
+        make_settings(
+            data_dir=tmp_path / name, corpus_paths=[SMALL], chroma_host=host, chroma_port=port, collection=collection
+        )
         for name in ("machine-a", "machine-b")
     )
     ingest([SMALL], a, embedder)

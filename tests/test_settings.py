@@ -20,7 +20,9 @@ def test_the_settings_doc_holds_the_generated_tables():
 
 
 def test_env_example_is_the_generated_one():
-    assert (ROOT / ".env.example").read_text() == env_example(), "regenerate it: python -m rag.config --env > .env.example"
+    assert (ROOT / ".env.example").read_text() == env_example(), (
+        "regenerate it: python -m rag.config --env > .env.example"
+    )
 
 
 def test_every_setting_belongs_to_exactly_one_concern():
@@ -37,7 +39,11 @@ def test_settings_read_from_env(monkeypatch):
 
 @pytest.mark.parametrize(
     ("value", "paths"),
-    [("/data/my.jsonl", ["/data/my.jsonl"]), ('["/a.jsonl", "/b"]', ["/a.jsonl", "/b"]), ("/a.jsonl:/b", ["/a.jsonl", "/b"])],
+    [
+        ("/data/my.jsonl", ["/data/my.jsonl"]),
+        ('["/a.jsonl", "/b"]', ["/a.jsonl", "/b"]),
+        ("/a.jsonl:/b", ["/a.jsonl", "/b"]),
+    ],
 )
 def test_corpus_paths_from_the_environment_take_the_forms_users_write(monkeypatch, value, paths):
     monkeypatch.setenv("RAG_CORPUS_PATHS", value)
@@ -63,7 +69,12 @@ def test_bounded_settings_reject_values_out_of_range(monkeypatch):
     from rag.config import get_settings
     from rag.errors import ConfigError
 
-    for name, value in (("RAG_BM25_WEIGHT", "1.5"), ("RAG_REFUSE_BELOW", "-0.1"), ("RAG_TOP_K", "0"), ("RAG_COLLECTION", "ab")):
+    for name, value in (
+        ("RAG_BM25_WEIGHT", "1.5"),
+        ("RAG_REFUSE_BELOW", "-0.1"),
+        ("RAG_TOP_K", "0"),
+        ("RAG_COLLECTION", "ab"),
+    ):
         with monkeypatch.context() as mp:
             mp.setenv(name, value)
             get_settings.cache_clear()
@@ -96,13 +107,27 @@ def _fields(text: str) -> set[str]:
 
 def _sample_answer() -> Answer:
     paper = Paper("p1", "A Title", "An abstract sentence.", date_raw="2024", year=2024)
-    citation = Citation(n=1, paper_id="p1", title="A Title", claim="c", quote="q", quote_start=0, quote_end=1, support=1.0, supported=True)
-    return Answer(question="q", text="t [1]", mode="extractive", model="m", citations=[citation], sources=[Hit(paper, 1.0)])
+    citation = Citation(
+        n=1,
+        paper_id="p1",
+        title="A Title",
+        claim="c",
+        quote="q",
+        quote_start=0,
+        quote_end=1,
+        support=1.0,
+        supported=True,
+    )
+    return Answer(
+        question="q", text="t [1]", mode="extractive", model="m", citations=[citation], sources=[Hit(paper, 1.0)]
+    )
 
 
 def test_the_cli_doc_lists_every_search_json_field():
     listed = _fields(_doc_names("`rag search --json` prints a list of objects with"))
-    assert listed == set(_sample_answer().sources[0].to_json()), "docs/cli.md's `rag search --json` fields differ from Hit.to_json"
+    assert listed == set(_sample_answer().sources[0].to_json()), (
+        "docs/cli.md's `rag search --json` fields differ from Hit.to_json"
+    )
 
 
 def test_the_cli_doc_lists_every_ask_json_field():
@@ -112,8 +137,12 @@ def test_the_cli_doc_lists_every_ask_json_field():
     from rag.references import answer_json
 
     shown = answer_json(_sample_answer())
-    assert _fields(text.replace(each.group(0), "")) == set(shown), "docs/cli.md's `rag ask --json` fields differ from answer_json"
-    assert _fields(each.group(1)) == set(shown["citations"][0]), "docs/cli.md's citation fields differ from Citation.to_json"
+    assert _fields(text.replace(each.group(0), "")) == set(shown), (
+        "docs/cli.md's `rag ask --json` fields differ from answer_json"
+    )
+    assert _fields(each.group(1)) == set(shown["citations"][0]), (
+        "docs/cli.md's citation fields differ from Citation.to_json"
+    )
 
 
 def _doc_json(name: str) -> dict:

@@ -21,18 +21,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import SMALL, SMALL_PAPERS, build_settings, free_port, stop
+from test_endpoints import FakeEndpoint
 
 import rag
-
-from conftest import SMALL, SMALL_PAPERS, build_settings, free_port, stop
 from rag import corpus
 from rag import store as store_mod
 from rag.embed import HashingEmbedding, OpenAICompatibleEmbedding
 from rag.errors import StoreError
 from rag.ingest import ingest
-from rag.store import open_store
 from rag.retrieve import Retriever
-from test_endpoints import FakeEndpoint
+from rag.store import open_store
 
 ROOT = Path(rag.__file__).resolve().parent.parent  # the checkout whose `rag` is under test
 TIMEOUT = 2.0  # CHROMA_TIMEOUT while a test stops the server: the fault must surface within 2x (+ slack)
@@ -40,13 +39,21 @@ SLACK = 3.0  # seconds for a loaded 2-core machine
 
 
 def cli(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = (), launch: tuple[str, ...] = ("-m", "rag.cli"),
+    data_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
+    launch: tuple[str, ...] = ("-m", "rag.cli"),
 ) -> subprocess.CompletedProcess:
     """`python -m rag.cli ARGS` on an index folder, with the small corpus as the default paths."""
     base = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")}
-    base.update(PYTHONPATH=str(ROOT), RAG_DATA_DIR=str(data_dir), RAG_CORPUS_PATHS=f'["{SMALL}"]', RAG_EMBED_BACKEND="hashing")
+    base.update(
+        PYTHONPATH=str(ROOT), RAG_DATA_DIR=str(data_dir), RAG_CORPUS_PATHS=f'["{SMALL}"]', RAG_EMBED_BACKEND="hashing"
+    )
     base.update(env or {})
-    return subprocess.run([*prefix, sys.executable, *launch, *args], capture_output=True, text=True, env=base, timeout=120)
+    return subprocess.run(
+        [*prefix, sys.executable, *launch, *args], capture_output=True, text=True, env=base, timeout=120
+    )
 
 
 def one_error_line(result: subprocess.CompletedProcess, *words: str) -> str:
@@ -55,7 +62,9 @@ def one_error_line(result: subprocess.CompletedProcess, *words: str) -> str:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert "Traceback" not in result.stderr and "panicked" not in result.stderr, result.stderr[-2000:]
     text = " ".join(lines)
-    assert lines and lines[0].startswith("error:") and all(not line.startswith(("error:", "  File")) for line in lines[1:]), lines
+    assert (
+        lines and lines[0].startswith("error:") and all(not line.startswith(("error:", "  File")) for line in lines[1:])
+    ), lines
     for word in words:
         assert word in text, text
     return text
@@ -117,7 +126,9 @@ def damage(path: Path, how: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["search", "ingest"])
 @pytest.mark.parametrize("how", ["truncated", "zeroed-pages", "garbage", "header"])
-def test_damaged_sqlite_is_one_error_line_and_the_file_is_kept(built: Path, tmp_path: Path, how: str, command: str) -> None:
+def test_damaged_sqlite_is_one_error_line_and_the_file_is_kept(
+    built: Path, tmp_path: Path, how: str, command: str
+) -> None:
     data = tmp_path / "index"
     shutil.copytree(built, data)
     sqlite = data / "chroma" / "chroma.sqlite3"
@@ -138,11 +149,20 @@ def read_only(folder: Path) -> tuple[str, ...]:
         return ()
     if not shutil.which("unshare") or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
         pytest.skip("running as root without mount namespaces: cannot make a folder read-only")
-    return ("unshare", "-m", "sh", "-c", f'mount --bind "{folder}" "{folder}" && mount -o remount,ro,bind "{folder}" && exec "$@"', "sh")
+    return (
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        f'mount --bind "{folder}" "{folder}" && mount -o remount,ro,bind "{folder}" && exec "$@"',
+        "sh",
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args", [("search", "speech recognition"), ("ask", "what helps speech recognition?"), ("ingest",)])
+@pytest.mark.parametrize(
+    "args", [("search", "speech recognition"), ("ask", "what helps speech recognition?"), ("ingest",)]
+)
 def test_read_only_data_dir_is_one_error_line(built: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
     data = tmp_path / "index"
     shutil.copytree(built, data)
@@ -214,7 +234,10 @@ def in_a_small_filesystem(script: str, size_kb: int, env: dict[str, str]) -> sub
         pytest.skip(f"cannot mount a tmpfs here: {probe.stderr.decode()[:200]}")
     return subprocess.run(
         ["unshare", "-m", "sh", "-c", f'M=$(mktemp -d) && mount -t tmpfs -o size={size_kb}k tmpfs "$M" && {script}'],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
 
 
@@ -263,18 +286,34 @@ def server(tmp_path: Path) -> Iterator[SimpleNamespace]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RAG_")} | {"ANONYMIZED_TELEMETRY": "False"}
     log = open(tmp_path / "chroma.log", "wb")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "chroma"), "run", "--path", str(tmp_path / "srv"), "--host", "127.0.0.1", "--port", str(port)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+        [
+            str(Path(sys.executable).parent / "chroma"),
+            "run",
+            "--path",
+            str(tmp_path / "srv"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     deadline = time.monotonic() + 30
     while True:
         try:
-            chromadb.HttpClient(host="127.0.0.1", port=port, settings=ChromaSettings(anonymized_telemetry=False)).heartbeat()
+            chromadb.HttpClient(
+                host="127.0.0.1", port=port, settings=ChromaSettings(anonymized_telemetry=False)
+            ).heartbeat()
             break
         except Exception:
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "chroma.log").read_text()[-2000:]
             time.sleep(0.2)
-    settings = build_settings(data_dir=tmp_path / "index", corpus_paths=[SMALL], chroma_host="127.0.0.1", chroma_port=port)
+    settings = build_settings(
+        data_dir=tmp_path / "index", corpus_paths=[SMALL], chroma_host="127.0.0.1", chroma_port=port
+    )
     try:
         yield SimpleNamespace(proc=proc, port=port, settings=settings)
     finally:
@@ -286,7 +325,9 @@ def server(tmp_path: Path) -> Iterator[SimpleNamespace]:
 
 @pytest.fixture
 def short_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_mod, "CHROMA_TIMEOUT", TIMEOUT, raising=False)  # raising=False: an older rag, with no such bound, can be measured too
+    monkeypatch.setattr(
+        store_mod, "CHROMA_TIMEOUT", TIMEOUT, raising=False
+    )  # raising=False: an older rag, with no such bound, can be measured too
 
 
 @pytest.mark.slow
@@ -304,7 +345,9 @@ def test_stopped_server_fails_search_within_the_timeout(server, short_timeout) -
 
 
 @pytest.mark.slow
-def test_stopped_server_fails_ingest_within_the_timeout_and_loses_nothing(server, short_timeout, tmp_path: Path) -> None:
+def test_stopped_server_fails_ingest_within_the_timeout_and_loses_nothing(
+    server, short_timeout, tmp_path: Path
+) -> None:
     embedder = HashingEmbedding()
     store = open_store(server.settings)
     ingest([SMALL], server.settings, embedder, store=store)
@@ -347,7 +390,9 @@ def test_cli_search_on_a_stopped_server_is_one_line(server) -> None:
 
 
 def remote(endpoint: FakeEndpoint, name: str = "team-embedder") -> OpenAICompatibleEmbedding:
-    return OpenAICompatibleEmbedding(name, endpoint.base_url, "local-key-5f1e9c7b2d4a", batch_size=8, timeout=5.0, max_retries=0)
+    return OpenAICompatibleEmbedding(
+        name, endpoint.base_url, "local-key-5f1e9c7b2d4a", batch_size=8, timeout=5.0, max_retries=0
+    )
 
 
 @pytest.fixture
@@ -365,7 +410,9 @@ def endpoints() -> Iterator[Callable[[int], FakeEndpoint]]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("built_dim, asked_dim", [(64, 384), (384, 64)])
-def test_same_model_name_at_another_size_is_refused_with_the_fix(settings, endpoints, tmp_path: Path, built_dim: int, asked_dim: int) -> None:
+def test_same_model_name_at_another_size_is_refused_with_the_fix(
+    settings, endpoints, tmp_path: Path, built_dim: int, asked_dim: int
+) -> None:
     """One model name, two servers: the name check passes, the vector size must not."""
     store = open_store(settings)
     ingest([SMALL], settings, remote(endpoints(built_dim)), store=store)
@@ -374,11 +421,15 @@ def test_same_model_name_at_another_size_is_refused_with_the_fix(settings, endpo
         Retriever(settings, other, store).search("speech recognition", k=3)
     one_line(caught, "rag ingest --rebuild")
     extra = tmp_path / "extra.jsonl"
-    extra.write_text('{"title": "A new paper", "abstract": "Its vectors would be of the other size, so it must not be stored."}\n')
+    extra.write_text(
+        '{"title": "A new paper", "abstract": "Its vectors would be of the other size, so it must not be stored."}\n'
+    )
     with pytest.raises(StoreError) as caught:
         ingest([SMALL, extra], settings, other, store=store)
     one_line(caught, f"{built_dim}-dimensional", f"{asked_dim}-dimensional", "rag ingest --rebuild")
-    assert store.count() == SMALL_PAPERS and store.stamp()["dimension"] == built_dim  # the refused ingest took nothing away
+    assert (
+        store.count() == SMALL_PAPERS and store.stamp()["dimension"] == built_dim
+    )  # the refused ingest took nothing away
 
 
 @pytest.mark.slow
@@ -388,14 +439,18 @@ def test_edited_paper_is_kept_when_the_new_vectors_are_refused(settings, endpoin
     store = open_store(settings)
     ingest([folder], settings, remote(endpoints(64)), store=store)
     target = folder / "abstracts.txt"
-    target.write_text(target.read_text().replace("Neural machine translation", "Neural machine translation, edited,", 1))
+    target.write_text(
+        target.read_text().replace("Neural machine translation", "Neural machine translation, edited,", 1)
+    )
     with pytest.raises(StoreError):
         ingest([folder], settings, remote(endpoints(384)), store=store)
     assert store.count() == SMALL_PAPERS and sum(store.chunk_counts().values()) == store.chunks.count()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("built_with, asked_with", [("hashing", "onnx"), ("onnx", "hashing"), ("remote-64", "onnx"), ("onnx", "remote-64")])
+@pytest.mark.parametrize(
+    "built_with, asked_with", [("hashing", "onnx"), ("onnx", "hashing"), ("remote-64", "onnx"), ("onnx", "remote-64")]
+)
 def test_another_embedder_is_refused_by_name(settings, endpoints, embedder, built_with: str, asked_with: str) -> None:
     """Two 384-d embedders (MiniLM, hashing) would mix silently by size alone; a 64-d one differs in both."""
     make = {"hashing": HashingEmbedding, "onnx": lambda: embedder, "remote-64": lambda: remote(endpoints(64))}

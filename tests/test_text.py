@@ -21,7 +21,10 @@ def test_plain_splitting_agrees_with_punkt_on_the_sample_abstracts():
 def test_plain_splitting_keeps_initials_numbers_and_quotes_inside_a_sentence():
     text = 'J. Smith reports a 1.43x speedup (on 8 GPUs).[1] "It works." Does it? Yes!'
     assert [text[s:e] for s, e in plain_sentence_spans(text)] == [
-        "J. Smith reports a 1.43x speedup (on 8 GPUs).", '[1] "It works."', "Does it?", "Yes!",
+        "J. Smith reports a 1.43x speedup (on 8 GPUs).",
+        '[1] "It works."',
+        "Does it?",
+        "Yes!",
     ]
 
 

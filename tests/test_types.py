@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dataclasses import replace
-
 from rag.safety import clean_mark
-from rag.text import sentence_spans
 from rag.store import paper_from_meta, paper_to_meta
+from rag.text import sentence_spans
 from rag.types import Paper, decode_spans, encode_spans
 
 names = st.lists(st.text(min_size=1, max_size=20), max_size=3)
@@ -47,7 +47,10 @@ def test_a_stored_paper_reads_back_whole(shared_index, small_corpus):
     its clean mark (so a search need not classify it again)."""
     stored = shared_index.store.get_papers(p.paper_id for p in small_corpus.papers)
     spans = {p.paper_id: tuple(sentence_spans(p.abstract)) for p in small_corpus.papers}
-    expected = {p.paper_id: replace(p, spans=spans[p.paper_id], clean=clean_mark(p.title, p.abstract, spans[p.paper_id])) for p in small_corpus.papers}
+    expected = {
+        p.paper_id: replace(p, spans=spans[p.paper_id], clean=clean_mark(p.title, p.abstract, spans[p.paper_id]))
+        for p in small_corpus.papers
+    }
     assert stored == expected
     assert all(p.clean for p in stored.values())  # the small corpus is science: nothing flagged
     assert any(p.positions for p in stored.values()) and any(p.year is None for p in stored.values())

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from conftest import LANG_FILE, SCI_FILE, SMALL, SMALL_PAPERS, TXT_FILE, free_port
 from streamlit.testing.v1 import AppTest
 
-from conftest import LANG_FILE, SCI_FILE, SMALL, SMALL_PAPERS, TXT_FILE, free_port
 from rag.config import DEFAULT_CORPUS, UI_DIR, get_settings
 from rag.types import Paper
 
@@ -142,7 +142,9 @@ def test_filters_that_exclude_the_fp8_paper_change_the_sources(small_app_env, ho
     at = ask(at, FP8_QUESTION)
 
     reply = last_assistant(at)
-    shown = " ".join(m.value for m in reply.markdown) + " ".join(subheaders(reply)) + " ".join(i.value for i in reply.info)
+    shown = (
+        " ".join(m.value for m in reply.markdown) + " ".join(subheaders(reply)) + " ".join(i.value for i in reply.info)
+    )
     assert "FP8" not in shown, shown  # neither cited, nor shown as a card, nor named as closest paper
     answer = at.session_state["messages"][0]["answer"]
     assert FP8_TITLE not in {h.paper.title for h in answer.sources}
@@ -260,7 +262,9 @@ def test_corpus_page_lists_the_papers_and_searches_them(small_app_env):
     assert len(table) == SMALL_PAPERS
     assert list(table.columns) == ["title", "date", "source"]  # the rest is on the card of a picked row
     assert FP8_TITLE in set(table["title"])
-    assert f"{SMALL_PAPERS} papers, the 3 without a title last. Pick a row to read the paper." in [c.value for c in at.caption]
+    assert f"{SMALL_PAPERS} papers, the 3 without a title last. Pick a row to read the paper." in [
+        c.value for c in at.caption
+    ]
     row = table[table["title"] == FP8_TITLE].iloc[0]
     assert (row["date"], row["source"]) == ("2023-10-12", FP8_FILE)
     undated = table[table["source"] == f"Untitled abstracts ({TXT_FILE})"]
@@ -278,7 +282,9 @@ def test_a_corpus_search_lists_only_the_papers_that_match(small_app_env):
     at.text_input(key="corpus_query").input("FP8").run()
     assert not at.exception, [e.value for e in at.exception]
     assert list(at.dataframe[0].value["title"]) == [FP8_TITLE]  # not the 11 others that are merely nearest
-    assert f"1 of {SMALL_PAPERS} papers match, best first. Pick a row to read the paper." in [c.value for c in at.caption]
+    assert f"1 of {SMALL_PAPERS} papers match, best first. Pick a row to read the paper." in [
+        c.value for c in at.caption
+    ]
 
     at.text_input(key="corpus_query").input("coral reef bleaching in the Antarctic").run()
     captions = [c.value for c in at.caption]
@@ -286,7 +292,9 @@ def test_a_corpus_search_lists_only_the_papers_that_match(small_app_env):
     assert len(at.dataframe[0].value) == 5
 
 
-def test_corpus_page_on_scraped_files_names_them_and_says_which_years_are_unknown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+def test_corpus_page_on_scraped_files_names_them_and_says_which_years_are_unknown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
     """The bundled corpus files are named by number and hash: the table says what each is, and a
     listing date without a year ("Jul 14") says the year is unknown instead of passing for a full date."""
     listing, untitled = DEFAULT_CORPUS / "003_48a1b423d80b1307.txt", DEFAULT_CORPUS / "000_a558503d1355f8be.txt"
@@ -304,16 +312,25 @@ def test_corpus_page_on_scraped_files_names_them_and_says_which_years_are_unknow
     assert not table.isna().any().any() and "None" not in table.to_numpy().ravel().tolist()
 
 
-LISTING = "Daily Papers\n\nbyAK and the research community\n\nMar 11\n\nA Title\n\n" + "An abstract sentence. " * 20 + "\n"
+LISTING = (
+    "Daily Papers\n\nbyAK and the research community\n\nMar 11\n\nA Title\n\n" + "An abstract sentence. " * 20 + "\n"
+)
 
 
 @pytest.mark.parametrize(
     ("year", "raw", "iso", "listed", "shown"),
-    [(2024, "2024-01-28", "2024-01-28", False, "2024-01-28"), (2023, "Jun 30, 2023", "2023-06-30", True, "2023-06-30"),
-     (None, "Jul 14", "", True, "Jul 14 (year unknown)"), (None, "", "", True, "Mar 11 (listing page)"),
-     (None, "", "", False, "no known date"), (2018, "2018", "", False, "2018")],
+    [
+        (2024, "2024-01-28", "2024-01-28", False, "2024-01-28"),
+        (2023, "Jun 30, 2023", "2023-06-30", True, "2023-06-30"),
+        (None, "Jul 14", "", True, "Jul 14 (year unknown)"),
+        (None, "", "", True, "Mar 11 (listing page)"),
+        (None, "", "", False, "no known date"),
+        (2018, "2018", "", False, "2018"),
+    ],
 )
-def test_a_card_shows_one_date_written_one_way_and_where_it_came_from(monkeypatch, tmp_path, year, raw, iso, listed, shown):
+def test_a_card_shows_one_date_written_one_way_and_where_it_came_from(
+    monkeypatch, tmp_path, year, raw, iso, listed, shown
+):
     """The paper's own date (ISO, or its year), its day without a year, else the day of the listing page it was
     scraped from: never "no date" beside a listing page's date."""
     monkeypatch.syspath_prepend(str(UI_DIR))
@@ -345,7 +362,9 @@ def _eval_page(monkeypatch: pytest.MonkeyPatch, root: Path) -> AppTest:
 
 def _assert_report(at: AppTest, results: dict) -> None:
     assert not at.info, [i.value for i in at.info]
-    assert at.caption[0].value.startswith(f"{results['mode']} ({results['model']}) · {len(results['questions'])} questions")
+    assert at.caption[0].value.startswith(
+        f"{results['mode']} ({results['model']}) · {len(results['questions'])} questions"
+    )
     headers = [s.value for s in at.subheader]
     wrong = sum(1 for q in results["questions"] if not q["correct"])
     assert headers == ["Answers", "Retrieval", f"Answered wrongly ({wrong})"], headers
@@ -371,16 +390,19 @@ def test_eval_page_without_a_report(small_app_env, monkeypatch: pytest.MonkeyPat
     _assert_report(at, json.loads((elsewhere / "results.json").read_text()))
 
     at.text_input(key="eval_folder_typed").input(str(tmp_path / "reports")).run()
-    assert [i.value for i in at.info] == [f"No report in {tmp_path / 'reports'}: it has no results.json. "
-                                          "Type the folder `rag eval --out` wrote."]
+    assert [i.value for i in at.info] == [
+        f"No report in {tmp_path / 'reports'}: it has no results.json. Type the folder `rag eval --out` wrote."
+    ]
 
 
-def test_eval_page_opens_the_report_rag_eval_last_wrote(small_app_env, small_index, embedder, make_settings, monkeypatch, tmp_path):
+def test_eval_page_opens_the_report_rag_eval_last_wrote(
+    small_app_env, small_index, embedder, make_settings, monkeypatch, tmp_path
+):
     """`rag eval --out DIR` names DIR in the data dir; the page offers it first, before the default eval/out."""
     from rag.answer import make_engine
     from rag.dev.evaluate import LAST_REPORT, Question, timed_run
-    from rag.store import open_store
     from rag.retrieve import Retriever
+    from rag.store import open_store
 
     settings = make_settings(data_dir=small_index, corpus_paths=[SMALL])
     engine = make_engine(settings, Retriever(settings, embedder, open_store(settings)))
@@ -484,8 +506,10 @@ def rendered_text(markdown: str) -> str:
 
 def test_a_url_in_an_abstract_is_shown_as_text_not_a_link(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     corpus = tmp_path / "linked.jsonl"
-    rows = [{"title": "FastGrad: Gradient Compression at https://fastgrad.example.org", "abstract": LINKED_ABSTRACT},
-            {"title": "Coral Reef Bleaching", "abstract": "Mass coral bleaching events are hard to monitor. " * 3}]
+    rows = [
+        {"title": "FastGrad: Gradient Compression at https://fastgrad.example.org", "abstract": LINKED_ABSTRACT},
+        {"title": "Coral Reef Bleaching", "abstract": "Mass coral bleaching events are hard to monitor. " * 3},
+    ]
     corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
     _configure(monkeypatch, tmp_path / "index", [corpus], RAG_EMBED_BACKEND="hashing")
     try:

@@ -16,9 +16,9 @@ from rag.config import Settings, get_settings
 from rag.console import short_time
 from rag.embed import make_embedder
 from rag.ingest import ingest, last_ingest
-from rag.store import open_store
 from rag.llm import backend_name
 from rag.retrieve import Retriever
+from rag.store import open_store
 from rag.types import Filters, Hit, Paper
 
 WITHHELD_FLAG = " · :orange[holds text addressed to an AI: withheld, never quoted]"
@@ -71,7 +71,13 @@ def run_ingest(paths: list[Path], label: str) -> None:
     """Ingest with a progress bar in the page; problems are listed, not raised."""
     settings, embedder, store = resources()
     bar = st.progress(0.0, text=label)
-    report = ingest(paths, settings, embedder, store=store, on_progress=lambda d, n: bar.progress(d / max(n, 1), text=f"{label}: {d}/{n} papers"))
+    report = ingest(
+        paths,
+        settings,
+        embedder,
+        store=store,
+        on_progress=lambda d, n: bar.progress(d / max(n, 1), text=f"{label}: {d}/{n} papers"),
+    )
     bar.empty()
     for problem in report.corpus.problems if report.corpus else []:
         st.warning(f"Skipped {problem}")
@@ -109,7 +115,10 @@ def sidebar(engine: Engine) -> tuple[Filters, int | None]:
             year_from, year_to = st.slider("Years", years[0], years[-1], (years[0], years[-1]), key="years")
         sources = st.multiselect("Source files", files, key="sources", format_func=lambda f: names.get(f, f))
         k = st.selectbox(
-            "Sources per answer", ["auto", *range(3, 21)], index=0, key="k",
+            "Sources per answer",
+            ["auto", *range(3, 21)],
+            index=0,
+            key="k",
             help=f"auto: {engine.settings.answer_k}, or {engine.settings.list_k} for a 'which papers' question",
         )
         st.header("Answerer")
@@ -120,7 +129,9 @@ def sidebar(engine: Engine) -> tuple[Filters, int | None]:
         if st.button("Re-ingest the corpus"):
             run_ingest(engine.settings.corpus_paths, "Re-ingesting")
             st.rerun()
-        upload = st.file_uploader("Add a corpus file", type=["jsonl", "json", "csv", "txt", "bib", "ris", "nbib"], key="upload")
+        upload = st.file_uploader(
+            "Add a corpus file", type=["jsonl", "json", "csv", "txt", "bib", "ris", "nbib"], key="upload"
+        )
         if upload is not None and st.button("Ingest this file"):
             target = engine.settings.data_dir / "uploads" / Path(upload.name).name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -201,7 +212,12 @@ def paper_caption(paper: Paper) -> str:
 
 
 def paper_card(
-    paper: Paper, anchor: str, label: str = "", flag: str = "", quotes: list[tuple[int, int]] | None = None, tip: str | None = None,
+    paper: Paper,
+    anchor: str,
+    label: str = "",
+    flag: str = "",
+    quotes: list[tuple[int, int]] | None = None,
+    tip: str | None = None,
 ) -> None:
     """A card: `label` (Markdown) and title (`tip` in its help icon), date and file (then `flag`), and the abstract
     with every quoted sentence highlighted."""
@@ -225,7 +241,9 @@ def highlighted(text: str, quotes: list[tuple[int, int]]) -> str:
     return "".join(pieces) + md_escape(text[at:])
 
 
-def source_card(n: int, hit: Hit, anchor: str, quotes: list[tuple[int, int]] | None = None, supported: bool | None = None) -> None:
+def source_card(
+    n: int, hit: Hit, anchor: str, quotes: list[tuple[int, int]] | None = None, supported: bool | None = None
+) -> None:
     """Source n of an answer, flagged when a citation of it is or is not backed by the quoted sentence."""
     flag = "" if supported is None else (" · :green[supported]" if supported else " · :red[**unsupported citation**]")
     if hit.withheld:

@@ -15,11 +15,11 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from rag.dev import metrics
 from rag.config import Settings
 from rag.corpus import clean_text
-from rag.errors import CorpusError
+from rag.dev import metrics
 from rag.dev.evaluate import METHODS, bars, fmt, pyplot
+from rag.errors import CorpusError
 from rag.types import Filters, Paper
 
 METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
@@ -69,13 +69,20 @@ def load(folder: Path) -> BeirSet:
     """Read a BEIR folder; anything missing or malformed is one CorpusError naming the file and line."""
     needed = [folder / "corpus.jsonl", folder / "queries.jsonl", folder / "qrels" / "test.tsv"]
     if missing := [str(p.relative_to(folder)) for p in needed if not p.is_file()]:
-        raise CorpusError(f"{folder}: missing {', '.join(missing)}; a BEIR folder has corpus.jsonl, queries.jsonl and qrels/test.tsv")
-    docs = [{"_id": str(r["_id"]), "title": str(r.get("title") or ""), "text": str(r.get("text") or "")} for _, r in _jsonl(needed[0])]
+        raise CorpusError(
+            f"{folder}: missing {', '.join(missing)}; a BEIR folder has corpus.jsonl, queries.jsonl and qrels/test.tsv"
+        )
+    docs = [
+        {"_id": str(r["_id"]), "title": str(r.get("title") or ""), "text": str(r.get("text") or "")}
+        for _, r in _jsonl(needed[0])
+    ]
     texts = {str(r["_id"]): str(r.get("text") or "") for _, r in _jsonl(needed[1])}
     qrels = _qrels(needed[2])
     queries = {q: texts[q] for q in sorted(qrels) if q in texts}
     if not queries:
-        raise CorpusError(f"{needed[2]}: no query there has a relevant document and a text in queries.jsonl; nothing to measure")
+        raise CorpusError(
+            f"{needed[2]}: no query there has a relevant document and a text in queries.jsonl; nothing to measure"
+        )
     return BeirSet(folder.name, docs, queries, {q: qrels[q] for q in queries}, no_text=len(qrels) - len(queries))
 
 
@@ -104,7 +111,9 @@ def paper_ids(docs: list[dict[str, str]], papers: list[Paper]) -> dict[str, str]
     by_text = {(p.title, p.abstract): p.paper_id for p in papers}
     mapping = {}
     for d in docs:
-        found = d["_id"] if d["_id"] in ids else by_text.get((clean_text(d["title"]), clean_text(d["text"] or d["title"])))
+        found = (
+            d["_id"] if d["_id"] in ids else by_text.get((clean_text(d["title"]), clean_text(d["text"] or d["title"])))
+        )
         if found:
             mapping[d["_id"]] = found
     return mapping
@@ -133,19 +142,25 @@ class Prepared:
 def prepare(folder: Path, settings: Settings, embedder: Any, on_progress: Progress | None = None) -> Prepared:
     """Convert the folder's corpus and ingest it into its own collection (only new or changed documents are embedded)."""
     from rag.ingest import ingest
-    from rag.store import open_store
     from rag.retrieve import Retriever
+    from rag.store import open_store
 
     if not folder.is_dir():
-        raise CorpusError(f"{folder}: no such folder; give --beir a BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/)")
+        raise CorpusError(
+            f"{folder}: no such folder; give --beir a BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/)"
+        )
     data = load(folder)
     name = collection_name(folder)
     scoped = settings.model_copy(update={"collection": name, "candidates": max(settings.candidates, 2 * DEPTH)})
     converted = convert(data.docs, settings.data_dir / "beir" / name)
     store = open_store(scoped)
     report = ingest([converted], scoped, embedder, store=store, prune=True, on_progress=on_progress)
-    papers = report.corpus.papers if report.corpus else list(store.all_papers())  # unchanged, not read: the pruned collection holds just these
-    return Prepared(data, name, Retriever(scoped, embedder, store), paper_ids(data.docs, papers), round(report.seconds, 1))
+    papers = (
+        report.corpus.papers if report.corpus else list(store.all_papers())
+    )  # unchanged, not read: the pruned collection holds just these
+    return Prepared(
+        data, name, Retriever(scoped, embedder, store), paper_ids(data.docs, papers), round(report.seconds, 1)
+    )
 
 
 def score(bench: Prepared, on_progress: Progress | None = None) -> dict:

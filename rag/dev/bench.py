@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -106,13 +107,16 @@ def parse_options(
     sizes: str | None, runs: int | None, server: bool, out: Path, quick: bool, model_sample: int | None
 ) -> Options:
     """CLI values -> Options; `--quick` changes the defaults (explicit values still win)."""
+    chunk_sizes: tuple[int, ...]
     if sizes is None:
         chunk_sizes = (QUICK_CHUNKS,) if quick else DEFAULT_SIZES
     else:
         try:
             chunk_sizes = tuple(sorted({int(s) for s in sizes.split(",") if s.strip()}))
         except ValueError:
-            raise ConfigError(f"--sizes {sizes!r} is not a comma-separated list of chunk counts; e.g. --sizes 10000,100000") from None
+            raise ConfigError(
+                f"--sizes {sizes!r} is not a comma-separated list of chunk counts; e.g. --sizes 10000,100000"
+            ) from None
         if not chunk_sizes or chunk_sizes[0] < 50:
             raise ConfigError(f"--sizes {sizes!r}: give chunk counts of at least 50, e.g. --sizes 10000,100000")
     runs = runs if runs is not None else (1 if quick else 3)
@@ -144,7 +148,9 @@ def one_line(e: BaseException) -> str:
     return redact(f"{kind}{lines[-1] if lines else ''}".rstrip(": ")[:300])
 
 
-def measure(names: list[str], runs: int, fn: Callable[[int], dict[str, float]], say: Callable[[str], None]) -> dict[str, Figure]:
+def measure(
+    names: list[str], runs: int, fn: Callable[[int], dict[str, float]], say: Callable[[str], None]
+) -> dict[str, Figure]:
     """Run `fn` `runs` times; each figure is the median of its runs. A crash fails every figure of the step."""
     load = [round(x, 2) for x in os.getloadavg()]
     samples: dict[str, list[float]] = {name: [] for name in names}
@@ -254,12 +260,22 @@ class _ExplicitSettings(Settings):
     """Settings from explicit values only: a benchmark must not pick up the user's RAG_* or `.env`."""
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type, init_settings: PydanticBaseSettingsSource, *_: Any, **__: Any) -> tuple:
+    def settings_customise_sources(
+        cls, settings_cls: type, init_settings: PydanticBaseSettingsSource, *_: Any, **__: Any
+    ) -> tuple:
         return (init_settings,)
 
 
 def bench_settings(corpus: Path, data_dir: Path, **values: Any) -> Settings:
-    return _ExplicitSettings(**{"corpus_paths": [corpus], "data_dir": data_dir, "embed_backend": "hashing", "llm_backend": "extractive", **values})
+    return _ExplicitSettings(
+        **{
+            "corpus_paths": [corpus],
+            "data_dir": data_dir,
+            "embed_backend": "hashing",
+            "llm_backend": "extractive",
+            **values,
+        }
+    )
 
 
 def cli_env(settings: Settings) -> dict[str, str]:
@@ -294,6 +310,12 @@ class Store:
 
     def reset(self, run: int) -> Settings:
         raise NotImplementedError
+
+    @property
+    def used(self) -> tuple[Settings, Path]:
+        """The settings and folder of the index the last `reset` made."""
+        assert self.settings is not None and self.stored is not None, "reset() first"
+        return self.settings, self.stored
 
     def close(self) -> None:
         """Stop what the store runs; its files stay until the bench folder is cleaned."""
@@ -364,7 +386,11 @@ def _start_chroma(path: Path, port: int, log: Path) -> subprocess.Popen:
     with log.open("ab") as f:
         proc = subprocess.Popen(
             [_chroma_exe(), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-            stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=path.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=path.parent,
         )
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
@@ -475,7 +501,7 @@ def warm_search(settings: Settings, embedder: Any, questions: list[str]) -> dict
     for method in METHODS:
         retriever.search(questions[0], settings.top_k, Filters(), method)
         forget_verdicts()
-        ms = [1000 * timed(lambda q=q: retriever.search(q, settings.top_k, Filters(), method))[0] for q in questions]
+        ms = [1000 * timed(partial(retriever.search, q, settings.top_k, Filters(), method))[0] for q in questions]
         figures[f"warm_{method}_p50_ms"] = statistics.median(ms)
         figures[f"warm_{method}_p95_ms"] = statistics.quantiles(ms, n=20, method="inclusive")[-1]
     return figures
@@ -487,7 +513,9 @@ def load_questions(limit: int = QUERIES) -> list[str]:
 
     questions = [q.question for q in load_datasets([PROJECT_ROOT / "eval" / "datasets"])][:limit]
     if len(questions) < 2:
-        raise ConfigError("the benchmark times searches with eval/datasets/*.jsonl questions; that folder has fewer than 2")
+        raise ConfigError(
+            "the benchmark times searches with eval/datasets/*.jsonl questions; that folder has fewer than 2"
+        )
     return questions
 
 
@@ -573,9 +601,18 @@ class Bench:
             settings = store.reset(run)
             with self.bar("MiniLM ingest") as progress:
                 seconds, _ = timed(lambda: ingest([path], settings, embedder, on_progress=progress))
-            return {"minilm_raw_papers_per_s": n / raw, "minilm_ingest_papers_per_s": n / seconds, "minilm_ingest_vs_raw": raw / seconds}
+            return {
+                "minilm_raw_papers_per_s": n / raw,
+                "minilm_ingest_papers_per_s": n / seconds,
+                "minilm_ingest_vs_raw": raw / seconds,
+            }
 
-        f = measure(["minilm_raw_papers_per_s", "minilm_ingest_papers_per_s", "minilm_ingest_vs_raw"], self.o.runs, pair_run, say)
+        f = measure(
+            ["minilm_raw_papers_per_s", "minilm_ingest_papers_per_s", "minilm_ingest_vs_raw"],
+            self.o.runs,
+            pair_run,
+            say,
+        )
         f |= measure(["minilm_load_query_s"], self.o.runs, lambda _: model_load_query(self.o.out), say)
         return {"papers": n, "chunks": len(texts), "figures": {k: f[k] for k in MODEL_FIGURES}}
 
@@ -596,19 +633,27 @@ class Bench:
             synth = SynthCorpus(path, *chunk_texts(path, self.embedder, CHUNK_TOKENS))
         except Exception as e:  # the corpus is read and chunked by the code under test, which may crash
             say(f"[red]failed[/red]: {escape(one_line(e))}")
-            return block | {"figures": failed(list(SIZE_FIGURES), one_line(e)),
-                            "stores": {store.name: failed(list(STORE_FIGURES), one_line(e)) for store in stores}}
+            return block | {
+                "figures": failed(list(SIZE_FIGURES), one_line(e)),
+                "stores": {store.name: failed(list(STORE_FIGURES), one_line(e)) for store in stores},
+            }
         say(f"corpus {path.name}: {synth.papers:,} papers, {synth.chunks:,} chunks")
 
         def raw_run(_: int) -> dict[str, float]:
-            return {"raw_embed_papers_per_s": synth.papers / timed(lambda: self.embedder.get_text_embedding_batch(synth.texts))[0]}
+            return {
+                "raw_embed_papers_per_s": synth.papers
+                / timed(lambda: self.embedder.get_text_embedding_batch(synth.texts))[0]
+            }
 
         raw = measure(["raw_embed_papers_per_s"], self.o.runs, raw_run, say)
         return block | {
             "papers": synth.papers,
             "chunks": synth.chunks,
             "figures": raw,
-            "stores": {store.name: self.store_block(store, synth, raw["raw_embed_papers_per_s"], minilm_load) for store in stores},
+            "stores": {
+                store.name: self.store_block(store, synth, raw["raw_embed_papers_per_s"], minilm_load)
+                for store in stores
+            },
         }
 
     def store_block(self, store: Store, synth: SynthCorpus, raw: Figure, minilm_load: Figure) -> dict[str, Figure]:
@@ -624,7 +669,7 @@ class Bench:
             return {"ingest_s": seconds, "ingest_papers_per_s": synth.papers / seconds}
 
         def reingest_run(_: int) -> dict[str, float]:
-            seconds, report = timed(lambda: ingest([synth.path], store.settings, self.embedder))
+            seconds, report = timed(lambda: ingest([synth.path], store.used[0], self.embedder))
             if report.embedded:
                 raise StepFailed(f"re-ingest of an unchanged corpus embedded {report.embedded} chunks")
             return {"reingest_s": seconds}
@@ -634,16 +679,31 @@ class Bench:
 
         later: list[tuple[list[str], int, Callable[[int], dict[str, float]]]] = [
             (["reingest_s"], self.o.runs, reingest_run),
-            (["cold_search_s", "cold_search_rss_mb"], self.o.runs, lambda r: cold("search", store.settings, question(r), self.o.out)),
-            (["cold_ask_s", "cold_ask_rss_mb"], self.o.runs, lambda r: cold("ask", store.settings, question(r), self.o.out)),
-            (["retriever_open_s"] + [n for n in STORE_FIGURES if n.startswith("warm_")], self.o.runs,
-             lambda _: warm_search(store.settings, self.embedder, self.questions)),
-            (["disk_mb"], 1, lambda _: {"disk_mb": disk_bytes(store.stored) / 2**20}),
+            (
+                ["cold_search_s", "cold_search_rss_mb"],
+                self.o.runs,
+                lambda r: cold("search", store.used[0], question(r), self.o.out),
+            ),
+            (
+                ["cold_ask_s", "cold_ask_rss_mb"],
+                self.o.runs,
+                lambda r: cold("ask", store.used[0], question(r), self.o.out),
+            ),
+            (
+                ["retriever_open_s"] + [n for n in STORE_FIGURES if n.startswith("warm_")],
+                self.o.runs,
+                lambda _: warm_search(store.used[0], self.embedder, self.questions),
+            ),
+            (["disk_mb"], 1, lambda _: {"disk_mb": disk_bytes(store.used[1]) / 2**20}),
         ]
         try:
             f = measure(["ingest_s", "ingest_papers_per_s"], self.o.runs, ingest_run, say)
             for names, runs, fn in later:  # without an index there is nothing to time
-                f |= measure(names, runs, fn, say) if f["ingest_s"].error is None else failed(names, "not measured: the ingest failed")
+                f |= (
+                    measure(names, runs, fn, say)
+                    if f["ingest_s"].error is None
+                    else failed(names, "not measured: the ingest failed")
+                )
         finally:
             store.close()
         f["ingest_vs_raw"] = derived(lambda a, b: a / b, f["ingest_papers_per_s"], raw)
@@ -669,11 +729,22 @@ def _cell(fig: dict) -> str:
 def tables(result: dict) -> list[Table]:
     """The figures per corpus size and store, the MiniLM sample, and every error in one line."""
     columns = [(s, name) for s in result["sizes"] for name in s["stores"]]
-    main = Table("figure", "unit", *(f"{s['chunks']:,} chunks\n{name}" for s, name in columns), title=f"rag bench (median of {result['meta']['runs']})")
+    main = Table(
+        "figure",
+        "unit",
+        *(f"{s['chunks']:,} chunks\n{name}" for s, name in columns),
+        title=f"rag bench (median of {result['meta']['runs']})",
+    )
     for fig, (unit, _) in {**SIZE_FIGURES, **STORE_FIGURES}.items():
-        main.add_row(fig, unit, *(_cell(s["figures"][fig] if fig in SIZE_FIGURES else s["stores"][name][fig]) for s, name in columns))
+        main.add_row(
+            fig,
+            unit,
+            *(_cell(s["figures"][fig] if fig in SIZE_FIGURES else s["stores"][name][fig]) for s, name in columns),
+        )
     model = result["model"]
-    sample = Table("figure", "unit", "value", title=f"MiniLM on {model['papers']} real abstracts ({model['chunks']} chunks)")
+    sample = Table(
+        "figure", "unit", "value", title=f"MiniLM on {model['papers']} real abstracts ({model['chunks']} chunks)"
+    )
     for fig, (unit, _) in MODEL_FIGURES.items():
         sample.add_row(fig, unit, _cell(model["figures"][fig]))
     errors = Table("where", "figures", "error", title="Failed steps")
@@ -696,7 +767,10 @@ def _failures(result: dict) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-_STYLE = {"embedded": {"marker": "o", "linestyle": "-"}, "server": {"marker": "s", "linestyle": "--", "fillstyle": "none", "markersize": 9}}
+_STYLE: dict[str, dict[str, Any]] = {
+    "embedded": {"marker": "o", "linestyle": "-"},
+    "server": {"marker": "s", "linestyle": "--", "fillstyle": "none", "markersize": 9},
+}
 
 
 def plot(result: dict, path: Path) -> None:
@@ -719,7 +793,9 @@ def plot(result: dict, path: Path) -> None:
         failed_x: list[int] = []
         for store in stores:
             for name in names:
-                points = [(s["chunks"], s["stores"][store][name]["value"]) for s in result["sizes"] if store in s["stores"]]
+                points = [
+                    (s["chunks"], s["stores"][store][name]["value"]) for s in result["sizes"] if store in s["stores"]
+                ]
                 ok = [(x, y) for x, y in points if y is not None]
                 failed_x += [x for x, y in points if y is None]
                 if ok:

@@ -18,10 +18,10 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from rag.dev import evaluate_chat, metrics
-from rag.dev.metrics import ANSWERS, average, mentions, share
 from rag.answer import Engine
 from rag.config import PROJECT_ROOT
+from rag.dev import evaluate_chat, metrics
+from rag.dev.metrics import ANSWERS, average, mentions, share
 from rag.errors import ConfigError, CorpusError
 from rag.question import read_question
 from rag.retrieve import Method
@@ -53,13 +53,17 @@ class Question:
     style: str = ""  # optional: "lexical" or "paraphrase", to see what each retriever does with rewording
     split: str = "test"  # "dev" to tune on, "test" to gate on; a record without one is gated
     dataset: str = ""  # the question file's name
-    extra: dict = field(default_factory=dict)  # fields this harness does not score (bm25_rank, expect, ...), kept as given
+    extra: dict = field(
+        default_factory=dict
+    )  # fields this harness does not score (bm25_rank, expect, ...), kept as given
 
 
 def load_dataset(path: Path) -> list[Question]:
     """Read a JSONL question set; a malformed line is an error naming the line, since a silent skip would bias the figures."""
     if not path.is_file():
-        raise CorpusError(f"{path}: no such question file; give a JSONL file with id, question, kind, gold, must_mention")
+        raise CorpusError(
+            f"{path}: no such question file; give a JSONL file with id, question, kind, gold, must_mention"
+        )
     questions = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -67,14 +71,24 @@ def load_dataset(path: Path) -> list[Question]:
         try:
             row = json.loads(line)
             q = Question(
-                str(row["id"]), row["question"], row.get("kind", "lookup"), list(row.get("gold", [])),
-                list(row.get("must_mention", [])), row.get("style", ""), row.get("split", "test"), path.name,
+                str(row["id"]),
+                row["question"],
+                row.get("kind", "lookup"),
+                list(row.get("gold", [])),
+                list(row.get("must_mention", [])),
+                row.get("style", ""),
+                row.get("split", "test"),
+                path.name,
                 {k: v for k, v in sorted(row.items()) if k not in _FIELDS},
             )
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-            raise CorpusError(f"{path}:{n}: not a question record ({type(e).__name__}: {e}); each line needs id and question") from None
+            raise CorpusError(
+                f"{path}:{n}: not a question record ({type(e).__name__}: {e}); each line needs id and question"
+            ) from None
         if q.split not in SPLITS:
-            raise CorpusError(f"{path}:{n}: split {q.split!r} is not one of {', '.join(SPLITS)}; fix the record or leave split out (test)")
+            raise CorpusError(
+                f"{path}:{n}: split {q.split!r} is not one of {', '.join(SPLITS)}; fix the record or leave split out (test)"
+            )
         questions.append(q)
     return questions
 
@@ -92,12 +106,19 @@ def question_files(paths: Iterable[Path]) -> list[Path]:
 
 def load_datasets(paths: Iterable[Path]) -> list[Question]:
     """Single questions of every file given (conversation files are read by `load_chats`)."""
-    return [q for f in question_files(paths) if not (f.is_file() and evaluate_chat.is_chat_file(f)) for q in load_dataset(f)]
+    return [
+        q for f in question_files(paths) if not (f.is_file() and evaluate_chat.is_chat_file(f)) for q in load_dataset(f)
+    ]
 
 
 def load_chats(paths: Iterable[Path], split: str = "all") -> list[evaluate_chat.Chat]:
     """Conversations of every file given, of one split ("all": every one)."""
-    chats = [c for f in question_files(paths) if f.is_file() and evaluate_chat.is_chat_file(f) for c in evaluate_chat.load_chats(f)]
+    chats = [
+        c
+        for f in question_files(paths)
+        if f.is_file() and evaluate_chat.is_chat_file(f)
+        for c in evaluate_chat.load_chats(f)
+    ]
     return [c for c in chats if split in ("all", c.split)]
 
 
@@ -153,12 +174,20 @@ def evaluate_question(engine: Engine, q: Question, judged: bool = False) -> tupl
     intent = read_question(q.question)
     gold = set(q.gold)
     row: dict = {
-        "id": q.id, "dataset": q.dataset, "split": q.split, "kind": q.kind, "style": q.style,
-        "question": q.question, "gold": q.gold, "extra": q.extra,
+        "id": q.id,
+        "dataset": q.dataset,
+        "split": q.split,
+        "kind": q.kind,
+        "style": q.style,
+        "question": q.question,
+        "gold": q.gold,
+        "extra": q.extra,
     }
     if gold:
         for method in METHODS:
-            ranked = [h.paper.paper_id for h in engine.retriever.search(intent.query, 10, intent.filters, method=method)]
+            ranked = [
+                h.paper.paper_id for h in engine.retriever.search(intent.query, 10, intent.filters, method=method)
+            ]
             row[method] = retrieval_row(ranked, gold)
     answer = engine.ask(q.question)
     row["answer"] = answer_row(answer, q)
@@ -207,7 +236,7 @@ def retrieval_summary(group: list[dict]) -> dict | None:
 
 
 def groups(rows: list[dict]) -> dict[str, list[dict]]:
-    """"all", then one group per question file, kind and style, each in sorted order."""
+    """ "all", then one group per question file, kind and style, each in sorted order."""
     found: dict[str, list[dict]] = {"all": rows}
     for prefix, key in (("file", "dataset"), ("kind", "kind"), ("style", "style")):
         for value in sorted({r[key] for r in rows if r.get(key)}):
@@ -236,7 +265,10 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def run(
-    engine: Engine, questions: list[Question], on_progress: Progress | None = None, judged: bool = False,
+    engine: Engine,
+    questions: list[Question],
+    on_progress: Progress | None = None,
+    judged: bool = False,
     chats: list[evaluate_chat.Chat] | None = None,
 ) -> tuple[dict, list[dict]]:
     """The result (deterministic) and the per-question timings."""
@@ -250,7 +282,14 @@ def run(
     datasets = {name: sum(r["dataset"] == name for r in rows) for name in sorted({r["dataset"] for r in rows})}
     splits = summarise(rows)
     # "summary" covers every question run (the layout readers of results.json know); "splits" adds dev and test.
-    result = {"mode": engine.mode, "model": engine.model, "datasets": datasets, "summary": splits.pop("all"), "splits": splits, "questions": rows}
+    result = {
+        "mode": engine.mode,
+        "model": engine.model,
+        "datasets": datasets,
+        "summary": splits.pop("all"),
+        "splits": splits,
+        "questions": rows,
+    }
     if chats:
         talks = evaluate_chat.run(engine, chats)
         result["conversations"] = talks
@@ -294,7 +333,11 @@ def read_thresholds(path: Path) -> list[tuple[str, str, str, str, float]]:
             for section, by_group in sorted(sections.items()):
                 for group, figures in sorted(by_group.items()):
                     for name, limit in sorted(figures.items()):
-                        if section not in ("answers", "retrieval", "conversations") or isinstance(limit, bool) or not isinstance(limit, (int, float)):
+                        if (
+                            section not in ("answers", "retrieval", "conversations")
+                            or isinstance(limit, bool)
+                            or not isinstance(limit, (int, float))
+                        ):
                             raise TypeError
                         limits.append((split, section, group, name, float(limit)))
     except (TypeError, AttributeError):
@@ -305,7 +348,9 @@ def read_thresholds(path: Path) -> list[tuple[str, str, str, str, float]]:
     return limits
 
 
-def check_thresholds(splits: dict, limits: list[tuple[str, str, str, str, float]], mode: str = "extractive") -> list[str]:
+def check_thresholds(
+    splits: dict, limits: list[tuple[str, str, str, str, float]], mode: str = "extractive"
+) -> list[str]:
     """Figures that fail their limit (see `read_thresholds`), as readable lines; empty: all pass.
 
     `splits` is `summarise`'s (or `by_split`'s) output. Answers figures are named as there, retrieval ones "retriever.metric". Figures in
@@ -338,7 +383,12 @@ def write_report(result: dict, out: Path, seconds: float, timings: list[dict]) -
     """results.json, report.md and the plots; timing.json apart, since timings differ on every run. Returns the timing."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-    timing = {"seconds": round(seconds, 1), "questions": len(result["questions"]), "latency": latency(timings), "per_question": timings}
+    timing = {
+        "seconds": round(seconds, 1),
+        "questions": len(result["questions"]),
+        "latency": latency(timings),
+        "per_question": timings,
+    }
     (out / "timing.json").write_text(json.dumps(timing, indent=2, sort_keys=True))
     (out / "report.md").write_text(markdown(result))
     plot(result, out)
@@ -355,11 +405,22 @@ def legend() -> list[str]:
 
 def markdown(result: dict) -> str:
     counts = ", ".join(f"{name} ({n})" for name, n in result["datasets"].items())
-    lines = [f"# Eval report ({result['mode']}: {result['model']})", "", f"Questions: {len(result['questions'])} from {counts}.", ""]
+    lines = [
+        f"# Eval report ({result['mode']}: {result['model']})",
+        "",
+        f"Questions: {len(result['questions'])} from {counts}.",
+        "",
+    ]
     for split, s in by_split(result).items():
         gate = " (the CI gate reads this split)" if split == "test" else ""
-        lines += [f"## Split: {split}{gate}", "", "### Retrieval (answerable questions)", "",
-                  "| group | retriever | " + " | ".join(RETRIEVAL) + " |", "|---|---|" + "---|" * len(RETRIEVAL)]
+        lines += [
+            f"## Split: {split}{gate}",
+            "",
+            "### Retrieval (answerable questions)",
+            "",
+            "| group | retriever | " + " | ".join(RETRIEVAL) + " |",
+            "|---|---|" + "---|" * len(RETRIEVAL),
+        ]
         for group, methods in s["retrieval"].items():
             for method, figures in (methods or {}).items():
                 lines.append(f"| {group} | {method} | " + " | ".join(fmt(figures[m]) for m in RETRIEVAL) + " |")
@@ -368,19 +429,40 @@ def markdown(result: dict) -> str:
         for group, figures in s["answers"].items():
             lines.append(f"| {group} | " + " | ".join(fmt(figures[n]) for n in ANSWERS) + " |")
         if "conversations" in s:
-            lines += ["", "### Conversations (the last turn of each)", "", "| group | " + " | ".join(evaluate_chat.FIGURES) + " |",
-                      "|---|" + "---|" * len(evaluate_chat.FIGURES)]
-            lines += [f"| {g} | " + " | ".join(fmt(f[n]) for n in evaluate_chat.FIGURES) + " |" for g, f in s["conversations"].items()]
+            lines += [
+                "",
+                "### Conversations (the last turn of each)",
+                "",
+                "| group | " + " | ".join(evaluate_chat.FIGURES) + " |",
+                "|---|" + "---|" * len(evaluate_chat.FIGURES),
+            ]
+            lines += [
+                f"| {g} | " + " | ".join(fmt(f[n]) for n in evaluate_chat.FIGURES) + " |"
+                for g, f in s["conversations"].items()
+            ]
         if "judged" in s:
-            lines += ["", "### LLM-judged (llama-index Faithfulness / Relevancy; not used by the CI gate)", "",
-                      "| group | faithfulness | relevancy |", "|---|---|---|"]
+            lines += [
+                "",
+                "### LLM-judged (llama-index Faithfulness / Relevancy; not used by the CI gate)",
+                "",
+                "| group | faithfulness | relevancy |",
+                "|---|---|---|",
+            ]
             lines += [f"| {g} | {fmt(f['faithfulness'])} | {fmt(f['relevancy'])} |" for g, f in s["judged"].items()]
         lines.append("")
     lines += ["Answer columns (`-`: does not apply to these questions):", ""] + [f"- {line}" for line in legend()]
     failed = [r for r in result["questions"] if not r["correct"]]
     lines += ["", f"## Questions answered wrongly ({len(failed)})", ""]
     lines += [f"- `{r['id']}` ({r['split']}, {r['dataset']}, {r['kind']}): {r['question']}" for r in failed]
-    lines += ["", "![retrievers](retrievers.png)", "", "![answers per kind](answers_by_kind.png)", "", "![per question](questions.png)", ""]
+    lines += [
+        "",
+        "![retrievers](retrievers.png)",
+        "",
+        "![answers per kind](answers_by_kind.png)",
+        "",
+        "![per question](questions.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -421,11 +503,23 @@ def plot(result: dict, out: Path) -> None:
     fig.savefig(out / "retrievers.png", dpi=100)
     plt.close(fig)
 
-    names = ["accuracy", "citation_validity", "citation_precision", "citation_recall", "must_mention",
-             "refusal_precision", "refusal_recall", "false_refusals"]
+    names = [
+        "accuracy",
+        "citation_validity",
+        "citation_precision",
+        "citation_recall",
+        "must_mention",
+        "refusal_precision",
+        "refusal_recall",
+        "false_refusals",
+    ]
     kinds = [g for g in s["answers"] if g.startswith("kind:")]
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    bars(ax, [k.removeprefix("kind:") for k in kinds], {ANSWERS[n][0]: [s["answers"][k][n] for k in kinds] for n in names})
+    bars(
+        ax,
+        [k.removeprefix("kind:") for k in kinds],
+        {ANSWERS[n][0]: [s["answers"][k][n] for k in kinds] for n in names},
+    )
     ax.set_ylim(0, 1.3)
     ax.set_title(f"Answer metrics by kind ({result['mode']}; an empty slot does not apply; fRef: lower is better)")
     ax.legend(fontsize=8, ncol=4, loc="upper center")
@@ -435,7 +529,9 @@ def plot(result: dict, out: Path) -> None:
 
     rows = result["questions"]
     fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.12), 2.2))
-    ax.bar(range(len(rows)), [1] * len(rows), color=["tab:green" if r["correct"] else "tab:red" for r in rows], width=0.9)
+    ax.bar(
+        range(len(rows)), [1] * len(rows), color=["tab:green" if r["correct"] else "tab:red" for r in rows], width=0.9
+    )
     ax.set_yticks([])
     ax.set_xticks(range(0, len(rows), 5), [rows[i]["id"] for i in range(0, len(rows), 5)], rotation=90, fontsize=7)
     ax.set_title("Per question: green correct, red wrong")
@@ -445,7 +541,11 @@ def plot(result: dict, out: Path) -> None:
 
 
 def timed_run(
-    engine: Engine, questions: list[Question], out: Path, on_progress: Progress | None = None, judged: bool = False,
+    engine: Engine,
+    questions: list[Question],
+    out: Path,
+    on_progress: Progress | None = None,
+    judged: bool = False,
     chats: list[evaluate_chat.Chat] | None = None,
 ) -> tuple[dict, dict]:
     """Run and write the report to `out`, and name `out` in the data dir (the UI's Eval page opens it first);
@@ -494,9 +594,20 @@ def write_comparison(runs: dict[str, tuple[dict, dict]], out: Path) -> list[tupl
     modes = list(runs)
     models = ", ".join(f"{m}: {runs[m][0]['model']}" for m in modes)
     n = len(next(iter(runs.values()))[0]["questions"])
-    lines = [f"# Extractive vs LLM ({n} questions; {models})", "", "| figure | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    lines = [
+        f"# Extractive vs LLM ({n} questions; {models})",
+        "",
+        "| figure | " + " | ".join(modes) + " |",
+        "|---|" + "---|" * len(modes),
+    ]
     lines += [f"| {label} | " + " | ".join(fmt(v) for v in values) + " |" for label, values in rows]
-    lines += ["", "Latency is wall time per question on this machine; it varies between runs.", "", "![compare](compare.png)", ""]
+    lines += [
+        "",
+        "Latency is wall time per question on this machine; it varies between runs.",
+        "",
+        "![compare](compare.png)",
+        "",
+    ]
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text("\n".join(lines))
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.errors import CorpusError
 from rag.dev.metrics import average, mentions, share
+from rag.errors import CorpusError
 from rag.types import Answer, Conversation, Turn
 
 if TYPE_CHECKING:
@@ -59,11 +59,21 @@ def load_chats(path: Path) -> list[Chat]:
             continue
         try:
             row = json.loads(line)
-            chats.append(Chat(
-                str(row["id"]), list(row["turns"]), row["follow"], list(row.get("gold", [])),
-                list(row.get("must_mention", [])), row.get("split", "test"), row.get("style", ""),
-                row.get("expect", ""), bool(row.get("expect_none")), bool(row.get("missing")), path.name,
-            ))
+            chats.append(
+                Chat(
+                    str(row["id"]),
+                    list(row["turns"]),
+                    row["follow"],
+                    list(row.get("gold", [])),
+                    list(row.get("must_mention", [])),
+                    row.get("split", "test"),
+                    row.get("style", ""),
+                    row.get("expect", ""),
+                    bool(row.get("expect_none")),
+                    bool(row.get("missing")),
+                    path.name,
+                )
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise CorpusError(
                 f"{path}:{n}: not a conversation record ({type(e).__name__}: {e}); each line needs id, turns, follow"
@@ -83,8 +93,16 @@ def score(answer: Answer, chat: Chat) -> dict:
     gold = set(chat.gold)
     cited = list(dict.fromkeys(c.paper_id for c in answer.citations))
     row = {
-        "id": chat.id, "dataset": chat.dataset, "split": chat.split, "follow": chat.follow, "style": chat.style,
-        "turns": chat.turns, "gold": chat.gold, "text": answer.text, "refused": answer.refused, "cited": cited,
+        "id": chat.id,
+        "dataset": chat.dataset,
+        "split": chat.split,
+        "follow": chat.follow,
+        "style": chat.style,
+        "turns": chat.turns,
+        "gold": chat.gold,
+        "text": answer.text,
+        "refused": answer.refused,
+        "cited": cited,
         "precision": len(gold & set(cited)) / len(cited) if cited and gold else None,
         "recall": len(gold & set(cited)) / len(gold) if gold else None,
         "mentions": mentions(answer.text, chat.must_mention) if gold else None,
@@ -123,7 +141,8 @@ def summary(rows: list[dict]) -> dict:
             "citation_recall": average(r["recall"] for r in g),
             "must_mention": average(r["mentions"] for r in g),
         }
-        for name, g in groups.items() if g
+        for name, g in groups.items()
+        if g
     }
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence, Set
 from statistics import mean
-from collections.abc import Mapping, Sequence, Set
 
 # The answer figures: the short name a table heads each column with, and what it means. The one legend of
 # `rag eval`'s tables and of the UI's eval page.
@@ -20,7 +19,10 @@ ANSWERS = {
     "questions": ("n", "questions in the group"),
     "accuracy": ("acc", "share answered correctly (a gold paper cited, or an unanswerable question refused)"),
     "precision": ("prec", "share correct among the questions not refused"),
-    "citation_validity": ("valid", "share of the answer's raw [n] markers that name a given source (gated in LLM mode only)"),
+    "citation_validity": (
+        "valid",
+        "share of the answer's raw [n] markers that name a given source (gated in LLM mode only)",
+    ),
     "citation_supported": ("supp", "share of kept citations whose source sentence backs the claim"),
     "citation_precision": ("citeP", "share of cited papers that are gold (answerable questions answered)"),
     "citation_recall": ("citeR", "share of gold papers cited (answerable questions)"),

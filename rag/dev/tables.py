@@ -29,18 +29,24 @@ def cell(value: object) -> str:
 
 def summary(splits: dict) -> list[Table]:
     """Retrieval for every split, then each split's answers (and conversations when it ran some)."""
-    retrieval = table("Retrieval (answerable questions)", "split", "retriever", *RETRIEVAL.values(), labels=list(splits))
+    retrieval = table(
+        "Retrieval (answerable questions)", "split", "retriever", *RETRIEVAL.values(), labels=list(splits)
+    )
     for split, s in splits.items():
         for method, f in (s["retrieval"]["all"] or {}).items():
             retrieval.add_row(split, method, *(cell(f[m]) for m in RETRIEVAL))
     tables = [retrieval]
     for split, s in splits.items():
-        answers = table(f"Answers, {split} split", "group", *(short for short, _ in ANSWERS.values()), labels=list(s["answers"]))
+        answers = table(
+            f"Answers, {split} split", "group", *(short for short, _ in ANSWERS.values()), labels=list(s["answers"])
+        )
         for group, f in s["answers"].items():
             answers.add_row(group, *(cell(f[name]) for name in ANSWERS))
         tables.append(answers)
         if "conversations" in s:
-            chats = table(f"Conversations, {split} split (last turn)", "group", *FIGURES, labels=list(s["conversations"]))
+            chats = table(
+                f"Conversations, {split} split (last turn)", "group", *FIGURES, labels=list(s["conversations"])
+            )
             for group, f in s["conversations"].items():
                 chats.add_row(group, *(cell(f[name]) for name in FIGURES))
             tables.append(chats)
@@ -60,7 +66,12 @@ def comparison(rows: list[tuple[str, list[Any]]], modes: list[str]) -> Table:
 
 
 def beir(result: dict, metrics: tuple[str, ...]) -> Table:
-    shown = table(f"BEIR {result['dataset']}: {result['queries']} test queries", "retriever", *metrics, labels=list(result["methods"]))
+    shown = table(
+        f"BEIR {result['dataset']}: {result['queries']} test queries",
+        "retriever",
+        *metrics,
+        labels=list(result["methods"]),
+    )
     for method, f in result["methods"].items():
         shown.add_row(method, *(f"{f[m]:.3f}" for m in metrics))
     return shown

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import streamlit as st
-
 from common import get_engine, linked, md_escape, sidebar, source_card
+
 from rag.answer import Streamed
 from rag.errors import UserError
 from rag.types import Answer, Conversation, Filters, Turn
@@ -58,6 +58,7 @@ def ask(question: str, filters: Filters, k: int | None) -> None:
     with st.chat_message("assistant"):
         placeholder = st.empty()
         text = ""
+
         def reading(done: int, total: int, title: str) -> None:
             if title:  # only an LLM judge reports each paper it has read; the offline judge is instant
                 placeholder.caption(f"Reading the papers: {done} of {total} ({md_escape(title)})")
@@ -79,7 +80,9 @@ def ask(question: str, filters: Filters, k: int | None) -> None:
 
 def main() -> None:
     st.session_state.setdefault("messages", [])
-    st.title("Ask the abstracts")  # the frame first: the first run then loads the embedder and the index, with a spinner
+    st.title(
+        "Ask the abstracts"
+    )  # the frame first: the first run then loads the embedder and the index, with a spinner
     if st.sidebar.button("Start over", type="primary"):  # first in the sidebar, so no window is too short for it
         st.session_state.messages = []
         st.rerun()
@@ -98,7 +101,9 @@ def main() -> None:
     if not st.session_state.messages:
         examples = st.empty()  # cleared once a question is asked, so no stale button is left to click
         with examples.container():
-            st.markdown("Every claim in an answer cites a paper of the corpus, with the sentence that supports it. Try:")
+            st.markdown(
+                "Every claim in an answer cites a paper of the corpus, with the sentence that supports it. Try:"
+            )
             for example in EXAMPLES:
                 if st.button(example, key=f"example-{example}"):
                     question = example

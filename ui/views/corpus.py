@@ -4,7 +4,6 @@ paper picked in the table in full (abstract, author count, id)."""
 from __future__ import annotations
 
 import streamlit as st
-
 from common import WITHHELD_FLAG, catalogue, get_engine, index_version, md_escape, paper_card, shown_date, source_label
 
 from rag.answer import Engine
@@ -21,7 +20,9 @@ def matches(engine: Engine, query: str) -> tuple[list[Paper], str]:
     hits = engine.retriever.search(query, SEARCHED)
     about = sorted(engine.offline.relevant(query, hits)) if hits else []
     if about:
-        return [hits[i - 1].paper for i in about], f"{len(about)} of {len(catalogue(index_version()))} papers match, best first."
+        return [
+            hits[i - 1].paper for i in about
+        ], f"{len(about)} of {len(catalogue(index_version()))} papers match, best first."
     return [h.paper for h in hits[:CLOSEST]], f"No paper matches. The {min(CLOSEST, len(hits))} closest, best first:"
 
 
@@ -40,7 +41,11 @@ st.caption(f"{summary} Pick a row to read the paper.")
 # Three columns, sized to fit beside the sidebar on a 1280-pixel screen; the rest is in the card below.
 picked = st.dataframe(
     [
-        {"title": p.display_title, "date": shown_date(p), "source": "; ".join(source_label(s, p.paths) for s in p.sources)}
+        {
+            "title": p.display_title,
+            "date": shown_date(p),
+            "source": "; ".join(source_label(s, p.paths) for s in p.sources),
+        }
         for p in papers
     ],
     hide_index=True,
@@ -57,4 +62,6 @@ picked = st.dataframe(
 rows = picked.selection.rows
 if rows and rows[0] < len(papers):  # a pick from before the search changed the rows may point past them
     shown = inert(Hit(papers[rows[0]], 0.0))  # the card shows what every output shows: planted orders withheld
-    paper_card(shown.paper, "paper", flag=WITHHELD_FLAG if shown.withheld else "", tip=f"id {md_escape(shown.paper.paper_id)}")
+    paper_card(
+        shown.paper, "paper", flag=WITHHELD_FLAG if shown.withheld else "", tip=f"id {md_escape(shown.paper.paper_id)}"
+    )

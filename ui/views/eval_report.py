@@ -13,7 +13,9 @@ from rag.dev.evaluate import LAST_REPORT
 from rag.dev.metrics import ANSWERS, REFUSAL
 
 OUT = Path("eval") / "out"  # `rag eval`'s default --out, relative to the folder the UI was started in
-ANSWER_COLUMNS = {m: legend for m, legend in ANSWERS.items() if m not in REFUSAL}  # refusal figures: a line of their own
+ANSWER_COLUMNS = {
+    m: legend for m, legend in ANSWERS.items() if m not in REFUSAL
+}  # refusal figures: a line of their own
 
 
 def cell(value: object) -> str:
@@ -50,13 +52,20 @@ def report_folders() -> list[Path]:
 
 st.title("Eval report")
 folders = report_folders()
-picked = st.selectbox("Report folder", folders, format_func=str, key="eval_folder",
-                      help="The folder `rag eval` last wrote comes first; others found under ./eval/out follow.")
+picked = st.selectbox(
+    "Report folder",
+    folders,
+    format_func=str,
+    key="eval_folder",
+    help="The folder `rag eval` last wrote comes first; others found under ./eval/out follow.",
+)
 typed = st.text_input("Or another folder (what `rag eval --out` was given)", key="eval_folder_typed").strip()
 folder = Path(typed).expanduser() if typed else picked
 if folder is None:
-    st.info(f"No report yet: none in {OUT.resolve()}, and `rag eval` has not written one with this data dir. "
-            "Run `rag eval`, or type the folder its --out named.")
+    st.info(
+        f"No report yet: none in {OUT.resolve()}, and `rag eval` has not written one with this data dir. "
+        "Run `rag eval`, or type the folder its --out named."
+    )
     st.stop()
 results = folder / "results.json"
 if not results.is_file():
@@ -64,8 +73,14 @@ if not results.is_file():
     st.stop()
 result = json.loads(results.read_text())
 timing = json.loads((folder / "timing.json").read_text()) if (folder / "timing.json").exists() else {}
-st.caption(f"{result['mode']} ({result['model']}) · {len(result['questions'])} questions · {timing.get('seconds', '?')} s")
-for png, caption in (("retrievers.png", "Retrievers"), ("answers_by_kind.png", "Answers by kind"), ("questions.png", "Per question")):
+st.caption(
+    f"{result['mode']} ({result['model']}) · {len(result['questions'])} questions · {timing.get('seconds', '?')} s"
+)
+for png, caption in (
+    ("retrievers.png", "Retrievers"),
+    ("answers_by_kind.png", "Answers by kind"),
+    ("questions.png", "Per question"),
+):
     if (folder / png).exists():
         st.image(str(folder / png), caption=caption)
 st.subheader("Answers")
@@ -74,14 +89,18 @@ st.dataframe(
     answer_rows(answers),
     hide_index=True,
     width="stretch",
-    column_config={short: st.column_config.TextColumn(short, help=meaning) for short, meaning in ANSWER_COLUMNS.values()},
+    column_config={
+        short: st.column_config.TextColumn(short, help=meaning) for short, meaning in ANSWER_COLUMNS.values()
+    },
 )
 st.caption(refusal_line(answers))
 st.subheader("Retrieval")
 st.dataframe(
     [
         {"group": g, "retriever": m, **{k: cell(v) for k, v in f.items()}}
-        for g, ms in result["summary"]["retrieval"].items() if ms for m, f in ms.items()
+        for g, ms in result["summary"]["retrieval"].items()
+        if ms
+        for m, f in ms.items()
     ],
     hide_index=True,
     width="stretch",
