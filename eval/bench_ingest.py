@@ -4,7 +4,7 @@
     python eval/bench_ingest.py memory [--sizes 50000,200000] [--out bench-out]
 
 `concurrency` ingests, in process, synthetic papers through a fake OpenAI-compatible endpoint
-(`rag.bench.FakeEmbeddings`, real HTTP on 127.0.0.1) that takes `--delay` seconds a request, once per
+(`rag.dev.bench.FakeEmbeddings`, real HTTP on 127.0.0.1) that takes `--delay` seconds a request, once per
 level of RAG_EMBED_CONCURRENCY, and prints the median papers/s of each and their ratio.
 `memory` writes synthetic arXiv-snapshot records (JSON lines with id, title, abstract, authors,
 categories, doi, update_date) and runs `rag ingest` on them in a fresh process under `/usr/bin/time -v`

@@ -1,4 +1,4 @@
-"""Ingest through an OpenAI-compatible embeddings endpoint: a real local HTTP server (`rag.bench.FakeEmbeddings`)
+"""Ingest through an OpenAI-compatible embeddings endpoint: a real local HTTP server (`rag.dev.bench.FakeEmbeddings`)
 that answers each request after a random pause, so requests finish out of order, counts how many are in
 flight at once, and turns the first ones away with HTTP 429."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SMALL, build_settings
-from rag.bench import FakeEmbeddings
 
 from rag.chunk import embed_text
+from rag.dev.bench import FakeEmbeddings
 from rag.embed import make_embedder
 from rag.ingest import ingest
 from rag.store import Store, open_store
