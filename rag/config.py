@@ -10,8 +10,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from platformdirs import user_data_dir
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic.json_schema import JsonDict
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from rag import tuned
 from rag.errors import ConfigError
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -24,6 +26,7 @@ UI_DIR = PROJECT_ROOT / "ui"  # the Streamlit app
 DEFAULT_CORPUS = PROJECT_ROOT / "data" / "corpus"  # the bundled sample corpus
 DATASETS_DIR = PROJECT_ROOT / "eval" / "datasets"  # the bundled eval question sets
 APP_NAME = "rag-abstracts"
+TUNED: JsonDict = {"tuned": True}  # marks a field whose default is a number chosen on dev (rag/tuned.py), not a setting
 USER_DATA_DIR = Path(user_data_dir(APP_NAME, appauthor=False))  # outside any source tree
 _USER_DATA_SHOWN = f"<user data dir>/{APP_NAME}"
 
@@ -131,7 +134,8 @@ class Retrieval(BaseModel):
         description="How hybrid search combines BM25 and dense: weighted scores or reciprocal rank fusion.",
     )
     bm25_weight: float = Field(
-        default=0.3,
+        default=tuned.BM25_WEIGHT,
+        json_schema_extra=TUNED,
         ge=0.0,
         le=1.0,
         description="Least share of BM25 in weighted fusion; it rises toward 1 as the best BM25 paper holds more of the query's words (1: BM25 only).",
@@ -142,7 +146,11 @@ class Retrieval(BaseModel):
         default=12, ge=1, le=100, description='Papers given to the answerer for a "which papers" question.'
     )
     refuse_below: float = Field(
-        default=0.24, ge=0.0, le=1.0, description="Refuse when the best paper's relevance (0-1) is below this."
+        default=tuned.REFUSE_BELOW,
+        json_schema_extra=TUNED,
+        ge=0.0,
+        le=1.0,
+        description="Refuse when the best paper's relevance (0-1) is below this.",
     )
 
 
@@ -259,10 +267,12 @@ def _shown_default(value: object) -> str:
 
 
 def _rows(concern: type[BaseModel]) -> list[tuple[str, str, str]]:
+    """The concern's settings as (variable, default, description); numbers chosen on dev are not among them."""
     prefix = Settings.model_config["env_prefix"]
     return [
         (prefix + name.upper(), _shown_default(field.default), field.description or "")
         for name, field in concern.model_fields.items()
+        if field.json_schema_extra != TUNED
     ]
 
 

@@ -6,6 +6,14 @@ not settings: changing one changes what the product answers, so it is changed he
 The deployment knobs (paths, endpoints, limits, timeouts) are in `rag/config.py`.
 """
 
+# Hybrid fusion and the refusal floor, chosen by `python eval/tune.py` on dev (it prints the grid behind each):
+# the least share of BM25 in the weighted sum (it rises toward 1 as the best BM25 paper holds more of the
+# query's words), and the best paper's relevance (0-1) below which a question is refused. They stay
+# overridable (RAG_BM25_WEIGHT, RAG_REFUSE_BELOW) so that the tuning script can vary them, but are not listed
+# among the settings.
+BM25_WEIGHT = 0.3
+REFUSE_BELOW = 0.24
+
 # The offline judge (rag/evidence.py). Dev "which papers" questions: cited-paper precision 0.46 -> 0.66,
 # recall 0.79 -> 0.63.
 KEY_IDF = 2.0  # a question term at least this rare (IDF) names one of its concepts

@@ -160,3 +160,15 @@ def test_the_http_api_doc_shows_a_chat_completion_with_every_field():
     from rag.references import answer_json
 
     assert set(shown["rag"]) <= set(answer_json(_sample_answer()))
+
+
+def test_numbers_chosen_on_dev_come_from_rag_tuned_and_are_not_listed_as_settings():
+    """The fusion weight and the refusal floor can be overridden by the tuning script, but the docs and
+    .env.example do not offer them to users as knobs."""
+    from rag import tuned
+
+    s = Settings()
+    assert (s.bm25_weight, s.refuse_below) == (tuned.BM25_WEIGHT, tuned.REFUSE_BELOW)
+    listed = {var for var, _, _ in settings_rows()}
+    assert not {"RAG_BM25_WEIGHT", "RAG_REFUSE_BELOW"} & listed and "RAG_TOP_K" in listed
+    assert "RAG_REFUSE_BELOW" not in env_example()
