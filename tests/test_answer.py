@@ -877,30 +877,35 @@ def converse(engine: Engine, *questions: str) -> Answer:
     return engine.ask(questions[-1], history=history)
 
 
+@pytest.mark.slow
 def test_which_of_those_filters_the_previous_papers_and_says_why_none_passes(full):
     answer = converse(full, "which papers report FP8 training speedups?", "which of those is from 2024?")
     assert answer.text.startswith("None of them.") and "COAT" in answer.text and "has no known year" in answer.text
     assert not answer.citations and not answer.refused and not answer.unsupported
 
 
+@pytest.mark.slow
 def test_a_question_about_it_says_which_figure_its_abstract_lacks(full):
     answer = converse(full, "What is LaCache?", "how much memory does it save?")
     assert answer.text.startswith("The abstract of LaCache") and "gives no figure" in answer.text
     assert {c.title for c in answer.citations} == {c.title for c in full.ask("What is LaCache?").citations}
 
 
+@pytest.mark.slow
 def test_a_yes_no_question_about_it_is_answered_from_the_sentence_that_decides(full):
     answer = converse(full, "What is LaCache?", "does it need retraining?")
     assert answer.text.startswith("No. LaCache")
     assert len(answer.citations) == 1 and "training-free" in answer.citations[0].quote and answer.citations[0].supported
 
 
+@pytest.mark.slow
 def test_a_follow_up_on_a_new_topic_searches_afresh(full):
     answer = converse(full, "which papers report FP8 training speedups?", "What about speculative decoding?")
     assert answer.standalone_question == "What about speculative decoding?"
     assert answer.citations and not any("COAT" in c.title for c in answer.citations)
 
 
+@pytest.mark.slow
 def test_a_topic_no_paper_holds_together_is_refused_saying_so(full):
     answer = full.ask("What does the corpus say about protein folding?")
     assert answer.refused and "No paper is about protein folding." in answer.text and not answer.citations
