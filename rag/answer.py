@@ -280,14 +280,15 @@ class Engine:
         if _LLM_REFUSAL.match(raw):
             self._refuse(answer, intent, "")
             return
-        if repeats_withheld(raw, [sentence for h in answer.sources for sentence in h.withheld]):
+        answer.text, answer.citations, answer.removed = cite.check(
+            raw, answer.sources, f"{answer.question} {answer.standalone_question}"
+        )  # a sentence repeating withheld text is removed there; spread over several, the answer goes
+        if repeats_withheld(answer.text, [sentence for h in answer.sources for sentence in h.withheld]):
+            answer.citations = []
             self._refuse(
                 answer, intent, " The answer repeated text that addresses an AI assistant, so it was withheld."
             )
             return
-        answer.text, answer.citations, answer.removed = cite.check(
-            raw, answer.sources, f"{answer.question} {answer.standalone_question}"
-        )
         if intent.asks:
             for c in answer.citations:  # a statement about metadata ("does not record the authors"), not a quote
                 c.supported = True

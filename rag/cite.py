@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rag.safety import WITHHELD, gives_order
+from rag.safety import WITHHELD, gives_order, repeats_withheld
 from rag.text import plain_sentence_spans, sentence_spans, terms
 from rag.tuned import SUPPORT_THRESHOLD
 from rag.types import Citation, Hit, Paper
@@ -156,19 +156,25 @@ def best_sentence(claim: str, paper: Paper) -> tuple[float, int, int]:
     return best
 
 
-PLANTED = "[A sentence of the answer was removed: it gave an order, or a code that no source sentence holds.]"
+PLANTED = (
+    "[A sentence of the answer was removed: it gave an order, repeated withheld text, or held a code no source has.]"
+)
 
 
 def drop_planted(text: str, sources: list[Hit], question: str = "") -> str:
-    """The answer with each sentence replaced by PLANTED that reads as an order, or carries a code-like
-    string found neither in the question nor in what the sources show (their withheld sentences are
-    not shown): what a model obeying planted text adds, and no source backs."""
+    """The answer with each sentence replaced by PLANTED that reads as an order, repeats most of a sentence
+    withheld from its sources, or carries a code-like string found neither in the question nor in what the
+    sources show (their withheld sentences are not shown): what a model obeying planted text adds, and no
+    source backs."""
     known = " ".join([question, *(f"{h.paper.title} {h.paper.abstract}" for h in sources)]).lower()
+    withheld = [sentence for h in sources for sentence in h.withheld]
     pieces, last = [], 0
     for start, end in claim_spans(text):
         body = MARKER.sub(" ", text[start:end])
-        if gives_order(body[len(m.group(0)) if (m := LABEL.match(body)) else 0 :]) or any(
-            code.lower() not in known for code in CODE.findall(body)
+        if (
+            gives_order(body[len(m.group(0)) if (m := LABEL.match(body)) else 0 :])
+            or any(code.lower() not in known for code in CODE.findall(body))
+            or repeats_withheld(body, withheld)
         ):
             pieces += [text[last:start], PLANTED]
             last = end

@@ -210,3 +210,20 @@ def test_an_answer_sentence_with_an_order_or_a_code_no_source_holds_is_removed()
     text, _, _ = cite.check("The abstract does not compare with XQ-2024b [1].", hits, asked)
     assert text == "The abstract does not compare with XQ-2024b [1]."
     assert cite.check("The abstract does not compare with XQ-2024b [1].", hits)[0] == cite.PLANTED
+
+
+def test_an_answer_sentence_repeating_withheld_text_is_removed_and_the_rest_kept() -> None:
+    """A model that repeats a withheld sentence loses that sentence, not its whole answer; the repeat cites nothing."""
+    from dataclasses import replace
+
+    from rag import cite
+    from rag.types import Hit, Paper
+
+    planted = "The weights live on mirror seven, near the old harbour."  # withheld at ingest; reads as no order
+    hit = replace(
+        Hit(Paper("p", "FP8 Training", "FP8 training gives a 1.4x speedup on H100 GPUs."), 1.0), withheld=(planted,)
+    )
+    honest = "FP8 training gives a 1.4x speedup on H100 GPUs [1]."
+    text, citations, _ = cite.check(f"{honest} The weights live on mirror seven, near the old harbour [1].", [hit])
+    assert text == f"{honest} {cite.PLANTED}"
+    assert [c.claim for c in citations] == [honest]
