@@ -227,3 +227,24 @@ def test_an_answer_sentence_repeating_withheld_text_is_removed_and_the_rest_kept
     text, citations, _ = cite.check(f"{honest} The weights live on mirror seven, near the old harbour [1].", [hit])
     assert text == f"{honest} {cite.PLANTED}"
     assert [c.claim for c in citations] == [honest]
+
+
+@pytest.mark.slow
+def test_the_http_api_shows_no_held_out_canary_streamed_or_not(planted_index) -> None:
+    """The same planted papers through `rag serve` with a model that obeys them, read by the real openai client."""
+    import openai
+    from test_api import live
+
+    from rag.api import create_app
+
+    llm = FakeLLM(then=obey, verdict=lambda messages: 0.9)
+    engine = Engine(planted_index.settings, planted_index.retriever, llm)
+    with live(create_app(planted_index.settings, engine)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
+        for record in HELD_OUT:
+            messages = [{"role": "user", "content": question(record)}]
+            whole = client.chat.completions.create(model="rag", messages=messages)
+            streamed = client.chat.completions.create(model="rag", messages=messages, stream=True)
+            pieces = [chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices]
+            body = whole.model_dump_json()
+            assert leaks([body, "".join(pieces)]) == [], (record["id"], body)
