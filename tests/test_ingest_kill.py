@@ -194,7 +194,8 @@ def cli(data: Path, *args: str) -> subprocess.CompletedProcess:
 def persisted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """An index of 1100 papers (over 1000 records in each collection, so Chroma has written both collections'
     HNSW files) and its snapshot."""
-    from rag.dev import bench, corpus
+    from rag import corpus
+    from rag.dev import bench
 
     root = tmp_path_factory.mktemp("persisted")
     sentences, titles = bench.sentence_pool(corpus.load([CORPUS]).papers)
