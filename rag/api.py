@@ -38,6 +38,7 @@ from rag.api_models import (
     Health,
     ModelList,
     PaperOut,
+    Scope,
     SearchRequest,
     SearchResponse,
     error_body,
@@ -48,7 +49,7 @@ from rag.app import EngineHolder, check_length, check_scope, paper_json
 from rag.config import Settings
 from rag.errors import ConfigError, QuestionError, UserError
 from rag.serve import is_loopback
-from rag.types import Answer, Conversation, Turn
+from rag.types import Answer, Conversation, Filters, Turn
 
 _ERROR_TYPES = {
     400: "invalid_request_error",
@@ -61,6 +62,13 @@ ANSWER_THREADS = 40
 
 
 # ------------------------------------------------------------ the engine, shared by every request
+
+
+def scoped(settings: Settings, what: str, text: str, body: Scope) -> Filters:
+    """`check_scope` for a request body's scope fields (k, years, sources, categories, venues)."""
+    return check_scope(
+        settings, what, text, body.k, body.year_from, body.year_to, body.sources, body.categories, body.venues
+    )
 
 
 def check_history(settings: Settings, history: Conversation) -> None:
@@ -226,17 +234,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     async def chat_completions(body: ChatRequest) -> Any:
         question, history = conversation_of(body.messages)
-        filters = check_scope(
-            settings,
-            "question",
-            question,
-            body.k,
-            body.year_from,
-            body.year_to,
-            body.sources,
-            body.categories,
-            body.venues,
-        )
+        filters = scoped(settings, "question", question, body)
         check_history(settings, history)
         engine = await run_in_threadpool(holder.get)
         if not body.stream:
@@ -258,17 +256,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @router.post("/v1/search", response_model=SearchResponse, summary="Find the papers that best match a query")
     async def search(body: SearchRequest) -> Any:
-        filters = check_scope(
-            settings,
-            "query",
-            body.query,
-            body.k,
-            body.year_from,
-            body.year_to,
-            body.sources,
-            body.categories,
-            body.venues,
-        )
+        filters = scoped(settings, "query", body.query, body)
         engine = await run_in_threadpool(holder.get)
         hits = await run_in_threadpool(engine.retriever.search, body.query, body.k, filters, body.method)
         return {"results": [h.to_json() for h in hits]}

@@ -14,7 +14,7 @@ import codecs
 import json
 import re
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from rag.text import STOPWORDS
@@ -104,6 +104,7 @@ def _vocabulary() -> frozenset[str]:
     return frozenset(w for w in vocab if len(w) > 2 and w.isascii() and w.isalpha())
 
 
+@lru_cache(maxsize=4096)  # asked of each sentence for the abstract's language, then again when classifying it
 def foreign(sentence: str) -> bool:
     """Written, in some clause, in another language: a third or more of its letters of another script
     (Cyrillic, CJK, ...), or Latin words of which none is an English function word and two or more are

@@ -29,8 +29,8 @@ from rag.errors import LLMError
 from rag.extractive import ExtractiveAnswerer
 from rag.prompt import judge_messages
 from rag.question import Intent
-from rag.relevance import GENERIC, Relevance
-from rag.text import terms
+from rag.relevance import Relevance
+from rag.text import GENERIC, terms
 from rag.tuned import ANCHORED, KEY_IDF, KEY_SHARE, LLM_FLOOR, LLM_GAP, LLM_SPREAD, SCORE_SHARE, TOPIC_CORPUS
 from rag.types import Hit, Judgement
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 from rag.lexicon import Lexicon
 from rag.question import Intent
-from rag.relevance import GENERIC, Relevance
+from rag.relevance import Relevance
 from rag.safety import WITHHELD
-from rag.text import sentence_spans, terms
+from rag.text import GENERIC, sentence_spans, terms
 from rag.tuned import NEAR
 from rag.types import Hit, Paper, Turn
 
@@ -161,8 +161,9 @@ class ExtractiveAnswerer:
             near = self.relevance.relevant(intent.query, hits, NEAR)  # a lookup: one paper, unless another is as close
             keep = sorted({1, *(i for i in near if hits[i - 1].relevant and hits[i - 1].quotes())})
         lines = [f"- {self._paper_line(i, hits[i - 1], intent.is_numeric)}" for i in keep]
-        if intent.is_summary and listed and len({reports(hits[i - 1]) for i in keep}) > 1:
-            return "\n".join(_headed(lines, [reports(hits[i - 1]) for i in keep]))
+        groups = [reports(hits[i - 1]) for i in keep] if intent.is_summary and listed else []
+        if len(set(groups)) > 1:
+            return "\n".join(_headed(lines, groups))
         return "\n".join(lines) if len(lines) > 1 or (listed and intent.is_list) else lines[0][2:]
 
     def _paper_line(self, n: int, hit: Hit, numeric: bool) -> str:

@@ -15,8 +15,7 @@ from typing import Literal
 from rag.errors import QuestionError
 from rag.question_dates import find_period
 from rag.question_meta import MetaQuery, parse
-from rag.relevance import GENERIC
-from rag.text import terms
+from rag.text import GENERIC, terms
 from rag.types import Filters
 
 MAX_K = 100

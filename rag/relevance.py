@@ -9,16 +9,10 @@ from __future__ import annotations
 import re
 
 from rag.lexicon import Lexicon
-from rag.text import NAME, SIZE, terms, versioned
+from rag.text import GENERIC, NAME, SIZE, terms, versioned
 from rag.tuned import FILTER_KEEP, LIST_KEEP
 from rag.types import Hit
 
-GENERIC = frozenset(
-    terms(
-        "paper papers work works study studies propose proposed report reports method methods approach which what "
-        "corpus author authors wrote written listed year published summarise summarize say says describe"
-    )
-)
 # A capitalised word inside a sentence is a name ("Switchboard", "Whisper"); months and days are not.
 _CAPITALISED = re.compile(r"(?<=[\w,;:)] )[A-Z][a-z]+(?:-[A-Za-z]+)*\b")
 # Two or more capitalised words in a row inside a sentence are one name ("Monte Carlo", "World Cup").

@@ -8,12 +8,15 @@ default corpus (`python eval/train_planted.py` writes the weights; numpy only, d
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported on first use: every command imports this module, few classify
+    import numpy as np
 
 WEIGHTS = Path(__file__).resolve().parent / "resources" / "planted-scorer.npy"
 BUCKETS = 1 << 14
@@ -29,6 +32,8 @@ def tokens(sentence: str) -> list[str]:
 
 def features(sentence: str) -> np.ndarray:
     """Bucket indices of the sentence's words and word pairs (crc32: the same in every process)."""
+    import numpy as np
+
     words = ["<s>", *tokens(sentence), "</s>"]
     grams = words[1:-1] + [f"{a} {b}" for a, b in zip(words, words[1:])]
     return np.array(sorted({zlib.crc32(g.encode()) % BUCKETS for g in grams}), dtype=np.int64)
@@ -36,6 +41,8 @@ def features(sentence: str) -> np.ndarray:
 
 @cache
 def _weights() -> np.ndarray:
+    import numpy as np
+
     return np.load(WEIGHTS)
 
 
@@ -43,4 +50,4 @@ def probability(sentence: str) -> float:
     """How likely the sentence is planted text, by the trained model (bias in the last weight)."""
     w = _weights()
     z = float(w[features(sentence)].sum() + w[-1])
-    return 1.0 / (1.0 + np.exp(-z))
+    return 1.0 / (1.0 + math.exp(-z))

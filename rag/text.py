@@ -74,3 +74,12 @@ def versioned(text: str) -> list[str]:
     """Names written with a space before their version, joined as "Llama-2" is written: the lexicon
     stores them so that "Llama 4" can be told apart from the Llama 2 a corpus knows."""
     return [f"{name}-{version}" for name, version in _VERSIONED.findall(text)]
+
+
+# Words of a question that name no topic: what it asks for, not what about.
+GENERIC = frozenset(
+    terms(
+        "paper papers work works study studies propose proposed report reports method methods approach which what "
+        "corpus author authors wrote written listed year published summarise summarize say says describe"
+    )
+)
