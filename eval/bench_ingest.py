@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rag import bench, corpus
+from rag import corpus
+from rag.dev import bench
 from rag.config import DEFAULT_CORPUS, PROJECT_ROOT
 
 

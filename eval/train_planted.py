@@ -12,6 +12,7 @@ weights on every run.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -69,8 +70,11 @@ def check(planted: list[str], clean: list[list[str]]) -> None:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="write nothing: train on half the papers, score the rest")
+    args = parser.parse_args()
     planted, clean = examples()
-    if "--check" in sys.argv[1:]:
+    if args.check:
         check(planted, clean)
         return 0
     w = train(planted, [s for paper in clean for s in paper])

@@ -14,7 +14,7 @@ import io
 import itertools
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -93,31 +93,59 @@ def load(
     """
     corpus = Corpus(papers=[], problems=list(skipped))
     files = expand(paths, corpus.problems)
-    read_now = {str(f.resolve()) for f in files}
-    by_id: dict[str, Paper] = {}
-    taken = {pid: content for pid, (content, where) in (stored or {}).items() if not read_now.intersection(where)}
-    known = {
-        key: pid for key, pid in (identities or {}).items() if pid in taken
-    }  # identity key -> id of the paper that has it
-    elsewhere = {
-        pid: Path(next(iter(where), "")).name for pid, (_, where) in (stored or {}).items() if pid in known.values()
-    }
+    merger = _Merger(files, stored, identities, hold=lambda slot: True)
     for file in files:
-        papers, found = read_file(file)
-        problems = [p for p in found if not p.notice]
-        corpus.problems.extend(problems)
-        corpus.notices.extend(p for p in found if p.notice)
-        corpus.per_file[file.name] = len(papers)
-        path = str(file.resolve())
-        (corpus.read_paths if papers else corpus.unread_paths).add(path)
-        if papers and problems:
-            corpus.damaged_paths.add(path)
-        for paper in papers:
-            paper.paths = [path]
-            corpus.merged += _add(by_id, taken, paper, corpus.problems, known, corpus.notices)
-    corpus.notices += [_replaced(by_id[pid], was) for pid, was in elsewhere.items() if pid in by_id]
-    corpus.papers = list(by_id.values())
+        for paper in _entries(file, corpus):
+            merger.add(paper, corpus)
+    corpus.papers = list(merger.held.values())
+    corpus.distinct = len(corpus.papers)
     return corpus
+
+
+def scan(
+    files: list[Path],
+    corpus: Corpus,
+    stored: Mapping[str, tuple[str, Iterable[str]]] | None = None,
+    identities: Mapping[str, str] | None = None,
+) -> Iterator[Paper]:
+    """The papers `load` would give, one at a time, in memory that does not grow with the corpus: for ingest.
+
+    The files are read twice. The first pass only learns which ids are seen more than once; the second
+    yields every other paper as soon as it is read, and holds back the papers seen again until the end,
+    when each has every sighting folded in. Each pass keeps an id's content hash, not its paper.
+    `corpus` gets the problems, notices and counts (its `papers` stays empty).
+    """
+    first = _Merger(files, stored, identities, hold=lambda slot: False)
+    for file in files:
+        for paper in _entries(file, Corpus(papers=[])):
+            first.add(paper, None)
+    twice, corpus.distinct = first.twice, len(first.seen)
+    del first
+    merger = _Merger(files, stored, identities, hold=twice.__contains__)
+    for file in files:
+        for paper in _entries(file, corpus):
+            slot, duplicate = merger.add(paper, corpus)
+            if not duplicate and slot not in twice:
+                yield paper
+    yield from merger.held.values()
+
+
+def _entries(file: Path, corpus: Corpus) -> Iterator[Paper]:
+    """One file's papers, each knowing its path; what the file held is counted in `corpus` once it is read."""
+    path = str(file.resolve())
+    found: list[Problem] = []
+    count = 0
+    for paper in read_entries(file, found):
+        paper.paths = [path]
+        count += 1
+        yield paper
+    problems = [p for p in found if not p.notice]
+    corpus.problems.extend(problems)
+    corpus.notices.extend(p for p in found if p.notice)
+    corpus.per_file[file.name] = count
+    (corpus.read_paths if count else corpus.unread_paths).add(path)
+    if count and problems:
+        corpus.damaged_paths.add(path)
 
 
 def _replaced(paper: Paper, was: str) -> Problem:
@@ -132,24 +160,70 @@ def _replaced(paper: Paper, was: str) -> Problem:
 
 def read_file(path: Path) -> tuple[list[Paper], list[Problem]]:
     """Parse one file by its suffix; a file that cannot be read yields one Problem and no papers."""
+    problems: list[Problem] = []
+    papers = list(read_entries(path, problems))
+    return papers, problems
+
+
+def read_entries(path: Path, problems: list[Problem]) -> Iterator[Paper]:
+    """The papers of one file as they are read; its problems are added to `problems` once it is read through.
+
+    JSON Lines (an arXiv or OpenAlex dump may be gigabytes) are read a line at a time; other files whole.
+    """
+    found: list[Problem] = []
+    count = 0
+    stream = _jsonl_stream(path, found) if path.suffix.lower() == ".jsonl" else _whole_file(path, found)
+    for paper in stream:
+        count += 1
+        yield paper
+    if not count and all(p.line is not None for p in found):
+        found.append(
+            Problem(path.name, "no paper found in this file (each entry needs an abstract); nothing read from it")
+        )
+    problems.extend(found)
+
+
+def _whole_file(path: Path, problems: list[Problem]) -> Iterator[Paper]:
     name = path.name
     try:
         raw = path.read_bytes()
     except OSError as e:
-        return [], [Problem(name, f"cannot read file ({e.strerror}); check its permissions")]
-    lines, problems = _decode(name, raw)
+        problems.append(Problem(name, f"cannot read file ({e.strerror}); check its permissions"))
+        return
+    lines, found = _decode(name, raw)
     del raw  # a large file is held once, as lines, while it is parsed
+    problems += found
     if lines is None:
-        return [], problems
+        return
     if not any(line.strip() for line in lines):
-        return [], problems + [Problem(name, "empty file; nothing to ingest")]
+        problems.append(Problem(name, "empty file; nothing to ingest"))
+        return
     papers, more = _parse(name, path.suffix.lower(), lines)
     problems += more
-    if not papers and all(p.line is not None for p in problems):
-        problems.append(
-            Problem(name, "no paper found in this file (each entry needs an abstract); nothing read from it")
-        )
-    return papers, problems
+    yield from papers
+
+
+def _jsonl_stream(path: Path, problems: list[Problem]) -> Iterator[Paper]:
+    """A JSON Lines file read a line at a time, with what `_decode` does for a whole file done line by line."""
+    name = path.name
+    try:
+        handle = open(path, "rb")
+    except OSError as e:
+        problems.append(Problem(name, f"cannot read file ({e.strerror}); check its permissions"))
+        return
+    with handle:
+        head = handle.read(8192)
+        handle.seek(0)
+        if any(head.startswith(bom) for bom, _ in _BOMS) or b"\x00" in head:
+            yield from _whole_file(path, problems)  # UTF-16/32, or binary: decoded (or refused) as a whole
+            return
+        lines = _Lines(name, handle)
+        parsing: list[Problem] = []
+        yield from _rows_papers(name, _json_rows(name, lines, parsing), parsing)
+    problems += lines.problems()
+    if not lines.text:
+        problems.append(Problem(name, "empty file; nothing to ingest"))
+    problems += sorted(parsing, key=lambda p: p.line or 0)
 
 
 def _parse(name: str, suffix: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]:
@@ -259,8 +333,12 @@ def _decode_mixed(name: str, raw: bytes) -> tuple[list[str], list[Problem]]:
         except UnicodeDecodeError:
             lines.append(line.decode("utf-8", errors="rag-windows-1252"))
             bad.append(lineno)
+    return lines, [_latin_notice(name, bad)]
+
+
+def _latin_notice(name: str, bad: list[int]) -> Problem:
     message = f"{len(bad)} line(s) not UTF-8, read as Windows-1252; re-save the file as UTF-8 if accents look wrong"
-    return lines, [Problem(name, message, bad[0], notice=True)]
+    return Problem(name, message, bad[0], notice=True)
 
 
 def _drop_nul_lines(name: str, lines: list[str]) -> tuple[list[str], list[Problem]]:
@@ -269,7 +347,48 @@ def _drop_nul_lines(name: str, lines: list[str]) -> tuple[list[str], list[Proble
     if not bad:
         return lines, []
     kept = ["" if "\x00" in line else line for line in lines]
-    return kept, [Problem(name, f"{len(bad)} line(s) hold NUL bytes (binary data); skipped", bad[0])]
+    return kept, [_nul_problem(name, bad)]
+
+
+def _nul_problem(name: str, bad: list[int]) -> Problem:
+    return Problem(name, f"{len(bad)} line(s) hold NUL bytes (binary data); skipped", bad[0])
+
+
+class _Lines:
+    """A binary file's non-blank lines as (line number, text), decoded as `_decode` decodes a whole file:
+    split on any newline convention, UTF-8 or else Windows-1252 line by line, lines with NUL bytes dropped."""
+
+    def __init__(self, name: str, handle: io.BufferedReader) -> None:
+        self.name, self.handle = name, handle
+        self.text = False  # a non-blank line was read
+        self.latin: list[int] = []  # first line not UTF-8, and how many
+        self.nul: list[int] = []
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        lineno = 0
+        for raw in self.handle:
+            raw = raw[:-1] if raw.endswith(b"\n") else raw
+            raw = raw[:-1] if raw.endswith(b"\r") else raw
+            for part in raw.split(b"\r"):
+                lineno += 1
+                line = self._decode(part, lineno)
+                if "\x00" in line:
+                    self.nul.append(lineno)
+                elif line.strip():
+                    self.text = True
+                    yield lineno, line.lstrip("\ufeff") if lineno == 1 else line
+
+    def _decode(self, part: bytes, lineno: int) -> str:
+        try:
+            return part.decode("utf-8")
+        except UnicodeDecodeError:
+            self.latin.append(lineno)
+            return part.decode("utf-8", errors="rag-windows-1252")
+
+    def problems(self) -> list[Problem]:
+        return ([_latin_notice(self.name, self.latin)] if self.latin else []) + (
+            [_nul_problem(self.name, self.nul)] if self.nul else []
+        )
 
 
 # ---------------------------------------------------------------- scraped text layouts
@@ -357,7 +476,8 @@ def _read_json(name: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]
     value, error = _parse_json("\n".join(lines))
     if isinstance(value, (list, dict)):
         rows = value if isinstance(value, list) else [value]
-        return _read_rows(name, list(enumerate(rows, 1)))
+        problems: list[Problem] = []
+        return list(_rows_papers(name, enumerate(rows, 1), problems)), problems
     papers, problems = _read_jsonl(name, lines)
     if papers:
         return papers, problems
@@ -366,17 +486,21 @@ def _read_json(name: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]
 
 
 def _read_jsonl(name: str, lines: list[str]) -> tuple[list[Paper], list[Problem]]:
-    rows, problems = [], []
-    for lineno, line in enumerate(lines, 1):
+    problems: list[Problem] = []
+    papers = list(_rows_papers(name, _json_rows(name, enumerate(lines, 1), problems), problems))
+    return papers, sorted(problems, key=lambda p: p.line or 0)
+
+
+def _json_rows(name: str, lines: Iterable[tuple[int, str]], problems: list[Problem]) -> Iterator[tuple[int, object]]:
+    """(line number, value) of each JSON line; a line that is not JSON becomes a Problem."""
+    for lineno, line in lines:
         if not line.strip():
             continue
         value, error = _parse_json(line)
         if error is None:
-            rows.append((lineno, value))
+            yield lineno, value
         else:
             problems.append(Problem(name, f"not valid JSON ({error}); skipped", lineno))
-    papers, more = _read_rows(name, rows)
-    return papers, sorted(problems + more, key=lambda p: p.line or 0)
 
 
 def _parse_json(text: str) -> tuple[object, str | None]:
@@ -391,24 +515,23 @@ def _parse_json(text: str) -> tuple[object, str | None]:
         return None, "a number with too many digits"
 
 
-def _read_rows(name: str, rows: list[tuple[int, object]]) -> tuple[list[Paper], list[Problem]]:
+def _rows_papers(name: str, rows: Iterable[tuple[int, object]], problems: list[Problem]) -> Iterator[Paper]:
     from rag import formats
 
-    papers: list[Paper] = []
-    problems: list[Problem] = []
+    position = 0
     for lineno, row in rows:
         if not isinstance(row, dict):
             problems.append(Problem(name, "expected a JSON object with 'title' and 'abstract'; skipped", lineno))
             continue
         fields = {str(k).strip().lstrip("\ufeff").lower(): v for k, v in row.items()}
-        entry = formats.row_entry(fields, len(papers) + 1, lineno)  # CSL-JSON, arXiv, OpenAlex, Semantic Scholar
+        entry = formats.row_entry(fields, position + 1, lineno)  # CSL-JSON, arXiv, OpenAlex, Semantic Scholar
         if entry:
-            paper = _entry_paper(name, len(papers) + 1, entry, problems)
+            paper = _entry_paper(name, position + 1, entry, problems)
         else:
-            paper = _row_paper(name, len(papers) + 1, fields, lineno, problems)
+            paper = _row_paper(name, position + 1, fields, lineno, problems)
         if paper:
-            papers.append(paper)
-    return papers, problems
+            position += 1
+            yield paper
 
 
 # ---------------------------------------------------------------- CSV
@@ -652,33 +775,103 @@ def _make_paper(
     )
 
 
-def _add(
-    by_id: dict[str, Paper],
-    taken: Mapping[str, str],
-    paper: Paper,
-    problems: list[Problem],
-    known: dict[str, str],
-    notices: list[Problem],
-) -> bool:
-    """Store `paper`, or fold it into the same paper seen before (True: it was a duplicate).
+class _Merger:
+    """Gives each entry the id it is stored under, and folds a later sighting of a paper into the first.
 
-    The same paper is the same text, or a shared DOI or arXiv id (`known`: identity key -> id), since
-    a bibliography and a metadata dump rarely carry exactly the same title and abstract.
+    The same paper is the same text, or a shared DOI or arXiv id, since a bibliography and a metadata
+    dump rarely carry exactly the same title and abstract. Per id it keeps the content hash, the file
+    and which identifiers the paper has; the paper itself only where `hold` says (every id for `load`,
+    the ids seen twice for `scan`), so that a streaming read holds no paper it has passed on.
     """
-    slot = next((known[key] for key in _identity(paper) if key in known), None) or _slot(by_id, taken, paper, problems)
-    duplicate = slot in by_id
-    if duplicate:
-        if _content(by_id[slot]) != _content(paper):
-            notices.append(_kept(by_id[slot], paper))  # the first one's date too: no second notice about it
-        elif conflict := _other_date(by_id[slot], paper):
-            notices.append(conflict)
-        _fold(by_id[slot], paper)
-    else:
-        paper.paper_id = slot
-        by_id[slot] = paper
-    for key in _identity(by_id[slot]):
-        known.setdefault(key, slot)
-    return duplicate
+
+    def __init__(
+        self,
+        files: list[Path],
+        stored: Mapping[str, tuple[str, Iterable[str]]] | None,
+        identities: Mapping[str, str] | None,
+        hold: Callable[[str], bool],
+    ) -> None:
+        read_now = {str(f.resolve()) for f in files}
+        stored = stored or {}
+        self.taken = {pid: content for pid, (content, where) in stored.items() if not read_now.intersection(where)}
+        self.known = {key: pid for key, pid in (identities or {}).items() if pid in self.taken}  # key -> its paper's id
+        self.elsewhere = {
+            pid: Path(next(iter(where), "")).name for pid, (_, where) in stored.items() if pid in self.known.values()
+        }
+        self.seen: dict[str, tuple[str, str, int]] = {}  # id -> (content hash, file name, identifiers it has)
+        self.held: dict[str, Paper] = {}
+        self.twice: set[str] = set()
+        self.hold = hold
+
+    def add(self, paper: Paper, corpus: Corpus | None) -> tuple[str, bool]:
+        """(the id `paper` is stored under, whether it is a later sighting of a paper seen before).
+
+        `corpus` (None: say nothing) gets the problems and notices, and the count of merged entries."""
+        keys = _identity(paper)
+        slot = next((self.known[key] for key in keys if key in self.known), None) or self._slot(paper, corpus)
+        duplicate = slot in self.seen
+        if duplicate:
+            self.twice.add(slot)
+            keys = self._fold(slot, paper, corpus)
+        else:
+            paper.paper_id = slot
+            self.seen[slot] = (_content(paper), paper.source, _has(paper))
+            if self.hold(slot):
+                self.held[slot] = paper
+            if corpus is not None and slot in self.elsewhere:
+                corpus.notices.append(_replaced(paper, self.elsewhere[slot]))
+        for key in keys:
+            self.known.setdefault(key, slot)
+        if corpus is not None:
+            corpus.merged += duplicate
+        return slot, duplicate
+
+    def _fold(self, slot: str, paper: Paper, corpus: Corpus | None) -> list[str]:
+        """Fold `paper` into the one first seen under `slot`; return the identity keys that paper now has."""
+        content, source, has = self.seen[slot]
+        first = self.held.get(slot)
+        if first is None:  # not held: only which identifiers the folded paper has is known
+            gained = [key for key, bit in zip(_identity(paper), _bits(paper)) if not has & bit]
+            self.seen[slot] = (content, source, has | _has(paper))
+            return gained
+        if corpus is not None:
+            if content != _content(paper):
+                corpus.notices.append(_kept(first, paper))  # the first one's date too: no second notice about it
+            elif conflict := _other_date(first, paper):
+                corpus.notices.append(conflict)
+        _fold(first, paper)
+        return _identity(first)
+
+    def _slot(self, paper: Paper, corpus: Corpus | None) -> str:
+        """The id to store `paper` under, by its content.
+
+        Ids from users are not trusted to be unique: a different paper under an id already taken
+        (here or in `taken`, id -> content hash) is stored as `<id>~<content hash>`, so no paper
+        ever replaces another.
+        """
+        content = _content(paper)
+        wanted = paper.paper_id
+
+        def free(slot: str) -> bool:
+            holder = self.seen[slot][0] if slot in self.seen else self.taken.get(slot, content)
+            return holder == content
+
+        slot = next(i for i in _candidate_ids(wanted, content) if free(i))
+        if slot != wanted and corpus is not None:
+            other = self.seen[wanted][1] if wanted in self.seen else "the index"
+            message = f"entry {paper.positions[0]}: id {wanted!r} is also used by a different paper (in {other}); this one is stored as {slot!r}"
+            corpus.problems.append(Problem(paper.source, message))
+        return slot
+
+
+def _has(paper: Paper) -> int:
+    """Which identifiers a paper has, as bits (DOI 1, arXiv id 2)."""
+    return (1 if paper.doi else 0) | (2 if paper.arxiv_id else 0)
+
+
+def _bits(paper: Paper) -> list[int]:
+    """The bit of each of `_identity(paper)`'s keys, in their order."""
+    return ([1] if paper.doi else []) + ([2] if paper.arxiv_id else [])
 
 
 def _identity(paper: Paper) -> list[str]:
@@ -700,28 +893,6 @@ def _kept(first: Paper, paper: Paper) -> Problem:
         f"({paper.source} adds only what it lacks)"
     )
     return Problem(paper.source, message, notice=True)
-
-
-def _slot(by_id: dict[str, Paper], taken: Mapping[str, str], paper: Paper, problems: list[Problem]) -> str:
-    """The id to store `paper` under, by its content.
-
-    Ids from users are not trusted to be unique: a different paper under an id already taken
-    (here or in `taken`, id -> content hash) is stored as `<id>~<content hash>`, so no paper
-    ever replaces another.
-    """
-    content = _content(paper)
-    wanted = paper.paper_id
-
-    def free(slot: str) -> bool:
-        holder = _content(by_id[slot]) if slot in by_id else taken.get(slot, content)
-        return holder == content
-
-    slot = next(i for i in _candidate_ids(wanted, content) if free(i))
-    if slot != wanted:
-        other = by_id[wanted].source if wanted in by_id else "the index"
-        message = f"entry {paper.positions[0]}: id {wanted!r} is also used by a different paper (in {other}); this one is stored as {slot!r}"
-        problems.append(Problem(paper.source, message))
-    return slot
 
 
 def _content(paper: Paper) -> str:

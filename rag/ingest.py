@@ -10,13 +10,13 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
+import itertools
 import json
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,15 +35,7 @@ from rag.write import Progress, Restored, meta_hash, restore_vectors, text_hash
 INGEST_KEY = "ingested"  # papers-collection metadata: what the last clean ingest read (JSON; see below)
 
 
-@dataclass
-class Plan:
-    """What an ingest will change, decided from hashes alone (no documents are fetched)."""
-
-    embed: list[Paper]
-    relabel: list[tuple[Paper, int]]  # with its stored chunk count
-    refresh: list[tuple[Paper, int]]  # unchanged, but the record predates this classifier or stored spans
-    delete: list[str]
-    ledger: dict[str, dict]  # final (text_hash, meta_hash) of every paper, for the version stamp
+WINDOW = 4096  # papers planned and written together, in id order: the most an ingest holds at once
 
 
 def ingest(
@@ -101,33 +93,31 @@ def _sync(
     prune: bool,
     on_progress: Progress | None,
 ) -> IngestReport:
-    """Read the files, compare them with the stored records, and write what differs; the stamp last."""
+    """Read the files, compare each paper with its stored record, and write what differs; the stamp last.
+    The papers stream through a window at a time, so memory does not grow with the corpus."""
     stored = {pid: {k: meta[k] for k in _LEDGER if k in meta} for pid, meta, _ in store.records()}
     identities = {
         key: pid
         for pid, m in stored.items()
         for key in corpus_mod.identity_keys(m.get("doi", ""), m.get("arxiv_id", ""))
     }
-    corpus = corpus_mod.load(
+    corpus = Corpus(papers=[], problems=skipped)
+    report = IngestReport(corpus=corpus)
+    papers = corpus_mod.scan(
         files,
+        corpus,
         stored={pid: (m.get("content", ""), m.get("paths") or []) for pid, m in stored.items()},
-        skipped=skipped,
         identities=identities,
     )
-    report = IngestReport(corpus=corpus)
-    plan = _plan(store, stored, corpus, prune, report)
-    if plan.embed or plan.relabel or plan.refresh or plan.delete:
-        _forget_ingest(store)
-    # new versions first, deletions last: an ingest that fails half-way (embedder down, wrong size) still holds the old ones
-    dimension = write.embed_and_write(store, plan.embed, embedder, settings, report, on_progress)
-    write.relabel(store, plan.relabel)
-    write.write_records(store, plan.refresh)
-    store.delete_papers(plan.delete)
-    stamp = _stamp(store, plan.ledger, embedder, dimension)
+    sync = _Sync(store, stored, embedder, settings, report, on_progress)
+    while window := list(itertools.islice(papers, WINDOW)):
+        sync.write(sorted(window, key=lambda p: p.paper_id))
+    sync.delete(corpus, prune)
+    stamp = _stamp(store, sync.version, embedder, sync.dimension)
     clean = (
         prints is not None and not corpus.problems
     )  # a file with problems is read again, and its problems shown, every time
-    stamp[INGEST_KEY] = json.dumps(_ingest_record(store, stamp, prints, key, plan, corpus)) if clean else ""
+    stamp[INGEST_KEY] = json.dumps(_ingest_record(store, stamp, prints, key, sync.entries, corpus)) if clean else ""
     if stamp != store.stamp():
         store.set_stamp(stamp)
     return report
@@ -170,41 +160,102 @@ def ingest_lock(settings: Settings) -> Iterator[None]:
 _LEDGER = ("text_hash", "meta_hash", "n_chunks", "classified", "content", "paths", "doi", "arxiv_id")
 
 
-def _plan(store: Store, stored: dict[str, dict], corpus: Corpus, prune: bool, report: IngestReport) -> Plan:
-    counts = _chunk_counts(store, stored)
-    wanted = {p.paper_id: p for p in corpus.papers}
-    keep = corpus.unread_paths | corpus.damaged_paths
-    plan = Plan([], [], [], [], {})
-    for pid in sorted(wanted):
-        paper, old = wanted[pid], stored.get(pid)
-        th, mh = text_hash(paper), meta_hash(paper)
-        plan.ledger[pid] = {"t": th, "m": mh}
-        if old is None:
-            report.added += 1
-            plan.embed.append(paper)
-        elif old.get("text_hash") != th or counts.get(pid, 0) != old.get("n_chunks"):
-            report.repaired += old.get("text_hash") == th
-            report.updated += old.get("text_hash") != th
-            plan.embed.append(paper)
-        elif old.get("meta_hash") != mh:
-            report.relabelled += 1
-            plan.relabel.append((paper, old["n_chunks"]))
-        elif old.get("classified") != CLASSIFIER:
-            report.refreshed += 1
-            plan.refresh.append((paper, old["n_chunks"]))
-        else:
-            report.unchanged += 1
-    for pid in sorted(stored):
-        if pid in wanted:
-            continue
-        if _removed(stored[pid], corpus.read_paths, keep, prune):
-            plan.delete.append(pid)
-        else:
-            plan.ledger[pid] = {"t": stored[pid].get("text_hash"), "m": stored[pid].get("meta_hash")}
-    orphans = sorted(pid for pid in counts if pid not in stored and pid not in wanted)
-    plan.delete += orphans  # chunks whose record was never written: an interrupted ingest
-    report.deleted = len(plan.delete) - len(orphans)
-    return plan
+class _Sync:
+    """Brings the stored papers in line with the papers read, a window at a time, counting into the report.
+
+    New versions are written as they come and deletions last: an ingest that fails half-way (embedder
+    down, wrong size) still holds the old papers. Each paper adds its hashes to the version (`_stamp`).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        stored: dict[str, dict],
+        embedder: Any,
+        settings: Settings,
+        report: IngestReport,
+        on_progress: Progress | None,
+    ) -> None:
+        self.store, self.stored, self.embedder, self.settings = store, stored, embedder, settings
+        self.report, self.on_progress = report, on_progress
+        self.counts = _chunk_counts(store, stored)
+        self.read: set[str] = set()  # ids read now that have a record or chunks: the rest may be deleted
+        self.version = 0
+        self.entries = 0  # papers the index holds after this ingest
+        self.dimension: int | None = None
+        self.done = 0
+        self.changing = False
+
+    def write(self, papers: list[Paper]) -> None:
+        embed: list[Paper] = []
+        relabel: list[tuple[Paper, int]] = []
+        refresh: list[tuple[Paper, int]] = []
+        report = self.report
+        for paper in papers:
+            pid, old = paper.paper_id, self.stored.get(paper.paper_id)
+            th, mh = text_hash(paper), meta_hash(paper)
+            self._count(pid, th, mh)
+            if old is not None or pid in self.counts:
+                self.read.add(pid)
+            if old is None:
+                report.added += 1
+                embed.append(paper)
+            elif old.get("text_hash") != th or self.counts.get(pid, 0) != old.get("n_chunks"):
+                report.repaired += old.get("text_hash") == th
+                report.updated += old.get("text_hash") != th
+                embed.append(paper)
+            elif old.get("meta_hash") != mh:
+                report.relabelled += 1
+                relabel.append((paper, old["n_chunks"]))
+            elif old.get("classified") != CLASSIFIER:
+                report.refreshed += 1
+                refresh.append((paper, old["n_chunks"]))
+            else:
+                report.unchanged += 1
+        if embed or relabel or refresh:
+            self._change()
+        start = self.done
+        dimension = write.embed_and_write(
+            self.store, embed, self.embedder, self.settings, report, lambda done, _: self._progress(start + done)
+        )
+        self.dimension = dimension or self.dimension
+        write.relabel(self.store, relabel)
+        write.write_records(self.store, refresh)
+        self._progress(start + len(papers))
+
+    def delete(self, corpus: Corpus, prune: bool) -> None:
+        """Delete the stored papers taken out of the files read, and chunks whose record was never written."""
+        keep = corpus.unread_paths | corpus.damaged_paths
+        delete = []
+        for pid in sorted(self.stored):
+            if pid in self.read:
+                continue
+            if _removed(self.stored[pid], corpus.read_paths, keep, prune):
+                delete.append(pid)
+            else:
+                self._count(pid, self.stored[pid].get("text_hash"), self.stored[pid].get("meta_hash"))
+        orphans = sorted(pid for pid in self.counts if pid not in self.stored and pid not in self.read)
+        self.report.deleted = len(delete)
+        if delete or orphans:
+            self._change()
+            self.store.delete_papers(delete + orphans)  # orphans: an interrupted ingest's chunks
+
+    def _count(self, pid: str, text: str | None, meta: str | None) -> None:
+        """Add a paper the index will hold to the version: a sum, so the order papers come in does not matter."""
+        digest = hashlib.blake2b(f"{pid}:{text}:{meta}".encode(), digest_size=16).digest()
+        self.version = (self.version + int.from_bytes(digest, "big")) % (1 << 128)
+        self.entries += 1
+
+    def _change(self) -> None:
+        if not self.changing:
+            _forget_ingest(self.store)
+            self.changing = True
+
+    def _progress(self, done: int) -> None:
+        self.done = done
+        if self.on_progress:
+            total = self.report.corpus.distinct if self.report.corpus else done
+            self.on_progress(done, max(total, done))
 
 
 def _chunk_counts(store: Store, stored: dict[str, dict]) -> Counter:
@@ -224,13 +275,10 @@ def _removed(meta: dict, read: set[str], keep: set[str], prune: bool) -> bool:
     return bool(paths & read) or prune
 
 
-def _stamp(store: Store, ledger: dict[str, dict], embedder: Any, dimension: int | None) -> dict:
+def _stamp(store: Store, version: int, embedder: Any, dimension: int | None) -> dict:
     """A content version every derived cache compares against (same papers, same stamp), and the
     embedder's name and vector size, which every later ingest and search must match."""
-    digest = hashlib.sha1()
-    for pid in sorted(ledger):
-        digest.update(f"{pid}:{ledger[pid]['t']}:{ledger[pid]['m']}\n".encode())
-    stamp = {"version": digest.hexdigest()[:16], "embedder": embedder.model_name, "schema": SCHEMA}
+    stamp = {"version": f"{version:032x}"[:16], "embedder": embedder.model_name, "schema": SCHEMA}
     if dimension := dimension or store.stamp().get("dimension") or store.stored_dimension():
         stamp["dimension"] = dimension
     return stamp
@@ -286,18 +334,17 @@ def _ingest_key(settings: Settings, embedder: Any) -> dict:
 
 
 def _ingest_record(
-    store: Store, stamp: dict, prints: dict[str, str] | None, key: dict, plan: Plan, corpus: Corpus
+    store: Store, stamp: dict, prints: dict[str, str] | None, key: dict, entries: int, corpus: Corpus
 ) -> dict:
     """What a later ingest of the same files needs to report without reading them, and to check that it may."""
     return {
         "version": stamp["version"],
         "key": key,
         "files": prints,
-        "papers": len(corpus.papers),
-        "stored": len(plan.ledger),
+        "papers": corpus.distinct,
+        "stored": entries,
         "chunks": store.chunk_count(),
-        "exclusive": len(plan.ledger)
-        == len(corpus.papers),  # every stored paper is from these files: --prune has nothing to do
+        "exclusive": entries == corpus.distinct,  # every stored paper is from these files: --prune has nothing to do
     }
 
 

@@ -105,9 +105,10 @@ class Problem:
 
 @dataclass
 class Corpus:
-    """What `rag.corpus.load` read; the path sets tell an ingest which stored papers it may delete."""
+    """What `rag.corpus.load` or `scan` read; the path sets tell an ingest which stored papers it may delete."""
 
-    papers: list[Paper]
+    papers: list[Paper]  # `load`'s; a streaming `scan` passes its papers on and keeps none
+    distinct: int = 0  # papers after merging
     problems: list[Problem] = field(default_factory=list)
     per_file: dict[str, int] = field(default_factory=dict)  # entries read per file
     merged: int = 0  # entries folded into a paper already seen in another place

@@ -48,17 +48,17 @@ class Reads:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.parses = self.records = 0
-        load, records = corpus_mod.load, store_mod.Store.records
+        scan, records = corpus_mod.scan, store_mod.Store.records
 
-        def counted_load(*args, **kwargs):
+        def counted_scan(*args, **kwargs):
             self.parses += 1
-            return load(*args, **kwargs)
+            return scan(*args, **kwargs)
 
         def counted_records(store, *args, **kwargs):
             self.records += 1
             return records(store, *args, **kwargs)
 
-        monkeypatch.setattr(corpus_mod, "load", counted_load)
+        monkeypatch.setattr(corpus_mod, "scan", counted_scan)
         monkeypatch.setattr(store_mod.Store, "records", counted_records)
 
     @property

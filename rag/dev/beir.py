@@ -155,9 +155,7 @@ def prepare(folder: Path, settings: Settings, embedder: Any, on_progress: Progre
     converted = convert(data.docs, settings.data_dir / "beir" / name)
     store = open_store(scoped)
     report = ingest([converted], scoped, embedder, store=store, prune=True, on_progress=on_progress)
-    papers = (
-        report.corpus.papers if report.corpus else list(store.all_papers())
-    )  # unchanged, not read: the pruned collection holds just these
+    papers = list(store.all_papers())  # the pruned collection holds just these
     return Prepared(
         data, name, Retriever(scoped, embedder, store), paper_ids(data.docs, papers), round(report.seconds, 1)
     )
