@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from rag import corpus
-from rag.dev import bench
 from rag.config import DEFAULT_CORPUS, PROJECT_ROOT
+from rag.dev import bench
 
 
 def pool() -> tuple[list[str], list[str]]:

@@ -91,7 +91,7 @@ def run_ingest(
     from rag.ingest import ingest
 
     session.wrote = True
-    with progress_bar("embedding papers") as on_progress:
+    with progress_bar("papers read and stored") as on_progress:
         report = ingest(paths, settings, embedder, store=store, prune=prune, rebuild=rebuild, on_progress=on_progress)
     problems = report.corpus.problems if report.corpus else []  # no corpus: the files were unchanged, not read
     report_problems(problems, report.corpus.notices if report.corpus else [])

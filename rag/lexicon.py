@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rag import bm25_write
 from rag.chunk import chunk_id
 from rag.config import Settings
 from rag.text import terms, versioned
@@ -52,6 +53,7 @@ class Lexicon:
     """BM25 (bm25s) plus the per-paper fields filters need; row i is paper `rows[i]`."""
 
     version = ""  # the store version it reflects (set by `open`)
+    _tmp: Any = None  # the temporary folder a `build` lives in, removed with the lexicon
 
     def __init__(
         self,
@@ -177,73 +179,30 @@ class Lexicon:
                 return lexicon
             except (OSError, ValueError, KeyError):
                 pass  # a damaged cache is rebuilt below
-        lexicon, version = cls.build(store, on_progress)
-        lexicon.version = version
         try:
-            lexicon._save(folder, version)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
         except OSError:
-            pass  # a read-only data dir: serve from memory this time
+            return cls.build(store, on_progress)[0]  # a read-only data dir: serve from a temporary cache this time
+        try:
+            version = _write(tmp, store, on_progress)
+            _swap(tmp, folder)
+        except OSError:
+            return cls.build(store, on_progress)[0]  # a full or read-only data dir: the same, in a temporary folder
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        lexicon = cls._load(folder)
+        lexicon.version = version
         return lexicon
 
     @classmethod
     def build(cls, store: Store, on_progress: Progress | None = None) -> tuple[Lexicon, str]:
-        """Page through every paper record once; returns the lexicon and the version it reflects."""
-        import bm25s
-
-        version = store.stamp().get("version", "")
-        total = store.count()
-        on_progress = on_progress if total >= SHOW_PROGRESS_FROM else None
-        rows: list[str] = []
-        years: list[int] = []
-        chunks: list[int] = []
-        sources: dict[str, list[int]] = {}
-        vocab: dict[str, int] = {}
-        ids: list[array] = []  # each paper's term ids, 4 bytes a term: strings would take ~13 GB at 1M chunks
-        words: set[str] = set()
-        for i, (pid, meta, abstract) in enumerate(store.records(include_documents=True)):
-            text = f"{meta.get('title', '')}\n{abstract}"
-            rows.append(pid)
-            years.append(int(meta.get("year", -1)))
-            chunks.append(int(meta.get("n_chunks", 0)))
-            for name in meta.get("sources") or []:
-                sources.setdefault(name, []).append(i)
-            ids.append(array("I", [vocab.setdefault(t, len(vocab)) for t in terms(text) or [_EMPTY]]))
-            words.update(_SURFACE.findall(text.lower()))
-            words.update(v.lower() for v in versioned(text))
-            if on_progress and (i + 1) % 500 == 0:
-                on_progress(i + 1, total)
-        bm25 = bm25s.BM25()
-        if ids:
-            bm25.index((ids, vocab), show_progress=False)
-        if on_progress:
-            on_progress(len(rows), total)
-        return cls(
-            bm25,
-            rows,
-            np.asarray(years, dtype=np.int32),
-            np.asarray(chunks, dtype=np.int32),
-            sources,
-            "\n".join(sorted(words)),
-        ), version
-
-    def _save(self, folder: Path, version: str) -> None:
-        """Write to a temporary folder, then swap it in: readers never see half a cache."""
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
-        if self.rows:
-            self.bm25.save(str(tmp / "bm25"), show_progress=False)
-        (tmp / "rows.json").write_text(json.dumps(self.rows))
-        np.save(tmp / "years.npy", self.years)
-        np.save(tmp / "chunks.npy", self.chunks)
-        (tmp / "sources.json").write_text(json.dumps(self.sources, sort_keys=True))
-        (tmp / "words.txt").write_text(self._words)
-        (tmp / "stamp.json").write_text(json.dumps({"version": f"{FORMAT}:{version}"}))
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
+        """A lexicon of `store` in a temporary folder, removed with the lexicon; and the version it reflects."""
+        tmp = tempfile.TemporaryDirectory(prefix="rag-lexicon-")
+        version = _write(Path(tmp.name), store, on_progress)
+        lexicon = cls._load(Path(tmp.name))
+        lexicon.version, lexicon._tmp = version, tmp
+        return lexicon, version
 
     @classmethod
     def _load(cls, folder: Path) -> Lexicon:
@@ -255,6 +214,61 @@ class Lexicon:
         chunks = np.load(folder / "chunks.npy")
         sources = json.loads((folder / "sources.json").read_text())
         return cls(bm25, rows, years, chunks, sources, (folder / "words.txt").read_text())
+
+
+def _write(folder: Path, store: Store, on_progress: Progress | None) -> str:
+    """Page through every paper record once, writing the cache into `folder`; return the version it reflects.
+
+    Each paper's term ids go to disk as they are read (`bm25_write.Spill`), so memory holds the vocabulary,
+    the surface words and a few numbers a paper; at 1M chunks the terms as strings would take ~13 GB.
+    """
+    version = store.stamp().get("version", "")
+    total = store.count()
+    on_progress = on_progress if total >= SHOW_PROGRESS_FROM else None
+    rows: list[str] = []
+    years = array("i")
+    chunks = array("i")
+    sources: dict[str, list[int]] = {}
+    vocab: dict[str, int] = {}
+    words: set[str] = set()
+    spill = bm25_write.Spill(folder)
+    try:
+        for i, (pid, meta, abstract) in enumerate(store.records(include_documents=True)):
+            text = f"{meta.get('title', '')}\n{abstract}"
+            rows.append(pid)
+            years.append(int(meta.get("year", -1)))
+            chunks.append(int(meta.get("n_chunks", 0)))
+            for name in meta.get("sources") or []:
+                sources.setdefault(name, []).append(i)
+            spill.add(array("I", [vocab.setdefault(t, len(vocab)) for t in terms(text) or [_EMPTY]]))
+            words.update(_SURFACE.findall(text.lower()))
+            words.update(v.lower() for v in versioned(text))
+            if on_progress and (i + 1) % 500 == 0:
+                on_progress(i + 1, total)
+    finally:
+        spill.close()
+    if rows:
+        bm25_write.write(folder / "bm25", spill, vocab)
+    spill.path.unlink()
+    if on_progress:
+        on_progress(len(rows), total)
+    (folder / "rows.json").write_text(json.dumps(rows))
+    np.save(folder / "years.npy", np.asarray(years, dtype=np.int32))
+    np.save(folder / "chunks.npy", np.asarray(chunks, dtype=np.int32))
+    (folder / "sources.json").write_text(json.dumps(sources, sort_keys=True))
+    (folder / "words.txt").write_text("\n".join(sorted(words)))
+    (folder / "stamp.json").write_text(json.dumps({"version": f"{FORMAT}:{version}"}))
+    return version
+
+
+def _swap(built: Path, folder: Path) -> None:
+    """Put a built cache in place of the old one: readers never see half a cache."""
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(built, folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def refresh(settings: Settings, store: Store) -> None:

@@ -5,6 +5,7 @@ which changes it fails these tests instead of quietly changing answers:
 - the openai client's `_prepare_options` and `_calculate_retry_timeout` (rag/llm.py): the hooks that bound
   every attempt and retry of a call by one time budget;
 - bm25s's `scores` CSC arrays and `vocab_dict` (rag/lexicon.py): document frequencies and the papers holding a term;
+- bm25s's saved files and scoring functions (rag/bm25_write.py): it writes the index bm25s loads;
 - Chroma's sqlite tables and HNSW file header (rag/store_faults.py): damage checks and `rag ingest --repair`.
 
 bibtexparser's `_transform_python_value_string` (rag/formats.py, a bare `%` kept) is pinned by its
@@ -14,12 +15,17 @@ behaviour in tests/test_formats.py.
 from __future__ import annotations
 
 import inspect
+import json
 import sqlite3
 import threading
+from array import array
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_re_parser_gives_the_tree_the_injection_gate_reads():
@@ -152,3 +158,38 @@ def test_chroma_keeps_the_sqlite_tables_and_hnsw_header_the_index_reads(tmp_path
     assert len(header) == 100 and int.from_bytes(header[:4], "little") == 1  # layout 1, as rag/store_faults.py reads it
     assert per_element >= 8 * 4 and (segment / "data_level0.bin").stat().st_size == capacity * per_element
     assert (segment / "length.bin").stat().st_size == 4 * capacity and (segment / "link_lists.bin").exists()
+
+
+@pytest.mark.parametrize("block", [7, 1 << 22])  # many blocks (a common term holds more pairs than one), or one
+def test_our_bm25s_files_are_those_bm25s_writes(tmp_path: Path, monkeypatch, block: int):
+    """rag/bm25_write.py writes bm25s's saved index without bm25s's in-memory build: the same arrays, dtypes,
+    vocabulary and parameters, and bm25s loads them and scores a query the same."""
+    import bm25s
+
+    from rag import bm25_write
+    from rag.corpus import load
+    from rag.text import terms
+
+    vocab: dict[str, int] = {}
+    papers = load([ROOT / "data" / "corpus"]).papers[:80]
+    ids = [array("I", [vocab.setdefault(t, len(vocab)) for t in terms(p.abstract)]) for p in papers]
+    reference = bm25s.BM25()
+    reference.index((ids, dict(vocab)), show_progress=False)
+    reference.save(str(tmp_path / "bm25s"), show_progress=False)
+    spill = bm25_write.Spill(tmp_path)
+    for doc in ids:
+        spill.add(doc)
+    spill.close()
+    monkeypatch.setattr(bm25_write, "BLOCK", block)
+    bm25_write.write(tmp_path / "ours", spill, vocab)
+    for name in ("data", "indices", "indptr"):
+        theirs, ours = (np.load(tmp_path / d / f"{name}.csc.index.npy") for d in ("bm25s", "ours"))
+        assert theirs.dtype == ours.dtype and np.array_equal(theirs, ours), name
+    for name in ("vocab", "params"):
+        theirs, ours = (json.loads((tmp_path / d / f"{name}.index.json").read_text()) for d in ("bm25s", "ours"))
+        assert theirs == ours, name
+    loaded = bm25s.BM25.load(str(tmp_path / "ours"), mmap=True)
+    query = terms("memory of the KV cache during long context inference")
+    assert (
+        np.array_equal(loaded.get_scores(query), reference.get_scores(query)) and reference.get_scores(query).max() > 0
+    )

@@ -65,8 +65,6 @@ def test_a_cache_of_an_older_format_is_rebuilt(tmp_path, make_settings):
 
     settings = make_settings(data_dir=tmp_path)
     folder = lexicon_mod.cache_dir(settings)
-    built, version = Lexicon.build(PaperRecords())
-    built._save(folder, version)
     assert Lexicon.open(settings, PaperRecords()).mentions("llama-2")
     (folder / "words.txt").write_text("nothing")  # what an older build held, under an older stamp
     (folder / "stamp.json").write_text('{"version": "v1"}')
