@@ -1,14 +1,16 @@
 """Ingest benchmarks: remote embedding concurrency, and peak memory against corpus size.
 
     python eval/bench_ingest.py concurrency [--papers 2000] [--delay 0.2] [--request-size 32] [--levels 1,8] [--runs 3]
-    python eval/bench_ingest.py memory [--sizes 50000,200000] [--out bench-out]
+    python eval/bench_ingest.py memory [--sizes 50000,200000] [--out bench-out] [--server]
 
 `concurrency` ingests, in process, synthetic papers through a fake OpenAI-compatible endpoint
 (`rag.dev.bench.FakeEmbeddings`, real HTTP on 127.0.0.1) that takes `--delay` seconds a request, once per
 level of RAG_EMBED_CONCURRENCY, and prints the median papers/s of each and their ratio.
 `memory` writes synthetic arXiv-snapshot records (JSON lines with id, title, abstract, authors,
 categories, doi, update_date) and runs `rag ingest` on them in a fresh process under `/usr/bin/time -v`
-with the hashing embedder, printing its peak resident memory and wall time per size.
+with the hashing embedder, printing its peak resident memory and wall time per size; with `--server` the
+ingest writes to a `chroma run` server (whose in-memory vector index is then not the ingest's), and the
+server's own peak is printed beside it.
 Both print the machine load when they start, since the figures depend on it.
 """
 
@@ -102,7 +104,7 @@ def concurrency(papers: int, delay: float, request_size: int, levels: list[int],
     )
 
 
-def memory(sizes: list[int], out: Path) -> None:
+def memory(sizes: list[int], out: Path, server: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for size in sizes:
         path = out / f"arxiv-{size}.jsonl"
@@ -111,12 +113,34 @@ def memory(sizes: list[int], out: Path) -> None:
         with tempfile.TemporaryDirectory(dir=out) as data:
             env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
             env.update(RAG_DATA_DIR=data, RAG_EMBED_BACKEND="hashing", PYTHONPATH=str(PROJECT_ROOT))
-            command = ["/usr/bin/time", "-v", sys.executable, "-m", "rag.cli", "ingest", str(path)]
-            done = subprocess.run(command, capture_output=True, text=True, env=env)
+            chroma = None
+            if server:
+                port = bench._free_port()
+                chroma = bench._start_chroma(Path(data) / "chroma", port, Path(data) / "chroma.log")
+                env.update(RAG_CHROMA_HOST="127.0.0.1", RAG_CHROMA_PORT=str(port))
+            try:
+                command = ["/usr/bin/time", "-v", sys.executable, "-m", "rag.cli", "ingest", str(path)]
+                done = subprocess.run(command, capture_output=True, text=True, env=env)
+                held = f", the Chroma server held {_hwm(chroma.pid) / 2**20:.2f} GB at most" if chroma else ""
+            finally:
+                if chroma:
+                    chroma.terminate()
+                    chroma.wait(timeout=30)
         peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr).group(1))
         wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", done.stderr).group(1)
         status = "ok" if done.returncode == 0 else f"exit {done.returncode}"
-        print(f"{size} papers: peak RSS {peak / 2**20:.2f} GB, wall {wall} ({status})", flush=True)
+        where = "Chroma server" if server else "embedded Chroma"
+        print(
+            f"{size} papers, {where}: ingest peak RSS {peak / 2**20:.2f} GB, wall {wall} ({status}){held}", flush=True
+        )
+
+
+def _hwm(pid: int) -> int:
+    """A live process's peak resident memory in KB (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def main() -> None:
@@ -131,12 +155,13 @@ def main() -> None:
     m = sub.add_parser("memory")
     m.add_argument("--sizes", default="50000,200000")
     m.add_argument("--out", type=Path, default=Path("bench-out"))
+    m.add_argument("--server", action="store_true", help="write to a `chroma run` server, whose memory is its own")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     if args.what == "concurrency":
         concurrency(args.papers, args.delay, args.request_size, [int(x) for x in args.levels.split(",")], args.runs)
     else:
-        memory([int(x) for x in args.sizes.split(",")], args.out)
+        memory([int(x) for x in args.sizes.split(",")], args.out, args.server)
 
 
 if __name__ == "__main__":
