@@ -4,7 +4,7 @@
     python eval/bench_ingest.py memory [--sizes 50000,200000] [--out bench-out] [--server]
 
 `concurrency` ingests, in process, synthetic papers through a fake OpenAI-compatible endpoint
-(`rag.dev.bench.FakeEmbeddings`, real HTTP on 127.0.0.1) that takes `--delay` seconds a request, once per
+(`rag.dev.bench.FakeEmbeddings` in a process of its own, real HTTP on 127.0.0.1) that takes `--delay` seconds a request, once per
 level of RAG_EMBED_CONCURRENCY, and prints the median papers/s of each and their ratio.
 `memory` writes synthetic arXiv-snapshot records (JSON lines with id, title, abstract, authors,
 categories, doi, update_date) and runs `rag ingest` on them in a fresh process under `/usr/bin/time -v`
@@ -54,7 +54,8 @@ def arxiv_rows(n: int) -> Iterator[dict]:
 
 
 def concurrency(papers: int, delay: float, request_size: int, levels: list[int], runs: int) -> None:
-    """Median papers/s of ingest, and of the embedder alone on the same chunk texts, at each concurrency."""
+    """Median papers/s of ingest, and of the embedder alone on the same chunk texts, at each concurrency. The
+    endpoint runs in a process of its own, as a remote server would: in this one it would take the ingest's CPU."""
     from rag.embed import make_embedder
     from rag.ingest import ingest
 
@@ -62,7 +63,7 @@ def concurrency(papers: int, delay: float, request_size: int, levels: list[int],
         path = Path(root) / "papers.jsonl"
         sentences, titles = pool()
         bench.write_jsonl(path, bench.synth_rows(papers, bench.SEED, sentences, titles))
-        endpoint = bench.FakeEmbeddings(delay=delay)
+        endpoint = _Endpoint(delay)
         rates: dict[int, tuple[float, float]] = {}
         try:
             for level in levels:
@@ -92,7 +93,7 @@ def concurrency(papers: int, delay: float, request_size: int, levels: list[int],
                 print(
                     f"concurrency {level}: embedding alone {rates[level][0]:.1f} papers/s ({len(texts)} chunks; runs "
                     f"{', '.join(f'{s:.1f}' for s in raw)} s), ingest {rates[level][1]:.1f} papers/s (runs "
-                    f"{', '.join(f'{s:.1f}' for s in seconds)} s); at most {endpoint.max_in_flight} requests in flight",
+                    f"{', '.join(f'{s:.1f}' for s in seconds)} s)",
                     flush=True,
                 )
         finally:
@@ -102,6 +103,27 @@ def concurrency(papers: int, delay: float, request_size: int, levels: list[int],
         f"{papers} papers, {delay * 1000:.0f} ms a request of {request_size} texts, medians of {runs}: concurrency {high} "
         f"embeds {rates[high][0] / rates[low][0]:.1f}x and ingests {rates[high][1] / rates[low][1]:.1f}x as fast as {low}"
     )
+
+
+class _Endpoint:
+    """`bench.FakeEmbeddings` in a child process (its base URL read from the child's first line)."""
+
+    def __init__(self, delay: float) -> None:
+        code = (
+            "import sys, time\n"
+            "from rag.dev.bench import FakeEmbeddings\n"
+            f"e = FakeEmbeddings(delay={delay!r})\n"
+            "print(e.base_url, flush=True)\n"
+            "time.sleep(10**9)\n"
+        )
+        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+        assert self.proc.stdout is not None
+        self.base_url = self.proc.stdout.readline().strip()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
 
 
 def memory(sizes: list[int], out: Path, server: bool) -> None:

@@ -25,6 +25,13 @@ from rag.types import Hit, Judgement, Paper, Turn
 # A list line or lookup of an extractive answer opens with the paper's label: "- COAT: Compressing ...: <quote> [1]".
 _LINE_LABEL = re.compile(r"^(?:- )?(.+?): .*\[\d+\]", re.M)
 _NEGATION = re.compile(r"\b(?:no|not|without|never|neither|nor|free of)\b|-free\b|\bfree\b", re.I)
+_OWN = re.compile(r"\b(?:we|our|this (?:paper|work|study|article)|the proposed)\b", re.I)  # the paper's own work
+_OTHERS = re.compile(
+    r"\b(?:existing|conventional|traditional|typically|usually|(?:previous|prior|recent|most) "
+    r"(?:work|works|methods|approaches|studies|models|systems))\b",
+    re.I,
+)  # a sentence about work other than the paper's
+_DEFINED = re.compile(r"((?:[\w-]+\s+){0,3}[\w-]+)\s+\(([A-Za-z][\w-]{1,15})\)")  # "matrix multiplication (MatMul)"
 
 
 @dataclass
@@ -108,23 +115,44 @@ class FollowUps:
         return FollowUp(f"{name}: {quotes}", [hit])
 
     def _yes_no(self, query: str, hit: Hit) -> tuple[str | None, str]:
-        """("Yes", its sentence) when a sentence of the abstract holds the question's key terms plainly,
-        ("No", ...) when it negates them ("training-free", "without retraining"), (None, "") when none holds them."""
-        keys = {k.removeprefix("re") for k in self.judge.key_terms(query)}
+        """("No", its sentence) when a sentence of the paper's own work that holds the most of the question's
+        key terms negates them ("training-free", "does not require a new compiler"), else ("Yes", the first
+        such sentence), or (None, "") when no sentence holds them. Sentences about other work ("existing
+        methods rely on X") speak for the paper only when none of its own does; an abbreviation the abstract
+        defines ("matrix multiplication (MatMul)") stands for its words."""
         abstract = hit.paper.abstract
+        keys = {k: k for k in (k.removeprefix("re") for k in self.judge.key_terms(query))}
+        keys |= _abbreviations(abstract, set(keys))
+        holding = []
         for start, end in sentence_spans(abstract, hit.paper.spans):
             sentence = abstract[start:end]
             words = re.findall(r"[\w-]+", sentence.lower())
-            held = [i for i, w in enumerate(words) if any(k in w for k in keys)]
+            held = {i: keys[k] for i, w in enumerate(words) for k in keys if k in w}
             if held and WITHHELD not in sentence:
-                near = " ".join(words[max(0, held[0] - 3) : held[0] + 2])
-                return ("No" if _NEGATION.search(near) else "Yes"), sentence
-        return None, ""
+                negated = any(_NEGATION.search(" ".join(words[max(0, i - 5) : i + 2])) for i in held)
+                holding.append((sentence, len(set(held.values())), negated))
+        own = [h for h in holding if _OWN.search(h[0]) or label(hit.paper).lower() in h[0].lower()]
+        pool = own or [h for h in holding if not _OTHERS.search(h[0])] or holding
+        if not pool:
+            return None, ""
+        most = [h for h in pool if h[1] == max(h[1] for h in pool)]
+        sentence, _, negated = next((h for h in most if h[2]), most[0])
+        return ("No" if negated else "Yes"), sentence
 
     def _quoted(self, query: str, hits: list[Hit]) -> list[Hit]:
         """The hits with the sentences that answer `query` as their evidence."""
         quoter = self.judge.quoter
         return [replace(h, judgement=Judgement(True, 1.0, quoter.evidence_spans(query, h), "offline")) for h in hits]
+
+
+def _abbreviations(abstract: str, keys: set[str]) -> dict[str, str]:
+    """Abbreviations the abstract defines for words holding a key term ("matrix multiplication (MatMul)"),
+    each with the key it stands for."""
+    found: dict[str, str] = {}
+    for phrase, short in _DEFINED.findall(abstract):
+        for key in sorted(k for k in keys if any(k in w for w in phrase.lower().split())):
+            found.setdefault(short.lower(), key)
+    return found
 
 
 def _pick(previous: list[Hit], n: int | None) -> Hit | None:

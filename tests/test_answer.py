@@ -899,6 +899,31 @@ def test_a_yes_no_question_about_it_is_answered_from_the_sentence_that_decides(f
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("first", "question", "verdict", "quoted"),
+    [
+        # an abbreviation the abstract defines ("Matrix multiplication (MatMul)") stands for its words
+        ("What is the MatMul-free language model?", "Does it use matrix multiplication?", "No", "MatMul-free"),
+        # a negation a few words before the key term
+        (
+            "What is the intra-layer model parallel approach of Megatron-LM?",
+            "Does it need a new compiler?",
+            "No",
+            "does not require a new compiler",
+        ),
+        # the sentence holding both key terms, not "without warmup, ..., layer normalization"
+        ("What is sigmaReparam?", "Does it use spectral normalization?", "Yes", "spectral normalization"),
+        # the paper's own sentence, not "existing methods necessitate DP finetuning of large language models"
+        ("What is Aug-PE?", "Does it train the language model?", "No", "without any model training"),
+    ],
+)
+def test_a_yes_no_answer_reads_the_papers_own_sentences(full, first, question, verdict, quoted):
+    answer = converse(full, first, question)
+    assert answer.text.startswith(f"{verdict}. "), answer.text
+    assert len(answer.citations) == 1 and quoted in answer.citations[0].quote and answer.citations[0].supported
+
+
+@pytest.mark.slow
 def test_a_follow_up_on_a_new_topic_searches_afresh(full):
     answer = converse(full, "which papers report FP8 training speedups?", "What about speculative decoding?")
     assert answer.standalone_question == "What about speculative decoding?"
