@@ -368,15 +368,17 @@ def corpus_stats(paths: PathsArg = None) -> None:
     """Papers per file, duplicates merged, entries skipped and why."""
     from rag import corpus
     from rag.ingest import last_ingest
+    from rag.types import Corpus
 
     settings = get_settings()
-    loaded = corpus.load(paths or settings.corpus_paths)
+    loaded = Corpus(papers=[])
+    files = corpus.expand(paths or settings.corpus_paths, loaded.problems)
+    years = sum(1 for p in corpus.scan(files, loaded) if p.year)  # streamed: an arXiv dump is never held whole
     table = Table("file", "papers")
     for name, n in loaded.per_file.items():
         table.add_row(name, str(n))
     out.print(table)
-    years = sum(1 for p in loaded.papers if p.year)
-    out.print(f"{len(loaded.papers)} papers after merging {loaded.merged} duplicate(s); {years} with a known year.")
+    out.print(f"{loaded.distinct} papers after merging {loaded.merged} duplicate(s); {years} with a known year.")
     for problem in loaded.problems:
         out.print(f"skipped {escape(str(problem))}", highlight=False)
     for notice in loaded.notices:
