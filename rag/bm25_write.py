@@ -16,8 +16,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-BLOCK = 1 << 22  # (term, paper) pairs turned around at once: 4M pairs, about 80 MB
-READ = 1 << 22  # triples read from disk at once while a block's pairs are picked out
+BLOCK = 1 << 20  # (term, paper) pairs turned around at once: 1M pairs, about 40 MB with their sorting
+READ = 1 << 20  # triples read from disk at once while a block's pairs are picked out
 PAGE = 4096  # papers scored before their pairs are written out
 
 
