@@ -188,7 +188,7 @@ def _whole_file(path: Path, problems: list[Problem]) -> Iterator[Paper]:
     try:
         raw = path.read_bytes()
     except OSError as e:
-        problems.append(Problem(name, f"cannot read file ({e.strerror}); check its permissions"))
+        problems.append(_unreadable(name, e))
         return
     lines, found = _decode(name, raw)
     del raw  # a large file is held once, as lines, while it is parsed
@@ -203,13 +203,17 @@ def _whole_file(path: Path, problems: list[Problem]) -> Iterator[Paper]:
     yield from papers
 
 
+def _unreadable(name: str, e: OSError) -> Problem:
+    return Problem(name, f"cannot read file ({e.strerror}); check its permissions")
+
+
 def _jsonl_stream(path: Path, problems: list[Problem]) -> Iterator[Paper]:
     """A JSON Lines file read a line at a time, with what `_decode` does for a whole file done line by line."""
     name = path.name
     try:
         handle = open(path, "rb")
     except OSError as e:
-        problems.append(Problem(name, f"cannot read file ({e.strerror}); check its permissions"))
+        problems.append(_unreadable(name, e))
         return
     with handle:
         head = handle.read(8192)

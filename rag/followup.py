@@ -131,11 +131,13 @@ class FollowUps:
             if held and WITHHELD not in sentence:
                 negated = any(_NEGATION.search(" ".join(words[max(0, i - 5) : i + 2])) for i in held)
                 holding.append((sentence, len(set(held.values())), negated))
-        own = [h for h in holding if _OWN.search(h[0]) or label(hit.paper).lower() in h[0].lower()]
+        name = label(hit.paper).lower()
+        own = [h for h in holding if _OWN.search(h[0]) or name in h[0].lower()]
         pool = own or [h for h in holding if not _OTHERS.search(h[0])] or holding
         if not pool:
             return None, ""
-        most = [h for h in pool if h[1] == max(h[1] for h in pool)]
+        top = max(h[1] for h in pool)
+        most = [h for h in pool if h[1] == top]
         sentence, _, negated = next((h for h in most if h[2]), most[0])
         return ("No" if negated else "Yes"), sentence
 

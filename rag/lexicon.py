@@ -180,17 +180,9 @@ class Lexicon:
             except (OSError, ValueError, KeyError):
                 pass  # a damaged cache is rebuilt below
         try:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
+            version = _rebuild(folder, store, on_progress)
         except OSError:
-            return cls.build(store, on_progress)[0]  # a read-only data dir: serve from a temporary cache this time
-        try:
-            version = _write(tmp, store, on_progress)
-            _swap(tmp, folder)
-        except OSError:
-            return cls.build(store, on_progress)[0]  # a full or read-only data dir: the same, in a temporary folder
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            return cls.build(store, on_progress)[0]  # a full or read-only data dir: a temporary cache this time
         lexicon = cls._load(folder)
         lexicon.version = version
         return lexicon
@@ -258,6 +250,18 @@ def _write(folder: Path, store: Store, on_progress: Progress | None) -> str:
     (folder / "sources.json").write_text(json.dumps(sources, sort_keys=True))
     (folder / "words.txt").write_text("\n".join(sorted(words)))
     (folder / "stamp.json").write_text(json.dumps({"version": f"{FORMAT}:{version}"}))
+    return version
+
+
+def _rebuild(folder: Path, store: Store, on_progress: Progress | None) -> str:
+    """Write the cache beside `folder`, then swap it in; return the version it reflects."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
+    try:
+        version = _write(tmp, store, on_progress)
+        _swap(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return version
 
 
