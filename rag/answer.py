@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import replace
 
 from rag import cite, evidence, metadata
@@ -132,18 +132,13 @@ class Engine:
         )
         answer.timings["retrieve"] = time.perf_counter() - t0
         reason = self.refusal(intent, hits, on_topic)
-        if reason is None:
-            answer.sources = evidence.read(self.judge, intent, hits, on_progress)
-            if intent.is_summary:
-                answer.sources = grouped(answer.sources)  # a summary names its papers by what they report
-            answer.timings["judge"] = time.perf_counter() - t0 - answer.timings["retrieve"]
-            if not intent.filter_only and not any(h.relevant for h in answer.sources):
-                reason = ""
         if reason is not None:
             self._refuse(answer, intent, reason)
             yield answer.text
+        elif self.as_judged(intent):
+            yield from self._list_as_judged(answer, intent, hits, on_progress, t0)
         else:
-            yield from self._generate(answer, intent, t0)
+            yield from self._judged_then_written(answer, intent, hits, on_progress, t0)
         how_to = (
             self.quoter.notice if self.answerer is self.quoter and not answer.refused else ""
         )  # last: the same every time
@@ -250,6 +245,50 @@ class Engine:
             return self.quoter, ""
         return self.answerer, ""
 
+    def _judged_then_written(
+        self, answer: Answer, intent: Intent, hits: list[Hit], on_progress: Progress | None, t0: float
+    ) -> Generator[str, None, None]:
+        """Every paper judged, then the answer written from the judgements; refused when none is relevant."""
+        answer.sources = evidence.read(self.judge, intent, hits, on_progress)
+        if intent.is_summary:
+            answer.sources = grouped(answer.sources)  # a summary names its papers by what they report
+        answer.timings["judge"] = time.perf_counter() - t0 - answer.timings["retrieve"]
+        if not intent.filter_only and not any(h.relevant for h in answer.sources):
+            self._refuse(answer, intent, "")
+            yield answer.text
+        else:
+            yield from self._generate(answer, intent, t0)
+
+    def as_judged(self, intent: Intent) -> bool:
+        """A list judged by an LLM is written while its papers are read: the model takes seconds a paper."""
+        return self.judge is not self.offline and intent.is_list and not intent.one and not intent.filter_only
+
+    def _list_as_judged(
+        self, answer: Answer, intent: Intent, hits: list[Hit], on_progress: Progress | None, t0: float
+    ) -> Generator[str, None, None]:
+        """Each relevant paper's line as soon as it and every paper ranked above it are judged, numbered in the
+        order shown; refused when none is relevant."""
+        judged: list[Hit] = []
+
+        def lines() -> Generator[str, None, None]:
+            for hit in evidence.read_in_order(self.judge, intent, hits, on_progress):
+                judged.append(hit)
+                if hit.relevant and hit.quotes():
+                    n = sum(h.relevant and bool(h.quotes()) for h in judged)
+                    yield ("\n" if n > 1 else "") + "- " + self.quoter.paper_line(n, hit, intent.is_numeric)
+
+        raw = yield from self._shown(lines(), answer, t0)
+        cited = [h for h in judged if h.relevant and h.quotes()]
+        answer.sources = cited + [h for h in judged if h not in cited]
+        answer.timings["judge"] = time.perf_counter() - t0 - answer.timings["retrieve"]
+        if not cited:
+            self._refuse(answer, intent, "")
+            yield answer.text
+            return
+        answer.notice = LLM_DOWN_NOTICE.format(why=why) if (why := evidence.unreachable(answer.sources)) else ""
+        answer.mode, answer.model = "extractive", self.quoter.name if why else LIST_BY_CODE.format(model=self.model)
+        self._check(answer, intent, raw, self.quoter)
+
     def _generate(self, answer: Answer, intent: Intent, t0: float) -> Generator[str, None, None]:
         writer, answer.notice = self.writer(intent, answer.sources)
         if writer is self.quoter and self.answerer is not self.quoter:
@@ -276,6 +315,10 @@ class Engine:
             )
             yield "\n\n"
             raw = yield from self._stream(self.quoter, answer, intent, t0)
+        self._check(answer, intent, raw, writer)
+
+    def _check(self, answer: Answer, intent: Intent, raw: str, writer: ExtractiveAnswerer | LLMAnswerer) -> None:
+        """The written text's citations checked against the sources, and what the answer leaves out."""
         t = time.perf_counter()
         if _LLM_REFUSAL.match(raw):
             self._refuse(answer, intent, "")
@@ -305,8 +348,12 @@ class Engine:
         self, answerer: ExtractiveAnswerer | LLMAnswerer, answer: Answer, intent: Intent, t0: float
     ) -> Generator[str, None, str]:
         """Yield `answerer`'s text, made inert, as it comes; return all of it."""
+        return (yield from self._shown(answerer.stream(intent, answer.sources), answer, t0))
+
+    def _shown(self, text: Iterator[str], answer: Answer, t0: float) -> Generator[str, None, str]:
+        """Yield the pieces of `text`, made inert, as they come; return all of it."""
         pieces: list[str] = []
-        for piece in sanitize_stream(answerer.stream(intent, answer.sources)):
+        for piece in sanitize_stream(text):
             answer.timings.setdefault("first_token", time.perf_counter() - t0)
             pieces.append(piece)
             yield piece

@@ -14,13 +14,16 @@ these judgements. Two judges share one interface:
   probability orders them; otherwise the papers within a small gap of the best probability are relevant.
   A request that fails falls back to the offline judgement for that paper; a model whose probabilities do
   not separate the papers leaves the offline judgement in charge.
+
+A list is written while its papers are read (`in_order`): each judgement comes in retrieval order as soon as it
+and every one before it are known, so its line can be shown while a local model, seconds a paper, reads the rest.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from typing import Any
@@ -56,6 +59,9 @@ class OfflineJudge:
         if on_progress:
             on_progress(len(hits), len(hits), "")
         return judged
+
+    def in_order(self, intent: Intent, hits: list[Hit], on_progress: Progress | None = None) -> Iterator[Judgement]:
+        return iter(self.judge(intent, hits, on_progress))  # instant: nothing to show early
 
     def anchored(self, query: str, hits: list[Hit]) -> bool:
         """Some paper holds most of the question's rare terms: its words, not only its meaning, say what fits."""
@@ -141,29 +147,69 @@ class LLMJudge:
             for o, p, e, a in zip(offline, probabilities, errors, above)
         ]
 
+    def in_order(self, intent: Intent, hits: list[Hit], on_progress: Progress | None = None) -> Iterator[Judgement]:
+        """Each paper's judgement in retrieval order, as soon as it and every paper before it have a verdict.
+
+        The cut cannot wait for the best probability of all: a paper is relevant within LLM_GAP of the best so
+        far, and until the verdicts so far differ by LLM_SPREAD (a model that says yes to everything never gets
+        there) the offline judgement must agree too. For a question in the corpus's own words the offline
+        judgement decides and a list keeps retrieval order, so the model, which would only order, is not asked.
+        """
+        offline = self.offline.judge(intent, hits)
+        if self.offline.anchored(intent.query, hits):
+            yield from offline
+            return
+        floor = self.offline.relevance.refuse_below
+        best, lowest = 0.0, 1.0
+        for i, p, error in self._verdicts(intent, hits, on_progress):
+            if p is None:
+                yield _unjudged(offline[i], error)
+                continue
+            best, lowest = max(best, p), min(lowest, p)
+            above = self.offline.relevance.score(intent.query, hits[i]) >= floor
+            judged = _combined(offline[i], p, best, above)
+            yield (
+                judged
+                if best - lowest >= LLM_SPREAD
+                else replace(judged, relevant=judged.relevant and offline[i].relevant)
+            )
+
     def _ask_all(
         self, intent: Intent, hits: list[Hit], on_progress: Progress | None
     ) -> tuple[list[float | None], list[str]]:
-        """Each paper's probability of "yes" (None: no verdict) and why its request failed ("": it did not),
-        in the hits' order whatever order the requests finish in. After a failure (the client has already
-        retried) no more requests are sent: an endpoint that is down costs one timeout, not one a paper."""
-        probabilities: list[float | None] = [None] * len(hits)
-        errors = [""] * len(hits)
+        """Each paper's probability of "yes" (None: no verdict) and why its request failed ("": it did not)."""
+        verdicts = list(self._verdicts(intent, hits, on_progress))
+        return [p for _, p, _ in verdicts], [e for _, _, e in verdicts]
+
+    def _verdicts(
+        self, intent: Intent, hits: list[Hit], on_progress: Progress | None
+    ) -> Iterator[tuple[int, float | None, str]]:
+        """(position, probability of "yes" or None, why its request failed or ""), in the hits' order whatever
+        order the requests finish in, each as soon as the papers before it are done. After a failure (the client
+        has already retried) no more requests are sent: an endpoint that is down costs one timeout, not one a
+        paper; a paper not sent carries the failure's reason."""
+        probabilities: dict[int, float | None] = {}
+        errors: dict[int, str] = {}
         failed = threading.Event()
+        shown = 0
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
             futures = {pool.submit(self._ask, intent.query, h, failed): i for i, h in enumerate(hits)}
             for done, future in enumerate(as_completed(futures), 1):
                 i = futures[future]
                 try:
-                    probabilities[i] = future.result()
+                    probabilities[i], errors[i] = future.result(), ""
                 except LLMError as e:
-                    errors[i] = str(e)
+                    probabilities[i], errors[i] = None, str(e)
                 except _NotAsked:
-                    errors[i] = NOT_ASKED
+                    probabilities[i], errors[i] = None, NOT_ASKED
                 if on_progress:
                     on_progress(done, len(hits), hits[i].paper.display_title)
-        reason = next((e for e in errors if e and e != NOT_ASKED), "")
-        return probabilities, [reason if e == NOT_ASKED else e for e in errors]
+                while shown in probabilities:  # a paper not asked comes after the failure that stopped it
+                    reason = errors[shown]
+                    if reason == NOT_ASKED:
+                        reason = next((e for e in errors.values() if e and e != NOT_ASKED), "")
+                    yield shown, probabilities[shown], reason
+                    shown += 1
 
     def _ask(self, question: str, hit: Hit, failed: threading.Event) -> float | None:
         if failed.is_set():
@@ -199,6 +245,13 @@ def unreachable(hits: list[Hit]) -> str:
     """Why the LLM could not judge any paper (every request failed), or "" when it judged some."""
     errors = [h.judgement.error if h.judgement else "" for h in hits]
     return errors[0] if errors and all(errors) else ""
+
+
+def read_in_order(
+    judge: OfflineJudge | LLMJudge, intent: Intent, hits: list[Hit], on_progress: Progress | None = None
+) -> Iterator[Hit]:
+    """The hits with their judgements, in retrieval order, each as soon as it is known (see `LLMJudge.in_order`)."""
+    return (replace(h, judgement=j) for h, j in zip(hits, judge.in_order(intent, hits, on_progress)))
 
 
 def read(

@@ -160,13 +160,13 @@ class ExtractiveAnswerer:
         else:
             near = self.relevance.relevant(intent.query, hits, NEAR)  # a lookup: one paper, unless another is as close
             keep = sorted({1, *(i for i in near if hits[i - 1].relevant and hits[i - 1].quotes())})
-        lines = [f"- {self._paper_line(i, hits[i - 1], intent.is_numeric)}" for i in keep]
+        lines = [f"- {self.paper_line(i, hits[i - 1], intent.is_numeric)}" for i in keep]
         groups = [reports(hits[i - 1]) for i in keep] if intent.is_summary and listed else []
         if len(set(groups)) > 1:
             return "\n".join(_headed(lines, groups))
         return "\n".join(lines) if len(lines) > 1 or (listed and intent.is_list) else lines[0][2:]
 
-    def _paper_line(self, n: int, hit: Hit, numeric: bool) -> str:
+    def paper_line(self, n: int, hit: Hit, numeric: bool) -> str:
         """The paper's name and its answering sentences; asked for a number its sentences lack, it says so."""
         lacks = numeric and lacks_figure(hit)
         return (

@@ -5,6 +5,7 @@ once per session)."""
 from __future__ import annotations
 
 import re
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import FakeLLM
 
-from rag.answer import DECLINED_NOTICE, METADATA_MODEL, METADATA_NOTICE, REFUSAL, Engine
+from rag.answer import DECLINED_NOTICE, METADATA_MODEL, METADATA_NOTICE, REFUSAL, Engine, Streamed
 from rag.errors import LLMError
 from rag.extractive import EXTRACTIVE_NOTICE
 from rag.prompt import build_messages, format_sources, load_prompt
@@ -472,13 +473,54 @@ def test_an_llm_list_names_exactly_the_papers_the_llm_judged_relevant_written_by
     assert again.ask(UNANCHORED).text == answer.text  # the same whatever order the verdicts arrive in
 
 
-def test_for_a_question_in_the_corpus_own_words_the_offline_judge_decides_and_the_llm_orders(tiny, fake_llm):
+def test_for_a_list_in_the_corpus_own_words_the_offline_judge_decides_and_the_model_is_not_asked(tiny, fake_llm):
     question = "which papers are about language models?"
     offline = extractive(tiny).ask(question)
     fake_llm.verdict = verdicts({FP8: 0.9}, jitter=True)  # would name FP8 alone
     answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask(question)
-    assert {c.title for c in answer.citations} == {c.title for c in offline.citations} != {FP8}
-    assert answer.citations[0].title == FP8 and answer.citations[0].n == 1  # the model's strongest first
+    assert [c.title for c in answer.citations] == [c.title for c in offline.citations] != [FP8]
+    assert answer.text == offline.text and fake_llm.judged == [] and fake_llm.calls == []
+
+
+def test_for_a_lookup_in_the_corpus_own_words_the_offline_judge_decides_and_the_llm_orders(tiny, fake_llm):
+    question = "what do papers say about language models?"
+    offline = extractive(tiny).ask(question)
+    fake_llm.verdict = verdicts({FP8: 0.9}, jitter=True)  # would name FP8 alone
+    answer = Engine(tiny.settings, tiny.retriever, fake_llm.enqueue("FP8 training works [1].")).ask(question)
+    assert [h.paper.display_title for h in answer.sources if h.relevant][0] == FP8  # the model's strongest first
+    relevant = {h.paper.display_title for h in offline.sources if h.relevant}
+    assert {h.paper.display_title for h in answer.sources if h.relevant} == relevant != {FP8}
+
+
+def test_an_llm_list_shows_its_first_line_before_the_last_paper_is_judged(tiny, fake_llm):
+    retrieved = tiny.retriever.search(UNANCHORED, tiny.settings.list_k)
+    last = retrieved[-1].paper.display_title
+    release = threading.Event()
+    judged = verdicts({FEDERATED: 0.92, FP8: 0.9})
+
+    def verdict(messages):
+        if last in messages[-1]["content"]:
+            release.wait(30)  # the last paper's verdict is slow
+        return judged(messages)
+
+    fake_llm.verdict = verdict
+    engine = Engine(tiny.settings.model_copy(update={"llm_concurrency": 4}), tiny.retriever, fake_llm)
+    streamed = Streamed(engine.ask_stream(UNANCHORED))
+    pieces = iter(streamed)
+    first = next(pieces)
+    assert first.startswith("- ") and FEDERATED in first and "[1]" in first and not release.is_set()
+    release.set()
+    rest = "".join(pieces)
+    assert streamed.answer is not None and streamed.answer.text == (first + rest).strip()
+    assert streamed.answer.citations[0].title == FEDERATED and len(fake_llm.judged) == len(retrieved)
+
+
+def test_a_model_that_says_yes_to_every_paper_leaves_the_offline_list(tiny, fake_llm):
+    offline = extractive(tiny).ask(UNANCHORED)
+    fake_llm.verdict = lambda messages: 0.99
+    answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask(UNANCHORED)
+    assert [c.paper_id for c in answer.citations] == [c.paper_id for c in offline.citations]
+    assert len(fake_llm.judged) == len(tiny.retriever.search(UNANCHORED, tiny.settings.list_k))
 
 
 def test_a_paper_whose_request_fails_gets_the_offline_judgement_and_the_answer_goes_on(tiny, fake_llm):
