@@ -159,9 +159,7 @@ class Engine:
 
     def back_reference(self, asked: Intent, history: Conversation | None) -> tuple[str | None, list[Hit]]:
         """Whether the question points back at the previous answer's papers ("those", "it"), and those papers."""
-        back = asked.back if history and history.turns else None
-        previous = self.followups.papers_of(history.turns[-1]) if back and history else []
-        return (back, previous) if previous else (None, [])
+        return self.followups.refers_back(asked, history.turns[-1]) if history and history.turns else (None, [])
 
     def follow_up(self, asked: Intent, previous: list[Hit], history: Conversation | None) -> Answer:
         """An answer over the previous answer's papers (see rag/followup.py), checked like any other."""
@@ -286,7 +284,8 @@ class Engine:
             yield answer.text
             return
         answer.notice = LLM_DOWN_NOTICE.format(why=why) if (why := evidence.unreachable(answer.sources)) else ""
-        answer.mode, answer.model = "extractive", self.quoter.name if why else LIST_BY_CODE.format(model=self.model)
+        asked = any(h.judgement is not None and h.judgement.by == "llm" for h in judged)  # not when anchored
+        answer.mode, answer.model = "extractive", LIST_BY_CODE.format(model=self.model) if asked else self.quoter.name
         self._check(answer, intent, raw, self.quoter)
 
     def _generate(self, answer: Answer, intent: Intent, t0: float) -> Generator[str, None, None]:

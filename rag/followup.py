@@ -14,17 +14,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from rag.evidence import OfflineJudge
-from rag.extractive import label, lacks_figure
+from rag.extractive import label, lacks_figure, method_name
 from rag.question import BACK_WORDS, Intent
 from rag.retrieve import Retriever
 from rag.safety import WITHHELD
-from rag.text import sentence_spans
+from rag.text import GENERIC, sentence_spans, terms
 from rag.tuned import KEY_SHARE
 from rag.types import Hit, Judgement, Paper, Turn
 
 # A list line or lookup of an extractive answer opens with the paper's label: "- COAT: Compressing ...: <quote> [1]".
 _LINE_LABEL = re.compile(r"^(?:- )?(.+?): .*\[\d+\]", re.M)
-_NEGATION = re.compile(r"\b(?:no|not|without|never|neither|nor|free of)\b|-free\b|\bfree\b", re.I)
+_NEGATION = re.compile(
+    r"\b(?:no|not|without|never|neither|nor|free of)\b|-free\b|\bfree\b|"
+    r"\b(?:eliminat|obviat|remov|avoid|bypass|dispens)\w* (?:the |any )?(?:need|requirement)",
+    re.I,
+)
+_FIGURE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[\s-]?([A-Za-z]{2,})\b")  # "1 bit", "8-bit", "4 GPUs"
 _OWN = re.compile(r"\b(?:we|our|this (?:paper|work|study|article)|the proposed)\b", re.I)  # the paper's own work
 _OTHERS = re.compile(
     r"\b(?:existing|conventional|traditional|typically|usually|(?:previous|prior|recent|most) "
@@ -48,6 +53,19 @@ class FollowUps:
         self.retriever = retriever
         self.judge = judge
 
+    def refers_back(self, intent: Intent, turn: Turn) -> tuple[str | None, list[Hit]]:
+        """Whether the question points back at the papers of the previous answer (`turn`), and those papers.
+        A yes/no question with no word pointing back ("does the attack need fine-tuning?") is about the one
+        paper of the previous answer when that paper's abstract holds every concept of the question."""
+        if intent.back is None and not intent.yes_no:
+            return None, []
+        previous = self.papers_of(turn)
+        if intent.back is None and (
+            len(previous) != 1 or self.judge.held(self.judge.key_terms(intent.query), previous[0]) < 1
+        ):
+            return None, []
+        return (intent.back or "one", previous) if previous else (None, [])
+
     def papers_of(self, turn: Turn) -> list[Hit]:
         """The previous answer's papers, in its [n] order."""
         ids = list(turn.papers) or self._named(turn.answer)
@@ -70,7 +88,7 @@ class FollowUps:
             return self._filtered(previous, lambda p: (p.year is not None) == known, earlier)
         if intent.filters.active():
             return self._filtered(previous, intent.filters.allows, earlier)
-        if intent.back == "many":
+        if intent.back == "many" and not (intent.yes_no and len(previous) == 1):  # "did they ...?" of one paper
             return self._narrowed(intent, previous)
         one = _pick(previous, intent.ordinal)
         if one is None:
@@ -89,10 +107,17 @@ class FollowUps:
         return FollowUp("\n".join(lines) + (f"\nNot the others: {rest}." if rest else ""), sources)
 
     def _narrowed(self, intent: Intent, previous: list[Hit]) -> FollowUp:
-        """The previous papers that hold most of the question's own key terms (the words pointing back aside)."""
+        """The previous papers that hold most of the question's own key terms (the words pointing back aside)
+        and each figure it names with its unit ("1 bit" is not "2-bit")."""
         query = BACK_WORDS.sub(" ", intent.query)
-        keys = self.judge.key_terms(query)
-        kept = [h for h in previous if keys and self.judge.held(keys, h) >= KEY_SHARE]
+        keys, figures = self.judge.key_terms(query), _figures(query)
+        kept = [
+            h
+            for h in previous
+            if keys
+            and self.judge.held(keys, h) >= KEY_SHARE
+            and all(f.search(f"{h.paper.title} {h.paper.abstract}") for f in figures)
+        ]
         sources = self._quoted(query, kept) + [h for h in previous if h not in kept]
         if not kept:
             names = "; ".join(h.paper.display_title for h in previous)
@@ -116,22 +141,24 @@ class FollowUps:
 
     def _yes_no(self, query: str, hit: Hit) -> tuple[str | None, str]:
         """("No", its sentence) when a sentence of the paper's own work that holds the most of the question's
-        key terms negates them ("training-free", "does not require a new compiler"), else ("Yes", the first
-        such sentence), or (None, "") when no sentence holds them. Sentences about other work ("existing
-        methods rely on X") speak for the paper only when none of its own does; an abbreviation the abstract
-        defines ("matrix multiplication (MatMul)") stands for its words."""
+        content words negates them ("training-free", "does not require a new compiler", "eliminating the need
+        for diffusion"), else ("Yes", the first such sentence), or (None, "") when no sentence holds them. All
+        content words, not only the rare ones: the paper is known, and what is asked of it ("require
+        fine-tuning") is in common words. Sentences about other work ("existing methods rely on X") speak for
+        the paper only when none of its own (we, our, its name) does; an abbreviation the abstract defines
+        ("matrix multiplication (MatMul)") or spells ("RL" for reinforcement learning) stands for its words."""
         abstract = hit.paper.abstract
-        keys = {k: k for k in (k.removeprefix("re") for k in self.judge.key_terms(query))}
-        keys |= _abbreviations(abstract, set(keys))
+        keys = {k: k for k in (_unprefixed(k) for k in sorted(set(terms(query)) - GENERIC))}
+        keys |= _abbreviations(abstract, set(keys)) | _initialisms(abstract, query, set(keys))
         holding = []
         for start, end in sentence_spans(abstract, hit.paper.spans):
             sentence = abstract[start:end]
             words = re.findall(r"[\w-]+", sentence.lower())
-            held = {i: keys[k] for i, w in enumerate(words) for k in keys if k in w}
+            held = {i: keys[k] for i, w in enumerate(words) for k in keys if k == w or len(k) > 3 and k in w}
             if held and WITHHELD not in sentence:
                 negated = any(_NEGATION.search(" ".join(words[max(0, i - 5) : i + 2])) for i in held)
                 holding.append((sentence, len(set(held.values())), negated))
-        name = label(hit.paper).lower()
+        name = (method_name(hit.paper) or label(hit.paper)).lower()
         own = [h for h in holding if _OWN.search(h[0]) or name in h[0].lower()]
         pool = own or [h for h in holding if not _OTHERS.search(h[0])] or holding
         if not pool:
@@ -154,6 +181,36 @@ def _abbreviations(abstract: str, keys: set[str]) -> dict[str, str]:
     for phrase, short in _DEFINED.findall(abstract):
         for key in sorted(k for k in keys if any(k in w for w in phrase.lower().split())):
             found.setdefault(short.lower(), key)
+    return found
+
+
+def _figures(query: str) -> list[re.Pattern[str]]:
+    """A number with its unit in the question ("1 bit", "8-bit", "4 GPUs"), each as a pattern for the same
+    number before the same unit."""
+    return [
+        re.compile(rf"(?<![\d.]){re.escape(n)}[\s-]?{re.escape(unit.removesuffix('s'))}", re.I)
+        for n, unit in _FIGURE.findall(query)
+        if not set(terms(unit)) <= GENERIC
+    ]
+
+
+def _unprefixed(key: str) -> str:
+    """ "retrain" as "train", so that "training-free" answers "does it need retraining?"; not "reli" (rely)."""
+    return key[2:] if key.startswith("re") and len(key) >= 7 else key
+
+
+def _initialisms(abstract: str, query: str, keys: set[str]) -> dict[str, str]:
+    """Acronyms of the abstract spelt by the initials of consecutive question words that hold a key term
+    ("RL tasks" for "reinforcement learning tasks"), each with that key."""
+    words = re.findall(r"[\w-]+", query.lower())
+    found: dict[str, str] = {}
+    for acronym in sorted(set(re.findall(r"\b[A-Z]{2,5}\b", abstract))):
+        n = len(acronym)
+        for i in range(len(words) - n + 1):
+            run = words[i : i + n]
+            key = next((k for k in sorted(keys) if any(k in w for w in run)), None)
+            if key and "".join(w[0] for w in run) == acronym.lower():
+                found.setdefault(acronym.lower(), key)
     return found
 
 

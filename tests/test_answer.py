@@ -480,6 +480,7 @@ def test_for_a_list_in_the_corpus_own_words_the_offline_judge_decides_and_the_mo
     answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask(question)
     assert [c.title for c in answer.citations] == [c.title for c in offline.citations] != [FP8]
     assert answer.text == offline.text and fake_llm.judged == [] and fake_llm.calls == []
+    assert answer.model == offline.model  # the model did not judge this list, and the answer does not say it did
 
 
 def test_for_a_lookup_in_the_corpus_own_words_the_offline_judge_decides_and_the_llm_orders(tiny, fake_llm):
@@ -957,12 +958,58 @@ def test_a_yes_no_question_about_it_is_answered_from_the_sentence_that_decides(f
         ("What is sigmaReparam?", "Does it use spectral normalization?", "Yes", "spectral normalization"),
         # the paper's own sentence, not "existing methods necessitate DP finetuning of large language models"
         ("What is Aug-PE?", "Does it train the language model?", "No", "without any model training"),
+        # a negation in other words than the question's: "eliminating the need for diffusion"
+        ("What is Emu3?", "Does it rely on a diffusion model to generate images?", "No", "eliminating the need for"),
+        # a sentence naming the method is its own work; "require" and "model" are common words, and count
+        (
+            "Which paper steers an LLM's attention scores to make its answers more faithful to the context?",
+            "Does this method require fine-tuning the model?",
+            "No",
+            "does not require changing any model parameters",
+        ),
+        # an acronym spelt by the question's words: "RL tasks" for reinforcement learning
+        (
+            "Which paper proposes the adaptive Nesterov momentum algorithm for training deep models?",
+            "Was it evaluated on reinforcement learning tasks?",
+            "Yes",
+            "RL tasks",
+        ),
+        # "they" after one paper: its authors, a yes/no question about it, not a narrowing of a list
+        (
+            "Which paper builds a foundation action model for generalist GUI agents?",
+            "Did they release the GUI grounding data they synthesized?",
+            "Yes",
+            "GUI grounding",
+        ),
+        # no word points back, but every concept of the question is in the one paper of the last answer
+        (
+            "What is AgentPoison?",
+            "Does the attack require fine-tuning the agent's language model?",
+            "No",
+            "no additional model training",
+        ),
     ],
 )
 def test_a_yes_no_answer_reads_the_papers_own_sentences(full, first, question, verdict, quoted):
     answer = converse(full, first, question)
     assert answer.text.startswith(f"{verdict}. "), answer.text
     assert len(answer.citations) == 1 and quoted in answer.citations[0].quote and answer.citations[0].supported
+
+
+@pytest.mark.slow
+def test_a_narrowing_follow_up_keeps_only_papers_with_the_figure_it_names(full):
+    answer = converse(
+        full,
+        "Which papers propose post-training quantization methods for large language models?",
+        "Which of those quantize the weights all the way down to 1 bit?",
+    )
+    assert answer.text.startswith("None of them") and not answer.citations  # decoupleQ's "2-bit" is not 1 bit
+
+
+@pytest.mark.slow
+def test_a_yes_no_question_on_a_new_topic_after_one_paper_searches_afresh(full):
+    answer = converse(full, "What is LaCache?", "Is there work on speculative decoding?")
+    assert answer.citations and not any("LaCache" in c.title for c in answer.citations)
 
 
 @pytest.mark.slow
