@@ -275,7 +275,7 @@ class Engine:
                     n = sum(h.relevant and bool(h.quotes()) for h in judged)
                     yield ("\n" if n > 1 else "") + "- " + self.quoter.paper_line(n, hit, intent.is_numeric)
 
-        raw = yield from self._shown(lines(), answer, t0)
+        raw = yield from self._shown(map(sanitize, lines()), answer, t0)  # whole lines: each shown at once
         cited = [h for h in judged if h.relevant and h.quotes()]
         answer.sources = cited + [h for h in judged if h not in cited]
         answer.timings["judge"] = time.perf_counter() - t0 - answer.timings["retrieve"]
@@ -347,12 +347,12 @@ class Engine:
         self, answerer: ExtractiveAnswerer | LLMAnswerer, answer: Answer, intent: Intent, t0: float
     ) -> Generator[str, None, str]:
         """Yield `answerer`'s text, made inert, as it comes; return all of it."""
-        return (yield from self._shown(answerer.stream(intent, answer.sources), answer, t0))
+        return (yield from self._shown(sanitize_stream(answerer.stream(intent, answer.sources)), answer, t0))
 
-    def _shown(self, text: Iterator[str], answer: Answer, t0: float) -> Generator[str, None, str]:
-        """Yield the pieces of `text`, made inert, as they come; return all of it."""
+    def _shown(self, inert_pieces: Iterator[str], answer: Answer, t0: float) -> Generator[str, None, str]:
+        """Yield the pieces, already made inert, as they come, timing the first; return all of them."""
         pieces: list[str] = []
-        for piece in sanitize_stream(text):
+        for piece in inert_pieces:
             answer.timings.setdefault("first_token", time.perf_counter() - t0)
             pieces.append(piece)
             yield piece

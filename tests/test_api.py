@@ -447,6 +447,37 @@ def test_cors_is_off(base_url):
     assert r.status_code == 200 and not any(h.startswith("access-control-") for h in r.headers)
 
 
+def test_an_llm_list_streams_its_first_line_while_the_model_still_reads_the_last_paper(api_settings, retriever):
+    question = "Which papers let handsets learn without sending data away?"
+    hits = retriever.search(question, api_settings.list_k)
+    first, last = hits[0].paper.display_title, hits[-1].paper.display_title
+    release = threading.Event()
+
+    def verdict(messages: list[dict[str, str]]) -> float:
+        if last in messages[-1]["content"]:
+            release.wait(60)  # the model is slow on the last paper
+        return 0.9 if first in messages[-1]["content"] else 0.1
+
+    llm = FakeLLM(verdict=verdict)
+    engine = Engine(api_settings.model_copy(update={"llm_concurrency": 4}), retriever, llm)
+    assert not engine.offline.anchored(question, hits)  # else the model is not asked at all
+    with live(create_app(api_settings, engine)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="no-key-needed", max_retries=0, timeout=60)
+        try:
+            stream = client.chat.completions.create(
+                model="whatever", messages=[{"role": "user", "content": question}], stream=True
+            )
+            shown = ""
+            for chunk in stream:
+                shown += (chunk.choices[0].delta.content or "") if chunk.choices else ""
+                if "[1]" in shown:
+                    break
+            assert shown.startswith(f"- {first}") and not release.is_set()
+        finally:
+            release.set()
+    assert len(llm.judged) == len(hits)
+
+
 @pytest.fixture(scope="module")
 def failing(api_settings, retriever):
     """Servers whose LLM fails: before any text (LLMError), mid-answer (LLMError), and with a bug (RuntimeError)."""
