@@ -158,9 +158,12 @@ def test_rag_ask_shows_nothing_planted(env, obeying, mode: str, as_json: bool) -
         if as_json:
             answer = json.loads(done.stdout)
             assert answer["sources"]
-            # with an LLM it judges every paper; a "which papers" list is then written by code from its verdicts
+            # with an LLM it judges every paper and a "which papers" list is written by code from its verdicts,
+            # but a list in the corpus's own words is the offline judge's (the model is not asked; no notice)
             assert (
-                answer["mode"] == "llm" or "judged each paper" in answer["model"]
+                answer["mode"] == "llm"
+                or "judged each paper" in answer["model"]
+                or (answer["mode"] == "extractive" and not answer["notice"])
                 if mode != "extractive"
                 else answer["mode"] == "extractive"
             )
