@@ -267,16 +267,17 @@ class Engine:
         """Each relevant paper's line as soon as it and every paper ranked above it are judged, numbered in the
         order shown; refused when none is relevant."""
         judged: list[Hit] = []
+        cited: list[Hit] = []
 
         def lines() -> Generator[str, None, None]:
             for hit in evidence.read_in_order(self.judge, intent, hits, on_progress):
                 judged.append(hit)
                 if hit.relevant and hit.quotes():
-                    n = sum(h.relevant and bool(h.quotes()) for h in judged)
+                    cited.append(hit)
+                    n = len(cited)
                     yield ("\n" if n > 1 else "") + "- " + self.quoter.paper_line(n, hit, intent.is_numeric)
 
         raw = yield from self._shown(map(sanitize, lines()), answer, t0)  # whole lines: each shown at once
-        cited = [h for h in judged if h.relevant and h.quotes()]
         answer.sources = cited + [h for h in judged if h not in cited]
         answer.timings["judge"] = time.perf_counter() - t0 - answer.timings["retrieve"]
         if not cited:

@@ -29,6 +29,7 @@ _NEGATION = re.compile(
     r"\b(?:eliminat|obviat|remov|avoid|bypass|dispens)\w* (?:the |any )?(?:need|requirement)",
     re.I,
 )
+_WORDS = re.compile(r"[\w-]+")  # words with their hyphens: "training-free", "MatMul-free"
 _FIGURE = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[\s-]?([A-Za-z]{2,})\b")  # "1 bit", "8-bit", "4 GPUs"
 _OWN = re.compile(r"\b(?:we|our|this (?:paper|work|study|article)|the proposed)\b", re.I)  # the paper's own work
 _OTHERS = re.compile(
@@ -153,7 +154,7 @@ class FollowUps:
         holding = []
         for start, end in sentence_spans(abstract, hit.paper.spans):
             sentence = abstract[start:end]
-            words = re.findall(r"[\w-]+", sentence.lower())
+            words = _WORDS.findall(sentence.lower())
             held = {i: keys[k] for i, w in enumerate(words) for k in keys if k == w or len(k) > 3 and k in w}
             if held and WITHHELD not in sentence:
                 negated = any(_NEGATION.search(" ".join(words[max(0, i - 5) : i + 2])) for i in held)
@@ -202,14 +203,16 @@ def _unprefixed(key: str) -> str:
 def _initialisms(abstract: str, query: str, keys: set[str]) -> dict[str, str]:
     """Acronyms of the abstract spelt by the initials of consecutive question words that hold a key term
     ("RL tasks" for "reinforcement learning tasks"), each with that key."""
-    words = re.findall(r"[\w-]+", query.lower())
+    words, ordered = _WORDS.findall(query.lower()), sorted(keys)
     found: dict[str, str] = {}
     for acronym in sorted(set(re.findall(r"\b[A-Z]{2,5}\b", abstract))):
         n = len(acronym)
         for i in range(len(words) - n + 1):
             run = words[i : i + n]
-            key = next((k for k in sorted(keys) if any(k in w for w in run)), None)
-            if key and "".join(w[0] for w in run) == acronym.lower():
+            if "".join(w[0] for w in run) != acronym.lower():
+                continue
+            key = next((k for k in ordered if any(k in w for w in run)), None)
+            if key:
                 found.setdefault(acronym.lower(), key)
     return found
 
