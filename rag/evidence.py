@@ -116,8 +116,10 @@ class OfflineJudge:
         total = sum(self.relevance.lexicon.idf(t) for t in keys)
         if not total:
             return 0.0
-        have = set(terms(f"{hit.paper.title} {hit.paper.abstract}"))
-        return sum(self.relevance.lexicon.idf(t) for t in keys if t in have) / total
+        text = f"{hit.paper.title} {hit.paper.abstract}"
+        have = set(terms(text))
+        words = set(re.findall(r"[a-z]{5,}", text.lower()))
+        return sum(self.relevance.lexicon.idf(t) for t in keys if t in have or _inside(t, words)) / total
 
 
 class LLMJudge:
@@ -266,3 +268,12 @@ def read(
         return (not j.relevant, -j.strength if j.relevant else 0.0, i) if j else (True, 0.0, i)
 
     return [judged[i] for i in sorted(range(len(judged)), key=place)]
+
+
+def _inside(term: str, words: set[str]) -> bool:
+    """A stem held inside a longer word: the tail of a compound (load in workload) or after a negating
+    prefix (balanc in imbalances, which the stemmer cuts to imbal)."""
+    return len(term) >= 4 and any(
+        w != term and (w.endswith(term) or any(w.startswith(p + term) for p in ("im", "un", "in", "dis", "non")))
+        for w in words
+    )

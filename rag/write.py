@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,18 +50,25 @@ def embed_and_write(
     on_progress: Progress | None,
 ) -> int | None:
     """Chunk, embed and write a batch of papers at a time, so memory does not grow with the corpus;
-    return the vectors' size (None when nothing was embedded). The next batch is embedded while one
-    is written, so a remote embedder is never left idle waiting for Chroma."""
+    return the vectors' size (None when nothing was embedded). Three stages run side by side, each a batch
+    ahead of the next: reading (sentences, classifier, chunks: CPU), embedding (a remote endpoint's
+    waits, or ONNX outside the interpreter lock) and writing to Chroma, so no stage waits for another."""
     size = batch_size(settings, embedder)
     batches = [papers[start : start + size] for start in range(0, len(papers), size)]
     dimension = None
     done = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-ahead") as ahead:
-        pending = [ahead.submit(_chunk_and_embed, part, embedder, settings) for part in batches[:1]]
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reading,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-ahead") as embedding,
+    ):
+        chunked = [reading.submit(_chunked, part, embedder, settings) for part in batches[:2]]
+        pending = [embedding.submit(_embedded, future, embedder) for future in chunked[:1]]
         for i, part in enumerate(batches):
             flat, vectors = pending.pop().result()  # made before deleting: a failing embedder costs nothing
+            if i + 2 < len(batches):
+                chunked.append(reading.submit(_chunked, batches[i + 2], embedder, settings))
             if i + 1 < len(batches):
-                pending.append(ahead.submit(_chunk_and_embed, batches[i + 1], embedder, settings))
+                pending.append(embedding.submit(_embedded, chunked[i + 1], embedder))
             if len(vectors):
                 dimension = vectors.shape[1]
                 check_dimension(store, embedder, dimension)
@@ -78,13 +85,29 @@ def embed_and_write(
     return dimension
 
 
+def _chunked(papers: list[Paper], embedder: Any, settings: Settings) -> list[tuple[Paper, Chunk]]:
+    """Every chunk of these papers, in order, their sentences read and classified first."""
+    read_sentences(papers)
+    return [(p, c) for p in papers for c in chunk_paper(p, embedder.count_tokens, settings.chunk_tokens)]
+
+
+def _embedded(chunked: Future, embedder: Any) -> tuple[list[tuple[Paper, Chunk]], np.ndarray]:
+    """The chunks of a batch being read, once read, with their vectors."""
+    flat = chunked.result()
+    return flat, _vectors(flat, embedder)
+
+
 def _chunk_and_embed(
     papers: list[Paper], embedder: Any, settings: Settings
 ) -> tuple[list[tuple[Paper, Chunk]], np.ndarray]:
-    """Every chunk of these papers, in order, with its vector (row i of the array is chunk i)."""
-    read_sentences(papers)
-    flat = [(p, c) for p in papers for c in chunk_paper(p, embedder.count_tokens, settings.chunk_tokens)]
-    return flat, _embed(embedder, [embed_text(p, c.text) for p, c in flat])
+    """Every chunk of these papers, in order, with its vector."""
+    flat = _chunked(papers, embedder, settings)
+    return flat, _vectors(flat, embedder)
+
+
+def _vectors(flat: list[tuple[Paper, Chunk]], embedder: Any) -> np.ndarray:
+    """Row i is the vector of chunk i."""
+    return _embed(embedder, [embed_text(p, c.text) for p, c in flat])
 
 
 def _counts(flat: list[tuple[Paper, Chunk]]) -> dict[str, int]:

@@ -124,3 +124,20 @@ def test_a_lookup_cites_a_second_paper_only_when_it_is_nearly_as_close(relevance
     assert "[1]" in answerer.answer(lookup, tied) and "[2]" in answerer.answer(lookup, tied)
     apart = read(judge, lookup, [hit("c", 0.5), hit("a", 0.49)])  # as close in score, but holding none of the words
     assert "[2]" not in answerer.answer(lookup, apart) and not answerer.answer(lookup, apart).startswith("- ")
+
+
+def test_a_key_term_is_held_inside_a_compound_or_after_a_negation(relevance):
+    """The stemmer cuts "imbalances" to imbal and keeps "workload" whole: neither would hold balancing or load."""
+    from rag.evidence import OfflineJudge
+
+    judge = OfflineJudge(relevance, None)  # type: ignore[arg-type]
+    keys = judge.key_terms("load balancing")
+    assert sorted(keys) == ["balanc", "load"]
+
+    def held(abstract: str) -> float:
+        return judge.held(keys, Hit(Paper("x", "Experts", abstract), 0.5))
+
+    assert held("The workload of each expert shifts; imbalances slow training.") == 1.0
+    assert held("Each expert's workload shifts at runtime.") == held("Each expert's load shifts at runtime.") > 0
+    assert held("Experts are routed by a gate; no other unit is used.") == 0.0  # "unit" is no negated "it"
+    assert held("We ballast the boat.") == 0.0

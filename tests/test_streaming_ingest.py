@@ -8,19 +8,20 @@ import codecs
 import gc
 import json
 import shutil
+import time
 import weakref
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 from conftest import build_settings
 
-from rag import corpus
+from rag import corpus, write
 from rag import ingest as ingest_mod
 from rag.embed import HashingEmbedding
 from rag.ingest import ingest
 from rag.store import open_store
-from rag.types import Corpus
+from rag.types import Corpus, IngestReport
 
 TESTS = Path(__file__).resolve().parent
 FIXTURES = TESTS / "fixtures"
@@ -162,3 +163,34 @@ def test_an_ingest_written_a_few_papers_at_a_time_stores_the_same_index(tmp_path
     assert a.chunk_count() == b.chunk_count() > 0
     assert (at_once.added, at_once.corpus.merged) == (in_twos.added, in_twos.corpus.merged) == (a.count(), 3)
     assert steps[-1] == (a.count(), a.count()) and [d for d, _ in steps] == sorted(d for d, _ in steps)
+
+
+class _WaitsForTheNextBatch(HashingEmbedding):
+    """Embeds its first batch only once the papers of the second have been read (sentences split): the
+    ingest must read ahead while it embeds, or this waits out its deadline."""
+
+    def __init__(self, later: list) -> None:
+        super().__init__(batch_size=1)
+        self.later, self.read_ahead = later, None
+
+    def get_text_embedding_batch(self, texts: list[str]) -> list[list[float]]:
+        if self.read_ahead is None:
+            deadline = time.monotonic() + 10
+            while not all(p.spans for p in self.later) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.read_ahead = all(p.spans for p in self.later)
+        return super().get_text_embedding_batch(texts)
+
+
+def test_the_next_batch_is_read_while_one_is_embedded(tmp_path, duplicated):
+    settings = build_settings(data_dir=tmp_path / "index", embed_batch_size=1)
+    papers = sorted(corpus.load([duplicated]).papers, key=lambda p: p.paper_id)
+    size = write.batch_size(settings, HashingEmbedding())
+    papers = [replace(p, paper_id=f"{p.paper_id}-{i}") for i in range(size // len(papers) + 1) for p in papers]
+    assert len(papers) > size  # two batches at least
+    embedder = _WaitsForTheNextBatch(papers[size : 2 * size])
+    report = IngestReport()
+    store = open_store(settings)
+    assert write.embed_and_write(store, papers, embedder, settings, report, None) == 384
+    assert embedder.read_ahead is True
+    assert store.count() == len(papers) and report.embedded == store.chunk_count()
