@@ -53,8 +53,7 @@ def embed_and_write(
     return the vectors' size (None when nothing was embedded). Three stages run side by side, each a batch
     ahead of the next: reading (sentences, classifier, chunks: CPU), embedding (a remote endpoint's
     waits, or ONNX outside the interpreter lock) and writing to Chroma, so no stage waits for another."""
-    size = batch_size(settings, embedder)
-    batches = [papers[start : start + size] for start in range(0, len(papers), size)]
+    batches = _ramped(papers, batch_size(settings, embedder))
     dimension = None
     done = 0
     with (
@@ -83,6 +82,16 @@ def embed_and_write(
             if on_progress:
                 on_progress(done, len(papers))
     return dimension
+
+
+def _ramped(papers: list[Paper], size: int) -> list[list[Paper]]:
+    """Batches of `size` papers, the first ones smaller (an eighth, each a third larger than the one before):
+    the embedder starts once a few papers are read, not a whole batch, and reading stays ahead of it."""
+    batches, start, n = [], 0, max(size // 8, 1)
+    while start < len(papers):
+        batches.append(papers[start : start + n])
+        start, n = start + n, min(size, n + max(n // 3, 1))
+    return batches
 
 
 def _chunked(papers: list[Paper], embedder: Any, settings: Settings) -> list[tuple[Paper, Chunk]]:

@@ -187,10 +187,19 @@ def test_the_next_batch_is_read_while_one_is_embedded(tmp_path, duplicated):
     papers = sorted(corpus.load([duplicated]).papers, key=lambda p: p.paper_id)
     size = write.batch_size(settings, HashingEmbedding())
     papers = [replace(p, paper_id=f"{p.paper_id}-{i}") for i in range(size // len(papers) + 1) for p in papers]
-    assert len(papers) > size  # two batches at least
-    embedder = _WaitsForTheNextBatch(papers[size : 2 * size])
+    first, second, *_ = write._ramped(papers, size)
+    assert 0 < len(first) < len(second) <= size  # the first batch is small: embedding starts early
+    embedder = _WaitsForTheNextBatch(second)
     report = IngestReport()
     store = open_store(settings)
     assert write.embed_and_write(store, papers, embedder, settings, report, None) == 384
     assert embedder.read_ahead is True
     assert store.count() == len(papers) and report.embedded == store.chunk_count()
+
+
+def test_batches_grow_to_their_size_and_hold_every_paper_once():
+    papers = list(range(1000))
+    batches = write._ramped(papers, 128)  # type: ignore[arg-type]
+    assert [len(b) for b in batches[:4]] == [16, 21, 28, 37]
+    assert max(map(len, batches)) == 128 and sum(batches, []) == papers
+    assert write._ramped([], 128) == [] and write._ramped(papers[:3], 1) == [[0], [1], [2]]
