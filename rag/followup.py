@@ -37,6 +37,20 @@ _OTHERS = re.compile(
     r"(?:work|works|methods|approaches|studies|models|systems))\b",
     re.I,
 )  # a sentence about work other than the paper's
+# Comparatives and their opposites, as stems: "is decoding faster?" is answered no by "it makes decoding slower".
+_OPPOSITE = {
+    a: b
+    for pair in (
+        "faster slower",
+        "higher lower",
+        "larger smaller",
+        "better worse",
+        "increase decrease",
+        "longer shorter",
+    )
+    for x, y in [terms(pair)]
+    for a, b in ((x, y), (y, x))
+}
 _DEFINED = re.compile(r"((?:[\w-]+\s+){0,3}[\w-]+)\s+\(([A-Za-z][\w-]{1,15})\)")  # "matrix multiplication (MatMul)"
 
 
@@ -61,11 +75,14 @@ class FollowUps:
         if intent.back is None and not intent.yes_no:
             return None, []
         previous = self.papers_of(turn)
-        if intent.back is None and (
-            len(previous) != 1 or self.judge.held(self.judge.key_terms(intent.query), previous[0]) < 1
-        ):
+        if intent.back is None and (len(previous) != 1 or not self._holds_all(intent.query, previous[0])):
             return None, []
         return (intent.back or "one", previous) if previous else (None, [])
+
+    def _holds_all(self, query: str, hit: Hit) -> bool:
+        """The paper holds every concept of the question, a comparative or its opposite ("faster", "slower")."""
+        keys = self.judge.key_terms(query)
+        return any(self.judge.held(k, hit) >= 1 for k in (keys, [_OPPOSITE.get(k, k) for k in keys]))
 
     def papers_of(self, turn: Turn) -> list[Hit]:
         """The previous answer's papers, in its [n] order."""
@@ -151,14 +168,17 @@ class FollowUps:
         abstract = hit.paper.abstract
         keys = {k: k for k in (_unprefixed(k) for k in sorted(set(terms(query)) - GENERIC))}
         keys |= _abbreviations(abstract, set(keys)) | _initialisms(abstract, query, set(keys))
+        opposites = {_OPPOSITE[k]: k for k in keys if k in _OPPOSITE and _OPPOSITE[k] not in keys}
         holding = []
         for start, end in sentence_spans(abstract, hit.paper.spans):
             sentence = abstract[start:end]
             words = _WORDS.findall(sentence.lower())
-            held = {i: keys[k] for i, w in enumerate(words) for k in keys if k == w or len(k) > 3 and k in w}
+            held = {i: k for i, w in enumerate(words) for k in keys | opposites if k == w or len(k) > 3 and k in w}
             if held and WITHHELD not in sentence:
                 negated = any(_NEGATION.search(" ".join(words[max(0, i - 5) : i + 2])) for i in held)
-                holding.append((sentence, len(set(held.values())), negated))
+                opposed = any(k in opposites for k in held.values())  # "slower" answers "faster?" no; "not slower", yes
+                meant = {opposites.get(k) or keys[k] for k in held.values()}
+                holding.append((sentence, len(meant), negated != opposed))
         name = (method_name(hit.paper) or label(hit.paper)).lower()
         own = [h for h in holding if _OWN.search(h[0]) or name in h[0].lower()]
         pool = own or [h for h in holding if not _OTHERS.search(h[0])] or holding

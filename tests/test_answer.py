@@ -981,6 +981,8 @@ def test_a_yes_no_question_about_it_is_answered_from_the_sentence_that_decides(f
             "Yes",
             "GUI grounding",
         ),
+        # the opposite of the question's comparative: "makes decoding slower" answers "faster?" no
+        ("What is DeAL, the decoding-time alignment framework?", "Is decoding faster with DeAL?", "No", "slower"),
         # no word points back, but every concept of the question is in the one paper of the last answer
         (
             "What is AgentPoison?",
@@ -1055,3 +1057,19 @@ def test_an_answer_asked_for_a_number_says_which_cited_abstract_gives_none():
     note = no_figure_note([measured, vague])
     assert "Vague Cache" in note and "Measured Cache" not in note and note.endswith("gives no figure for this.")
     assert no_figure_note([measured]) == ""
+
+
+@pytest.mark.parametrize(
+    ("sentence", "verdict"),
+    [
+        ("Our method makes decoding faster than beam search.", "Yes"),
+        ("Our method makes decoding slower than beam search.", "No"),
+        ("Our method does not make decoding slower than beam search.", "Yes"),
+        ("Our method does not make decoding faster than beam search.", "No"),
+    ],
+)
+def test_a_comparative_is_answered_by_its_opposite(sentence, verdict):
+    from rag.followup import FollowUps
+
+    hit = Hit(Paper("p", "A decoder", f"We study a decoder. {sentence}"), 0.5)
+    assert FollowUps(None, None)._yes_no("Does it make decoding faster?", hit) == (verdict, sentence)  # type: ignore[arg-type]
