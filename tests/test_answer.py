@@ -1073,3 +1073,13 @@ def test_a_comparative_is_answered_by_its_opposite(sentence, verdict):
 
     hit = Hit(Paper("p", "A decoder", f"We study a decoder. {sentence}"), 0.5)
     assert FollowUps(None, None)._yes_no("Does it make decoding faster?", hit) == (verdict, sentence)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_a_summary_of_load_balancing_names_the_papers_on_uneven_expert_loads(full):
+    """Hecate's "imbalances in expert loads" and Tutel's "dynamic workload" hold load balancing, though the
+    stemmer cuts the one to "imbal" and keeps the other whole; papers that only say mixture-of-experts are left out."""
+    answer = full.ask("Summarise what the corpus says about mixture-of-experts load balancing")
+    titles = {c.title.split(":")[0] for c in answer.citations}
+    assert {"Hecate", "Tutel"} <= titles and len(titles) <= 4, titles
+    assert "3.54x" in answer.text and "5.75x" in answer.text
