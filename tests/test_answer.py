@@ -1083,3 +1083,17 @@ def test_a_summary_of_load_balancing_names_the_papers_on_uneven_expert_loads(ful
     titles = {c.title.split(":")[0] for c in answer.citations}
     assert {"Hecate", "Tutel"} <= titles and len(titles) <= 4, titles
     assert "3.54x" in answer.text and "5.75x" in answer.text
+
+
+@pytest.mark.slow
+def test_a_narrowing_reads_the_topic_not_the_verb_that_frames_it(full):
+    """ "let" names no topic (and is rare in abstracts): the paper that lets "users ... correct the model's
+    decision logic" is kept."""
+    answer = converse(
+        full,
+        "Which papers propose explainable deep learning models for medical image diagnosis?",
+        "Which of them let a human correct the model's decisions?",
+    )
+    assert [c.title for c in answer.citations][:1] == [
+        "Towards Trustable Skin Cancer Diagnosis via Rewriting Model's Decision"
+    ], answer.text
