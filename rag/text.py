@@ -80,6 +80,6 @@ def versioned(text: str) -> list[str]:
 GENERIC = frozenset(
     terms(
         "paper papers work works study studies propose proposed report reports method methods approach which what "
-        "corpus author authors wrote written listed year published summarise summarize say says describe let lets"
+        "corpus author authors wrote written listed year published summarise summarize say says describe let lets keep keeps kept"
     )
 )

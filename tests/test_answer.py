@@ -983,6 +983,13 @@ def test_a_yes_no_question_about_it_is_answered_from_the_sentence_that_decides(f
         ),
         # the opposite of the question's comparative: "makes decoding slower" answers "faster?" no
         ("What is DeAL, the decoding-time alignment framework?", "Is decoding faster with DeAL?", "No", "slower"),
+        # "kept", like "let", frames the question and names no topic: the one paper holds every concept
+        (
+            "Which paper learns N:M semi-structured sparsity masks for large language models?",
+            "Are the model weights kept frozen?",
+            "Yes",
+            "frozen weights",
+        ),
         # no word points back, but every concept of the question is in the one paper of the last answer
         (
             "What is AgentPoison?",
