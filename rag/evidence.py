@@ -37,6 +37,8 @@ from rag.text import GENERIC, terms
 from rag.tuned import ANCHORED, KEY_IDF, KEY_SHARE, LLM_FLOOR, LLM_GAP, LLM_SPREAD, SCORE_SHARE, TOPIC_CORPUS
 from rag.types import Hit, Judgement
 
+_LONG_WORD = re.compile(r"[a-z]{5,}")  # long enough to hold a key term inside it (`_inside`)
+
 Progress = Callable[[int, int, str], None]  # (papers read, of how many, the title just read)
 
 
@@ -118,7 +120,7 @@ class OfflineJudge:
             return 0.0
         text = f"{hit.paper.title} {hit.paper.abstract}"
         have = set(terms(text))
-        words = set(re.findall(r"[a-z]{5,}", text.lower()))
+        words = set(_LONG_WORD.findall(text.lower()))
         return sum(self.relevance.lexicon.idf(t) for t in keys if t in have or _inside(t, words)) / total
 
 

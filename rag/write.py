@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,14 +61,14 @@ def embed_and_write(
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reading,
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-ahead") as embedding,
     ):
-        chunked = [reading.submit(_chunked, part, embedder, settings) for part in batches[:2]]
-        pending = [embedding.submit(_embedded, future, embedder) for future in chunked[:1]]
+        read = deque(reading.submit(_chunked, part, embedder, settings) for part in batches[:2])
+        pending = [embedding.submit(_embedded, read.popleft(), embedder) for _ in batches[:1]]
         for i, part in enumerate(batches):
             flat, vectors = pending.pop().result()  # made before deleting: a failing embedder costs nothing
             if i + 2 < len(batches):
-                chunked.append(reading.submit(_chunked, batches[i + 2], embedder, settings))
-            if i + 1 < len(batches):
-                pending.append(embedding.submit(_embedded, chunked[i + 1], embedder))
+                read.append(reading.submit(_chunked, batches[i + 2], embedder, settings))
+            if read:  # handed on, not kept: a batch's chunks go once written
+                pending.append(embedding.submit(_embedded, read.popleft(), embedder))
             if len(vectors):
                 dimension = vectors.shape[1]
                 check_dimension(store, embedder, dimension)
