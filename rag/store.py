@@ -33,7 +33,14 @@ import numpy as np
 from rag.chunk import chunk_id
 from rag.config import Settings
 from rag.errors import StoreError
-from rag.store_faults import REPAIR_ADVICE, sqlite_records, store_error, transport_failure, vector_damage
+from rag.store_faults import (
+    REPAIR_ADVICE,
+    forget_deleted_lists,
+    sqlite_records,
+    store_error,
+    transport_failure,
+    vector_damage,
+)
 from rag.types import Chunk, Filters, Paper, decode_spans, encode_spans
 
 PAGE = 2000  # records per Chroma read or write: well under its SQL-variable limit
@@ -384,8 +391,20 @@ def drop(settings: Settings, store: Store) -> Store:
     """Delete both collections and open them again, empty (`rag ingest --rebuild`)."""
     client = connect(settings)  # a collection's own `_client` is Chroma's internal API, which cannot create one
     for name in (store.chunks.name, store.papers.name):
-        guarded(lambda: client.delete_collection(name), _where(settings))
+        _delete_collection(client, name, _where(settings))
     return open_store(settings, client)
+
+
+def _delete_collection(client: Any, name: str, where: str) -> None:
+    """Delete a collection, and in an embedded index the list-valued metadata Chroma leaves of it
+    (`forget_deleted_lists`): a record written later would inherit those lists."""
+    guarded(lambda: client.delete_collection(name), where)
+    _forget_lists(where)
+
+
+def _forget_lists(where: str) -> None:
+    if (Path(where) / "chroma.sqlite3").is_file():  # embedded: a server's files are its own
+        forget_deleted_lists(Path(where))
 
 
 def reset_damaged(settings: Settings, store: Store) -> Store:
@@ -397,7 +416,7 @@ def reset_damaged(settings: Settings, store: Store) -> Store:
     if store.papers.name in damage:
         _restore_papers(client, store)
     if store.name in damage:
-        guarded(lambda: client.delete_collection(store.chunks.name), store.where)
+        _delete_collection(client, store.chunks.name, store.where)
     return open_store(settings, client, repairing=True)
 
 
@@ -413,6 +432,7 @@ def _restore_papers(client: Any, store: Store) -> None:
     side = f"{store.papers.name}-restore"
     with suppress(Exception):  # none left over from a killed restore: that one is redone from scratch
         client.delete_collection(side)
+    _forget_lists(store.where)
     copy = Guarded(guarded(lambda: client.create_collection(side, embedding_function=None), store.where), store.where)
     copy.modify(metadata={**stamp, RESTORING: "yes"})
     for start in range(0, len(records), PAGE):
@@ -437,6 +457,7 @@ def _finish_restore(client: Any, papers: str, where: str) -> None:
         return  # incomplete: the original is still there, and the next repair starts the copy again
     with suppress(Exception):  # already gone when a kill fell between this and the rename
         client.delete_collection(papers)
+    _forget_lists(where)
     guarded(lambda: copy.modify(name=papers), where)
 
 

@@ -4,7 +4,8 @@ disk, damaged files, vectors of another size).
 
 A kill while Chroma rewrites its vector files leaves one cut short, and from then on Chroma fails (or
 crashes) on every read of that collection; these checks find that from the files themselves, and
-`sqlite_records` reads what its sqlite tables still hold whole. Only `rag.store` uses this module.
+`sqlite_records` reads what its sqlite tables still hold whole; `forget_deleted_lists` clears what Chroma leaves
+behind of a deleted collection. Only `rag.store` uses this module.
 """
 
 from __future__ import annotations
@@ -110,6 +111,15 @@ def transport_failure(e: BaseException) -> bool:
     import httpx
 
     return isinstance(e, (httpx.TransportError, ConnectionError))
+
+
+def forget_deleted_lists(folder: Path) -> None:
+    """Delete the list-valued metadata of records that are gone. Chroma 1.5 deletes a collection's records but
+    not their rows in `embedding_metadata_array`, and sqlite gives a new record the row id of a deleted one, so
+    it inherited that record's lists (after `rag ingest --rebuild`, a chunk carried another paper's file paths)."""
+    with closing(sqlite3.connect(folder / "chroma.sqlite3", timeout=30)) as db, db:
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'embedding_metadata_array'").fetchone():
+            db.execute("DELETE FROM embedding_metadata_array WHERE id NOT IN (SELECT id FROM embeddings)")
 
 
 HNSW_HEADER = 100  # bytes in the header.bin of Chroma's HNSW files (layout 1; see _hnsw_damage)

@@ -469,3 +469,16 @@ def test_rebuild_drops_the_index_and_embeds_everything_again(settings):
     again = ingest([SMALL], settings, embedder, rebuild=True)
     assert (again.added, again.unchanged, again.embedded) == (SMALL_PAPERS, 0, first.embedded)
     assert open_store(settings).count() == SMALL_PAPERS
+
+
+def test_a_rebuild_leaves_no_list_of_a_dropped_record_to_a_new_one(tmp_path: Path, make_settings) -> None:
+    """Chroma keeps a deleted collection's list-valued metadata, and sqlite reuses its row ids: without the
+    clean-up in `drop`, the first record written after a rebuild carried the dropped record's file paths."""
+    from rag.store import drop, open_store
+
+    settings = make_settings(data_dir=tmp_path)
+    store = open_store(settings)
+    store.papers.add(ids=["old"], documents=["x"], embeddings=[[1.0]], metadatas=[{"paths": ["/corpus/old.bib"]}])
+    store = drop(settings, store)
+    store.papers.add(ids=["new"], documents=["y"], embeddings=[[1.0]], metadatas=[{"year": 2020}])
+    assert store.papers.get(ids=["new"])["metadatas"] == [{"year": 2020}]
