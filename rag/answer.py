@@ -63,7 +63,7 @@ class Engine:
         n = settings.llm_source_sentences
         excerpt = (lambda question, hit: self.quoter.excerpt(question, hit, n)) if n else None
         self.answerer = LLMAnswerer(llm, settings.llm_context, settings.llm_max_tokens, excerpt) if llm else self.quoter
-        self.offline = OfflineJudge(self.relevance, self.quoter)
+        self.offline = OfflineJudge(self.relevance, self.quoter, retriever.embedder)
         self.judge = LLMJudge(llm, self.offline, settings.llm_concurrency) if llm else self.offline
         self.followups = FollowUps(retriever, self.offline)
 

@@ -7,7 +7,8 @@ these judgements. Two judges share one interface:
 - `OfflineJudge`: corpus statistics. A question's concepts are its rare terms; when some candidate holds
   most of them the question is "anchored" in the corpus's words and a paper must hold most of what the
   best one holds (a paper sharing one common word is not about the question). When none does (a
-  paraphrase), closeness to the best paper by score and term coverage decides (`Relevance.relevant`).
+  paraphrase), closeness to the best paper by score and term coverage decides (`Relevance.relevant`), and
+  the top papers' strength adds how close their sentences come to each concept of the question (`strengths`).
 - `LLMJudge`: one short yes/no request per paper, read as the probability of "yes" from the first token's
   logprobs (a small model's written verdict says yes to nearly everything; its probabilities still rank).
   For an anchored question the offline judgement decides which papers are relevant and the model's
@@ -28,13 +29,27 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from typing import Any
 
-from rag.errors import LLMError
+import numpy as np
+
+from rag.embed import Embedder
+from rag.errors import EmbedError, LLMError
 from rag.extractive import ExtractiveAnswerer
 from rag.prompt import judge_messages
 from rag.question import Intent
 from rag.relevance import Relevance
-from rag.text import GENERIC, terms
-from rag.tuned import ANCHORED, KEY_IDF, KEY_SHARE, LLM_FLOOR, LLM_GAP, LLM_SPREAD, SCORE_SHARE, TOPIC_CORPUS
+from rag.text import GENERIC, sentences, terms
+from rag.tuned import (
+    ANCHORED,
+    CONCEPT_WEIGHT,
+    KEY_IDF,
+    KEY_SHARE,
+    LLM_FLOOR,
+    LLM_GAP,
+    LLM_SPREAD,
+    READ_TOP,
+    SCORE_SHARE,
+    TOPIC_CORPUS,
+)
 from rag.types import Hit, Judgement
 
 _LONG_WORD = re.compile(r"[a-z]{5,}")  # long enough to hold a key term inside it (`_inside`)
@@ -47,23 +62,50 @@ class OfflineJudge:
 
     by = "offline"
 
-    def __init__(self, relevance: Relevance, quoter: ExtractiveAnswerer) -> None:
+    def __init__(self, relevance: Relevance, quoter: ExtractiveAnswerer, embedder: Embedder | None = None) -> None:
         self.relevance = relevance
         self.quoter = quoter
+        self.embedder = embedder
 
     def judge(self, intent: Intent, hits: list[Hit], on_progress: Progress | None = None) -> list[Judgement]:
         if not hits:
             return []
         relevant = self.relevant(intent.query, hits)
-        top = max(h.score for h in hits) or 1.0
+        strengths = self.strengths(intent, hits)
         spans = [self.quoter.evidence_spans(intent.query, h, intent.is_numeric, intent.is_summary) for h in hits]
-        judged = [Judgement(i in relevant, h.score / top, s, self.by) for i, (h, s) in enumerate(zip(hits, spans), 1)]
+        judged = [Judgement(i in relevant, p, s, self.by) for i, (p, s) in enumerate(zip(strengths, spans), 1)]
         if on_progress:
             on_progress(len(hits), len(hits), "")
         return judged
 
     def in_order(self, intent: Intent, hits: list[Hit], on_progress: Progress | None = None) -> Iterator[Judgement]:
         return iter(self.judge(intent, hits, on_progress))  # instant: nothing to show early
+
+    def strengths(self, intent: Intent, hits: list[Hit]) -> list[float]:
+        """Each paper's share of the strongest: its retrieval score, plus, for the top papers of a question not in
+        the corpus's own words, how close their sentences come to every concept of it (`covered`). A paraphrase
+        shares few words with its answer, so the fused score often ranks a paper that matches part of it first."""
+        scores = [h.score for h in hits]
+        if self.embedder is not None and intent.concepts and not self.anchored(intent.query, hits):
+            top = sorted(range(len(hits)), key=lambda i: (-hits[i].score, i))[:READ_TOP]
+            try:
+                for i, cover in zip(top, self.covered(intent.concepts, [hits[i] for i in top])):
+                    scores[i] += CONCEPT_WEIGHT * cover
+            except EmbedError:
+                pass  # the embeddings endpoint failed after the search: the retrieval scores alone
+        best = max(scores) or 1.0
+        return [s / best for s in scores]
+
+    def covered(self, concepts: list[str], hits: list[Hit]) -> list[float]:
+        """Per paper, the cosine between its least covered concept and the sentence (or title) closest to it."""
+        assert self.embedder is not None
+        texts = [[h.paper.title, *sentences(h.paper.abstract, h.paper.spans)] for h in hits]
+        vectors = np.asarray(self.embedder.get_text_embedding_batch(concepts + [t for paper in texts for t in paper]))
+        wanted, start, covers = vectors[: len(concepts)], len(concepts), []
+        for paper in texts:
+            covers.append(float((wanted @ vectors[start : start + len(paper)].T).max(axis=1).min()))
+            start += len(paper)
+        return covers
 
     def anchored(self, query: str, hits: list[Hit]) -> bool:
         """Some paper holds most of the question's rare terms: its words, not only its meaning, say what fits."""

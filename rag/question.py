@@ -98,6 +98,18 @@ class Intent:
         return self.kind == "summary"
 
     @property
+    def concepts(self) -> list[str]:
+        """What the question is about, one phrase a concept: its runs of words that name something, split at
+        stop words and generic ones ("defend trained networks", "theft", "unauthorised reuse")."""
+        runs: list[list[str]] = [[]]
+        for word in re.findall(r"[\w'-]+", self.query):
+            if set(terms(word)) - GENERIC:
+                runs[-1].append(word)
+            elif runs[-1]:
+                runs.append([])
+        return [" ".join(run) for run in runs if run]
+
+    @property
     def filter_only(self) -> bool:
         """All filter and no topic, such as "which papers are from 2019?": the filter is the answer."""
         return self.filters.active() and not set(terms(self.query)) - GENERIC

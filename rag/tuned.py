@@ -20,7 +20,13 @@ KEY_IDF = 2.0  # a question term at least this rare (IDF) names one of its conce
 ANCHORED = 0.5  # some candidate holds at least this IDF-weighted share of the key terms: the question is anchored
 KEY_SHARE = 0.7  # anchored: a relevant paper holds at least this share of what the best paper holds
 SCORE_SHARE = 0.3  # anchored: and at least this share of the best retrieval score
-TOPIC_CORPUS = 50  # below this many papers every word is rare, and a two-word topic check means nothing
+TOPIC_CORPUS = 50
+# A question not in the corpus's words (not anchored): the top READ_TOP papers by retrieval score are read sentence by
+# sentence, and CONCEPT_WEIGHT times how close their sentences come to the question's least covered concept is added to
+# their score. Dev lookups not anchored (24): the right paper first 12 -> 16 (3, 5 and 10 papers read alike; weight
+# 0.3: 15, 0.8: 16); concepts as any run of content words or only runs holding a rare term: the same.
+READ_TOP = 3
+CONCEPT_WEIGHT = 0.5  # below this many papers every word is rare, and a two-word topic check means nothing
 
 # The LLM judge (rag/evidence.py), on dev "which papers" questions with Qwen2.5-Coder-1.5B (prompts/judge.txt):
 # its P(yes) ranks the right papers well but sits in a narrow band (0.48-0.77), so the cut is relative to the best.

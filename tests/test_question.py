@@ -319,3 +319,18 @@ def test_a_question_holding_undecodable_bytes_is_one_clear_error():
 )
 def test_a_follow_up_can_ask_whether_the_year_is_recorded(question, known):
     assert read_question(question).year_known is known
+
+
+@pytest.mark.parametrize(
+    ("question", "concepts"),
+    [
+        (
+            "Which papers defend trained networks against theft or unauthorised reuse?",
+            ["defend trained networks", "theft", "unauthorised reuse"],
+        ),
+        ("What does the corpus say about mixture-of-experts load balancing?", ["mixture-of-experts load balancing"]),
+        ("Which papers are from 2019?", []),  # the year is a filter, "papers" names nothing
+    ],
+)
+def test_a_question_s_concepts_are_its_runs_of_words_that_name_something(question, concepts):
+    assert read_question(question).concepts == concepts

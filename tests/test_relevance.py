@@ -141,3 +141,34 @@ def test_a_key_term_is_held_inside_a_compound_or_after_a_negation(relevance):
     assert held("Each expert's workload shifts at runtime.") == held("Each expert's load shifts at runtime.") > 0
     assert held("Experts are routed by a gate; no other unit is used.") == 0.0  # "unit" is no negated "it"
     assert held("We ballast the boat.") == 0.0
+
+
+def test_a_paraphrase_is_answered_by_the_paper_whose_sentences_cover_every_concept(relevance, embedder):
+    """No paper holds the question's words; the speech paper leads on retrieval score, the handwriting paper
+    has sentences close to both of its concepts (fixing recognition mistakes, Russian letters)."""
+    from rag.evidence import OfflineJudge, read
+    from rag.extractive import ExtractiveAnswerer
+    from rag.question import read_question
+
+    answerer = ExtractiveAnswerer(relevance.lexicon, relevance)
+    judge = OfflineJudge(relevance, answerer, embedder)
+    question = read_question("Which work fixes text recognition mistakes for Russian letters?")
+    hits = [hit("b", 0.5), hit("c", 0.45), hit("a", 0.44)]
+    assert not judge.anchored(question.query, hits)
+    assert [h.paper.paper_id for h in read(judge, question, hits)][:1] == ["c"]
+    assert [h.paper.paper_id for h in read(OfflineJudge(relevance, answerer), question, hits)][:1] == ["b"]
+
+
+def test_a_failing_embeddings_endpoint_leaves_the_retrieval_scores_in_charge(relevance):
+    from rag.embed import Embedder
+    from rag.errors import EmbedError
+    from rag.evidence import OfflineJudge
+    from rag.question import read_question
+
+    class Down(Embedder):
+        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            raise EmbedError("the embeddings endpoint refused the connection")
+
+    judge = OfflineJudge(relevance, None, Down("down", 8))  # type: ignore[arg-type]
+    question = read_question("Which work fixes text recognition mistakes for Russian letters?")
+    assert judge.strengths(question, [hit("b", 0.5), hit("c", 0.45)]) == [1.0, 0.9]
