@@ -396,15 +396,23 @@ def drop(settings: Settings, store: Store) -> Store:
 
 
 def _delete_collection(client: Any, name: str, where: str) -> None:
-    """Delete a collection, and in an embedded index the list-valued metadata Chroma leaves of it
-    (`forget_deleted_lists`): a record written later would inherit those lists."""
+    """Delete a collection without leaving its list-valued metadata to records written later
+    (`forget_deleted_lists`): cleared from an embedded index's sqlite afterwards; a server's files are out of
+    reach, so there the records are deleted first, page by page, which takes their lists with them."""
+    if not _forget_lists(where):
+        collection = guarded(lambda: client.get_collection(name, embedding_function=None), where)
+        while ids := guarded(lambda: collection.get(limit=PAGE, include=[])["ids"], where):
+            guarded(lambda: collection.delete(ids=ids), where)
     guarded(lambda: client.delete_collection(name), where)
     _forget_lists(where)
 
 
-def _forget_lists(where: str) -> None:
-    if (Path(where) / "chroma.sqlite3").is_file():  # embedded: a server's files are its own
-        forget_deleted_lists(Path(where))
+def _forget_lists(where: str) -> bool:
+    """Whether the index is embedded, whose sqlite file was then cleared of lists of deleted records."""
+    if not (Path(where) / "chroma.sqlite3").is_file():
+        return False
+    forget_deleted_lists(Path(where))
+    return True
 
 
 def reset_damaged(settings: Settings, store: Store) -> Store:

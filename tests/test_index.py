@@ -471,12 +471,19 @@ def test_rebuild_drops_the_index_and_embeds_everything_again(settings):
     assert open_store(settings).count() == SMALL_PAPERS
 
 
-def test_a_rebuild_leaves_no_list_of_a_dropped_record_to_a_new_one(tmp_path: Path, make_settings) -> None:
+@pytest.mark.parametrize("mode", ["embedded", "server"])
+def test_a_rebuild_leaves_no_list_of_a_dropped_record_to_a_new_one(
+    tmp_path: Path, make_settings, request, mode
+) -> None:
     """Chroma keeps a deleted collection's list-valued metadata, and sqlite reuses its row ids: without the
     clean-up in `drop`, the first record written after a rebuild carried the dropped record's file paths."""
     from rag.store import drop, open_store
 
-    settings = make_settings(data_dir=tmp_path)
+    server = {}
+    if mode == "server":
+        host, port = request.getfixturevalue("chroma_server")
+        server = {"chroma_host": host, "chroma_port": port, "store": f"test_{uuid.uuid4().hex[:8]}"}
+    settings = make_settings(data_dir=tmp_path, **server)
     store = open_store(settings)
     store.papers.add(ids=["old"], documents=["x"], embeddings=[[1.0]], metadatas=[{"paths": ["/corpus/old.bib"]}])
     store = drop(settings, store)
