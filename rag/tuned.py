@@ -23,7 +23,7 @@ SCORE_SHARE = 0.3  # anchored: and at least this share of the best retrieval sco
 TOPIC_CORPUS = 50
 # A question not in the corpus's words (not anchored): the top READ_TOP papers by retrieval score are read sentence by
 # sentence, and CONCEPT_WEIGHT times how close their sentences come to the question's least covered concept is added to
-# their score. Dev lookups not anchored (24): the right paper first 12 -> 16 (3, 5 and 10 papers read alike; weight
+# their score. Dev lookups not anchored (24): the right paper first 12 -> 16 (2, 3, 5 and 10 papers read alike; weight
 # 0.3: 15, 0.8: 16); concepts as any run of content words or only runs holding a rare term: the same.
 READ_TOP = 3
 CONCEPT_WEIGHT = 0.5  # below this many papers every word is rare, and a two-word topic check means nothing
