@@ -15,7 +15,7 @@ from rag import cite, evidence, metadata
 from rag.config import Settings
 from rag.errors import LLMError, QuestionError
 from rag.evidence import LLMJudge, OfflineJudge, Progress
-from rag.extractive import ExtractiveAnswerer, grouped, no_figure_note
+from rag.extractive import ExtractiveAnswerer, grouped, missing_note
 from rag.followup import FollowUps
 from rag.llm import ChatModel
 from rag.prompt import LLMAnswerer
@@ -275,7 +275,7 @@ class Engine:
                 if hit.relevant and hit.quotes():
                     cited.append(hit)
                     n = len(cited)
-                    yield ("\n" if n > 1 else "") + "- " + self.quoter.paper_line(n, hit, intent.is_numeric)
+                    yield ("\n" if n > 1 else "") + "- " + self.quoter.paper_line(n, hit, intent.wants)
 
         raw = yield from self._shown(map(sanitize, lines()), answer, t0)  # whole lines: each shown at once
         answer.sources = cited + [h for h in judged if h not in cited]
@@ -336,9 +336,9 @@ class Engine:
             for c in answer.citations:  # a statement about metadata ("does not record the authors"), not a quote
                 c.supported = True
         answer.unsupported = not any(c.supported for c in answer.citations)
-        if intent.is_numeric and writer is not self.quoter:  # the extractive lines say so themselves
+        if intent.wants and writer is not self.quoter:  # the extractive lines say so themselves
             cited = [answer.sources[n - 1] for n in dict.fromkeys(c.n for c in answer.citations)]
-            answer.notice = " ".join(x for x in (answer.notice, no_figure_note(cited)) if x)
+            answer.notice = " ".join(x for x in (answer.notice, missing_note(cited, intent.wants)) if x)
         if (intent.is_list or intent.is_summary) and not intent.one:
             named = {c.paper_id for c in answer.citations}
             answer.uncited = [h.paper.paper_id for h in answer.sources if h.relevant and h.paper.paper_id not in named]

@@ -72,7 +72,7 @@ class OfflineJudge:
             return []
         relevant = self.relevant(intent.query, hits)
         strengths = self.strengths(intent, hits)
-        spans = [self.quoter.evidence_spans(intent.query, h, intent.is_numeric, intent.is_summary) for h in hits]
+        spans = [self.quoter.evidence_spans(intent.query, h, intent.wants, intent.is_summary) for h in hits]
         judged = [Judgement(i in relevant, p, s, self.by) for i, (p, s) in enumerate(zip(strengths, spans), 1)]
         if on_progress:
             on_progress(len(hits), len(hits), "")

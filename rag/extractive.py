@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 
 from rag.lexicon import Lexicon
-from rag.question import Intent
+from rag.question import Intent, Want
 from rag.relevance import Relevance
 from rag.safety import WITHHELD
 from rag.text import GENERIC, sentence_spans, terms
@@ -34,6 +34,20 @@ _FINDING = re.compile(
     r"state-of-the-art|results? show|we show|we find|demonstrat)\w*",
     re.I,
 )
+# A sentence naming the data a method was measured on, or what it was measured against (`Intent.wants`). A dataset is
+# named (ImageNet, GLUE, WikiText-103): "various benchmarks" names none.
+_NAMED = r"(?:[A-Z][a-z]+[A-Z][\w-]*|[A-Z]{2,}[\w-]*|[A-Z][a-z]+-\d[\w-]*)"
+_DATASET = re.compile(
+    rf"\b(?:on|across|using|from) (?:the )?{_NAMED}"
+    rf"|\b{_NAMED}(?: [A-Z][\w-]*)? (?:data ?sets?|benchmarks?|corpus|corpora|test sets?)\b"
+)
+_COMPARISON = re.compile(
+    r"\b(?:compared (?:to|with|against)|than|outperform\w*|versus|vs\.?|baselines?|relative to|surpass\w*|on par with"
+    r"|over (?:the )?(?:state-of-the-art|previous|prior|existing|standard))\b",
+    re.I,
+)
+_HAS = {"figure": _FIGURE, "dataset": _DATASET, "comparison": _COMPARISON}
+_LACKS = {"figure": "gives no figure", "dataset": "names no dataset", "comparison": "reports no comparison"}
 # What a summary groups its papers by: the kind of result their quoted sentences report, in this order.
 _REPORTS = [
     ("Speed", re.compile(r"\b(?:speed-?ups?|faster|throughput|latency|wall-?clock|accelerat\w*)\b", re.I)),
@@ -65,14 +79,15 @@ def reports(hit: Hit) -> str:
     return next((name for name, pattern in _REPORTS if pattern.search(text)), OTHER)
 
 
-def lacks_figure(hit: Hit) -> bool:
-    """None of the paper's answering sentences gives a figure: a question asking for one is told so."""
-    return not any(_FIGURE.search(q) for q in hit.quotes())
+def lacks(hit: Hit, wants: Want | None) -> str:
+    """What the paper's answering sentences lack of what the question asks for ("gives no figure"), or "".
+    The quotes hold a sentence with a dataset or a comparison whenever the abstract has one (`evidence_spans`)."""
+    return _LACKS[wants] if wants and not any(_HAS[wants].search(q) for q in hit.quotes()) else ""
 
 
-def no_figure_note(cited: list[Hit]) -> str:
-    """What an answer to a question asking for a number says of the cited papers whose abstracts give none."""
-    return " ".join(f"The abstract of {label(h.paper)} gives no figure for this." for h in cited if lacks_figure(h))
+def missing_note(cited: list[Hit], wants: Want | None) -> str:
+    """What an answer says of the cited papers whose abstracts lack what the question asks for."""
+    return " ".join(f"The abstract of {label(h.paper)} {what} for this." for h in cited if (what := lacks(h, wants)))
 
 
 def grouped(hits: list[Hit]) -> list[Hit]:
@@ -160,19 +175,20 @@ class ExtractiveAnswerer:
         else:
             near = self.relevance.relevant(intent.query, hits, NEAR)  # a lookup: one paper, unless another is as close
             keep = sorted({1, *(i for i in near if hits[i - 1].relevant and hits[i - 1].quotes())})
-        lines = [f"- {self.paper_line(i, hits[i - 1], intent.is_numeric)}" for i in keep]
+        lines = [f"- {self.paper_line(i, hits[i - 1], intent.wants)}" for i in keep]
         groups = [reports(hits[i - 1]) for i in keep] if intent.is_summary and listed else []
         if len(set(groups)) > 1:
             return "\n".join(_headed(lines, groups))
         return "\n".join(lines) if len(lines) > 1 or (listed and intent.is_list) else lines[0][2:]
 
-    def paper_line(self, n: int, hit: Hit, numeric: bool) -> str:
-        """The paper's name and its answering sentences; asked for a number its sentences lack, it says so."""
-        lacks = numeric and lacks_figure(hit)
+    def paper_line(self, n: int, hit: Hit, wants: Want | None) -> str:
+        """The paper's name and its answering sentences; asked for a figure, a dataset or a comparison its
+        sentences lack, it says so."""
+        missing = lacks(hit, wants)
         return (
             f"{label(hit.paper)}: "
             + " ".join(f"{s} [{n}]" for s in hit.quotes())
-            + (" (The abstract gives no figure for this.)" if lacks else "")
+            + (f" (The abstract {missing} for this.)" if missing else "")
         )
 
     def _metadata(self, intent: Intent, hits: list[Hit]) -> str:
@@ -191,19 +207,21 @@ class ExtractiveAnswerer:
         )
 
     def evidence_spans(
-        self, query: str, hit: Hit, numeric: bool = False, results: bool = False
+        self, query: str, hit: Hit, wants: Want | None = None, results: bool = False
     ) -> tuple[tuple[int, int], ...]:
         """Offsets of up to three sentences of the abstract, in their order: the one that best answers the
         query, plus findings (numbers, results) and the sentence naming the method when they bear on it;
-        with `results` (a summary), a sentence reporting a figure when the abstract has one."""
-        scored = self._scored(query, hit, numeric)
+        with `results` (a summary), a sentence reporting a figure when the abstract has one; asked for a
+        dataset or a comparison, a sentence naming one when the abstract has one."""
+        scored = self._scored(query, hit, wants == "figure")
         if not scored:
             return ()
         best = max(scored, key=lambda s: (s[0], -s[1]))
         chosen = {best[1]: best}
         ranked = sorted(scored, key=lambda s: (-s[0], s[1]))
+        asked = _HAS[wants] if wants in ("dataset", "comparison") else None
         for row in ranked:
-            if len(chosen) >= MAX_SENTENCES - results:
+            if len(chosen) >= MAX_SENTENCES - (results or asked is not None):
                 break
             if row[1] not in chosen and row[0] >= 0.5 * best[0] and (row[3] or row[4]):
                 chosen[row[1]] = row
@@ -212,6 +230,8 @@ class ExtractiveAnswerer:
             chosen.update(
                 {row[1]: row for row in [r for r in ranked if _FIGURE.search(r[2]) and _FINDING.search(r[2])][:1]}
             )
+        if asked and not any(asked.search(row[2]) for row in chosen.values()):
+            chosen.update({row[1]: row for row in [r for r in ranked if asked.search(r[2])][:1]})
         return tuple((start, start + len(row[2])) for start, row in sorted(chosen.items()))
 
     def excerpt(self, query: str, hit: Hit, n: int) -> str:

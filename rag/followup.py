@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from rag.evidence import OfflineJudge
-from rag.extractive import label, lacks_figure, method_name
-from rag.question import BACK_WORDS, Intent
+from rag.extractive import label, lacks, method_name
+from rag.question import BACK_WORDS, Intent, Want
 from rag.retrieve import Retriever
 from rag.safety import WITHHELD
 from rag.text import GENERIC, sentence_spans, terms
@@ -145,7 +145,7 @@ class FollowUps:
     def _about(self, intent: Intent, hit: Hit) -> FollowUp:
         """One paper's answer: yes or no from its sentences, or its evidence and what figure it lacks."""
         query = BACK_WORDS.sub(" ", intent.query)
-        [hit] = self._quoted(query, [hit])
+        [hit] = self._quoted(query, [hit], intent.wants)
         quotes = " ".join(f"{s} [1]" for s in hit.quotes())
         name = label(hit.paper)
         if intent.yes_no:
@@ -153,8 +153,8 @@ class FollowUps:
             if verdict is None:
                 return FollowUp(f"The abstract of {name} does not say. Closest: {quotes}", [hit], computed=True)
             return FollowUp(f"{verdict}. {name}: {sentence} [1]", [hit])
-        if intent.is_numeric and lacks_figure(hit):
-            return FollowUp(f"The abstract of {name} gives no figure for this. Closest: {quotes}", [hit], computed=True)
+        if missing := lacks(hit, intent.wants):
+            return FollowUp(f"The abstract of {name} {missing} for this. Closest: {quotes}", [hit], computed=True)
         return FollowUp(f"{name}: {quotes}", [hit])
 
     def _yes_no(self, query: str, hit: Hit) -> tuple[str | None, str]:
@@ -189,10 +189,12 @@ class FollowUps:
         sentence, _, negated = next((h for h in most if h[2]), most[0])
         return ("No" if negated else "Yes"), sentence
 
-    def _quoted(self, query: str, hits: list[Hit]) -> list[Hit]:
-        """The hits with the sentences that answer `query` as their evidence."""
+    def _quoted(self, query: str, hits: list[Hit], wants: Want | None = None) -> list[Hit]:
+        """The hits with the sentences that answer `query` (and hold what it `wants`, when they can) as their evidence."""
         quoter = self.judge.quoter
-        return [replace(h, judgement=Judgement(True, 1.0, quoter.evidence_spans(query, h), "offline")) for h in hits]
+        return [
+            replace(h, judgement=Judgement(True, 1.0, quoter.evidence_spans(query, h, wants), "offline")) for h in hits
+        ]
 
 
 def _abbreviations(abstract: str, keys: set[str]) -> dict[str, str]:

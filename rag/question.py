@@ -20,6 +20,7 @@ from rag.types import Filters
 
 MAX_K = 100
 Kind = Literal["list", "summary", "lookup", "how-to", "metadata"]
+Want = Literal["figure", "dataset", "comparison"]  # what a question asks each paper for, which an abstract may lack
 
 _LIST = re.compile(
     r"\b(which|what|list|name|find|show)\b(?: all| the| any| other)*"
@@ -37,6 +38,25 @@ _SUMMARY = re.compile(
 _NUMERIC = re.compile(
     r"\b(how (much|many|fast|large|big|long)|what (speedup|accuracy|score|percentage|fraction|number))\b", re.I
 )
+# Asked for the data a method was evaluated on, or what it was compared with (after a number: "how much better than").
+_WANTS: list[tuple[Want, re.Pattern[str]]] = [
+    (
+        "dataset",
+        re.compile(
+            r"\b(?:which|what) (?:\w+ )?(?:datasets?|benchmarks?|corpora|test sets?)\b"
+            r"|\b(?:evaluat|test|benchmark|train)\w* (?:it |them )?on (?:which|what)\b",
+            re.I,
+        ),
+    ),
+    (
+        "comparison",
+        re.compile(
+            r"\b(?:compared? (?:to|with|against)|versus|vs\.?|(?:which|what) baselines?|(?:better|worse) than"
+            r"|outperform\w*|relative to)\b",
+            re.I,
+        ),
+    ),
+]
 _ASKS = [
     ("authors", re.compile(r"\b(how many (authors|people|researchers)|number of authors|author count)\b", re.I)),
     ("date", re.compile(r"\b(what|which) (year|date|month)\b|\bwhen was\b", re.I)),
@@ -78,7 +98,7 @@ class Intent:
     query: str  # what retrieval searches for: the question without its year phrase
     filters: Filters
     kind: Kind = "lookup"
-    is_numeric: bool = False
+    wants: Want | None = None  # a figure, a dataset or a comparison, asked of each paper
     asks: str | None = None  # "authors" or "date" of a named paper the metadata grammar could not read
     meta: MetaQuery | None = None  # a question about the corpus's metadata, answered by rag.metadata
     back: str | None = None  # "many" when it points at the previous answer's papers, "one" at one of them
@@ -87,6 +107,10 @@ class Intent:
     one: bool = False  # "which paper ...": answered like a lookup, from the best paper
     continues: bool = False  # leans on the conversation: pronouns, or four words or fewer
     year_known: bool | None = None  # False: "no known year", True: "a known year", None: neither is asked
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.wants == "figure"
 
     @property
     def is_list(self) -> bool:
@@ -125,7 +149,7 @@ def read_question(question: str, filters: Filters = Filters()) -> Intent:
         query=query,
         filters=filters,
         kind=_kind(question, asks, meta),
-        is_numeric=bool(_NUMERIC.search(question)) and asks is None,
+        wants=_wants(question) if asks is None else None,
         asks=asks,
         meta=meta,
         back=_refers_back(question),
@@ -135,6 +159,12 @@ def read_question(question: str, filters: Filters = Filters()) -> Intent:
         continues=bool(_FOLLOW_UP.search(question)) or len(question.split()) <= 4,
         year_known=False if _NO_YEAR.search(question) else True if _KNOWN_YEAR.search(question) else None,
     )
+
+
+def _wants(question: str) -> Want | None:
+    if _NUMERIC.search(question):
+        return "figure"
+    return next((want for want, pattern in _WANTS if pattern.search(question)), None)
 
 
 def _kind(question: str, asks: str | None, meta: MetaQuery | None) -> Kind:

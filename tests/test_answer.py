@@ -935,6 +935,13 @@ def test_a_question_about_it_says_which_figure_its_abstract_lacks(full):
 
 
 @pytest.mark.slow
+def test_a_question_about_it_says_its_abstract_names_no_dataset(full):
+    """LaCache's abstract says "experiments across various tasks, benchmarks, and LLM models": it names none."""
+    answer = converse(full, "What is LaCache?", "which datasets was it evaluated on?")
+    assert answer.text.startswith("The abstract of LaCache") and "names no dataset for this. Closest:" in answer.text
+
+
+@pytest.mark.slow
 def test_a_yes_no_question_about_it_is_answered_from_the_sentence_that_decides(full):
     answer = converse(full, "What is LaCache?", "does it need retraining?")
     assert answer.text.startswith("No. LaCache")
@@ -1052,7 +1059,7 @@ def test_a_sentence_imitating_an_answer_is_never_quoted(tiny, planted):
 
 def test_an_answer_asked_for_a_number_says_which_cited_abstract_gives_none():
     """Two cited papers, one with a figure in its answering sentences: only the other is named as lacking one."""
-    from rag.extractive import no_figure_note
+    from rag.extractive import missing_note
     from rag.types import Judgement
 
     def judged(pid: str, title: str, abstract: str) -> Hit:
@@ -1061,9 +1068,9 @@ def test_an_answer_asked_for_a_number_says_which_cited_abstract_gives_none():
 
     measured = judged("m", "Measured Cache: a cache", "Our cache saves 40% of memory.")
     vague = judged("v", "Vague Cache: a cache", "Our cache saves memory.")
-    note = no_figure_note([measured, vague])
+    note = missing_note([measured, vague], "figure")
     assert "Vague Cache" in note and "Measured Cache" not in note and note.endswith("gives no figure for this.")
-    assert no_figure_note([measured]) == ""
+    assert missing_note([measured], "figure") == "" and missing_note([vague], None) == ""
 
 
 @pytest.mark.parametrize(
@@ -1104,3 +1111,39 @@ def test_a_narrowing_reads_the_topic_not_the_verb_that_frames_it(full):
     assert [c.title for c in answer.citations][:1] == [
         "Towards Trustable Skin Cancer Diagnosis via Rewriting Model's Decision"
     ], answer.text
+
+
+def test_asked_for_a_dataset_a_paper_line_quotes_the_sentence_naming_one_or_says_it_has_none():
+    """The sentence naming the dataset shares no word with the question, yet is quoted; "benchmarks" names none."""
+    from rag.extractive import ExtractiveAnswerer
+    from rag.lexicon import Lexicon
+    from rag.question import read_question
+    from rag.relevance import Relevance
+    from rag.types import Judgement
+
+    named = paper(
+        "n", "Cache Tuner: a cache", "Cache Tuner shrinks the KV cache. Perplexity on WikiText-103 is unchanged."
+    )
+    vague = paper("v", "Vague Cache: a cache", "Vague Cache shrinks the KV cache. It works on various benchmarks.")
+
+    class Records:
+        def records(self, include_documents: bool = False):
+            for p in (named, vague):
+                yield p.paper_id, {"title": p.title, "year": -1, "sources": ["x.jsonl"]}, p.abstract
+
+        def count(self) -> int:
+            return 2
+
+        def stamp(self) -> dict:
+            return {"version": "v1"}
+
+    lexicon, _ = Lexicon.build(Records())
+    quoter = ExtractiveAnswerer(lexicon, Relevance(lexicon, 0.3))
+    intent = read_question("Which datasets does the cache tuner shrink the KV cache on?")
+    assert intent.wants == "dataset"
+    lines = {}
+    for p in (named, vague):
+        spans = quoter.evidence_spans(intent.query, Hit(p, 1.0), intent.wants)
+        lines[p.paper_id] = quoter.paper_line(1, Hit(p, 1.0, judgement=Judgement(True, 1.0, spans)), intent.wants)
+    assert "WikiText-103" in lines["n"] and "names no dataset" not in lines["n"]
+    assert lines["v"].endswith("(The abstract names no dataset for this.)")

@@ -178,6 +178,22 @@ def test_numeric_questions(question, numeric):
 
 
 @pytest.mark.parametrize(
+    ("question", "wants"),
+    [
+        ("Which datasets was LaCache evaluated on?", "dataset"),
+        ("What benchmarks does GraphCodeBERT report results on?", "dataset"),
+        ("Which models is it tested on?", None),
+        ("What baselines is COAT compared with?", "comparison"),
+        ("Does it outperform FP8-LM?", "comparison"),
+        ("How much faster than BF16 is COAT?", "figure"),  # a number first: "how much ... than"
+        ("What is LaCache?", None),
+    ],
+)
+def test_what_a_question_asks_each_paper_for(question, wants):
+    assert read_question(question).wants == wants
+
+
+@pytest.mark.parametrize(
     "question",
     [
         "How many authors wrote the PaLM paper?",
