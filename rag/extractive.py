@@ -42,7 +42,7 @@ _DATASET = re.compile(
     rf"|\b{_NAMED}(?: [A-Z][\w-]*)? (?:data ?sets?|benchmarks?|corpus|corpora|test sets?)\b"
 )
 _COMPARISON = re.compile(
-    r"\b(?:compared (?:to|with|against)|than|outperform\w*|versus|vs\.?|baselines?|relative to|surpass\w*|on par with"
+    r"\b(?:compared (?:to|with|against)|\w+er than|outperform\w*|versus|vs\.?|baselines?|relative to|surpass\w*|on par with"
     r"|over (?:the )?(?:state-of-the-art|previous|prior|existing|standard))\b",
     re.I,
 )

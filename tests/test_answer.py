@@ -1147,3 +1147,23 @@ def test_asked_for_a_dataset_a_paper_line_quotes_the_sentence_naming_one_or_says
         lines[p.paper_id] = quoter.paper_line(1, Hit(p, 1.0, judgement=Judgement(True, 1.0, spans)), intent.wants)
     assert "WikiText-103" in lines["n"] and "names no dataset" not in lines["n"]
     assert lines["v"].endswith("(The abstract names no dataset for this.)")
+
+
+@pytest.mark.parametrize(
+    ("abstract", "lacking"),
+    [
+        ("Our cache is 2x faster than FlashAttention.", False),
+        ("Our cache outperforms every baseline.", False),
+        ("Our cache was trained on more than 10,000 GPUs.", True),  # "more than" a quantity compares nothing
+    ],
+)
+def test_asked_for_a_comparison_a_cited_abstract_without_one_is_named(abstract, lacking):
+    from rag.extractive import missing_note
+    from rag.types import Judgement
+
+    hit = Hit(
+        paper("c", "Cache: a cache", abstract), 1.0, judgement=Judgement(True, 1.0, tuple(sentence_spans(abstract)))
+    )
+    assert missing_note([hit], "comparison") == (
+        "The abstract of Cache: a cache reports no comparison for this." if lacking else ""
+    )
