@@ -47,6 +47,8 @@ _COMPARISON = re.compile(
     re.I,
 )
 _HAS = {"figure": _FIGURE, "dataset": _DATASET, "comparison": _COMPARISON}
+# Asked for a dataset an abstract does not name, what it says of its evaluation comes closest.
+_EVALUATED = re.compile(r"\b(?:data ?sets?|benchmarks?|corpus|corpora|experiments?|evaluat\w*)\b", re.I)
 _LACKS = {"figure": "gives no figure", "dataset": "names no dataset", "comparison": "reports no comparison"}
 # What a summary groups its papers by: the kind of result their quoted sentences report, in this order.
 _REPORTS = [
@@ -231,7 +233,10 @@ class ExtractiveAnswerer:
                 {row[1]: row for row in [r for r in ranked if _FIGURE.search(r[2]) and _FINDING.search(r[2])][:1]}
             )
         if asked and not any(asked.search(row[2]) for row in chosen.values()):
-            chosen.update({row[1]: row for row in [r for r in ranked if asked.search(r[2])][:1]})
+            found = [r for r in ranked if asked.search(r[2])]
+            if not found and asked is _DATASET:  # none named: what the abstract says of its evaluation
+                found = [r for r in ranked if _EVALUATED.search(r[2])]
+            chosen.update({row[1]: row for row in found[:1]})
         return tuple((start, start + len(row[2])) for start, row in sorted(chosen.items()))
 
     def excerpt(self, query: str, hit: Hit, n: int) -> str:

@@ -939,6 +939,7 @@ def test_a_question_about_it_says_its_abstract_names_no_dataset(full):
     """LaCache's abstract says "experiments across various tasks, benchmarks, and LLM models": it names none."""
     answer = converse(full, "What is LaCache?", "which datasets was it evaluated on?")
     assert answer.text.startswith("The abstract of LaCache") and "names no dataset for this. Closest:" in answer.text
+    assert "Experiments across various tasks, benchmarks, and LLM models" in answer.text
 
 
 @pytest.mark.slow
