@@ -70,8 +70,9 @@ class OfflineJudge:
     def judge(self, intent: Intent, hits: list[Hit], on_progress: Progress | None = None) -> list[Judgement]:
         if not hits:
             return []
-        relevant = self.relevant(intent.query, hits)
-        strengths = self.strengths(intent, hits)
+        held = self._shares(intent.query, hits)
+        relevant = self._relevant(intent.query, hits, held)
+        strengths = self.strengths(intent, hits, anchored=max(held) >= ANCHORED)
         spans = [self.quoter.evidence_spans(intent.query, h, intent.wants, intent.is_summary) for h in hits]
         judged = [Judgement(i in relevant, p, s, self.by) for i, (p, s) in enumerate(zip(strengths, spans), 1)]
         if on_progress:
@@ -81,15 +82,15 @@ class OfflineJudge:
     def in_order(self, intent: Intent, hits: list[Hit], on_progress: Progress | None = None) -> Iterator[Judgement]:
         return iter(self.judge(intent, hits, on_progress))  # instant: nothing to show early
 
-    def strengths(self, intent: Intent, hits: list[Hit]) -> list[float]:
+    def strengths(self, intent: Intent, hits: list[Hit], anchored: bool) -> list[float]:
         """Each paper's share of the strongest: its retrieval score, plus, for the top papers of a question not in
         the corpus's own words, how close their sentences come to every concept of it (`covered`). A paraphrase
         shares few words with its answer, so the fused score often ranks a paper that matches part of it first."""
         scores = [h.score for h in hits]
-        if self.embedder is not None and intent.concepts and not self.anchored(intent.query, hits):
+        if self.embedder is not None and not anchored and (concepts := intent.concepts):
             top = sorted(range(len(hits)), key=lambda i: (-hits[i].score, i))[:READ_TOP]
             try:
-                for i, cover in zip(top, self.covered(intent.concepts, [hits[i] for i in top])):
+                for i, cover in zip(top, self.covered(concepts, [hits[i] for i in top])):
                     scores[i] += CONCEPT_WEIGHT * cover
             except EmbedError:
                 pass  # the embeddings endpoint failed after the search: the retrieval scores alone
@@ -109,13 +110,18 @@ class OfflineJudge:
 
     def anchored(self, query: str, hits: list[Hit]) -> bool:
         """Some paper holds most of the question's rare terms: its words, not only its meaning, say what fits."""
-        keys = self.key_terms(query)
-        return max((self.held(keys, h) for h in hits), default=0.0) >= ANCHORED
+        return max(self._shares(query, hits), default=0.0) >= ANCHORED
 
     def relevant(self, query: str, hits: list[Hit]) -> set[int]:
         """Positions (1-based) of the papers about the question (see the module docstring)."""
+        return self._relevant(query, hits, self._shares(query, hits))
+
+    def _shares(self, query: str, hits: list[Hit]) -> list[float]:
+        """Per paper, the share of the question's key terms it holds (`held`)."""
         keys = self.key_terms(query)
-        held = [self.held(keys, h) for h in hits]
+        return [self.held(keys, h) for h in hits]
+
+    def _relevant(self, query: str, hits: list[Hit], held: list[float]) -> set[int]:
         best = max(held, default=0.0)
         if best < ANCHORED:
             return set(self.relevance.relevant(query, hits))  # closeness to the best, and above the refusal floor

@@ -391,28 +391,21 @@ def drop(settings: Settings, store: Store) -> Store:
     """Delete both collections and open them again, empty (`rag ingest --rebuild`)."""
     client = connect(settings)  # a collection's own `_client` is Chroma's internal API, which cannot create one
     for name in (store.chunks.name, store.papers.name):
-        _delete_collection(client, name, _where(settings))
+        _delete_collection(client, name, _where(settings), embedded=not settings.chroma_host)
     return open_store(settings, client)
 
 
-def _delete_collection(client: Any, name: str, where: str) -> None:
+def _delete_collection(client: Any, name: str, where: str, embedded: bool) -> None:
     """Delete a collection without leaving its list-valued metadata to records written later
     (`forget_deleted_lists`): cleared from an embedded index's sqlite afterwards; a server's files are out of
     reach, so there the records are deleted first, page by page, which takes their lists with them."""
-    if not _forget_lists(where):
+    if not embedded:
         collection = guarded(lambda: client.get_collection(name, embedding_function=None), where)
         while ids := guarded(lambda: collection.get(limit=PAGE, include=[])["ids"], where):
             guarded(lambda: collection.delete(ids=ids), where)
     guarded(lambda: client.delete_collection(name), where)
-    _forget_lists(where)
-
-
-def _forget_lists(where: str) -> bool:
-    """Whether the index is embedded, whose sqlite file was then cleared of lists of deleted records."""
-    if not (Path(where) / "chroma.sqlite3").is_file():
-        return False
-    forget_deleted_lists(Path(where))
-    return True
+    if embedded:
+        forget_deleted_lists(Path(where))
 
 
 def reset_damaged(settings: Settings, store: Store) -> Store:
@@ -424,7 +417,7 @@ def reset_damaged(settings: Settings, store: Store) -> Store:
     if store.papers.name in damage:
         _restore_papers(client, store)
     if store.name in damage:
-        _delete_collection(client, store.chunks.name, store.where)
+        _delete_collection(client, store.chunks.name, store.where, embedded=True)
     return open_store(settings, client, repairing=True)
 
 
@@ -440,7 +433,7 @@ def _restore_papers(client: Any, store: Store) -> None:
     side = f"{store.papers.name}-restore"
     with suppress(Exception):  # none left over from a killed restore: that one is redone from scratch
         client.delete_collection(side)
-    _forget_lists(store.where)
+    forget_deleted_lists(Path(store.where))
     copy = Guarded(guarded(lambda: client.create_collection(side, embedding_function=None), store.where), store.where)
     copy.modify(metadata={**stamp, RESTORING: "yes"})
     for start in range(0, len(records), PAGE):
@@ -465,7 +458,7 @@ def _finish_restore(client: Any, papers: str, where: str) -> None:
         return  # incomplete: the original is still there, and the next repair starts the copy again
     with suppress(Exception):  # already gone when a kill fell between this and the rename
         client.delete_collection(papers)
-    _forget_lists(where)
+    forget_deleted_lists(Path(where))
     guarded(lambda: copy.modify(name=papers), where)
 
 

@@ -171,4 +171,4 @@ def test_a_failing_embeddings_endpoint_leaves_the_retrieval_scores_in_charge(rel
 
     judge = OfflineJudge(relevance, None, Down("down", 8))  # type: ignore[arg-type]
     question = read_question("Which work fixes text recognition mistakes for Russian letters?")
-    assert judge.strengths(question, [hit("b", 0.5), hit("c", 0.45)]) == [1.0, 0.9]
+    assert judge.strengths(question, [hit("b", 0.5), hit("c", 0.45)], anchored=False) == [1.0, 0.9]
