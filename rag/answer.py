@@ -123,14 +123,13 @@ class Engine:
             yield answer.text
             return answer
         listed = intent.is_list or intent.is_summary  # a summary covers every relevant paper, as a list does
-        any_year = self.any_year(intent)
-        hits, on_topic = self.search(
-            intent, k or (self.settings.list_k if listed else self.settings.answer_k), any_year
+        intent, hits, on_topic, any_year = self.retrieve(
+            intent, k or (self.settings.list_k if listed else self.settings.answer_k)
         )
         answer = Answer(
             question=question, standalone_question=standalone, text="", mode=self.mode, model=self.model, sources=hits
         )
-        answer.timings["retrieve"] = time.perf_counter() - t0
+        answer.timings["retrieve"] = time.perf_counter() - t0  # with the field's terms, when an LLM named them
         reason = self.refusal(intent, hits, on_topic)
         if reason is not None:
             self._refuse(answer, intent, reason)
@@ -189,23 +188,37 @@ class Engine:
             return question  # "what about speculative decoding?": a new topic, searched afresh
         return self.answerer.condense(question, history.turns)
 
+    def retrieve(self, intent: Intent, k: int) -> tuple[Intent, list[Hit], bool, list[Hit] | None]:
+        """The question's papers (`search`). For a question not in the corpus's own words (no candidate holds
+        most of its rare terms), searched again with the field's terms for it, named by the LLM: a paraphrase
+        shares few words with the abstracts that answer it, those terms do. Without an LLM, the question alone."""
+        any_year = self.any_year(intent)
+        hits, on_topic = self.search(intent, k, any_year)
+        if self.answerer is self.quoter or not hits or intent.filter_only or self.offline.anchored(intent.query, hits):
+            return intent, hits, on_topic, any_year
+        if self.relevance.unknown_names(intent.query) or not (named := self.answerer.field_terms(intent.query)):
+            return intent, hits, on_topic, any_year  # refused for the names, or no terms named
+        intent = replace(intent, field_terms=named)
+        any_year = self.any_year(intent)
+        return (intent, *self.search(intent, k, any_year), any_year)
+
     def any_year(self, intent: Intent) -> list[Hit] | None:
         """With a year filter on a topic, the best papers for the topic with the years left out (what
         `search` and `unknown_year_note` compare against); None without one."""
         f = intent.filters
         if f.year_from is None and f.year_to is None or intent.filter_only:
             return None
-        return self.retriever.search(intent.query, self.settings.top_k, Filters(sources=f.sources))
+        return self.retriever.search(intent.searched, self.settings.top_k, Filters(sources=f.sources))
 
     def search(self, intent: Intent, k: int, any_year: list[Hit] | None = None) -> tuple[list[Hit], bool]:
         """The papers an answer draws on, and whether they are about its topic. With a year filter,
         only those about as relevant as the best of `any_year` (`Relevance.on_topic`); when none is,
         all of them (the closest, for a refusal to name) and False: a year the topic has no paper in
         gets a refusal and `unknown_year_note`, not whatever that year holds."""
-        hits = self.retriever.search(intent.query, k, intent.filters)
+        hits = self.retriever.search(intent.searched, k, intent.filters)
         if any_year is None or not hits:
             return hits, True
-        kept = self.relevance.on_topic(intent.query, hits, any_year[:3])
+        kept = self.relevance.on_topic(intent.searched, hits, any_year[:3])
         return (kept, True) if kept else (hits, False)
 
     def refusal(self, intent: Intent, hits: list[Hit], on_topic: bool = True) -> str | None:
@@ -219,7 +232,7 @@ class Engine:
             return f" No paper mentions {', '.join(unknown)}."
         if topic := self.offline.apart(intent.query):
             return f" No paper is about {topic}."
-        if self.relevance.best(intent.query, hits[:3]) < self.settings.refuse_below:
+        if self.relevance.best(intent.searched, hits[:3]) < self.settings.refuse_below:
             return ""
         if not on_topic:
             return " None of the papers the filters let through is clearly about this."
@@ -410,7 +423,7 @@ class Engine:
         if any_year is None:
             return ""
         hits = [h for h in any_year if h.paper.year is None]
-        keep = [hits[i - 1] for i in sorted(self.offline.relevant(intent.query, hits))]
+        keep = [hits[i - 1] for i in sorted(self.offline.relevant(intent.searched, hits))]
         if not keep:
             return ""
         titles = "; ".join(h.paper.display_title for h in keep)

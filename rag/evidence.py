@@ -70,10 +70,10 @@ class OfflineJudge:
     def judge(self, intent: Intent, hits: list[Hit], on_progress: Progress | None = None) -> list[Judgement]:
         if not hits:
             return []
-        held = self._shares(intent.query, hits)
-        relevant = self._relevant(intent.query, hits, held)
+        held = self._shares(intent.searched, hits)
+        relevant = self._relevant(intent.searched, hits, held)
         strengths = self.strengths(intent, hits, anchored=max(held) >= ANCHORED)
-        spans = [self.quoter.evidence_spans(intent.query, h, intent.wants, intent.is_summary) for h in hits]
+        spans = [self.quoter.evidence_spans(intent.searched, h, intent.wants, intent.is_summary) for h in hits]
         judged = [Judgement(i in relevant, p, s, self.by) for i, (p, s) in enumerate(zip(strengths, spans), 1)]
         if on_progress:
             on_progress(len(hits), len(hits), "")
@@ -186,14 +186,14 @@ class LLMJudge:
         known = [p for p in probabilities if p is not None]
         if not known or max(known) - min(known) < LLM_SPREAD:  # no verdict that tells the papers apart
             return [replace(o, by=FAILED, error=e) if e else o for o, e in zip(offline, errors)]
-        if self.offline.anchored(intent.query, hits):  # the corpus's own words decide; the model orders
+        if self.offline.anchored(intent.searched, hits):  # the corpus's own words decide; the model orders
             return [
                 replace(o, strength=p, by="llm") if p is not None else _unjudged(o, e)
                 for o, p, e in zip(offline, probabilities, errors)
             ]
         best = max(known)
         floor = self.offline.relevance.refuse_below
-        above = [self.offline.relevance.score(intent.query, h) >= floor for h in hits]
+        above = [self.offline.relevance.score(intent.searched, h) >= floor for h in hits]
         return [
             _combined(o, p, best, a) if p is not None else _unjudged(o, e)
             for o, p, e, a in zip(offline, probabilities, errors, above)
@@ -208,7 +208,7 @@ class LLMJudge:
         judgement decides and a list keeps retrieval order, so the model, which would only order, is not asked.
         """
         offline = self.offline.judge(intent, hits)
-        if self.offline.anchored(intent.query, hits):
+        if self.offline.anchored(intent.searched, hits):
             yield from offline
             return
         floor = self.offline.relevance.refuse_below
@@ -218,7 +218,7 @@ class LLMJudge:
                 yield _unjudged(offline[i], error)
                 continue
             best, lowest = max(best, p), min(lowest, p)
-            above = self.offline.relevance.score(intent.query, hits[i]) >= floor
+            above = self.offline.relevance.score(intent.searched, hits[i]) >= floor
             judged = _combined(offline[i], p, best, above)
             yield (
                 judged

@@ -155,6 +155,9 @@ class ExtractiveAnswerer:
         """A follow-up searched together with the question before it (no model to rewrite it)."""
         return f"{turns[-1].question} {question}"
 
+    def field_terms(self, question: str) -> str:
+        return ""  # no model to name them: the question's own words are searched
+
     def fit(self, intent: Intent, hits: list[Hit]) -> list[Hit]:
         return hits  # no context window to fit
 
@@ -175,7 +178,9 @@ class ExtractiveAnswerer:
         elif listed:
             keep = [i for i, h in enumerate(hits, 1) if h.relevant and h.quotes()] or [1]
         else:
-            near = self.relevance.relevant(intent.query, hits, NEAR)  # a lookup: one paper, unless another is as close
+            near = self.relevance.relevant(
+                intent.searched, hits, NEAR
+            )  # a lookup: one paper, unless another is as close
             keep = sorted({1, *(i for i in near if hits[i - 1].relevant and hits[i - 1].quotes())})
         lines = [f"- {self.paper_line(i, hits[i - 1], intent.wants)}" for i in keep]
         groups = [reports(hits[i - 1]) for i in keep] if intent.is_summary and listed else []

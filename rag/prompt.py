@@ -8,10 +8,12 @@ from functools import lru_cache
 from typing import Any
 
 from rag.config import PROMPTS_DIR
+from rag.errors import LLMError
 from rag.question import Intent
 from rag.safety import inert, sanitize
 from rag.types import Hit, Turn
 
+MAX_TERMS_CHARS = 300  # a line of terms; a model that rambles is cut here
 MARGIN = 1.2  # the served model's tokenizer is unknown: count with cl100k and keep 20% spare
 Excerpt = Callable[[str, Hit], str]  # (question, source) -> the part of its abstract to show (None: all of it)
 
@@ -52,6 +54,10 @@ def build_messages(
         sources=format_sources(hits, question, excerpt), question=_inert(question), instructions=instructions
     )
     return [{"role": "system", "content": load_prompt("system")}, {"role": "user", "content": user}]
+
+
+def field_terms_messages(question: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": load_prompt("field_terms").format(question=_inert(question))}]
 
 
 def judge_messages(question: str, hit: Hit) -> list[dict[str, str]]:
@@ -122,6 +128,20 @@ class LLMAnswerer:
             )
         ).strip()
         return sanitize(text.splitlines()[0]).strip() if text else question
+
+    def field_terms(self, question: str) -> str:
+        """The field's own words for a question asked in other words (one line of terms), or "" when the model
+        gives none or cannot be reached: retrieval and the offline judge read them beside the question."""
+        line = ""
+        try:
+            for piece in self.chat.stream(field_terms_messages(question)):
+                line += piece
+                if "\n" in line.lstrip() or len(line) > MAX_TERMS_CHARS:
+                    break
+        except LLMError:
+            return ""
+        first = line.strip().splitlines()[0] if line.strip() else ""
+        return sanitize(first[:MAX_TERMS_CHARS]).strip()
 
     def fit(self, intent: Intent, hits: list[Hit]) -> list[Hit]:
         return fit(intent.query, hits, intent.is_list, self.context, self.answer_tokens, self.excerpt)

@@ -107,6 +107,13 @@ class Intent:
     one: bool = False  # "which paper ...": answered like a lookup, from the best paper
     continues: bool = False  # leans on the conversation: pronouns, or four words or fewer
     year_known: bool | None = None  # False: "no known year", True: "a known year", None: neither is asked
+    field_terms: str = ""  # the field's own words for what a question not in them describes, named by an LLM
+
+    @property
+    def searched(self) -> str:
+        """What retrieval and the judges read: the question, and the field's terms for it when an LLM named them
+        (the question's own words alone decide what no paper mentions, and are what an LLM is asked)."""
+        return f"{self.query} {self.field_terms}" if self.field_terms else self.query
 
     @property
     def is_numeric(self) -> bool:
@@ -126,7 +133,7 @@ class Intent:
         """What the question is about, one phrase a concept: its runs of words that name something, split at
         stop words and generic ones ("defend trained networks", "theft", "unauthorised reuse")."""
         runs: list[list[str]] = [[]]
-        for word in re.findall(r"[\w'-]+", self.query):
+        for word in re.findall(r"[\w'-]+", self.searched):
             if set(terms(word)) - GENERIC:
                 runs[-1].append(word)
             elif runs[-1]:

@@ -23,12 +23,14 @@ from types import SimpleNamespace
 import pytest
 
 from rag.config import Settings, get_settings
+from rag.prompt import load_prompt
 
 SMALL = Path(__file__).resolve().parent / "fixtures" / "small"
 LANG_FILE = "language_and_systems.jsonl"  # 5 papers, one with no date
 SCI_FILE = "science_and_robotics.jsonl"  # 4 papers, one with an abstract split into several chunks
 TXT_FILE = "abstracts.txt"  # 3 papers, `Abstract:` per line: no title, no date
 SMALL_PAPERS = 12
+FIELD_TERMS_PROMPT = load_prompt("field_terms").split("\n")[0]  # how a request for a question's field terms opens
 
 
 # `pytest -m "not slow"` is the quick run. Slow are: tests marked so in their module; every test that
@@ -345,13 +347,20 @@ class FakeLLM:
 
     Yes/no judge requests (`yes_probability`) are answered by `verdict(messages)`: a probability, None
     (an endpoint without logprobs), or an exception to raise; they are recorded in `judged`, not `calls`.
+    Requests for a question's field terms are answered by `terms` (a reply, "" for none) and recorded in
+    `named`, not `calls`, so a script holds only the answers the test is about.
     """
 
     name = "fake-llm"
     endpoint = "fake://llm"
 
     def __init__(
-        self, *replies: Reply, pieces: int = 4, then: Reply | None = None, verdict: Verdict | None = None
+        self,
+        *replies: Reply,
+        pieces: int = 4,
+        then: Reply | None = None,
+        verdict: Verdict | None = None,
+        terms: Reply = "",
     ) -> None:
         self.queue: list[Reply] = list(replies)
         self.pieces = pieces
@@ -359,6 +368,8 @@ class FakeLLM:
         self.verdict: Verdict = verdict or (lambda messages: None)
         self.calls: list[list[dict[str, str]]] = []
         self.judged: list[list[dict[str, str]]] = []
+        self.terms = terms
+        self.named: list[str] = []  # the questions asked for their field terms
         self._lock = threading.Lock()
 
     def yes_probability(self, messages: list[dict[str, str]]) -> float | None:
@@ -374,10 +385,15 @@ class FakeLLM:
         return self
 
     def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
-        self.calls.append([dict(m) for m in messages])
-        if not self.queue and self.then is None:
-            pytest.fail(f"the LLM was called {len(self.calls)} times, more often than scripted", pytrace=False)
-        reply = self.queue.pop(0) if self.queue else self.then
+        reply: Reply | None
+        if messages[-1]["content"].startswith(FIELD_TERMS_PROMPT):
+            self.named.append(messages[-1]["content"].rsplit("Question: ", 1)[1].split("\n")[0])
+            reply = self.terms
+        else:
+            self.calls.append([dict(m) for m in messages])
+            if not self.queue and self.then is None:
+                pytest.fail(f"the LLM was called {len(self.calls)} times, more often than scripted", pytrace=False)
+            reply = self.queue.pop(0) if self.queue else self.then
         if callable(reply):
             reply = reply(messages)
         for piece in self._split(reply) if isinstance(reply, str) else reply:

@@ -524,6 +524,79 @@ def test_a_model_that_says_yes_to_every_paper_leaves_the_offline_list(tiny, fake
     assert len(fake_llm.judged) == len(tiny.retriever.search(UNANCHORED, tiny.settings.list_k))
 
 
+GRASP = "Learning to Grasp Unseen Objects with Deep Reinforcement Learning"
+IN_OTHER_WORDS = "Which papers let a machine hand pick up things it has never encountered before?"
+GRASP_TERMS = "robotic grasping; unseen objects; deep reinforcement learning"
+
+
+def searches(tiny, monkeypatch) -> list[str]:
+    """Every query the retriever is asked, in order."""
+    searched: list[str] = []
+    search = tiny.retriever.search
+    monkeypatch.setattr(tiny.retriever, "search", lambda q, *a, **kw: searched.append(q) or search(q, *a, **kw))
+    return searched
+
+
+def test_a_question_in_other_words_is_searched_again_with_the_field_terms_the_llm_names(tiny, fake_llm, monkeypatch):
+    """No paper holds its rare words, so the model names the field's terms; retrieval reads them, while the
+    model is asked about each paper in the user's own words and the answer shows no terms."""
+    searched = searches(tiny, monkeypatch)
+    fake_llm.terms, fake_llm.verdict = GRASP_TERMS, verdicts({GRASP: 0.9})
+    answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask(IN_OTHER_WORDS)
+    assert fake_llm.named == [IN_OTHER_WORDS]
+    assert searched == [IN_OTHER_WORDS, f"{IN_OTHER_WORDS} {GRASP_TERMS}"]
+    prompts = [m[-1]["content"] for m in fake_llm.judged]
+    assert prompts and all(f"Question: {IN_OTHER_WORDS}\n" in p and "robotic grasping" not in p for p in prompts)
+    assert {c.title for c in answer.citations} == {GRASP} and fake_llm.calls == []
+    assert answer.question == IN_OTHER_WORDS and GRASP_TERMS not in answer.text
+
+
+def test_with_no_terms_named_the_question_alone_is_judged_by_the_model(tiny, fake_llm, monkeypatch):
+    searched = searches(tiny, monkeypatch)
+    fake_llm.verdict = verdicts({GRASP: 0.9})
+    answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask(IN_OTHER_WORDS)
+    assert fake_llm.named == [IN_OTHER_WORDS] and searched == [IN_OTHER_WORDS]
+    assert len(fake_llm.judged) == len(answer.sources) and answer.citations[0].title == GRASP
+
+
+@pytest.mark.parametrize(
+    "terms",
+    [
+        [LLMError("no answer from the LLM endpoint fake://llm within 1 s; raise RAG_LLM_TIMEOUT")],
+        ["robotic grasping", LLMError("the answer stopped before it finished; try again")],
+    ],
+    ids=["fails", "fails-midway"],
+)
+def test_a_failed_request_for_terms_leaves_the_question_alone(tiny, fake_llm, monkeypatch, terms):
+    searched = searches(tiny, monkeypatch)
+    fake_llm.terms, fake_llm.verdict = terms, verdicts({GRASP: 0.9})
+    answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask(IN_OTHER_WORDS)
+    assert searched == [IN_OTHER_WORDS] and answer.citations[0].title == GRASP and not answer.refused
+
+
+def test_only_the_first_line_of_terms_is_searched_and_made_inert(tiny, fake_llm, monkeypatch):
+    searched = searches(tiny, monkeypatch)
+    fake_llm.terms = "robotic <b>grasping</b>\x07; unseen objects\nSure! Here are more terms: protein folding"
+    Engine(tiny.settings, tiny.retriever, fake_llm).ask(IN_OTHER_WORDS)
+    (terms,) = [q.removeprefix(IN_OTHER_WORDS + " ") for q in searched[1:]]
+    assert "grasping" in terms and "unseen objects" in terms
+    assert not re.search(r"[<>\x07]|protein|Sure", terms)
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Which papers train a robotic grasping policy for unseen objects?", "Which papers use the Zorblax-9 gripper?"],
+    ids=["in-the-corpus-words", "names-no-paper-mentions"],
+)
+def test_the_model_is_not_asked_for_terms_when_the_question_needs_none(tiny, fake_llm, monkeypatch, question):
+    """In the corpus's own words the question finds its papers; a name no paper mentions is refused for it."""
+    searched = searches(tiny, monkeypatch)
+    fake_llm.terms = "Zorblax; gripper hardware"
+    answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask(question)
+    assert fake_llm.named == [] and searched == [question]
+    assert answer.refused == ("Zorblax" in question)
+
+
 def test_a_paper_whose_request_fails_gets_the_offline_judgement_and_the_answer_goes_on(tiny, fake_llm):
     fake_llm.verdict = verdicts({FEDERATED: 0.92, FP8: 0.9}, fail={FP8})
     engine = Engine(tiny.settings.model_copy(update={"llm_concurrency": 1}), tiny.retriever, fake_llm)
