@@ -127,7 +127,13 @@ class Engine:
             intent, k or (self.settings.list_k if listed else self.settings.answer_k)
         )
         answer = Answer(
-            question=question, standalone_question=standalone, text="", mode=self.mode, model=self.model, sources=hits
+            question=question,
+            standalone_question=standalone,
+            field_terms=intent.field_terms,
+            text="",
+            mode=self.mode,
+            model=self.model,
+            sources=hits,
         )
         answer.timings["retrieve"] = time.perf_counter() - t0  # with the field's terms, when an LLM named them
         reason = self.refusal(intent, hits, on_topic)

@@ -206,6 +206,10 @@ class AnswerOut(BaseModel):
     standalone_question: str = Field(
         description="The question rewritten to stand alone (follow-ups), as retrieval saw it."
     )
+    field_terms: str = Field(
+        default="",
+        description="The field's terms an LLM named for a question not in the corpus's words, searched beside it.",
+    )
     answer: str = Field(description="The checked answer text with its [n] markers.")
     mode: str = Field(description="llm or extractive.")
     model: str = Field(description="The answering model.")

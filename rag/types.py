@@ -277,6 +277,7 @@ class Answer:
     mode: str  # "extractive" or "llm"
     model: str
     standalone_question: str = ""
+    field_terms: str = ""  # the field's terms an LLM named for a question not in the corpus's words, searched beside it
     citations: list[Citation] = field(default_factory=list)
     sources: list[Hit] = field(default_factory=list)
     refused: bool = False
@@ -298,6 +299,7 @@ class Answer:
         return {
             "question": self.question,
             "standalone_question": self.standalone_question,
+            "field_terms": self.field_terms,
             "answer": self.text,
             "mode": self.mode,
             "model": self.model,

@@ -549,13 +549,14 @@ def test_a_question_in_other_words_is_searched_again_with_the_field_terms_the_ll
     assert prompts and all(f"Question: {IN_OTHER_WORDS}\n" in p and "robotic grasping" not in p for p in prompts)
     assert {c.title for c in answer.citations} == {GRASP} and fake_llm.calls == []
     assert answer.question == IN_OTHER_WORDS and GRASP_TERMS not in answer.text
+    assert answer.field_terms == answer.to_json()["field_terms"] == GRASP_TERMS  # what was searched, shown
 
 
 def test_with_no_terms_named_the_question_alone_is_judged_by_the_model(tiny, fake_llm, monkeypatch):
     searched = searches(tiny, monkeypatch)
     fake_llm.verdict = verdicts({GRASP: 0.9})
     answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask(IN_OTHER_WORDS)
-    assert fake_llm.named == [IN_OTHER_WORDS] and searched == [IN_OTHER_WORDS]
+    assert fake_llm.named == [IN_OTHER_WORDS] and searched == [IN_OTHER_WORDS] and answer.field_terms == ""
     assert len(fake_llm.judged) == len(answer.sources) and answer.citations[0].title == GRASP
 
 
