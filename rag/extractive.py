@@ -178,9 +178,8 @@ class ExtractiveAnswerer:
         elif listed:
             keep = [i for i, h in enumerate(hits, 1) if h.relevant and h.quotes()] or [1]
         else:
-            near = self.relevance.relevant(
-                intent.searched, hits, NEAR
-            )  # a lookup: one paper, unless another is as close
+            # a lookup: one paper, unless another is as close
+            near = self.relevance.relevant(intent.searched, hits, NEAR)
             keep = sorted({1, *(i for i in near if hits[i - 1].relevant and hits[i - 1].quotes())})
         lines = [f"- {self.paper_line(i, hits[i - 1], intent.wants)}" for i in keep]
         groups = [reports(hits[i - 1]) for i in keep] if intent.is_summary and listed else []
