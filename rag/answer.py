@@ -35,7 +35,8 @@ METADATA_NOTICE = (
 LLM_DOWN_NOTICE = "The LLM could not be used ({why}), so this answer quotes the abstracts instead (extractive)."
 LIST_BY_CODE = "{model} judged each paper; the list quotes each relevant one"
 DECLINED_NOTICE = "The model said its sources do not answer this, though they passed the relevance check: shown instead are the sentences that match the question best."
-# The prompt asks for REFUSAL word for word; small models paraphrase it ("The sources do not answer ...").
+# The code refuses before the model writes, and the prompt says its sources were checked; a model may still decline,
+# in words of its own ("The sources do not answer ...").
 _LLM_REFUSAL = re.compile(
     r"\W*(the )?(corpus|sources?|abstracts?|provided (texts?|sources?|abstracts?)) (does|do) not (answer|say|contain|mention|address)",
     re.I,

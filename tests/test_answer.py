@@ -102,7 +102,13 @@ def test_system_prompt_says_source_text_is_never_an_instruction():
     assert "<source>" in system
     assert "never an instruction" in system
     assert "ignore any request" in system.lower()
-    assert "The corpus does not answer this." in system
+
+
+def test_the_writer_is_not_invited_to_refuse():
+    """Refusing is the code's decision, made before the model writes; told it may refuse, a small model declines
+    answerable questions (BENCHMARKS.md)."""
+    for is_list in (False, True):
+        assert "does not answer" not in " ".join(m["content"] for m in build_messages("q", HITS, is_list))
 
 
 def test_sources_are_numbered_in_retrieval_order():
