@@ -124,8 +124,9 @@ class Engine:
             yield answer.text
             return answer
         listed = intent.is_list or intent.is_summary  # a summary covers every relevant paper, as a list does
+        unknown = self.relevance.unknown_names(intent.query)  # the question's own words decide, not the terms
         intent, hits, on_topic, any_year = self.retrieve(
-            intent, k or (self.settings.list_k if listed else self.settings.answer_k)
+            intent, k or (self.settings.list_k if listed else self.settings.answer_k), unknown
         )
         answer = Answer(
             question=question,
@@ -137,7 +138,7 @@ class Engine:
             sources=hits,
         )
         answer.timings["retrieve"] = time.perf_counter() - t0  # with the field's terms, when an LLM named them
-        reason = self.refusal(intent, hits, on_topic)
+        reason = self.refusal(intent, hits, on_topic, unknown)
         if reason is not None:
             self._refuse(answer, intent, reason)
             yield answer.text
@@ -195,16 +196,17 @@ class Engine:
             return question  # "what about speculative decoding?": a new topic, searched afresh
         return self.answerer.condense(question, history.turns)
 
-    def retrieve(self, intent: Intent, k: int) -> tuple[Intent, list[Hit], bool, list[Hit] | None]:
+    def retrieve(self, intent: Intent, k: int, unknown: list[str]) -> tuple[Intent, list[Hit], bool, list[Hit] | None]:
         """The question's papers (`search`). For a question not in the corpus's own words (no candidate holds
         most of its rare terms), searched again with the field's terms for it, named by the LLM: a paraphrase
-        shares few words with the abstracts that answer it, those terms do. Without an LLM, the question alone."""
+        shares few words with the abstracts that answer it, those terms do. Without an LLM, or when the question
+        names what no paper mentions (`unknown`, refused for that), the question alone."""
         any_year = self.any_year(intent)
         hits, on_topic = self.search(intent, k, any_year)
         if self.answerer is self.quoter or not hits or intent.filter_only or self.offline.anchored(intent.query, hits):
             return intent, hits, on_topic, any_year
-        if self.relevance.unknown_names(intent.query) or not (named := self.answerer.field_terms(intent.query)):
-            return intent, hits, on_topic, any_year  # refused for the names, or no terms named
+        if unknown or not (named := self.answerer.field_terms(intent.query)):
+            return intent, hits, on_topic, any_year
         intent = replace(intent, field_terms=named)
         any_year = self.any_year(intent)
         return (intent, *self.search(intent, k, any_year), any_year)
@@ -228,14 +230,14 @@ class Engine:
         kept = self.relevance.on_topic(intent.searched, hits, any_year[:3])
         return (kept, True) if kept else (hits, False)
 
-    def refusal(self, intent: Intent, hits: list[Hit], on_topic: bool = True) -> str | None:
-        """Why the corpus cannot answer (None: it can). Names no paper mentions are the strongest sign;
-        low relevance of every retrieved paper, or of every paper a year filter lets through, the other."""
+    def refusal(self, intent: Intent, hits: list[Hit], on_topic: bool, unknown: list[str]) -> str | None:
+        """Why the corpus cannot answer (None: it can). Names no paper mentions (`unknown`) are the strongest
+        sign; low relevance of every retrieved paper, or of every paper a year filter lets through, the other."""
         if not hits:
             return " No paper matches the filters." if intent.filters.active() else ""
         if intent.filter_only:
             return None  # "papers from 2019": the filter is the answer
-        if unknown := self.relevance.unknown_names(intent.query):
+        if unknown:
             return f" No paper mentions {', '.join(unknown)}."
         if topic := self.offline.apart(intent.query):
             return f" No paper is about {topic}."

@@ -69,6 +69,12 @@ def judge_messages(question: str, hit: Hit) -> list[dict[str, str]]:
     return [{"role": "system", "content": load_prompt("judge_system")}, {"role": "user", "content": user}]
 
 
+def _first_line(reply: str) -> str:
+    """A short reply's first non-blank line, made inert: the model may go on past what was asked."""
+    lines = reply.strip().splitlines()
+    return sanitize(lines[0]).strip() if lines else ""
+
+
 @lru_cache(maxsize=1)
 def _encoding():
     """tiktoken's cl100k, from the copy llama-index ships (tiktoken alone would download it)."""
@@ -126,8 +132,8 @@ class LLMAnswerer:
             self.chat.stream(
                 [{"role": "user", "content": load_prompt("condense").format(history=lines, question=question)}]
             )
-        ).strip()
-        return sanitize(text.splitlines()[0]).strip() if text else question
+        )
+        return _first_line(text) or question
 
     def field_terms(self, question: str) -> str:
         """The field's own words for a question asked in other words (one line of terms), or "" when the model
@@ -140,8 +146,7 @@ class LLMAnswerer:
                     break
         except LLMError:
             return ""
-        first = line.strip().splitlines()[0] if line.strip() else ""
-        return sanitize(first[:MAX_TERMS_CHARS]).strip()
+        return _first_line(line)[:MAX_TERMS_CHARS].strip()
 
     def fit(self, intent: Intent, hits: list[Hit]) -> list[Hit]:
         return fit(intent.query, hits, intent.is_list, self.context, self.answer_tokens, self.excerpt)
