@@ -261,7 +261,7 @@ class Engine:
             return self.quoter, ""
         if why := evidence.unreachable(sources):
             return self.quoter, LLM_DOWN_NOTICE.format(why=why)
-        if intent.is_list and not intent.one:
+        if intent.many:
             return self.quoter, ""
         return self.answerer, ""
 
@@ -281,7 +281,7 @@ class Engine:
 
     def as_judged(self, intent: Intent) -> bool:
         """A list judged by an LLM is written while its papers are read: the model takes seconds a paper."""
-        return self.judge is not self.offline and intent.is_list and not intent.one and not intent.filter_only
+        return self.judge is not self.offline and intent.many and not intent.filter_only
 
     def _list_as_judged(
         self, answer: Answer, intent: Intent, hits: list[Hit], on_progress: Progress | None, t0: float

@@ -25,7 +25,8 @@ def claim_spans(text: str) -> list[tuple[int, int]]:
     """Sentences of the answer, each one claim; in a list line a sentence without a marker of its
     own joins the next one, so "- X: a 1.4x speedup. Less memory [1]" is one cited claim.
 
-    A marker written after the full stop ("... speedup. [1]") belongs to the sentence before it.
+    A marker written after the full stop ("... speedup. [1]") belongs to the sentence before it; one that
+    opens a line with no sentence before it ("[1] rStar-Math reaches 90.0%.") cites the sentence it opens.
     """
     spans: list[tuple[int, int]] = []
     offset = 0
@@ -36,7 +37,10 @@ def claim_spans(text: str) -> list[tuple[int, int]]:
         for s, e in plain_sentence_spans(line[skip:]):
             s, e = s + skip, e + skip
             lead = LEADING_MARKERS.match(line[s:e])
-            if lead:
+            opens = (
+                lead and pending is None and not (spans and offset <= spans[-1][0]) and line[s + lead.end() : e].strip()
+            )
+            if lead and not opens:
                 if pending is not None:
                     spans.append((offset + pending, offset + s + lead.end()))
                     pending = None

@@ -149,7 +149,7 @@ class LLMAnswerer:
         return _first_line(line)[:MAX_TERMS_CHARS].strip()
 
     def fit(self, intent: Intent, hits: list[Hit]) -> list[Hit]:
-        return fit(intent.query, hits, intent.is_list, self.context, self.answer_tokens, self.excerpt)
+        return fit(intent.query, hits, intent.many, self.context, self.answer_tokens, self.excerpt)
 
     def stream(self, intent: Intent, hits: list[Hit]) -> Iterator[str]:
-        yield from self.chat.stream(build_messages(intent.query, hits, intent.is_list, self.excerpt))
+        yield from self.chat.stream(build_messages(intent.query, hits, intent.many, self.excerpt))

@@ -124,6 +124,11 @@ class Intent:
         return self.kind in ("list", "how-to")
 
     @property
+    def many(self) -> bool:
+        """Papers to be listed: "which papers ...", not "which paper ..." (answered like a lookup)."""
+        return self.is_list and not self.one
+
+    @property
     def is_summary(self) -> bool:
         """ "Summarise / what does the corpus say about X": every relevant source, as a list has."""
         return self.kind == "summary"

@@ -479,6 +479,15 @@ def test_an_llm_list_names_exactly_the_papers_the_llm_judged_relevant_written_by
     assert again.ask(UNANCHORED).text == answer.text  # the same whatever order the verdicts arrive in
 
 
+def test_which_paper_is_written_as_a_lookup_not_as_a_list(tiny, fake_llm):
+    """ "Which paper ..." asks for one paper: the model is asked to answer it, not to list every source."""
+    engine = Engine(tiny.settings, tiny.retriever, fake_llm.enqueue("FP8 training is faster [1]."))
+    engine.ask("Which paper trains language models in FP8?")
+    engine.ask("Which papers train language models in FP8?")
+    (one,) = [m[-1]["content"] for m in fake_llm.calls]  # a list is written by code from the judgements
+    assert load_prompt("answer_instructions").strip() in one and load_prompt("list_instructions").strip() not in one
+
+
 def test_for_a_list_in_the_corpus_own_words_the_offline_judge_decides_and_the_model_is_not_asked(tiny, fake_llm):
     question = "which papers are about language models?"
     offline = extractive(tiny).ask(question)

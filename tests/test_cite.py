@@ -238,6 +238,20 @@ def test_citation_after_the_full_stop_belongs_to_the_sentence_before_it():
         assert by_n[1].supported and by_n[2].supported
 
 
+def test_a_marker_opening_a_line_cites_the_sentence_it_opens():
+    """Small models write "[1] claim." with nothing before the marker: it cites that claim, and a marker
+    after a sentence still cites the sentence before it."""
+    for text in (
+        f"[1] {SPEEDUP}",
+        f"Robotic grasping of unseen objects reaches a 96% success rate. [2]\n[1] {SPEEDUP}",
+    ):
+        _, citations, _ = check(text)
+        by_n = {c.n: c for c in citations}
+        assert by_n[1].claim == f"[1] {SPEEDUP}" and by_n[1].supported, citations
+    _, citations, _ = check(f"{SPEEDUP} [1] Robotic grasping of unseen objects reaches a 96% success rate.")
+    assert [(c.n, c.claim) for c in citations] == [(1, f"{SPEEDUP} [1]")]  # not the sentence after it
+
+
 def test_bare_marker_without_a_claim_is_not_evidence():
     """A claim with no content words cannot be backed by any sentence; it must not count as supported."""
     _, citations, _ = check("Yes. [1]")
