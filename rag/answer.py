@@ -318,9 +318,8 @@ class Engine:
                 "extractive",
                 self.quoter.name if answer.notice else LIST_BY_CODE.format(model=self.model),
             )
-        if writer is not self.quoter:  # the model writes from what the extractive answer would quote
-            chosen = [answer.sources[i - 1] for i in self.quoter.chosen(intent, answer.sources)]
-            answer.sources = writer.fit(intent, [h for h in chosen if h.relevant])
+        if writer is not self.quoter:
+            answer.sources = writer.fit(intent, [h for h in answer.sources if h.relevant])
         try:
             raw = yield from self._stream(writer, answer, intent, t0)
         except LLMError as e:

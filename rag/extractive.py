@@ -166,26 +166,26 @@ class ExtractiveAnswerer:
         yield from (piece for piece in re.split(r"(?<=\] )|(?<=\n)", self.answer(intent, hits)) if piece)
 
     def answer(self, intent: Intent, hits: list[Hit]) -> str:
-        """Written from the evidence step's judgements (`chosen`), a line per paper of a list or summary."""
+        """Written from the evidence step's judgements: a list or summary names every paper judged relevant
+        (they come first, strongest first), a lookup the best one unless another is as close."""
         if intent.asks:
             return self._metadata(intent, hits)
         listed = (intent.is_list or intent.is_summary) and not intent.one
-        keep = self.chosen(intent, hits)
+        if intent.filter_only:
+            keep = [i for i, h in enumerate(hits, 1) if h.quotes()] or [
+                1
+            ]  # "papers from 2019": the filter is the answer
+        elif listed:
+            keep = [i for i, h in enumerate(hits, 1) if h.relevant and h.quotes()] or [1]
+        else:
+            # a lookup: one paper, unless another is as close
+            near = self.relevance.relevant(intent.searched, hits, NEAR)
+            keep = sorted({1, *(i for i in near if hits[i - 1].relevant and hits[i - 1].quotes())})
         lines = [f"- {self.paper_line(i, hits[i - 1], intent.wants)}" for i in keep]
         groups = [reports(hits[i - 1]) for i in keep] if intent.is_summary and listed else []
         if len(set(groups)) > 1:
             return "\n".join(_headed(lines, groups))
         return "\n".join(lines) if len(lines) > 1 or (listed and intent.is_list) else lines[0][2:]
-
-    def chosen(self, intent: Intent, hits: list[Hit]) -> list[int]:
-        """Positions (1-based) of the papers an answer draws on: a list or summary every paper judged relevant
-        (they come first, strongest first), a lookup the best one unless another is as close."""
-        if intent.filter_only:  # "papers from 2019": the filter is the answer
-            return [i for i, h in enumerate(hits, 1) if h.quotes()] or [1]
-        if (intent.is_list or intent.is_summary) and not intent.one:
-            return [i for i, h in enumerate(hits, 1) if h.relevant and h.quotes()] or [1]
-        near = self.relevance.relevant(intent.searched, hits, NEAR)
-        return sorted({1, *(i for i in near if hits[i - 1].relevant and hits[i - 1].quotes())})
 
     def paper_line(self, n: int, hit: Hit, wants: Want | None) -> str:
         """The paper's name and its answering sentences; asked for a figure, a dataset or a comparison its

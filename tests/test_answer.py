@@ -488,18 +488,6 @@ def test_which_paper_is_written_as_a_lookup_not_as_a_list(tiny, fake_llm):
     assert load_prompt("answer_instructions").strip() in one and load_prompt("list_instructions").strip() not in one
 
 
-def test_a_lookup_is_written_from_the_papers_the_extractive_answer_would_quote(tiny, fake_llm):
-    """A lookup answers from the best paper (and one as close): the model is not handed every relevant paper
-    to choose from, which a small one answers by citing several."""
-    question = "what do papers say about language models?"
-    offline = extractive(tiny).ask(question)
-    quoted = list(dict.fromkeys(c.title for c in offline.citations))
-    assert len(quoted) < sum(h.relevant for h in offline.sources)  # more papers are relevant than quoted
-    Engine(tiny.settings, tiny.retriever, fake_llm.enqueue("FP8 training works [1].")).ask(question)
-    (call,) = fake_llm.calls
-    assert re.findall(r'<source id="\d+" title="([^"]*)"', call[-1]["content"]) == quoted
-
-
 def test_for_a_list_in_the_corpus_own_words_the_offline_judge_decides_and_the_model_is_not_asked(tiny, fake_llm):
     question = "which papers are about language models?"
     offline = extractive(tiny).ask(question)
