@@ -17,6 +17,8 @@ LABEL = re.compile(r"^\s*([^:\n]{1,200}?):\s")  # "COAT: ..." / "Title: ..." at 
 # ": what it reports [2]", or markers only ("[2]").
 UNNAMED = re.compile(rf"(?:\[\d+\]\s*)?:\s*|(?=(?:{MARKER.pattern}\s*)+$)")
 MAX_RANGE = 50
+REPEATED_MARKER = re.compile(r"(\[\d+\])(?:\s*\1)+")  # "[3] [3] [3] ...": a small model looping
+CUT_MARKER = re.compile(r"\s*\[\d*$")  # "... [3": an answer cut off inside a marker
 # A code-like string (letters and digits mixed, e.g. a planted "CANARY-7f3a9"): a claim may carry one only if its source does.
 CODE = re.compile(r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{6,}(?![\w-])")
 
@@ -186,8 +188,10 @@ def drop_planted(text: str, sources: list[Hit], question: str = "") -> str:
 
 
 def check(text: str, sources: list[Hit], question: str = "") -> tuple[str, list[Citation], list[int]]:
-    """Clean `text` of invalid citations and of planted sentences (`drop_planted`), and check each remaining [n] against source n."""
-    text, removed = strip_invalid(text, len(sources))
+    """Clean `text` of invalid citations, of a model's looping markers and of planted sentences (`drop_planted`),
+    and check each remaining [n] against source n."""
+    text, removed = strip_invalid(CUT_MARKER.sub("", text), len(sources))
+    text = REPEATED_MARKER.sub(r"\1", text)
     text = drop_planted(text, sources, question)
     text = _name_unnamed(text, sources)
     citations: list[Citation] = []

@@ -252,6 +252,13 @@ def test_a_marker_opening_a_line_cites_the_sentence_it_opens():
     assert [(c.n, c.claim) for c in citations] == [(1, f"{SPEEDUP} [1]")]  # not the sentence after it
 
 
+def test_a_looping_marker_is_kept_once():
+    """A small model sometimes repeats one marker until it runs out of tokens: the answer shows it once,
+    without the marker cut off at the end."""
+    text, citations, removed = check(f"{SPEEDUP} " + "[1] " * 200 + "[1")
+    assert text == f"{SPEEDUP} [1]" and ns(citations) == [1] and removed == []
+
+
 def test_bare_marker_without_a_claim_is_not_evidence():
     """A claim with no content words cannot be backed by any sentence; it must not count as supported."""
     _, citations, _ = check("Yes. [1]")
