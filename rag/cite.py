@@ -16,6 +16,7 @@ LABEL = re.compile(r"^\s*([^:\n]{1,200}?):\s")  # "COAT: ..." / "Title: ..." at 
 # After a list bullet, a line whose paper's name a small model left out: "[2]: what it reports",
 # ": what it reports [2]", or markers only ("[2]").
 UNNAMED = re.compile(rf"(?:\[\d+\]\s*)?:\s*|(?=(?:{MARKER.pattern}\s*)+$)")
+NAMELESS = re.compile(r"\s*\[\d+\]\s*:\s*")  # a line opening "[1]: what it reports", no bullet
 MAX_RANGE = 50
 REPEATED_MARKER = re.compile(r"(\[\d+\])(?:\s*\1)+")  # "[3] [3] [3] ...": a small model looping
 CUT_MARKER = re.compile(r"\s*\[\d*$")  # "... [3": an answer cut off inside a marker
@@ -109,23 +110,24 @@ def _body(claim: str, paper: Paper) -> str:
 
 def _name_unnamed(text: str, sources: list[Hit]) -> str:
     """A list line without the paper's name ("- [2]", "- : a 1.4x speedup [2]", "- [2]: a 1.4x
-    speedup") gets the title of the source its first marker names, and keeps a citation: the line
-    says which paper fits, and the reader should not have to look it up. Markers are valid here
-    (`strip_invalid` ran first)."""
+    speedup"), or a line in the place of the name ("[2]: a 1.4x speedup"), gets the title of the source
+    its first marker names, and keeps a citation: the line says which paper fits, and the reader should
+    not have to look it up. Markers are valid here (`strip_invalid` ran first)."""
     lines = []
     for line in text.splitlines(keepends=True):
         content = line.rstrip("\r\n")
         bullet = BULLET.match(content)
-        unnamed = UNNAMED.match(content, bullet.end()) if bullet else None
-        first = MARKER.search(content, bullet.end()) if bullet and unnamed else None
-        if first is None or bullet is None or unnamed is None:
+        start = bullet.end() if bullet else 0
+        unnamed = UNNAMED.match(content, start) if bullet else NAMELESS.match(content)
+        first = MARKER.search(content, start) if unnamed else None
+        if first is None or unnamed is None:
             lines.append(line)
             continue
         n = _numbers(first.group(1))[0]
         body = content[unnamed.end() :]
         cited = body if MARKER.search(body) else f"{body} [{n}]"
         title = sources[n - 1].paper.display_title
-        lines.append(f"{content[: bullet.end()]}{title}{': ' if unnamed.group() else ' '}{cited}{line[len(content) :]}")
+        lines.append(f"{content[:start]}{title}{': ' if unnamed.group() else ' '}{cited}{line[len(content) :]}")
     return "".join(lines)
 
 

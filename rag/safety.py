@@ -534,7 +534,9 @@ _AUTOLINK = re.compile(r"<((?:https?|ftp|mailto):[^\s<>]*)>", re.I)
 _PARENS = r"\((?:[^()]|\([^()]*\))*\)"  # a link target, one level of nested parentheses allowed
 _MD_IMAGE = re.compile(r"!\[[^\]]*\](?:" + _PARENS + r"|\[[^\]]*\])")
 _MD_LINK = re.compile(r"\[([^\]]*)\]" + _PARENS)  # [1][2] are two citations, not a reference link
-_MD_REFERENCE = re.compile(r"^[ \t]*\[[^\]]+\]:[ \t]*\S.*$\n?", re.M)
+_MD_REFERENCE = re.compile(r"^[ \t]*\[[^\]]+\]:[ \t]*(\S+)(.*)$\n?", re.M)
+_REFERENCE_TITLE = re.compile(r"[ \t]*(?:\"[^\"]*\"|'[^']*'|\([^)]*\))?[ \t]*")
+_LINK_TARGET = re.compile(r"^<|://|^www\.|^/|^#|^mailto:", re.I)
 _SCRIPT_URL = re.compile(
     r"\b(?:j\s*a\s*v\s*a\s*s\s*c\s*r\s*i\s*p\s*t|v\s*b\s*s\s*c\s*r\s*i\s*p\s*t)\s*:\S*|\bdata:[\w/+.-]+[;,]\S*", re.I
 )
@@ -552,11 +554,18 @@ def _link_label(m: re.Match) -> str:
     return f"[{label}]" if _CITATION.fullmatch(label.strip()) else label
 
 
+def _reference(m: re.Match) -> str:
+    """A link reference definition ("[1]: http://x", or anything a renderer might take for one) goes; a line
+    that only opens with a label and a colon ("[1]: PINNs fail on chaotic systems.") is text, and stays."""
+    target, rest = m.group(1), m.group(2)
+    return "" if _LINK_TARGET.search(target) or _REFERENCE_TITLE.fullmatch(rest) else m.group(0)
+
+
 def _sanitize_once(text: str) -> str:
     text = _HIDDEN_BLOCK.sub("", text)
     text = _AUTOLINK.sub(r"\1", text)
     text = _TAG.sub("", text)
-    text = _MD_REFERENCE.sub("", text)
+    text = _MD_REFERENCE.sub(_reference, text)
     text = _MD_IMAGE.sub("", text)
     text = _MD_LINK.sub(_link_label, text)
     return _SCRIPT_URL.sub("", text)

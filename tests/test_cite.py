@@ -259,6 +259,12 @@ def test_a_looping_marker_is_kept_once():
     assert text == f"{SPEEDUP} [1]" and ns(citations) == [1] and removed == []
 
 
+def test_a_line_opening_with_a_marker_and_a_colon_gets_the_title_it_stands_for():
+    """ "[1]: what it reports", a small model's line with the marker where the paper's name goes."""
+    text, citations, _ = check(f"[1]: {SPEEDUP}")
+    assert text.startswith(f"{COAT.title}: {SPEEDUP}") and ns(citations) == [1] and citations[0].supported, text
+
+
 def test_bare_marker_without_a_claim_is_not_evidence():
     """A claim with no content words cannot be backed by any sentence; it must not count as supported."""
     _, citations, _ = check("Yes. [1]")

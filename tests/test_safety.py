@@ -286,6 +286,8 @@ def _corpus_sample() -> list[Paper]:
         ("<scr<script></script>ipt>alert(1)</script>done", "alert(1)done"),
         ("Unclosed <script>alert(1)", "Unclosed "),
         ("A [1] claim.\n[1]: http://evil.example/ref\n", "A [1] claim.\n"),
+        ("A [1] claim.\n[1]: /ref 'a title'\n[2]: www.evil.example more\n", "A [1] claim.\n"),
+        ("[1]: PINNs fail on chaotic systems.", "[1]: PINNs fail on chaotic systems."),  # text, not a definition
         ("An <https://example.org/x> autolink.", "An https://example.org/x autolink."),
         ("&lt;script&gt; stays escaped.", "&lt;script&gt; stays escaped."),
         ("Right-to-left \u202eoverride\u202c removed.", "Right-to-left override removed."),
