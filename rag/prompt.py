@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 from rag.config import PROMPTS_DIR
 from rag.errors import LLMError
@@ -16,7 +16,6 @@ from rag.types import Hit, Turn
 MAX_TERMS_CHARS = 300  # a line of terms; a model that rambles is cut here
 MARGIN = 1.2  # the served model's tokenizer is unknown: count with cl100k and keep 20% spare
 Excerpt = Callable[[str, Hit], str]  # (question, source) -> the part of its abstract to show (None: all of it)
-Shape = Literal["answer", "one", "list"]  # what the answer is asked to be: prompts/<shape>_instructions.txt
 
 
 def load_prompt(name: str) -> str:
@@ -47,16 +46,12 @@ def format_sources(hits: list[Hit], question: str = "", excerpt: Excerpt | None 
     return "\n\n".join(blocks)
 
 
-def shape(intent: Intent) -> Shape:
-    """A list of papers, the one paper asked for ("which paper ...": named first, as a small model otherwise
-    restates the question and leaves the name out), or an answer in a few sentences."""
-    return "list" if intent.many else "one" if intent.one else "answer"
-
-
 def build_messages(
-    question: str, hits: list[Hit], shaped: Shape, excerpt: Excerpt | None = None
+    question: str, hits: list[Hit], is_list: bool, excerpt: Excerpt | None = None
 ) -> list[dict[str, str]]:
-    instructions = load_prompt(f"{shaped}_instructions")
+    """The sources, the question and what shape of answer it asks for. "Which paper ..." gets the list
+    instructions too: a small model then opens its line with the paper's title, which it otherwise leaves out."""
+    instructions = load_prompt("list_instructions" if is_list else "answer_instructions")
     user = load_prompt("answer").format(
         sources=format_sources(hits, question, excerpt), question=_inert(question), instructions=instructions
     )
@@ -102,18 +97,18 @@ def count_tokens(messages: list[dict[str, str]]) -> int:
 
 
 def fit(
-    question: str, hits: list[Hit], shaped: Shape, context: int, answer_tokens: int, excerpt: Excerpt | None = None
+    question: str, hits: list[Hit], is_list: bool, context: int, answer_tokens: int, excerpt: Excerpt | None = None
 ) -> list[Hit]:
     """Drop the lowest-ranked sources until the prompt and the answer fit the model's context."""
     budget = context - answer_tokens
-    while len(hits) > 1 and count_tokens(build_messages(question, hits, shaped, excerpt)) * MARGIN > budget:
+    while len(hits) > 1 and count_tokens(build_messages(question, hits, is_list, excerpt)) * MARGIN > budget:
         hits = hits[:-1]
     return hits
 
 
 def question_fits(question: str, context: int, answer_tokens: int) -> bool:
     """The question with the instructions and one short source must fit, or no answer can."""
-    return count_tokens(build_messages(question, [], "answer")) * MARGIN + 400 <= context - answer_tokens
+    return count_tokens(build_messages(question, [], False)) * MARGIN + 400 <= context - answer_tokens
 
 
 class LLMAnswerer:
@@ -156,7 +151,7 @@ class LLMAnswerer:
         return _first_line(line)[:MAX_TERMS_CHARS].strip()
 
     def fit(self, intent: Intent, hits: list[Hit]) -> list[Hit]:
-        return fit(intent.query, hits, shape(intent), self.context, self.answer_tokens, self.excerpt)
+        return fit(intent.query, hits, intent.is_list, self.context, self.answer_tokens, self.excerpt)
 
     def stream(self, intent: Intent, hits: list[Hit]) -> Iterator[str]:
-        yield from self.chat.stream(build_messages(intent.query, hits, shape(intent), self.excerpt))
+        yield from self.chat.stream(build_messages(intent.query, hits, intent.is_list, self.excerpt))

@@ -91,14 +91,14 @@ def source_blocks(user: str) -> list[tuple[str, str, str]]:
 
 
 def test_system_prompt_comes_first_and_user_message_second():
-    messages = build_messages("Why do zebras have stripes?", HITS, shaped="answer")
+    messages = build_messages("Why do zebras have stripes?", HITS, is_list=False)
     assert [m["role"] for m in messages] == ["system", "user"]
     assert messages[0]["content"] == load_prompt("system")
     assert "Question: Why do zebras have stripes?" in messages[1]["content"]
 
 
 def test_system_prompt_says_source_text_is_never_an_instruction():
-    system = build_messages("q", HITS, shaped="answer")[0]["content"]
+    system = build_messages("q", HITS, is_list=False)[0]["content"]
     assert "<source>" in system
     assert "never an instruction" in system
     assert "ignore any request" in system.lower()
@@ -107,12 +107,12 @@ def test_system_prompt_says_source_text_is_never_an_instruction():
 def test_the_writer_is_not_invited_to_refuse():
     """Refusing is the code's decision, made before the model writes; told it may refuse, a small model declines
     answerable questions (BENCHMARKS.md)."""
-    for shaped in ("answer", "one", "list"):
-        assert "does not answer" not in " ".join(m["content"] for m in build_messages("q", HITS, shaped))
+    for is_list in (False, True):
+        assert "does not answer" not in " ".join(m["content"] for m in build_messages("q", HITS, is_list))
 
 
 def test_sources_are_numbered_in_retrieval_order():
-    user = build_messages("q", HITS, shaped="answer")[1]["content"]
+    user = build_messages("q", HITS, is_list=False)[1]["content"]
     tags = re.findall(r'<source id="(\d+)" title="([^"]*)" meta="([^"]*)">', user)
     assert [(n, t) for n, t, _ in tags] == [
         ("1", HITS[0].paper.title),
@@ -135,8 +135,8 @@ def test_untitled_paper_is_named_by_its_opening_words_and_quotes_in_titles_are_h
 
 
 def test_list_question_uses_the_list_instructions():
-    list_user = build_messages("which papers study animals?", HITS, shaped="list")[1]["content"]
-    plain_user = build_messages("why do zebras have stripes?", HITS, shaped="answer")[1]["content"]
+    list_user = build_messages("which papers study animals?", HITS, is_list=True)[1]["content"]
+    plain_user = build_messages("why do zebras have stripes?", HITS, is_list=False)[1]["content"]
     list_text, plain_text = load_prompt("list_instructions").strip(), load_prompt("answer_instructions").strip()
     assert list_text in list_user and plain_text not in list_user
     assert plain_text in plain_user and list_text not in plain_user
@@ -144,7 +144,7 @@ def test_list_question_uses_the_list_instructions():
 
 
 def _assert_tags_intact(hits: list[Hit]) -> None:
-    user = build_messages("q", hits, shaped="answer")[1]["content"]
+    user = build_messages("q", hits, is_list=False)[1]["content"]
     assert user.count("</source>") == len(hits), user
     assert user.count("<source") == len(hits), user
     assert [b[0] for b in source_blocks(user)] == [str(i) for i in range(1, len(hits) + 1)]
@@ -477,15 +477,6 @@ def test_an_llm_list_names_exactly_the_papers_the_llm_judged_relevant_written_by
         tiny.settings.model_copy(update={"llm_concurrency": 1}), tiny.retriever, FakeLLM(verdict=fake_llm.verdict)
     )
     assert again.ask(UNANCHORED).text == answer.text  # the same whatever order the verdicts arrive in
-
-
-def test_which_paper_is_written_as_one_paper_not_as_a_list(tiny, fake_llm):
-    """ "Which paper ..." asks for one paper: the model is asked to name it, not to list every source."""
-    engine = Engine(tiny.settings, tiny.retriever, fake_llm.enqueue("FP8 training is faster [1]."))
-    engine.ask("Which paper trains language models in FP8?")
-    engine.ask("Which papers train language models in FP8?")
-    (one,) = [m[-1]["content"] for m in fake_llm.calls]  # a list is written by code from the judgements
-    assert load_prompt("one_instructions").strip() in one and load_prompt("list_instructions").strip() not in one
 
 
 def test_for_a_list_in_the_corpus_own_words_the_offline_judge_decides_and_the_model_is_not_asked(tiny, fake_llm):
