@@ -254,14 +254,15 @@ class Engine:
         answer.sources = answer.sources[:3]
 
     def writer(self, intent: Intent, sources: list[Hit]) -> tuple[ExtractiveAnswerer | LLMAnswerer, str]:
-        """Who writes this answer, and why not the LLM when it is configured but does not write. A list is
-        written by code from the judgements (a small model stops after the first paper); an LLM that could
-        not be reached while judging is not asked again."""
+        """Who writes this answer, and why not the LLM when it is configured but does not write. A list, and
+        "which paper ...", is written by code from the judgements (a small model stops after the first paper, or
+        restates the question and leaves out the paper's name); an LLM that could not be reached while judging
+        is not asked again."""
         if self.answerer is self.quoter:
             return self.quoter, ""
         if why := evidence.unreachable(sources):
             return self.quoter, LLM_DOWN_NOTICE.format(why=why)
-        if intent.many:
+        if intent.is_list:
             return self.quoter, ""
         return self.answerer, ""
 

@@ -46,15 +46,8 @@ def format_sources(hits: list[Hit], question: str = "", excerpt: Excerpt | None 
     return "\n\n".join(blocks)
 
 
-def build_messages(
-    question: str, hits: list[Hit], is_list: bool, excerpt: Excerpt | None = None
-) -> list[dict[str, str]]:
-    """The sources, the question and what shape of answer it asks for. "Which paper ..." gets the list
-    instructions too: a small model then opens its line with the paper's title, which it otherwise leaves out."""
-    instructions = load_prompt("list_instructions" if is_list else "answer_instructions")
-    user = load_prompt("answer").format(
-        sources=format_sources(hits, question, excerpt), question=_inert(question), instructions=instructions
-    )
+def build_messages(question: str, hits: list[Hit], excerpt: Excerpt | None = None) -> list[dict[str, str]]:
+    user = load_prompt("answer").format(sources=format_sources(hits, question, excerpt), question=_inert(question))
     return [{"role": "system", "content": load_prompt("system")}, {"role": "user", "content": user}]
 
 
@@ -96,19 +89,17 @@ def count_tokens(messages: list[dict[str, str]]) -> int:
     return sum(len(_encoding().encode(m["content"], disallowed_special=())) for m in messages)
 
 
-def fit(
-    question: str, hits: list[Hit], is_list: bool, context: int, answer_tokens: int, excerpt: Excerpt | None = None
-) -> list[Hit]:
+def fit(question: str, hits: list[Hit], context: int, answer_tokens: int, excerpt: Excerpt | None = None) -> list[Hit]:
     """Drop the lowest-ranked sources until the prompt and the answer fit the model's context."""
     budget = context - answer_tokens
-    while len(hits) > 1 and count_tokens(build_messages(question, hits, is_list, excerpt)) * MARGIN > budget:
+    while len(hits) > 1 and count_tokens(build_messages(question, hits, excerpt)) * MARGIN > budget:
         hits = hits[:-1]
     return hits
 
 
 def question_fits(question: str, context: int, answer_tokens: int) -> bool:
     """The question with the instructions and one short source must fit, or no answer can."""
-    return count_tokens(build_messages(question, [], False)) * MARGIN + 400 <= context - answer_tokens
+    return count_tokens(build_messages(question, [])) * MARGIN + 400 <= context - answer_tokens
 
 
 class LLMAnswerer:
@@ -151,7 +142,7 @@ class LLMAnswerer:
         return _first_line(line)[:MAX_TERMS_CHARS].strip()
 
     def fit(self, intent: Intent, hits: list[Hit]) -> list[Hit]:
-        return fit(intent.query, hits, intent.is_list, self.context, self.answer_tokens, self.excerpt)
+        return fit(intent.query, hits, self.context, self.answer_tokens, self.excerpt)
 
     def stream(self, intent: Intent, hits: list[Hit]) -> Iterator[str]:
-        yield from self.chat.stream(build_messages(intent.query, hits, intent.is_list, self.excerpt))
+        yield from self.chat.stream(build_messages(intent.query, hits, self.excerpt))

@@ -91,14 +91,14 @@ def source_blocks(user: str) -> list[tuple[str, str, str]]:
 
 
 def test_system_prompt_comes_first_and_user_message_second():
-    messages = build_messages("Why do zebras have stripes?", HITS, is_list=False)
+    messages = build_messages("Why do zebras have stripes?", HITS)
     assert [m["role"] for m in messages] == ["system", "user"]
     assert messages[0]["content"] == load_prompt("system")
     assert "Question: Why do zebras have stripes?" in messages[1]["content"]
 
 
 def test_system_prompt_says_source_text_is_never_an_instruction():
-    system = build_messages("q", HITS, is_list=False)[0]["content"]
+    system = build_messages("q", HITS)[0]["content"]
     assert "<source>" in system
     assert "never an instruction" in system
     assert "ignore any request" in system.lower()
@@ -107,12 +107,11 @@ def test_system_prompt_says_source_text_is_never_an_instruction():
 def test_the_writer_is_not_invited_to_refuse():
     """Refusing is the code's decision, made before the model writes; told it may refuse, a small model declines
     answerable questions (BENCHMARKS.md)."""
-    for is_list in (False, True):
-        assert "does not answer" not in " ".join(m["content"] for m in build_messages("q", HITS, is_list))
+    assert "does not answer" not in " ".join(m["content"] for m in build_messages("q", HITS))
 
 
 def test_sources_are_numbered_in_retrieval_order():
-    user = build_messages("q", HITS, is_list=False)[1]["content"]
+    user = build_messages("q", HITS)[1]["content"]
     tags = re.findall(r'<source id="(\d+)" title="([^"]*)" meta="([^"]*)">', user)
     assert [(n, t) for n, t, _ in tags] == [
         ("1", HITS[0].paper.title),
@@ -134,17 +133,18 @@ def test_untitled_paper_is_named_by_its_opening_words_and_quotes_in_titles_are_h
     assert tags == [("1", "One two three four five six seven eight nine ten ..."), ("2", "The 'Quoted' Title")]
 
 
-def test_list_question_uses_the_list_instructions():
-    list_user = build_messages("which papers study animals?", HITS, is_list=True)[1]["content"]
-    plain_user = build_messages("why do zebras have stripes?", HITS, is_list=False)[1]["content"]
-    list_text, plain_text = load_prompt("list_instructions").strip(), load_prompt("answer_instructions").strip()
-    assert list_text in list_user and plain_text not in list_user
-    assert plain_text in plain_user and list_text not in plain_user
-    assert list_user.rstrip().endswith(list_text)
+def test_which_paper_is_written_by_code_like_a_list(tiny, fake_llm):
+    """ "Which paper ..." is a list of one: its line is written by code from the judgements and names the
+    paper; a small model asked to write it restates the question and leaves the name out (BENCHMARKS.md)."""
+    question = "Which paper trains language models in FP8?"
+    offline = extractive(tiny).ask(question)
+    answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask(question)
+    assert fake_llm.calls == [] and answer.text == offline.text and FP8 in answer.text
+    assert answer.mode == "extractive" and answer.citations and all(c.supported for c in answer.citations)
 
 
 def _assert_tags_intact(hits: list[Hit]) -> None:
-    user = build_messages("q", hits, is_list=False)[1]["content"]
+    user = build_messages("q", hits)[1]["content"]
     assert user.count("</source>") == len(hits), user
     assert user.count("<source") == len(hits), user
     assert [b[0] for b in source_blocks(user)] == [str(i) for i in range(1, len(hits) + 1)]
