@@ -33,7 +33,7 @@ METADATA_NOTICE = (
     "Computed from the papers' metadata (dates, author counts, organisations), not quoted from their text."
 )
 LLM_DOWN_NOTICE = "The LLM could not be used ({why}), so this answer quotes the abstracts instead (extractive)."
-LIST_BY_CODE = "{model} judged each paper; the list quotes each relevant one"
+LIST_BY_CODE = "{model} judged each paper; the answer quotes each relevant one"
 DECLINED_NOTICE = "The model said its sources do not answer this, though they passed the relevance check: shown instead are the sentences that match the question best."
 # The code refuses before the model writes, and the prompt says its sources were checked; a model may still decline,
 # in words of its own ("The sources do not answer ...").
@@ -308,17 +308,19 @@ class Engine:
             yield answer.text
             return
         answer.notice = LLM_DOWN_NOTICE.format(why=why) if (why := evidence.unreachable(answer.sources)) else ""
-        asked = any(h.judgement is not None and h.judgement.by == "llm" for h in judged)  # not when anchored
-        answer.mode, answer.model = "extractive", LIST_BY_CODE.format(model=self.model) if asked else self.quoter.name
+        answer.mode, answer.model = "extractive", self.written_by_code(judged)
         self._check(answer, intent, raw, self.quoter)
+
+    def written_by_code(self, judged: list[Hit]) -> str:
+        """Who an answer written by code with an LLM configured is credited to: the model when it judged papers
+        (not for a question in the corpus's own words, nor when it could not be reached), else the quotes alone."""
+        asked = any(h.judgement is not None and h.judgement.by == "llm" for h in judged)
+        return LIST_BY_CODE.format(model=self.model) if asked else self.quoter.name
 
     def _generate(self, answer: Answer, intent: Intent, t0: float) -> Generator[str, None, None]:
         writer, answer.notice = self.writer(intent, answer.sources)
         if writer is self.quoter and self.answerer is not self.quoter:
-            answer.mode, answer.model = (
-                "extractive",
-                self.quoter.name if answer.notice else LIST_BY_CODE.format(model=self.model),
-            )
+            answer.mode, answer.model = "extractive", self.written_by_code(answer.sources)
         if writer is not self.quoter:
             answer.sources = writer.fit(intent, [h for h in answer.sources if h.relevant])
         try:

@@ -141,6 +141,7 @@ def test_which_paper_is_written_by_code_like_a_list(tiny, fake_llm):
     answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask(question)
     assert fake_llm.calls == [] and answer.text == offline.text and FP8 in answer.text
     assert answer.mode == "extractive" and answer.citations and all(c.supported for c in answer.citations)
+    assert answer.model == offline.model  # no verdicts (no logprobs): the model judged nothing, and is not credited
 
 
 def _assert_tags_intact(hits: list[Hit]) -> None:
