@@ -199,8 +199,10 @@ class Engine:
     def retrieve(self, intent: Intent, k: int, unknown: list[str]) -> tuple[Intent, list[Hit], bool, list[Hit] | None]:
         """The question's papers (`search`). For a question not in the corpus's own words (no candidate holds
         most of its rare terms), searched again with the field's terms for it, named by the LLM: a paraphrase
-        shares few words with the abstracts that answer it, those terms do. Without an LLM, or when the question
-        names what no paper mentions (`unknown`, refused for that), the question alone."""
+        shares few words with the abstracts that answer it, those terms do. The papers of both searches compete,
+        each with its better score: a term can mislead, and papers that match the terms less well than the
+        question's own best matches it do not push that paper out. Without an LLM, or when the question names what no paper mentions (`unknown`, refused for that),
+        the question alone."""
         any_year = self.any_year(intent)
         hits, on_topic = self.search(intent, k, any_year)
         if self.answerer is self.quoter or not hits or intent.filter_only or self.offline.anchored(intent.query, hits):
@@ -209,7 +211,8 @@ class Engine:
             return intent, hits, on_topic, any_year
         intent = replace(intent, field_terms=named)
         any_year = self.any_year(intent)
-        return (intent, *self.search(intent, k, any_year), any_year)
+        widened, on_topic = self.search(intent, k, any_year)
+        return intent, best_of(hits + widened, k), on_topic, any_year
 
     def any_year(self, intent: Intent) -> list[Hit] | None:
         """With a year filter on a topic, the best papers for the topic with the years left out (what
@@ -440,6 +443,15 @@ class Engine:
             return ""
         titles = "; ".join(h.paper.display_title for h in keep)
         return sanitize(f"{len(keep)} more match but have no known year: {titles}.")
+
+
+def best_of(hits: list[Hit], k: int) -> list[Hit]:
+    """The `k` best papers of several searches, each once, with its best score (ties by paper id)."""
+    best: dict[str, Hit] = {}
+    for hit in hits:
+        if hit.paper.paper_id not in best or hit.score > best[hit.paper.paper_id].score:
+            best[hit.paper.paper_id] = hit
+    return sorted(best.values(), key=lambda h: (-h.score, h.paper.paper_id))[:k]
 
 
 def make_engine(settings: Settings, retriever: Retriever) -> Engine:

@@ -567,6 +567,19 @@ def test_with_no_terms_named_the_question_alone_is_judged_by_the_model(tiny, fak
     assert len(fake_llm.judged) == len(answer.sources) and answer.citations[0].title == GRASP
 
 
+def test_misleading_terms_do_not_push_out_what_the_question_alone_found(tiny, fake_llm, monkeypatch):
+    """The papers of both searches compete, each with its better score: a term can mislead, and the paper the
+    question alone finds first is not pushed out by papers that match the terms less well than it matches."""
+    searched = searches(tiny, monkeypatch)
+    fake_llm.terms = "medium-range weather forecasting; graph neural networks; protein structure prediction"
+    alone = [h.paper.display_title for h in tiny.retriever.search(IN_OTHER_WORDS, 3)]
+    answer = Engine(tiny.settings, tiny.retriever, fake_llm).ask(IN_OTHER_WORDS, k=3)
+    (with_terms,) = {q for q in searched if q != IN_OTHER_WORDS}
+    widened = [h.paper.display_title for h in tiny.retriever.search(with_terms, 3)]
+    assert alone[0] == GRASP and GRASP not in widened  # the terms alone would lose the paper
+    assert GRASP in {h.paper.display_title for h in answer.sources}
+
+
 @pytest.mark.parametrize(
     "terms",
     [
