@@ -33,7 +33,7 @@ METADATA_NOTICE = (
     "Computed from the papers' metadata (dates, author counts, organisations), not quoted from their text."
 )
 LLM_DOWN_NOTICE = "The LLM could not be used ({why}), so this answer quotes the abstracts instead (extractive)."
-LIST_BY_CODE = "{model} judged each paper; the answer quotes each relevant one"
+BY_CODE = "{model} judged each paper; the answer quotes each relevant one"
 DECLINED_NOTICE = "The model said its sources do not answer this, though they passed the relevance check: shown instead are the sentences that match the question best."
 # The code refuses before the model writes, and the prompt says its sources were checked; a model may still decline,
 # in words of its own ("The sources do not answer ...").
@@ -201,8 +201,8 @@ class Engine:
         most of its rare terms), searched again with the field's terms for it, named by the LLM: a paraphrase
         shares few words with the abstracts that answer it, those terms do. The papers of both searches compete,
         each with its better score: a term can mislead, and papers that match the terms less well than the
-        question's own best matches it do not push that paper out. Without an LLM, or when the question names what no paper mentions (`unknown`, refused for that),
-        the question alone."""
+        question's own best matches it do not push that paper out. Without an LLM, or when the question names
+        what no paper mentions (`unknown`, refused for that), the question alone."""
         any_year = self.any_year(intent)
         hits, on_topic = self.search(intent, k, any_year)
         if self.answerer is self.quoter or not hits or intent.filter_only or self.offline.anchored(intent.query, hits):
@@ -318,7 +318,7 @@ class Engine:
         """Who an answer written by code with an LLM configured is credited to: the model when it judged papers
         (not for a question in the corpus's own words, nor when it could not be reached), else the quotes alone."""
         asked = any(h.judgement is not None and h.judgement.by == "llm" for h in judged)
-        return LIST_BY_CODE.format(model=self.model) if asked else self.quoter.name
+        return BY_CODE.format(model=self.model) if asked else self.quoter.name
 
     def _generate(self, answer: Answer, intent: Intent, t0: float) -> Generator[str, None, None]:
         writer, answer.notice = self.writer(intent, answer.sources)
