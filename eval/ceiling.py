@@ -1,6 +1,7 @@
 """What the offline judge could reach at best with today's signals, for one split.
 
 Usage: python eval/ceiling.py --data-dir DIR [--split dev|test] [--candidates 12 20]
+(with RAG_LLM_* set, the model is also asked about each candidate of the ranking figure, as its judge would be)
 
 A figure below its goal here cannot be reached by choosing a better cut or threshold: the signals
 themselves have to get better (a stronger judge or retrieval). Three ceilings:
@@ -8,7 +9,7 @@ themselves have to get better (a stronger judge or retrieval). Three ceilings:
 - Lists ("which papers"): precision and recall of a perfect cut of the judged order, per paper, at each
   candidate count. Per list the cut is the first that reaches recall 0.8, or every candidate when none does.
 - Ranking: how often each signal puts a gold candidate of a paraphrased question above another candidate
-  (AUC: 0.5 is chance, 1.0 perfect).
+  (AUC: 0.5 is chance, 1.0 perfect); the model's probability of "yes" too when an LLM is configured.
 - Refusals: with the names and topic rules as they are, the best refusal recall any threshold on the best
   paper's relevance gives at false refusals <= 0.05, and the false refusals a recall of 0.9 would cost.
 """
@@ -16,6 +17,7 @@ themselves have to get better (a stronger judge or retrieval). Three ceilings:
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import mean
@@ -26,6 +28,8 @@ from rag.config import DATASETS_DIR, Settings
 from rag.dev import evaluate
 from rag.embed import make_embedder
 from rag.ingest import ingest
+from rag.llm import make_chat_model
+from rag.prompt import judge_messages
 from rag.question import read_question
 from rag.retrieve import Retriever
 from rag.store import open_store
@@ -33,7 +37,6 @@ from rag.types import Hit
 
 RECALL = 0.8  # the recall a list must reach (the goal's)
 FALSE_REFUSALS = 0.05  # the false refusals a refusal rule may cost (the goal's)
-SIGNALS = ("fused score", "dense cosine", "judge strength")
 
 
 @dataclass
@@ -57,9 +60,13 @@ def auc(positive: list[float], negative: list[float]) -> float:
     return mean(pairs) if pairs else float("nan")
 
 
-def signals(hit: Hit) -> tuple[float, float, float]:
+def signals(engine: Engine, question: str, hit: Hit) -> dict[str, float]:
+    """Each signal's value for one candidate; with an LLM configured, also its probability of "yes" as a judge."""
     assert hit.judgement is not None
-    return hit.score, hit.dense or 0.0, hit.judgement.strength
+    values = {"fused score": hit.score, "dense cosine": hit.dense or 0.0, "judge strength": hit.judgement.strength}
+    if engine.llm is not None:
+        values["LLM P(yes)"] = engine.llm.yes_probability(judge_messages(question, hit)) or 0.0
+    return values
 
 
 def judge_cut(hits: list[Hit], gold: set[str]) -> Cut:
@@ -81,14 +88,16 @@ def list_cuts(engine: Engine, questions: list[evaluate.Question], k: int) -> tup
 
 def ranking(engine: Engine, questions: list[evaluate.Question]) -> dict[str, float]:
     """Signal -> AUC of gold against the other candidates of the same paraphrased questions."""
-    gold: list[tuple[float, ...]] = []
-    other: list[tuple[float, ...]] = []
-    for q in questions:
+    gold: list[dict[str, float]] = []
+    other: list[dict[str, float]] = []
+    for n, q in enumerate(questions, 1):
         intent = read_question(q.question)
         k = engine.settings.list_k if intent.is_list or intent.is_summary else engine.settings.answer_k
         for hit in evidence.read(engine.offline, intent, engine.retriever.search(intent.searched, k, intent.filters)):
-            (gold if hit.paper.paper_id in q.gold else other).append(signals(hit))
-    return {name: auc([g[i] for g in gold], [o[i] for o in other]) for i, name in enumerate(SIGNALS)}
+            (gold if hit.paper.paper_id in q.gold else other).append(signals(engine, intent.query, hit))
+        print(f"\r  ranking: {n}/{len(questions)} questions read", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return {name: auc([g[name] for g in gold], [o[name] for o in other]) for name in gold[0]}
 
 
 def refusal_sweep(engine: Engine, questions: list[evaluate.Question]) -> tuple[tuple[float, float, float], float]:
@@ -127,7 +136,7 @@ def main() -> None:
     embedder = make_embedder(settings)
     if not open_store(settings).count():
         ingest(settings.corpus_paths, settings, embedder)
-    engine = Engine(settings, Retriever(settings, embedder), None)
+    engine = Engine(settings, Retriever(settings, embedder), make_chat_model(settings))
     questions = evaluate.select(evaluate.load_datasets([DATASETS_DIR]), args.split)
     lists = [q for q in questions if q.kind == "multi" and q.gold]
     print(f"{args.split}: {len(lists)} lists, per paper: precision / recall, papers kept")
