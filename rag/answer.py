@@ -25,6 +25,7 @@ from rag.question_meta import MetaQuery
 from rag.relevance import Relevance
 from rag.retrieve import Retriever
 from rag.safety import inert, repeats_withheld, sanitize, sanitize_stream
+from rag.tuned import TOPIC_CORPUS
 from rag.types import Answer, Citation, Conversation, Filters, Hit
 
 REFUSAL = "The corpus does not answer this."
@@ -34,6 +35,10 @@ METADATA_NOTICE = (
 )
 LLM_DOWN_NOTICE = "The LLM could not be used ({why}), so this answer quotes the abstracts instead (extractive)."
 BY_CODE = "{model} judged each paper; the answer quotes each relevant one"
+BY_MEANING = (
+    "No paper holds most of the question's rarer words, so these papers were chosen by closeness in meaning alone:"
+    " some may be off-topic."
+)
 DECLINED_NOTICE = "The model said its sources do not answer this, though they passed the relevance check: shown instead are the sentences that match the question best."
 # The code refuses before the model writes, and the prompt says its sources were checked; a model may still decline,
 # in words of its own ("The sources do not answer ...").
@@ -149,7 +154,8 @@ class Engine:
         how_to = (
             self.quoter.notice if self.answerer is self.quoter and not answer.refused else ""
         )  # last: the same every time
-        answer.notice = " ".join(x for x in (answer.notice, self.unknown_year_note(intent, any_year), how_to) if x)
+        notes = (answer.notice, self.by_meaning(intent, answer), self.unknown_year_note(intent, any_year), how_to)
+        answer.notice = " ".join(x for x in notes if x)
         answer.suspicious = [h.paper.paper_id for h in answer.sources if h.withheld]
         answer.timings["total"] = time.perf_counter() - t0
         return answer
@@ -432,6 +438,16 @@ class Engine:
             citations=citations,
             notice=METADATA_NOTICE,
         )
+
+    def by_meaning(self, intent: Intent, answer: Answer) -> str:
+        """Said under a list or summary of a question whose words no paper holds: its papers are a judgement of
+        meaning, and on paraphrased lists most such papers are wrong (BENCHMARKS.md, "What no cut or threshold
+        can beat")."""
+        if answer.refused or intent.filter_only or not (intent.many or intent.is_summary):
+            return ""
+        if len(self.retriever.lexicon) < TOPIC_CORPUS:
+            return ""  # in a handful of papers no word is rare: the question's words say nothing either way
+        return "" if self.offline.anchored(intent.searched, answer.sources) else BY_MEANING
 
     def unknown_year_note(self, intent: Intent, any_year: list[Hit] | None) -> str:
         """A year filter fails closed on papers with no known year; say which of them match the topic."""

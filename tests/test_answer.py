@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import FakeLLM
 
-from rag.answer import DECLINED_NOTICE, METADATA_MODEL, METADATA_NOTICE, REFUSAL, Engine, Streamed
+from rag.answer import BY_MEANING, DECLINED_NOTICE, METADATA_MODEL, METADATA_NOTICE, REFUSAL, Engine, Streamed
 from rag.errors import LLMError
 from rag.extractive import EXTRACTIVE_NOTICE
 from rag.prompt import build_messages, format_sources, load_prompt
@@ -837,6 +837,21 @@ def test_date_question_is_answered_for_the_named_paper(full):
 
 
 @pytest.mark.slow
+def test_a_list_whose_words_no_paper_holds_says_its_papers_were_chosen_by_meaning(full):
+    """Such a list is a judgement of meaning, often wrong: the reader is told; a list in the corpus's words is not."""
+    answer = full.ask("Is there work on making attention cheaper for very long documents?")
+    assert not answer.refused and answer.citations
+    assert answer.notice == f"{BY_MEANING} {EXTRACTIVE_NOTICE}"
+    anchored = full.ask("which papers report FP8 training speedups?")
+    assert not anchored.refused and anchored.notice == EXTRACTIVE_NOTICE
+
+
+def test_a_corpus_of_a_few_papers_gives_no_such_notice(tiny):
+    """In six papers no word is rare, so the question's words cannot tell a list of meaning from one of words."""
+    _, answer = run(extractive(tiny), UNANCHORED)
+    assert not answer.refused and answer.notice == EXTRACTIVE_NOTICE
+
+
 def test_year_in_a_list_question_filters_every_source(full):
     answer = full.ask("which papers from 2019 are about vision-and-language pre-training?")
     assert not answer.refused
