@@ -446,7 +446,7 @@ class Engine:
         if answer.refused or intent.filter_only or not (intent.many or intent.is_summary):
             return ""
         if len(self.retriever.lexicon) < TOPIC_CORPUS:
-            return ""  # in a handful of papers no word is rare: the question's words say nothing either way
+            return ""  # in a handful of papers word rarity means nothing (TOPIC_CORPUS, as for a two-word topic)
         return "" if self.offline.anchored(intent.searched, answer.sources) else BY_MEANING
 
     def unknown_year_note(self, intent: Intent, any_year: list[Hit] | None) -> str:

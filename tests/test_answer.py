@@ -847,7 +847,7 @@ def test_a_list_whose_words_no_paper_holds_says_its_papers_were_chosen_by_meanin
 
 
 def test_a_corpus_of_a_few_papers_gives_no_such_notice(tiny):
-    """In six papers no word is rare, so the question's words cannot tell a list of meaning from one of words."""
+    """In six papers word rarity means nothing, so it cannot tell a list of meaning from one of words."""
     _, answer = run(extractive(tiny), UNANCHORED)
     assert not answer.refused and answer.notice == EXTRACTIVE_NOTICE
 
