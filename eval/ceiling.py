@@ -27,6 +27,7 @@ from rag.answer import Engine
 from rag.config import DATASETS_DIR, Settings
 from rag.dev import evaluate
 from rag.embed import make_embedder
+from rag.errors import UserError
 from rag.ingest import ingest
 from rag.llm import make_chat_model
 from rag.prompt import judge_messages
@@ -126,21 +127,30 @@ def refusal_sweep(engine: Engine, questions: list[evaluate.Question]) -> tuple[t
     return best, cost
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--split", choices=evaluate.SPLITS, default="dev")
     parser.add_argument("--candidates", type=int, nargs="+", default=[12, 20])
     args = parser.parse_args()
-    settings = Settings(_env_file=None, data_dir=args.data_dir)
+    try:
+        report(args.data_dir, args.split, args.candidates)
+    except UserError as e:  # an index, embedder or LLM endpoint that cannot be used
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def report(data_dir: Path, split: str, candidates: list[int]) -> None:
+    settings = Settings(_env_file=None, data_dir=data_dir)
     embedder = make_embedder(settings)
     if not open_store(settings).count():
         ingest(settings.corpus_paths, settings, embedder)
     engine = Engine(settings, Retriever(settings, embedder), make_chat_model(settings))
-    questions = evaluate.select(evaluate.load_datasets([DATASETS_DIR]), args.split)
+    questions = evaluate.select(evaluate.load_datasets([DATASETS_DIR]), split)
     lists = [q for q in questions if q.kind == "multi" and q.gold]
-    print(f"{args.split}: {len(lists)} lists, per paper: precision / recall, papers kept")
-    for k in args.candidates:
+    print(f"{split}: {len(lists)} lists, per paper: precision / recall, papers kept")
+    for k in candidates:
         for name, cuts in zip(("perfect cut", "judge's cut"), list_cuts(engine, lists, k)):
             for style in ("lexical", "paraphrase", "all"):
                 chosen = [c for c in cuts if style in ("all", c.style)]
@@ -150,16 +160,16 @@ def main() -> None:
                     f"{mean(c.papers for c in chosen):.1f}"
                 )
     paraphrases = [q for q in questions if q.style == "paraphrase" and q.gold and q.kind != "metadata"]
-    print(f"{args.split}: gold against the other candidates of {len(paraphrases)} paraphrased questions (AUC)")
+    print(f"{split}: gold against the other candidates of {len(paraphrases)} paraphrased questions (AUC)")
     for name, value in ranking(engine, paraphrases).items():
         print(f"  {name:<15} {value:.3f}")
     (recall, precision, threshold), cost = refusal_sweep(engine, questions)
     print(
-        f"{args.split}: refusals, best threshold on relevance with false refusals <= {FALSE_REFUSALS}: "
+        f"{split}: refusals, best threshold on relevance with false refusals <= {FALSE_REFUSALS}: "
         f"recall {recall:.3f}, precision {precision:.3f} (below {threshold:.3f}); "
         f"recall 0.9 costs false refusals {cost:.3f}"
     )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
