@@ -54,6 +54,7 @@ class Clock:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.started = time.monotonic()
+        self.last = ""  # how the last failed attempt failed, for a budget that ends before the next one starts
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -125,7 +126,7 @@ def _bounded_class() -> type:
             clock = self._clock()
             if clock is not None:
                 if clock.remaining() <= 0:
-                    raise OutOfTime("no answer", clock.elapsed())
+                    raise OutOfTime(clock.last or "no answer", clock.elapsed())
                 options.timeout = min(self.attempt_timeout, clock.remaining())
             return super()._prepare_options(options)
 
@@ -137,8 +138,10 @@ def _bounded_class() -> type:
             if refused(error):
                 raise openai.APIConnectionError(request=_request_of(error)) from error
             clock = self._clock()
-            if clock is not None and wait >= clock.remaining():
-                raise OutOfTime(_failure(error), clock.elapsed())
+            if clock is not None:
+                clock.last = _failure(error)
+                if wait >= clock.remaining():
+                    raise OutOfTime(clock.last, clock.elapsed())
             return wait
 
     return BoundedOpenAI

@@ -25,7 +25,7 @@ from conftest import LocalServer
 from rag.config import Settings
 from rag.embed import OpenAICompatibleEmbedding, make_embedder
 from rag.errors import EmbedError, LLMError, UserError
-from rag.llm import OpenAIChat
+from rag.llm import OpenAIChat, OutOfTime, bounded_client
 
 KEY = "local-key-5f1e9c7b2d4a"  # no sk- prefix: only the endpoint code itself can keep it out of messages
 TOKENS = ["FP8 ", "training ", "is ", "1.4x ", "faster [1]."]
@@ -298,6 +298,24 @@ def test_chat_500_storm_stops_at_the_limit_without_echoing_the_key(endpoint) -> 
     model = chat(server, 1.0, 10)
     text = surfaced("chat", "500 storm", lambda: ask(model), LLMError, 1.0, server)
     assert "HTTP 500" in text and server.requests >= 2
+
+
+def test_a_budget_that_ends_during_the_wait_before_a_retry_names_the_last_failure(endpoint, monkeypatch) -> None:
+    """On a loaded machine the backoff sleep can overrun what was left of the budget: the next attempt is not
+    sent, and the message says how the last one failed (HTTP 500), not that nothing answered."""
+    import openai._base_client
+
+    server = endpoint("500")
+    client = bounded_client(server.base_url, KEY, 1.0, 3)
+    with client.budget(2.0) as clock:
+
+        def overrun(seconds: float) -> None:
+            clock.started -= 2.0 + seconds  # the wait took longer than all that was left
+
+        monkeypatch.setattr(openai._base_client.time, "sleep", overrun)
+        with pytest.raises(OutOfTime) as caught:
+            client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.last == "HTTP 500" and server.requests == 1
 
 
 def test_chat_500_message_shows_the_server_reason_with_the_key_blanked(endpoint) -> None:
