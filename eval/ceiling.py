@@ -24,16 +24,12 @@ from statistics import mean
 
 from rag import evidence
 from rag.answer import Engine
+from rag.app import build_engine
 from rag.config import DATASETS_DIR, Settings
 from rag.dev import evaluate
-from rag.embed import make_embedder
 from rag.errors import UserError
-from rag.ingest import ingest
-from rag.llm import make_chat_model
 from rag.prompt import judge_messages
 from rag.question import read_question
-from rag.retrieve import Retriever
-from rag.store import open_store
 from rag.types import Hit
 
 RECALL = 0.8  # the recall a list must reach (the goal's)
@@ -142,11 +138,9 @@ def main() -> int:
 
 
 def report(data_dir: Path, split: str, candidates: list[int]) -> None:
-    settings = Settings(_env_file=None, data_dir=data_dir)
-    embedder = make_embedder(settings)
-    if not open_store(settings).count():
-        ingest(settings.corpus_paths, settings, embedder)
-    engine = Engine(settings, Retriever(settings, embedder), make_chat_model(settings))
+    engine = build_engine(
+        Settings(_env_file=None, data_dir=data_dir)
+    )  # the default corpus ingested into an empty index
     questions = evaluate.select(evaluate.load_datasets([DATASETS_DIR]), split)
     lists = [q for q in questions if q.kind == "multi" and q.gold]
     print(f"{split}: {len(lists)} lists, per paper: precision / recall, papers kept")

@@ -171,21 +171,21 @@ class ExtractiveAnswerer:
         if intent.asks:
             return self._metadata(intent, hits)
         listed = (intent.is_list or intent.is_summary) and not intent.one
-        if intent.filter_only:
-            keep = [i for i, h in enumerate(hits, 1) if h.quotes()] or [
-                1
-            ]  # "papers from 2019": the filter is the answer
-        elif listed:
-            keep = [i for i, h in enumerate(hits, 1) if h.relevant and h.quotes()] or [1]
-        else:
-            # a lookup: one paper, unless another is as close
-            near = self.relevance.relevant(intent.searched, hits, NEAR)
-            keep = sorted({1, *(i for i in near if hits[i - 1].relevant and hits[i - 1].quotes())})
+        keep = self._chosen(intent, hits, listed)
         lines = [f"- {self.paper_line(i, hits[i - 1], intent.wants)}" for i in keep]
         groups = [reports(hits[i - 1]) for i in keep] if intent.is_summary and listed else []
         if len(set(groups)) > 1:
             return "\n".join(_headed(lines, groups))
         return "\n".join(lines) if len(lines) > 1 or (listed and intent.is_list) else lines[0][2:]
+
+    def _chosen(self, intent: Intent, hits: list[Hit], listed: bool) -> list[int]:
+        """Positions (1-based) of the papers the answer names."""
+        if intent.filter_only:  # "papers from 2019": the filter is the answer
+            return [i for i, h in enumerate(hits, 1) if h.quotes()] or [1]
+        if listed:
+            return [i for i, h in enumerate(hits, 1) if h.relevant and h.quotes()] or [1]
+        near = self.relevance.relevant(intent.searched, hits, NEAR)  # a lookup: one paper, unless another is as close
+        return sorted({1, *(i for i in near if hits[i - 1].relevant and hits[i - 1].quotes())})
 
     def paper_line(self, n: int, hit: Hit, wants: Want | None) -> str:
         """The paper's name and its answering sentences; asked for a figure, a dataset or a comparison its
